@@ -1,0 +1,6 @@
+"""The functions this deployment runs, listed explicitly; loaded as `functions:FUNCTIONS`."""
+
+from functions.email import send_email
+from functions.sms import send_sms
+
+FUNCTIONS = (send_sms, send_email)

@@ -1,0 +1,116 @@
+"""Publishing from Python: validate against the input type, then one Lua call per partition."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from runtime.declare import Function
+from runtime.errors import InvalidPayload, PayloadTooLarge
+from runtime.registry import Registry
+from streams import envelope as env
+from streams.connection import Redis
+from streams.keys import PartitionKeys, check_token, partition_of
+from streams.publish import publish
+
+# One Lua call writes at most this many jobs, so a huge bulk publish does not
+# hold Redis (single-threaded) for long while other clients wait.
+CHUNK = 1000
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One event to publish: `data` is the input Struct or anything convertible to it."""
+
+    workspace: str
+    data: Any
+    # An explicit id makes the publish idempotent: the same id is never a second job.
+    id: str | None = None
+
+
+class Receipt(msgspec.Struct, frozen=True):
+    """What a publish wrote: one job id, shared by every function the topic routes to."""
+
+    id: str
+    functions: tuple[str, ...]
+    # True when every copy already existed: nothing was written.
+    duplicate: bool
+
+
+class Client:
+    """Publishes events for the functions of a registry."""
+
+    def __init__(self, redis: Redis, registry: Registry) -> None:
+        self.redis = redis
+        self.registry = registry
+        self._keys: dict[tuple[str, int], PartitionKeys] = {}
+
+    async def publish(
+        self, target: str, *, workspace: str, data: Any, id: str | None = None
+    ) -> Receipt:
+        """Publish one event to a function or topic; returns once Redis has it."""
+        (receipt,) = await self.publish_many(target, [Event(workspace=workspace, data=data, id=id)])
+        return receipt
+
+    async def publish_many(self, target: str, events: Sequence[Event]) -> list[Receipt]:
+        """Publish many events; every one is validated before anything is written."""
+        functions = self.registry.route(target)
+        ids = [_job_id(e, i) for i, e in enumerate(events)]
+        created_ms = env.now_ms()
+        groups: dict[PartitionKeys, list[env.Envelope]] = {}
+        for fn in functions:
+            for i, event in enumerate(events):
+                envelope = env.Envelope(
+                    id=ids[i],
+                    function=fn.name,
+                    workspace=check_token("workspace", event.workspace),
+                    payload=_payload(fn, i, event.data),
+                    created_ms=created_ms,
+                )
+                part = partition_of(event.workspace, fn.options.partitions)
+                groups.setdefault(self._partition(fn.name, part), []).append(envelope)
+        chunks = [
+            (keys, batch[start : start + CHUNK])
+            for keys, batch in groups.items()
+            for start in range(0, len(batch), CHUNK)
+        ]
+        results = await asyncio.gather(*(publish(self.redis, k, c) for k, c in chunks))
+        created = {
+            (written.job_id, keys.function)
+            for (keys, _), chunk in zip(chunks, results, strict=True)
+            for written in chunk
+            if written.created
+        }
+        names = tuple(fn.name for fn in functions)
+        return [
+            Receipt(job_id, names, not any((job_id, n) in created for n in names)) for job_id in ids
+        ]
+
+    def _partition(self, function: str, partition: int) -> PartitionKeys:
+        keys = self._keys.get((function, partition))
+        if keys is None:
+            keys = self._keys[(function, partition)] = PartitionKeys(function, partition)
+        return keys
+
+
+def _job_id(event: Event, index: int) -> str:
+    if event.id is None:
+        return env.new_job_id()
+    return check_token(f"job id of event {index}", event.id)
+
+
+def _payload(fn: Function[Any], index: int, data: Any) -> msgspec.Raw:
+    if not isinstance(data, fn.input):
+        try:
+            data = msgspec.convert(data, fn.input)
+        except msgspec.ValidationError as exc:
+            raise InvalidPayload(fn.name, index, str(exc)) from None
+    payload = env.encode_payload(data)
+    if len(payload) > fn.options.max_payload_bytes:
+        raise PayloadTooLarge(
+            f"event {index} for function {fn.name!r}: payload is {len(payload)} bytes, "
+            f"the limit is {fn.options.max_payload_bytes}"
+        )
+    return payload

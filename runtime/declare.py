@@ -1,0 +1,170 @@
+"""Declaring handler functions: `@function` for one job, `@batch_function` for batches.
+
+Each decorator builds a typed `Function` value; nothing is registered as a side
+effect of importing a module. A deployment lists its functions explicitly (see
+`functions/__init__.py`), and the worker loads that list by a `module:attr` name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+import msgspec
+
+from streams.errors import ConfigurationError
+from streams.keys import check_function_name
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+class Job(msgspec.Struct, Generic[T], frozen=True):
+    """One delivery of one event to one function, as a handler sees it."""
+
+    id: str
+    workspace: str
+    data: T
+    # 1 on the first attempt; handlers use id and attempt to stay idempotent.
+    attempt: int
+    # How often the group handed out this entry; above 1 after a worker was lost.
+    deliveries: int
+    created_ms: int
+
+
+class Batch(Generic[T]):
+    """Jobs of one workspace handed to a batch handler in one call.
+
+    Returning normally completes every job not passed to `fail`; raising fails all.
+    """
+
+    __slots__ = ("failures", "jobs", "workspace")
+
+    def __init__(self, workspace: str, jobs: list[Job[T]]) -> None:
+        self.workspace = workspace
+        self.jobs = jobs
+        self.failures: dict[str, str] = {}
+
+    def fail(self, job: Job[T], error: BaseException | str) -> None:
+        """Mark one job failed; the others still complete."""
+        self.failures[job.id] = error if isinstance(error, str) else describe(error)
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+
+def describe(error: BaseException) -> str:
+    """How a handler's exception is recorded on its job."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the runtime runs one function. Checked when the function is declared."""
+
+    batch_size: int = 100
+    concurrency: int = 16
+    timeout_s: float = 30.0
+    # A job delivered more often than this (its workers died) is dead-lettered.
+    max_deliveries: int = 5
+    # A held job idle this long is presumed lost and reclaimed by another worker;
+    # heartbeats keep a long-running job's claim alive well within it.
+    visibility_timeout_s: float = 60.0
+    partitions: int = 1
+    retention_s: float = 86_400.0
+    max_payload_bytes: int = 256 * 1024
+    topics: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        checks = (
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.concurrency >= 1, "concurrency must be at least 1"),
+            (self.timeout_s > 0, "timeout must be positive"),
+            (self.max_deliveries >= 1, "max_deliveries must be at least 1"),
+            (self.visibility_timeout_s >= 1, "visibility_timeout must be at least 1 s"),
+            (1 <= self.partitions <= 1024, "partitions must be 1 to 1024"),
+            (self.retention_s > 0, "retention must be positive"),
+            (self.max_payload_bytes > 0, "max_payload_bytes must be positive"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ConfigurationError(message)
+
+
+BatchHandler = Callable[[Batch[T]], Awaitable[None]]
+JobHandler = Callable[[Job[T]], Awaitable[object]]
+
+
+class Function(Generic[T]):
+    """A declared handler: its name, input type, options and batch-shaped callable."""
+
+    __slots__ = ("batched", "decoder", "example", "handler", "input", "name", "options")
+
+    def __init__(
+        self,
+        name: str,
+        input: type[T],
+        handler: BatchHandler[T],
+        options: Options,
+        *,
+        batched: bool,
+        example: T | None = None,
+    ) -> None:
+        self.name = check_function_name(name)
+        self.input = input
+        self.handler = handler
+        self.options = options
+        # A single-job handler gets batches of one: the runtime has one code path.
+        self.batched = batched
+        self.example = example
+        self.decoder = msgspec.msgpack.Decoder(input)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """What this function is subscribed to: its own name plus declared topics."""
+        return (self.name, *self.options.topics)
+
+    def __repr__(self) -> str:
+        return f"Function({self.name!r})"
+
+
+def _single(handler: JobHandler[T]) -> BatchHandler[T]:
+    async def run(batch: Batch[T]) -> None:
+        await handler(batch.jobs[0])
+
+    run.__qualname__ = getattr(handler, "__qualname__", "handler")
+    return run
+
+
+def function(
+    name: str, *, input: type[T], example: T | None = None, **options: object
+) -> Callable[[JobHandler[T]], Function[T]]:
+    """Declare a handler that receives one `Job` at a time.
+
+    Options are those of `Options` (batch_size, concurrency, timeout_s, ...);
+    a misspelt or ill-typed option raises at declaration, not at run time.
+    """
+    opts = _options(name, options)
+
+    def declare(handler: JobHandler[T]) -> Function[T]:
+        return Function(name, input, _single(handler), opts, batched=False, example=example)
+
+    return declare
+
+
+def batch_function(
+    name: str, *, input: type[T], example: T | None = None, **options: object
+) -> Callable[[BatchHandler[T]], Function[T]]:
+    """Declare a handler that receives a `Batch` of jobs of one workspace per call."""
+    opts = _options(name, options)
+
+    def declare(handler: BatchHandler[T]) -> Function[T]:
+        return Function(name, input, handler, opts, batched=True, example=example)
+
+    return declare
+
+
+def _options(name: str, options: dict[str, object]) -> Options:
+    try:
+        return msgspec.convert(options, Options)
+    except msgspec.ValidationError as exc:
+        raise ConfigurationError(f"function {name!r}: {exc}") from exc

@@ -1,0 +1,371 @@
+"""The consume loop of one function partition: read -> decode -> invoke -> settle.
+
+Tasks, each with one job: a reader (XREADGROUP BLOCK, only while there is room),
+`concurrency` lanes that invoke the handler, a settler that writes every finished
+outcome since its last call in one Lua call, a heartbeat that extends the claim on
+held entries, and a reclaimer that takes over entries of lost workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+
+from runtime.backoff import Backoff
+from runtime.declare import Batch, Function, Job
+from runtime.health import RedisHealth
+from runtime.invoke import invoke
+from streams import envelope as env
+from streams.claims import Held, extend, leave
+from streams.connection import Redis
+from streams.consume import Delivery, ensure_group, read
+from streams.errors import RedisUnavailable
+from streams.keys import PartitionKeys
+from streams.reclaim import reclaim
+from streams.settle import Settlement, settle
+
+log = logging.getLogger(__name__)
+
+
+class LoopConfig(msgspec.Struct, frozen=True, kw_only=True):
+    consumer: str
+    block_ms: int
+    reclaim_interval_s: float
+    grace_s: float
+
+
+class Call(msgspec.Struct):
+    """One handler invocation: a batch and the stream entries of its jobs, in order."""
+
+    batch: Batch[Any]
+    entry_ids: list[str]
+
+
+class PartitionLoop:
+    """Runs one function's handler on one partition's stream until told to stop."""
+
+    def __init__(
+        self,
+        client: Redis,
+        fn: Function[Any],
+        partition: int,
+        config: LoopConfig,
+        health: RedisHealth,
+    ) -> None:
+        self.client = client
+        self.fn = fn
+        self.keys = PartitionKeys(fn.name, partition)
+        self.config = config
+        self.health = health
+        opts = fn.options
+        # Room for one batch being read while `concurrency` calls run.
+        per_call = opts.batch_size if fn.batched else 1
+        self.capacity = opts.batch_size + opts.concurrency * per_call
+        self.retention_ms = int(opts.retention_s * 1000)
+        # Entries read and not yet settled: what heartbeats extend and shutdown hands back.
+        self.held: dict[str, str] = {}
+        self.calls: asyncio.Queue[Call | None] = asyncio.Queue()
+        self.outbox: list[Settlement] = []
+        self.outbox_ready = asyncio.Event()
+        self.room = asyncio.Event()
+        self.stopping = False
+        self.closing = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if not await self._join(stop):
+            return
+        lanes = [asyncio.create_task(self._lane()) for _ in range(self.fn.options.concurrency)]
+        settler = asyncio.create_task(self._settle_forever())
+        heartbeat = asyncio.create_task(self._heartbeat_forever())
+        reclaimer = asyncio.create_task(self._reclaim_forever())
+        reader = asyncio.create_task(self._read_forever())
+        await stop.wait()
+        await self._shut_down(lanes, settler, heartbeat, reclaimer, reader)
+
+    async def _join(self, stop: asyncio.Event) -> bool:
+        backoff = Backoff()
+        while not stop.is_set():
+            try:
+                await ensure_group(self.client, self.keys)
+            except RedisUnavailable as exc:
+                self.health.down(exc)
+                await _wait(stop, backoff.next_delay())
+                continue
+            self.health.up()
+            return True
+        return False
+
+    async def _shut_down(
+        self,
+        lanes: list[asyncio.Task[None]],
+        settler: asyncio.Task[None],
+        heartbeat: asyncio.Task[None],
+        reclaimer: asyncio.Task[None],
+        reader: asyncio.Task[None],
+    ) -> None:
+        """Stop reading, let running calls finish within the grace period, settle, hand back.
+
+        The order matters: reading stops first so no new work starts; heartbeats
+        run until the end so a slow finisher keeps its claims; what never started
+        or did not finish in time is handed back without charging an attempt.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.grace_s
+        self.stopping = True
+        self.room.set()
+        reclaimer.cancel()
+        # A read in progress returns within BLOCK; what it brings is held, not run.
+        await _finish(reader, self.config.block_ms / 1000 + 1)
+        while not self.calls.empty():
+            self.calls.get_nowait()
+        for _ in lanes:
+            self.calls.put_nowait(None)
+        _, late = await asyncio.wait(lanes, timeout=max(0.0, deadline - loop.time()))
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        self.closing = True
+        self.outbox_ready.set()
+        await _finish(settler, max(1.0, deadline - loop.time()))
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, reclaimer, return_exceptions=True)
+        held = [Held(eid, job_id) for eid, job_id in self.held.items()]
+        try:
+            left = await leave(self.client, self.keys, self.config.consumer, held)
+        except RedisUnavailable as exc:
+            log.warning(
+                "%s: could not hand back %d jobs (%s); they are reclaimed after %g s",
+                self.keys,
+                len(held),
+                exc,
+                self.fn.options.visibility_timeout_s,
+            )
+            return
+        if left.handed_back:
+            log.info("%s: handed back %d unfinished jobs", self.keys, left.handed_back)
+
+    async def _read_forever(self) -> None:
+        backoff = Backoff()
+        batch_size = self.fn.options.batch_size
+        while not self.stopping:
+            free = self.capacity - len(self.held)
+            if free <= 0:
+                self.room.clear()
+                await self.room.wait()
+                continue
+            try:
+                deliveries = await read(
+                    self.client,
+                    self.keys,
+                    self.config.consumer,
+                    min(free, batch_size),
+                    self.config.block_ms,
+                )
+            except RedisUnavailable as exc:
+                self.health.down(exc)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            except Exception:
+                log.exception("%s: read failed", self.keys)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self.health.up()
+            backoff.reset()
+            if deliveries:
+                self._accept(deliveries)
+
+    def _accept(self, deliveries: list[Delivery]) -> None:
+        """Hold what was delivered; queue handler calls for it unless shutting down."""
+        fn = self.fn
+        max_deliveries = fn.options.max_deliveries
+        ready: list[tuple[str, Job[Any]]] = []
+        for d in deliveries:
+            if d.entry_id in self.held:
+                continue  # reclaimed back from ourselves: a call for it is under way
+            try:
+                envelope = env.decode(d.envelope)
+            except msgspec.DecodeError as exc:
+                self._dead(d, f"corrupt-{d.entry_id}", 1, f"undecodable envelope: {exc}")
+                continue
+            self.held[d.entry_id] = envelope.id
+            if d.deliveries > max_deliveries:
+                reason = (
+                    f"delivered {d.deliveries} times, above max_deliveries={max_deliveries}: "
+                    "its workers kept dying"
+                )
+                self._dead(d, envelope.id, envelope.attempt, reason)
+                continue
+            try:
+                data = fn.decoder.decode(envelope.payload)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                error = f"payload does not match {fn.input.__name__}: {exc}"
+                self._record(d.entry_id, envelope.id, "failed", envelope.attempt, error)
+                continue
+            job = Job(
+                envelope.id, envelope.workspace, data, envelope.attempt, d.deliveries,
+                envelope.created_ms,
+            )  # fmt: skip
+            ready.append((d.entry_id, job))
+        if self.stopping:
+            return
+        if fn.batched:
+            for call in _by_workspace(ready):
+                self.calls.put_nowait(call)
+        else:
+            for entry_id, job in ready:
+                self.calls.put_nowait(Call(Batch(job.workspace, [job]), [entry_id]))
+
+    def _dead(self, d: Delivery, job_id: str, attempt: int, reason: str) -> None:
+        self.held[d.entry_id] = job_id
+        log.error("%s: job %s dead-lettered: %s", self.keys, job_id, reason)
+        self.outbox.append(Settlement(d.entry_id, job_id, "dead", attempt, reason, d.envelope))
+        self.outbox_ready.set()
+
+    def _record(self, entry_id: str, job_id: str, state: Any, attempt: int, error: str) -> None:
+        self.outbox.append(Settlement(entry_id, job_id, state, attempt, error))
+        self.outbox_ready.set()
+
+    async def _lane(self) -> None:
+        calls = self.calls
+        outbox = self.outbox_ready
+        while (call := await calls.get()) is not None:
+            failures = await invoke(self.fn, call.batch)
+            append = self.outbox.append
+            for entry_id, job in zip(call.entry_ids, call.batch.jobs, strict=True):
+                error = failures.get(job.id) if failures else None
+                if error is None:
+                    append(Settlement(entry_id, job.id, "completed", job.attempt))
+                else:
+                    append(Settlement(entry_id, job.id, "failed", job.attempt, error))
+            outbox.set()
+
+    async def _settle_forever(self) -> None:
+        backoff = Backoff()
+        while True:
+            await self.outbox_ready.wait()
+            self.outbox_ready.clear()
+            if not self.outbox:
+                if self.closing:
+                    return
+                continue
+            batch, self.outbox = self.outbox, []
+            try:
+                result = await settle(
+                    self.client,
+                    self.keys,
+                    self.config.consumer,
+                    self.retention_ms,
+                    batch,
+                    len(self.held),
+                )
+            except RedisUnavailable as exc:
+                # Keep every outcome: nothing finished is forgotten while Redis is away.
+                self.outbox[:0] = batch
+                self.outbox_ready.set()
+                self.health.down(exc)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            except Exception:
+                self.outbox[:0] = batch
+                self.outbox_ready.set()
+                log.exception("%s: settle failed", self.keys)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self.health.up()
+            backoff.reset()
+            held = self.held
+            for s in batch:
+                held.pop(s.entry_id, None)
+            if result.fenced:
+                log.warning(
+                    "%s: %d results not settled: another worker reclaimed those jobs",
+                    self.keys,
+                    len(result.fenced),
+                )
+            self.room.set()
+
+    async def _heartbeat_forever(self) -> None:
+        interval = self.fn.options.visibility_timeout_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not self.held:
+                continue
+            try:
+                lost = await extend(self.client, self.keys, self.config.consumer, list(self.held))
+            except RedisUnavailable as exc:
+                self.health.down(exc)
+                continue
+            except Exception:
+                log.exception("%s: heartbeat failed", self.keys)
+                continue
+            if lost:
+                log.warning(
+                    "%s: %d held jobs were reclaimed by another worker", self.keys, len(lost)
+                )
+
+    async def _reclaim_forever(self) -> None:
+        min_idle_ms = int(self.fn.options.visibility_timeout_s * 1000)
+        cursor = "0-0"
+        while True:
+            await asyncio.sleep(self.config.reclaim_interval_s)
+            # Walk the pending list while it yields entries and there is room.
+            while (free := self.capacity - len(self.held)) > 0:
+                try:
+                    found = await reclaim(
+                        self.client,
+                        self.keys,
+                        self.config.consumer,
+                        min_idle_ms,
+                        cursor,
+                        min(free, self.fn.options.batch_size),
+                    )
+                except RedisUnavailable as exc:
+                    self.health.down(exc)
+                    break
+                except Exception:
+                    log.exception("%s: reclaim failed", self.keys)
+                    break
+                cursor = found.cursor
+                if found.lost:
+                    log.error(
+                        "%s: %d pending entries were gone from the stream", self.keys, found.lost
+                    )
+                if found.deliveries:
+                    log.info(
+                        "%s: reclaimed %d jobs of lost workers", self.keys, len(found.deliveries)
+                    )
+                    self._accept(found.deliveries)
+                if cursor == "0-0" or not found.deliveries:
+                    break
+
+
+def _by_workspace(ready: list[tuple[str, Job[Any]]]) -> list[Call]:
+    calls: dict[str, Call] = {}
+    for entry_id, job in ready:
+        call = calls.get(job.workspace)
+        if call is None:
+            calls[job.workspace] = Call(Batch(job.workspace, [job]), [entry_id])
+        else:
+            call.batch.jobs.append(job)
+            call.entry_ids.append(entry_id)
+    return list(calls.values())
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    """Sleep up to `timeout_s`, or less if `event` is set."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        pass
+
+
+async def _finish(task: asyncio.Task[None], timeout_s: float) -> None:
+    """Let `task` end by itself within `timeout_s`, else cancel it."""
+    done, _ = await asyncio.wait([task], timeout=timeout_s)
+    if not done:
+        task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,67 @@
+"""The deployment's functions by name and topic, loaded from a `module:attr` name."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from runtime.declare import Function
+from runtime.errors import ConfigurationError, UnknownFunction
+
+AnyFunction = Function[Any]
+
+
+class Registry:
+    """Functions by name, and which functions each topic routes to (fan-out)."""
+
+    __slots__ = ("by_name", "by_topic")
+
+    def __init__(self, functions: Iterable[AnyFunction]) -> None:
+        self.by_name: dict[str, AnyFunction] = {}
+        self.by_topic: dict[str, list[AnyFunction]] = {}
+        for fn in functions:
+            if fn.name in self.by_name:
+                raise ConfigurationError(f"function {fn.name!r} is declared twice")
+            self.by_name[fn.name] = fn
+            for topic in fn.topics:
+                self.by_topic.setdefault(topic, []).append(fn)
+
+    def route(self, target: str) -> Sequence[AnyFunction]:
+        """The functions a publish to `target` (a function name or topic) writes to."""
+        try:
+            return self.by_topic[target]
+        except KeyError:
+            known = ", ".join(sorted(self.by_topic)) or "none"
+            raise UnknownFunction(f"no function handles {target!r} (known: {known})") from None
+
+    def select(self, names: Iterable[str]) -> list[AnyFunction]:
+        """The named functions, for `sluice worker --functions a,b`."""
+        chosen = []
+        for name in names:
+            if name not in self.by_name:
+                known = ", ".join(sorted(self.by_name)) or "none"
+                raise UnknownFunction(f"no function named {name!r} (known: {known})")
+            chosen.append(self.by_name[name])
+        return chosen
+
+    def __iter__(self) -> Iterator[AnyFunction]:
+        return iter(self.by_name.values())
+
+
+def load(spec: str) -> Registry:
+    """Import `module:attr`, a sequence of `Function` values."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigurationError(f"functions must be given as module:attr, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
+    try:
+        functions = getattr(module, attr)
+    except AttributeError:
+        raise ConfigurationError(f"module {module_name!r} has no {attr!r}") from None
+    if not isinstance(functions, Sequence) or not all(isinstance(f, Function) for f in functions):
+        raise ConfigurationError(f"{spec} must be a sequence of Function values")
+    return Registry(functions)

@@ -1,0 +1,87 @@
+"""The process settings: one frozen Struct, read from the environment once, in the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import msgspec
+
+from streams.connection import RedisSettings
+from streams.errors import ConfigurationError
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    redis: RedisSettings = RedisSettings()
+    functions: str = "functions:FUNCTIONS"
+    grace_s: float = 25.0
+    block_ms: int = 2000
+    reclaim_interval_s: float = 5.0
+    consumer: str = ""
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    demo: bool = False
+
+    def __post_init__(self) -> None:
+        if self.grace_s < 0:
+            raise ConfigurationError("SLUICE_GRACE_S must be 0 or more")
+        if self.reclaim_interval_s <= 0:
+            raise ConfigurationError("SLUICE_RECLAIM_INTERVAL_S must be positive")
+        # A blocking read must come back before the socket timeout calls it dead.
+        if not 0 < self.block_ms < self.redis.socket_timeout_s * 1000:
+            raise ConfigurationError(
+                f"SLUICE_BLOCK_MS must be above 0 and below the socket timeout "
+                f"({self.redis.socket_timeout_s * 1000:g} ms), got {self.block_ms}"
+            )
+
+
+# Environment variable -> (section, field). The README's table lists the same.
+VARIABLES: dict[str, tuple[str, str]] = {
+    "REDIS_URL": ("redis", "url"),
+    "REDIS_USERNAME": ("redis", "username"),
+    "REDIS_PASSWORD": ("redis", "password"),
+    "SLUICE_REDIS_CONNECT_TIMEOUT_S": ("redis", "connect_timeout_s"),
+    "SLUICE_REDIS_SOCKET_TIMEOUT_S": ("redis", "socket_timeout_s"),
+    "SLUICE_REDIS_RETRIES": ("redis", "retries"),
+    "SLUICE_REDIS_MAX_CONNECTIONS": ("redis", "max_connections"),
+    "SLUICE_FUNCTIONS": ("", "functions"),
+    "SLUICE_GRACE_S": ("", "grace_s"),
+    "SLUICE_BLOCK_MS": ("", "block_ms"),
+    "SLUICE_RECLAIM_INTERVAL_S": ("", "reclaim_interval_s"),
+    "SLUICE_CONSUMER": ("", "consumer"),
+    "SLUICE_LOG_FORMAT": ("", "log_format"),
+    "SLUICE_LOG_LEVEL": ("", "log_level"),
+    "SLUICE_DEMO": ("", "demo"),
+}
+
+
+def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
+    """Build Settings from `environ`; a bad value raises one line naming the variable."""
+    unknown = sorted(k for k in environ if k.startswith("SLUICE_") and k not in VARIABLES)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown setting {', '.join(unknown)}; known: {', '.join(VARIABLES)}"
+        )
+    types = {
+        (section, f.name): f.type
+        for section, struct in (("redis", RedisSettings), ("", Settings))
+        for f in msgspec.structs.fields(struct)
+    }
+    values: dict[str, dict[str, object]] = {"redis": {}, "": {}}
+    for name, (section, field) in VARIABLES.items():
+        if name in environ:
+            values[section][field] = _convert(name, environ[name], types[section, field])
+    values[""].update(overrides)
+    try:
+        return msgspec.convert(
+            {**values[""], "redis": values["redis"]}, Settings, from_attributes=True
+        )
+    except msgspec.ValidationError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def _convert(name: str, raw: str, field_type: object) -> object:
+    try:
+        return msgspec.convert(raw, field_type, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigurationError(f"{name}={raw!r}: {str(exc).split(' - at')[0]}") from None

@@ -1,0 +1,56 @@
+"""The worker host: one partition loop per function partition, in one TaskGroup."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from runtime.declare import Function
+from runtime.health import RedisHealth
+from runtime.loop import LoopConfig, PartitionLoop
+from runtime.settings import Settings
+from streams.connection import Redis
+
+log = logging.getLogger(__name__)
+
+
+def consumer_name() -> str:
+    """Unique per process, readable in XINFO: host, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class WorkerHost:
+    """Runs the handlers of `functions` until `stop` is set, then shuts down gracefully."""
+
+    def __init__(
+        self,
+        client: Redis,
+        functions: Sequence[Function[Any]],
+        settings: Settings,
+        health: RedisHealth,
+    ) -> None:
+        config = LoopConfig(
+            consumer=settings.consumer or consumer_name(),
+            block_ms=settings.block_ms,
+            reclaim_interval_s=settings.reclaim_interval_s,
+            grace_s=settings.grace_s,
+        )
+        self.consumer = config.consumer
+        self.loops = [
+            PartitionLoop(client, fn, partition, config, health)
+            for fn in functions
+            for partition in range(fn.options.partitions)
+        ]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        names = sorted({loop.fn.name for loop in self.loops})
+        log.info("worker %s consuming %s", self.consumer, ", ".join(names))
+        async with asyncio.TaskGroup() as group:
+            for loop in self.loops:
+                group.create_task(loop.run(stop))
+        log.info("worker %s stopped", self.consumer)

@@ -1,0 +1,51 @@
+"""Keep and give up claims on entries: heartbeat extension and leaving the group."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from streams.connection import Redis
+from streams.keys import GROUP, PartitionKeys
+from streams.lua import Script
+
+_EXTEND = Script.beside(__file__, "extend.lua")
+_LEAVE = Script.beside(__file__, "leave.lua")
+
+
+class Held(msgspec.Struct, frozen=True):
+    """An entry a consumer holds: its stream id and the job it carries."""
+
+    entry_id: str
+    job_id: str
+
+
+class Left(msgspec.Struct, frozen=True):
+    handed_back: int
+    # False when entries this process never saw (a read cut off by a dropped
+    # connection) were still pending: the consumer stays for reclaim to drain.
+    deleted: bool
+
+
+async def extend(
+    client: Redis, keys: PartitionKeys, consumer: str, entry_ids: Sequence[str]
+) -> list[str]:
+    """Reset the idle time of held entries; returns those another consumer took."""
+    if not entry_ids:
+        return []
+    reply = await _EXTEND(client, [keys.stream], [GROUP, consumer, *entry_ids])
+    assert isinstance(reply, list)
+    return [eid.decode() for eid in reply]
+
+
+async def leave(client: Redis, keys: PartitionKeys, consumer: str, held: Sequence[Held]) -> Left:
+    """Hand `held` back to the group at once and delete the consumer if it holds nothing."""
+    reply = await _LEAVE(
+        client,
+        [keys.stream, *(keys.job(h.job_id) for h in held)],
+        [GROUP, consumer, *(h.entry_id for h in held)],
+    )
+    assert isinstance(reply, list)
+    handed, deleted = reply
+    return Left(int(handed), bool(deleted))

@@ -1,0 +1,73 @@
+"""One settings struct for reaching Redis, and the one factory for clients."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from streams.errors import ConfigurationError
+
+Redis = aioredis.Redis
+
+
+class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How to reach Redis. Credentials may sit in the URL or in their own fields."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    username: str | None = None
+    password: str | None = None
+    connect_timeout_s: float = 2.0
+    # Every command waits at most this long. Blocking reads use a shorter BLOCK,
+    # so a silent server is noticed within this bound, never hangs a process.
+    socket_timeout_s: float = 5.0
+    retries: int = 3
+    backoff_base_s: float = 0.05
+    backoff_cap_s: float = 2.0
+    max_connections: int = 64
+
+    def __post_init__(self) -> None:
+        scheme = urllib.parse.urlsplit(self.url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(
+                f"Redis URL must start with redis://, rediss:// or unix://, got {self.url!r}"
+            )
+        if self.connect_timeout_s <= 0 or self.socket_timeout_s <= 0:
+            raise ConfigurationError("Redis timeouts must be positive")
+        if self.retries < 0:
+            raise ConfigurationError("Redis retries must be 0 or more")
+
+    def redacted_url(self) -> str:
+        """The URL without its password, for logs."""
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def connect(settings: RedisSettings) -> Redis:
+    """Build a client; it connects lazily, so this never blocks or fails on a down server.
+
+    Retries with jittered exponential backoff cover blips within one command.
+    Every Sluice script is idempotent under such a retry: a publish re-run finds
+    its jobs already written, a settle re-run finds its entries already acknowledged.
+    """
+    retry = Retry(
+        ExponentialWithJitterBackoff(cap=settings.backoff_cap_s, base=settings.backoff_base_s),
+        settings.retries,
+    )
+    client: Redis = aioredis.Redis.from_url(
+        settings.url,
+        username=settings.username,
+        password=settings.password,
+        socket_connect_timeout=settings.connect_timeout_s,
+        socket_timeout=settings.socket_timeout_s,
+        retry=retry,
+        max_connections=settings.max_connections,
+        decode_responses=False,
+    )
+    return client

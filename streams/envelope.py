@@ -1,0 +1,63 @@
+"""The envelope: what one stream entry carries for one job.
+
+Encoded with msgpack into a single stream field. The payload stays `msgspec.Raw`
+(the msgpack bytes of the function's input), so this layer never knows handler
+types and the worker decodes the payload once, straight into the input Struct.
+
+Schema evolution (msgspec's rules, as the struct is array-like): never reorder
+or remove fields; a new field goes at the end with a default, so old entries
+still decode and old workers ignore what they do not know.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+
+import msgspec
+
+
+class Envelope(msgspec.Struct, array_like=True, frozen=True):
+    """One job as it travels through Redis."""
+
+    id: str
+    function: str
+    workspace: str
+    payload: msgspec.Raw
+    # The publisher's wall clock; Redis's own clock is in the stream entry id.
+    created_ms: int
+    attempt: int = 1
+    # W3C trace context (traceparent, tracestate) of the publisher, if any.
+    trace: dict[str, str] | None = None
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Envelope)
+
+
+def encode(envelope: Envelope) -> bytes:
+    return _encoder.encode(envelope)
+
+
+def decode(data: bytes) -> Envelope:
+    """Decode an envelope; raises `msgspec.DecodeError` for bytes that are not one."""
+    return _decoder.decode(data)
+
+
+def encode_payload(value: object) -> msgspec.Raw:
+    """msgpack-encode a handler input so it can sit in an envelope unchanged."""
+    return msgspec.Raw(_encoder.encode(value))
+
+
+def new_job_id() -> str:
+    """A 26-character id that sorts by creation time (48-bit ms + 80 random bits).
+
+    base32hex keeps byte order in string order, so ids sort like ULIDs.
+    """
+    raw = (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)
+    return base64.b32hexencode(raw)[:26].decode()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,53 @@
+"""Every exception Sluice raises derives from `SluiceError`.
+
+redis-py's connection and timeout errors are wrapped as `RedisUnavailable` at
+this layer's boundary, so callers above handle one type for "Redis is not there".
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import redis.exceptions
+
+
+class SluiceError(Exception):
+    """Base class of all Sluice errors."""
+
+
+class RedisUnavailable(SluiceError):
+    """Raised when Redis cannot be reached, times out, or is still loading its data."""
+
+
+class InvalidName(SluiceError, ValueError):
+    """Raised when a function name, workspace or job id could not be used in a key."""
+
+
+class ConfigurationError(SluiceError, ValueError):
+    """Raised when a setting or declaration has a value Sluice cannot run with."""
+
+
+_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    OSError,
+)
+
+
+@contextlib.contextmanager
+def wrap_unavailable() -> Iterator[None]:
+    """Turn redis-py's "cannot talk to Redis" errors into `RedisUnavailable`."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    except redis.exceptions.ResponseError as exc:
+        # A restarted server still loading its AOF, or a replica mid-failover, answers
+        # with these; they clear by themselves, so they are availability, not bugs.
+        if str(exc).startswith(("LOADING", "MASTERDOWN", "READONLY")):
+            raise RedisUnavailable(str(exc)) from exc
+        raise

@@ -1,0 +1,65 @@
+"""The only place a Redis key string is built.
+
+Every key of one function partition shares the hash tag `{<function>#<p>}`, so
+each Lua script touches one slot and runs unchanged on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+from streams.errors import InvalidName
+
+PREFIX = "sluice"
+GROUP = "workers"
+
+_FUNCTION_NAME = re.compile(r"[a-z0-9][a-z0-9_.\-]{0,99}")
+# Ids and workspaces go into keys and logs: no braces (hash tags), no spaces.
+_TOKEN = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+
+
+def check_function_name(name: str) -> str:
+    """Return `name` if it can name a function's keys, else raise `InvalidName`."""
+    if not _FUNCTION_NAME.fullmatch(name):
+        raise InvalidName(
+            f"function name {name!r} must be 1-100 of a-z 0-9 _ . - starting with a letter or digit"
+        )
+    return name
+
+
+def check_token(kind: str, value: str) -> str:
+    """Return `value` if it can be a workspace or job id, else raise `InvalidName`."""
+    if not _TOKEN.fullmatch(value):
+        raise InvalidName(f"{kind} {value!r} must be 1-128 of A-Z a-z 0-9 _ . : -")
+    return value
+
+
+def partition_of(workspace: str, partitions: int) -> int:
+    """Map a workspace to its partition: stable across processes, hosts and versions.
+
+    crc32, not Python's `hash()`, which is salted per process.
+    """
+    if partitions == 1:
+        return 0
+    return zlib.crc32(workspace.encode()) % partitions
+
+
+class PartitionKeys:
+    """The keys of one function partition."""
+
+    __slots__ = ("dead", "function", "partition", "stats", "stream", "tag")
+
+    def __init__(self, function: str, partition: int) -> None:
+        self.function = function
+        self.partition = partition
+        self.tag = f"{PREFIX}:{{{function}#{partition}}}"
+        self.stream = f"{self.tag}:stream"
+        self.stats = f"{self.tag}:stats"
+        self.dead = f"{self.tag}:dead"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.tag}:job:{job_id}"
+
+    def __repr__(self) -> str:
+        return f"PartitionKeys({self.function!r}, {self.partition})"

@@ -1,0 +1,30 @@
+-- A consumer leaves the group: hand its unfinished entries back, then delete it.
+-- KEYS[1] stream, KEYS[1+i] job hash of entry i
+-- ARGV[1] group, ARGV[2] consumer, ARGV[2+i] entry id i
+-- Returns {handed back, consumer deleted (1/0)}.
+-- Each owned entry is re-added at the stream's tail with the same envelope (no
+-- attempt charged) and the old one acknowledged and deleted, so any live worker's
+-- blocked XREADGROUP gets it at once instead of after the visibility timeout.
+local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local handed = 0
+for i = 3, #ARGV do
+  local eid = ARGV[i]
+  if #redis.call('XPENDING', stream, group, eid, eid, 1, consumer) == 1 then
+    local entry = redis.call('XRANGE', stream, eid, eid)
+    if #entry == 1 then
+      local fresh = redis.call('XADD', stream, '*', unpack(entry[1][2]))
+      redis.call('HSET', KEYS[i - 1], 'e', fresh)
+      handed = handed + 1
+    end
+    redis.call('XACK', stream, group, eid)
+    redis.call('XDEL', stream, eid)
+  end
+end
+-- XGROUP DELCONSUMER drops a consumer's pending entries for good, so it runs only
+-- here, where the pending list was just seen empty.
+local deleted = 0
+if #redis.call('XPENDING', stream, group, '-', '+', 1, consumer) == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', stream, group, consumer)
+  deleted = 1
+end
+return {handed, deleted}

@@ -1,0 +1,43 @@
+"""Lua scripts kept in `.lua` files beside their callers, called by SHA.
+
+Modelled on redis-py's script object: the SHA is computed locally, so the hot
+path sends only EVALSHA; a NOSCRIPT reply (Redis restarted, or a new cluster
+node) loads the source once and retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import redis.exceptions
+
+from streams.connection import Redis
+from streams.errors import wrap_unavailable
+
+Arg = str | bytes | int | float
+
+
+class Script:
+    """One Lua script file; every key it touches is passed in KEYS."""
+
+    __slots__ = ("name", "sha", "source")
+
+    def __init__(self, path: Path) -> None:
+        self.name = path.name
+        self.source = path.read_bytes()
+        self.sha = hashlib.sha1(self.source).hexdigest()
+
+    @classmethod
+    def beside(cls, module_file: str, name: str) -> Script:
+        """Load `name` from the folder of the calling module (pass `__file__`)."""
+        return cls(Path(module_file).with_name(name))
+
+    async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Arg]) -> object:
+        with wrap_unavailable():
+            try:
+                return await client.evalsha(self.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                await client.script_load(self.source)
+                return await client.evalsha(self.sha, len(keys), *keys, *args)

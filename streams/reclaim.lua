@@ -1,0 +1,25 @@
+-- Take over entries another consumer left pending longer than the visibility timeout.
+-- KEYS[1] stream, KEYS[2] stats
+-- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] cursor, ARGV[5] count
+-- Returns {next cursor, {{entry id, envelope, deliveries}, ...}, lost}
+-- XAUTOCLAIM counts the delivery; the count is read back so the caller can cut
+-- poison (a job that kills every worker never reaches the handler's retry path).
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+local out = {}
+for i, entry in ipairs(r[2]) do
+  local eid = entry[1]
+  local fields = entry[2]
+  local envelope = ''
+  for f = 1, #fields, 2 do
+    if fields[f] == 'e' then envelope = fields[f + 1] end
+  end
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], eid, eid, 1)
+  out[i] = {eid, envelope, p[1][4]}
+end
+-- Pending ids whose entries are gone: XAUTOCLAIM already dropped them from the
+-- pending list; count them so the loss of an entry is visible, never silent.
+local lost = #r[3]
+if lost > 0 then
+  redis.call('HINCRBY', KEYS[2], 'lost', lost)
+end
+return {r[1], out, lost}

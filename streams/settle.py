@@ -1,0 +1,77 @@
+"""Settle handled jobs: XACK + XDEL + job state + counters for a whole batch, one Lua call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import msgspec
+
+from streams.connection import Redis
+from streams.keys import GROUP, PartitionKeys
+from streams.lua import Arg, Script
+
+_SETTLE = Script.beside(__file__, "settle.lua")
+
+State = Literal["completed", "failed", "dead"]
+
+
+class Settlement(msgspec.Struct, frozen=True):
+    """The final word on one delivery."""
+
+    entry_id: str
+    job_id: str
+    state: State
+    attempt: int
+    error: str = ""
+    # Only for `dead`: the envelope that goes to the dead-letter stream.
+    envelope: bytes = b""
+
+
+class Settled(msgspec.Struct, frozen=True):
+    count: int
+    # Entries no longer pending for this consumer (reclaimed by another): not settled.
+    fenced: list[str]
+
+
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """Sort key of a stream entry id ("<ms>-<seq>")."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+async def settle(
+    client: Redis,
+    keys: PartitionKeys,
+    consumer: str,
+    retention_ms: int,
+    settlements: Sequence[Settlement],
+    owned_limit: int,
+) -> Settled:
+    """Settle `settlements`, fenced to what `consumer` still owns.
+
+    `owned_limit` bounds the pending-list scan; pass at least the number of
+    entries this consumer may hold, so one scan fences the whole batch.
+    """
+    if not settlements:
+        return Settled(0, [])
+    low = min(entry_order(s.entry_id) for s in settlements)
+    high = max(entry_order(s.entry_id) for s in settlements)
+    args: list[Arg] = [
+        GROUP,
+        consumer,
+        retention_ms,
+        f"{low[0]}-{low[1]}",
+        f"{high[0]}-{high[1]}",
+        max(owned_limit, len(settlements)) + 1,
+    ]
+    for s in settlements:
+        args += (s.entry_id, s.state, s.attempt, s.error, s.envelope)
+    reply = await _SETTLE(
+        client,
+        [keys.stream, keys.stats, keys.dead, *(keys.job(s.job_id) for s in settlements)],
+        args,
+    )
+    assert isinstance(reply, list)
+    count, fenced = reply
+    return Settled(int(count), [eid.decode() for eid in fenced])
