@@ -56,7 +56,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
 
 
 def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
-    """Build Settings from `environ`; a bad value raises one line naming the variable."""
+    """Build Settings from `environ`; a bad value raises one line naming the variable.
+
+    `overrides` (field name -> value) win over the environment.
+    """
     unknown = sorted(k for k in environ if k.startswith("SLUICE_") and k not in VARIABLES)
     if unknown:
         raise ConfigurationError(
@@ -74,7 +77,7 @@ def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
     values[""].update(overrides)
     try:
         return msgspec.convert(
-            {**values[""], "redis": values["redis"]}, Settings, from_attributes=True
+            {"redis": values["redis"], **values[""]}, Settings, from_attributes=True
         )
     except msgspec.ValidationError as exc:
         raise ConfigurationError(str(exc)) from None

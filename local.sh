@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The two commands: `./local.sh up` runs Sluice, `./local.sh test` runs the checks.
+# Each installs what it needs first (redis-server, .venv, the project).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+setup() {
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "local.sh: installing redis-server" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  fi
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+  fi
+  # Reinstall only when the project definition changed since the last install.
+  if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[dev]'
+    touch .venv/.installed
+  fi
+}
+
+free_port() {
+  .venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+up() {
+  setup
+  if [ -z "${REDIS_URL:-}" ]; then
+    mkdir -p .local
+    local port
+    port=$(free_port)
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/.local" \
+      --appendonly yes --appendfsync always --maxmemory-policy noeviction \
+      --save '' --logfile "$PWD/.local/redis.log" &
+    local redis_pid=$!
+    trap 'kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null || true' EXIT
+    for _ in $(seq 100); do
+      redis-cli -p "$port" ping >/dev/null 2>&1 && break
+      sleep 0.05
+    done
+    export REDIS_URL="redis://127.0.0.1:$port/0"
+    echo "local.sh: redis-server on port $port (data in .local/)" >&2
+  fi
+  SLUICE_DEMO="${SLUICE_DEMO:-true}" .venv/bin/sluice dev "$@"
+}
+
+run_tests() {
+  setup
+  .venv/bin/ruff check .
+  .venv/bin/ruff format --check .
+  .venv/bin/mypy
+  .venv/bin/pytest "$@"
+}
+
+case "${1:-}" in
+  up) shift; up "$@" ;;
+  test) shift; run_tests "$@" ;;
+  bench) shift; setup; .venv/bin/python -m bench "$@" ;;
+  *) echo "usage: ./local.sh up | test [--long] [pytest args] | bench [--json FILE]" >&2; exit 2 ;;
+esac

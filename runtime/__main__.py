@@ -1,0 +1,5 @@
+"""`python -m runtime` is `sluice`."""
+
+from runtime.cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""Fixtures: real redis-server processes on free ports, never fakeredis, never 6379."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.connection import Redis, RedisSettings, connect
+from tests.redis_server import RedisServer
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", help="run the long chaos and soak versions")
+
+
+@pytest.fixture(scope="session")
+def long_run(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--long"))
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One server for the whole session; tests that break their server get their own."""
+    server = RedisServer(tmp_path_factory.mktemp("redis-shared"), appendonly=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private server this test may kill, pause or restart."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    if server.process is not None:
+        server.resume()
+        server.stop()
+
+
+def settings_for(url: str, **overrides: object) -> RedisSettings:
+    return RedisSettings(url=url, connect_timeout_s=0.5, socket_timeout_s=2.0, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def redis(shared_server: RedisServer) -> AsyncIterator[Redis]:
+    """A client of the shared server, emptied before each test."""
+    client = connect(settings_for(shared_server.url))
+    await client.flushall()
+    yield client
+    await client.aclose()

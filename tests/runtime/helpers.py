@@ -1,0 +1,118 @@
+"""Worker processes, ledgers and waiting, for runtime and chaos tests."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from runtime.health import RedisHealth
+from runtime.registry import load
+from runtime.settings import from_env
+from runtime.worker import WorkerHost
+from streams.connection import Redis, RedisSettings, connect
+from streams.jobs import Counts, counts
+from streams.keys import PartitionKeys
+
+SAMPLE = "tests.sample_functions:FUNCTIONS"
+
+
+def start_worker(
+    url: str, ledger: Path, *, functions: str = "", grace_s: float = 5.0, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A `sluice worker` process running the sample functions."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")},
+        "REDIS_URL": url,
+        "LEDGER_FILE": str(ledger),
+        "SLUICE_FUNCTIONS": SAMPLE,
+        "SLUICE_BLOCK_MS": "500",
+        "SLUICE_RECLAIM_INTERVAL_S": "0.3",
+        "SLUICE_GRACE_S": str(grace_s),
+        "SLUICE_REDIS_SOCKET_TIMEOUT_S": "2",
+        "SLUICE_REDIS_CONNECT_TIMEOUT_S": "0.5",
+    }
+    args = [sys.executable, "-m", "runtime", "worker"]
+    if functions:
+        args += ["--functions", functions]
+    if log is None:
+        return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with log.open("ab") as out:
+        return subprocess.Popen(args, env=env, stdout=out, stderr=out)
+
+
+async def blocked_readers(redis: Redis) -> int:
+    """How many connections sit in XREADGROUP: workers ready for work.
+
+    Redis creates a group consumer only once it delivers to it, so the consumer
+    list cannot tell that a worker is waiting; the client list can.
+    """
+    clients = await redis.client_list()
+    return sum(1 for c in clients if c.get("cmd") == "xreadgroup")
+
+
+def read_ledger(path: Path) -> collections.Counter[str]:
+    """How often each job id was handled."""
+    if not path.exists():
+        return collections.Counter()
+    return collections.Counter(line.split()[0] for line in path.read_text().splitlines())
+
+
+def ledger_pids(path: Path) -> set[str]:
+    return {line.split()[1] for line in path.read_text().splitlines()}
+
+
+async def total_counts(redis: Redis, function: str, partitions: int = 1) -> Counts:
+    parts = [await counts(redis, PartitionKeys(function, p)) for p in range(partitions)]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll `check` every 20 ms until true; fail the test after `timeout_s`.
+
+    The events waited on (a job settled in another process) are only visible in
+    Redis, so a short poll is the way to await them.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not await check():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
+
+
+@contextlib.asynccontextmanager
+async def worker_in_process(
+    url: str, *names: str, grace_s: float = 5.0
+) -> AsyncIterator[RedisHealth]:
+    """A WorkerHost on this event loop, with its own client; stopped on exit."""
+    settings = from_env(
+        {},
+        redis=RedisSettings(url=url, connect_timeout_s=0.5, socket_timeout_s=2.0, retries=1),
+        block_ms=500,
+        reclaim_interval_s=0.3,
+        grace_s=grace_s,
+    )
+    registry = load(SAMPLE)
+    client = connect(settings.redis)
+    health = RedisHealth(url)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        WorkerHost(client, registry.select(names), settings, health).run(stop)
+    )
+    try:
+        yield health
+    finally:
+        stop.set()
+        await task
+        await client.aclose()

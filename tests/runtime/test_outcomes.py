@@ -1,0 +1,151 @@
+"""What happens to a job whose handler fails, hangs, or kills its worker; and bad input."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runtime import Client, Event, InvalidPayload, PayloadTooLarge, UnknownFunction
+from runtime.registry import load
+from streams.connection import Redis
+from streams.envelope import decode
+from streams.jobs import get_job
+from streams.keys import PartitionKeys, partition_of
+from tests.redis_server import RedisServer
+from tests.runtime.helpers import (
+    SAMPLE,
+    read_ledger,
+    start_worker,
+    total_counts,
+    wait_until,
+    worker_in_process,
+)
+
+TASKS = PartitionKeys("tasks", 0)
+
+
+@pytest.fixture
+def client(redis: Redis) -> Client:
+    return Client(redis, load(SAMPLE))
+
+
+async def test_a_raising_or_hanging_handler_marks_its_job_failed_with_the_error(
+    redis: Redis, shared_server: RedisServer, client: Client
+) -> None:
+    raised = await client.publish("tasks", workspace="ws", data={"n": 1, "mode": "raise"})
+    hung = await client.publish("tasks", workspace="ws", data={"n": 2, "mode": "hang"})
+    fine = await client.publish("tasks", workspace="ws", data={"n": 3})
+    async with worker_in_process(shared_server.url, "tasks"):
+
+        async def settled() -> bool:
+            c = await total_counts(redis, "tasks")
+            return c.failed == 2 and c.completed == 1
+
+        await wait_until(settled, what="two failures and one completion")
+    records = {r.id: await get_job(redis, TASKS, r.id) for r in (raised, hung, fine)}
+    failed, timed_out, done = (records[r.id] for r in (raised, hung, fine))
+    assert failed is not None and timed_out is not None and done is not None
+    assert (failed.state, failed.error) == ("failed", "ValueError: task 1 refused")
+    assert (timed_out.state, timed_out.error) == ("failed", "timed out after 2 s")
+    assert (done.state, done.error, done.attempts) == ("completed", "", 1)
+
+
+async def test_a_batch_handler_fails_only_the_jobs_it_names(
+    redis: Redis, shared_server: RedisServer, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    ledger = tmp_path / "ledger"
+    monkeypatch.setenv("LEDGER_FILE", str(ledger))
+    events = [
+        Event(workspace=f"ws{i % 3}", data={"n": i, "mode": "raise" if i % 10 == 0 else "ok"})
+        for i in range(100)
+    ]
+    receipts = await client.publish_many("batch-tasks", events)
+    async with worker_in_process(shared_server.url, "batch-tasks"):
+
+        async def settled() -> bool:
+            c = await total_counts(redis, "batch-tasks", partitions=2)
+            return c.completed + c.failed == 100
+
+        await wait_until(settled, what="100 settlements")
+    final = await total_counts(redis, "batch-tasks", partitions=2)
+    assert (final.completed, final.failed) == (90, 10)
+    handled = read_ledger(ledger)
+    assert len(handled) == 90 and max(handled.values()) == 1
+    for event, receipt in zip(events, receipts, strict=True):
+        keys = PartitionKeys("batch-tasks", partition_of(event.workspace, 2))
+        record = await get_job(redis, keys, receipt.id)
+        assert record is not None
+        assert record.state == ("failed" if event.data["mode"] == "raise" else "completed")
+
+
+async def test_a_job_that_kills_its_worker_every_time_is_dead_lettered(
+    redis: Redis, shared_server: RedisServer, client: Client, tmp_path: Path
+) -> None:
+    poison = await client.publish("tasks", workspace="ws", data={"n": 1, "mode": "die"})
+    ledger = tmp_path / "ledger"
+    deaths = 0
+
+    async def dead() -> bool:
+        return (await total_counts(redis, "tasks")).dead == 1
+
+    while True:
+        worker = start_worker(shared_server.url, ledger, functions="tasks")
+
+        async def over(worker: subprocess.Popen[bytes] = worker) -> bool:
+            return worker.poll() is not None or await dead()
+
+        await wait_until(over, what="the worker to die or the job to be dead-lettered")
+        if worker.poll() is None:
+            worker.terminate()
+            assert worker.wait(timeout=10) == 0
+            break
+        assert worker.returncode == -signal.SIGKILL
+        deaths += 1
+        assert deaths <= 3, "the job kept killing workers past max_deliveries"
+    record = await get_job(redis, TASKS, poison.id)
+    assert record is not None
+    assert record.state == "dead"
+    assert "max_deliveries=3" in record.error
+    assert deaths == 3
+    ((_, fields),) = await redis.xrange(TASKS.dead)
+    assert decode(fields[b"e"]).id == poison.id
+
+
+async def test_invalid_data_names_the_field_and_writes_nothing(
+    redis: Redis, client: Client
+) -> None:
+    events = [Event(workspace="ws", data={"n": 1}), Event(workspace="ws", data={"n": "x"})]
+    with pytest.raises(InvalidPayload) as caught:
+        await client.publish_many("tasks", events)
+    assert caught.value.path == "$.n"
+    assert caught.value.index == 1
+    assert "Expected `int`, got `str`" in str(caught.value)
+    with pytest.raises(InvalidPayload) as missing:
+        await client.publish("tasks", workspace="ws", data={"mode": "ok"})
+    assert "missing required field `n`" in str(missing.value)
+    assert await redis.dbsize() == 0
+
+
+async def test_unknown_targets_bad_names_and_oversized_payloads_write_nothing(
+    redis: Redis, client: Client
+) -> None:
+    with pytest.raises(UnknownFunction, match="no function handles 'nope'"):
+        await client.publish("nope", workspace="ws", data={"n": 1})
+    with pytest.raises(PayloadTooLarge, match="limit is 262144"):
+        await client.publish("tasks", workspace="ws", data={"n": 1, "note": "x" * 300_000})
+    with pytest.raises(ValueError, match="workspace"):
+        await client.publish("tasks", workspace="has space", data={"n": 1})
+    with pytest.raises(ValueError, match="job id"):
+        await client.publish("tasks", workspace="ws", data={"n": 1}, id="{bad}")
+    assert await redis.dbsize() == 0
+
+
+async def test_an_explicit_id_publishes_once(redis: Redis, client: Client) -> None:
+    first = await client.publish("tasks", workspace="ws", data={"n": 1}, id="order-42")
+    again = await client.publish("tasks", workspace="ws", data={"n": 2}, id="order-42")
+    assert (first.id, first.duplicate) == ("order-42", False)
+    assert (again.id, again.duplicate) == ("order-42", True)
+    assert await redis.xlen(TASKS.stream) == 1

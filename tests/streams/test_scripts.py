@@ -1,0 +1,190 @@
+"""The Lua scripts' semantics against a real redis-server."""
+
+from __future__ import annotations
+
+from streams import envelope as env
+from streams.claims import Held, extend, leave
+from streams.connection import Redis
+from streams.consume import ensure_group, read
+from streams.jobs import counts, get_job
+from streams.keys import GROUP, PartitionKeys
+from streams.publish import publish
+from streams.reclaim import reclaim
+from streams.settle import Settlement, settle
+
+KEYS = PartitionKeys("fn", 0)
+
+
+def envelope(job_id: str, workspace: str = "ws") -> env.Envelope:
+    return env.Envelope(job_id, "fn", workspace, env.encode_payload({"x": 1}), env.now_ms())
+
+
+async def published(redis: Redis, *ids: str) -> None:
+    await ensure_group(redis, KEYS)
+    await publish(redis, KEYS, [envelope(i) for i in ids])
+
+
+async def test_publish_writes_stream_entry_and_record(redis: Redis) -> None:
+    written = await publish(redis, KEYS, [envelope("a"), envelope("b", "other")])
+    assert [(w.job_id, w.created) for w in written] == [("a", True), ("b", True)]
+    assert await redis.xlen(KEYS.stream) == 2
+    record = await get_job(redis, KEYS, "b")
+    assert record is not None
+    assert (record.state, record.workspace) == ("queued", "other")
+
+
+async def test_publishing_an_existing_id_writes_nothing(redis: Redis) -> None:
+    await publish(redis, KEYS, [envelope("a")])
+    again = await publish(redis, KEYS, [envelope("a"), envelope("b"), envelope("b")])
+    assert [(w.job_id, w.created) for w in again] == [("a", False), ("b", True), ("b", False)]
+    assert await redis.xlen(KEYS.stream) == 2
+    assert (await counts(redis, KEYS)).published == 2
+
+
+async def test_read_marks_active_and_settle_completes(redis: Redis) -> None:
+    await published(redis, "a", "b")
+    got = await read(redis, KEYS, "c1", 10, 100)
+    assert [env.decode(d.envelope).id for d in got] == ["a", "b"]
+    record = await get_job(redis, KEYS, "a")
+    assert record is not None
+    assert (record.state, record.consumer, record.deliveries) == ("active", "c1", 1)
+    done = await settle(
+        redis, KEYS, "c1", 60_000,
+        [Settlement(got[0].entry_id, "a", "completed", 1),
+         Settlement(got[1].entry_id, "b", "failed", 1, "ValueError: no")],
+        2,
+    )  # fmt: skip
+    assert (done.count, done.fenced) == (2, [])
+    a, b = await get_job(redis, KEYS, "a"), await get_job(redis, KEYS, "b")
+    assert a is not None and b is not None
+    assert (a.state, a.attempts) == ("completed", 1)
+    assert (b.state, b.error) == ("failed", "ValueError: no")
+    assert 0 < await redis.pttl(KEYS.job("a")) <= 60_000
+    # Settled entries leave the stream: it holds only unsettled work.
+    assert await redis.xlen(KEYS.stream) == 0
+    c = await counts(redis, KEYS)
+    assert (c.waiting, c.active, c.completed, c.failed) == (0, 0, 1, 1)
+
+
+async def test_settle_is_fenced_to_the_consumer_that_holds_the_entry(redis: Redis) -> None:
+    await published(redis, "a", "b")
+    got = await read(redis, KEYS, "frozen", 10, 100)
+    # Another worker reclaims "a" after the frozen one's visibility timeout.
+    taken = await reclaim(redis, KEYS, "alive", 0, "0-0", 1)
+    assert [d.entry_id for d in taken.deliveries] == [got[0].entry_id]
+    assert taken.deliveries[0].deliveries == 2
+    late = await settle(
+        redis, KEYS, "frozen", 60_000,
+        [Settlement(d.entry_id, i, "completed", 1) for d, i in zip(got, "ab", strict=True)],
+        2,
+    )  # fmt: skip
+    assert (late.count, late.fenced) == (1, [got[0].entry_id])
+    record = await get_job(redis, KEYS, "a")
+    assert record is not None
+    assert (record.state, record.consumer) == ("active", "alive")
+    assert (await counts(redis, KEYS)).fenced == 1
+
+
+async def test_settle_with_a_small_scan_limit_checks_the_rest_one_by_one(redis: Redis) -> None:
+    await published(redis, *"abcdef")
+    got = await read(redis, KEYS, "c1", 10, 100)
+    ids = "abcdef"
+    done = await settle(
+        redis, KEYS, "c1", 60_000,
+        [Settlement(d.entry_id, i, "completed", 1) for d, i in zip(got, ids, strict=True)],
+        0,
+    )  # fmt: skip
+    assert (done.count, done.fenced) == (6, [])
+
+
+async def test_settling_twice_is_harmless(redis: Redis) -> None:
+    await published(redis, "a")
+    (d,) = await read(redis, KEYS, "c1", 10, 100)
+    batch = [Settlement(d.entry_id, "a", "completed", 1)]
+    assert (await settle(redis, KEYS, "c1", 60_000, batch, 1)).count == 1
+    again = await settle(redis, KEYS, "c1", 60_000, batch, 1)
+    assert (again.count, again.fenced) == (0, [d.entry_id])
+    assert (await counts(redis, KEYS)).completed == 1
+
+
+async def test_dead_settlement_moves_the_envelope_to_the_dead_letter_stream(redis: Redis) -> None:
+    await published(redis, "a")
+    (d,) = await read(redis, KEYS, "c1", 10, 100)
+    await settle(
+        redis, KEYS, "c1", 60_000, [Settlement(d.entry_id, "a", "dead", 1, "poison", d.envelope)], 1
+    )
+    ((_, fields),) = await redis.xrange(KEYS.dead)
+    assert env.decode(fields[b"e"]).id == "a"
+    assert fields[b"r"] == b"poison"
+    assert await redis.ttl(KEYS.job("a")) == -1  # kept as long as its dead letter
+    record = await get_job(redis, KEYS, "a")
+    assert record is not None
+    assert record.state == "dead"
+
+
+async def test_reclaim_counts_deliveries_and_entries_gone_from_the_stream(redis: Redis) -> None:
+    await published(redis, "a", "b")
+    got = await read(redis, KEYS, "dead-worker", 10, 100)
+    await redis.xdel(KEYS.stream, got[1].entry_id)
+    first = await reclaim(redis, KEYS, "w1", 0, "0-0", 10)
+    assert [(d.entry_id, d.deliveries) for d in first.deliveries] == [(got[0].entry_id, 2)]
+    assert first.lost == 1
+    second = await reclaim(redis, KEYS, "w2", 0, "0-0", 10)
+    assert second.deliveries[0].deliveries == 3
+    assert (await counts(redis, KEYS)).lost == 1
+
+
+async def test_reclaim_leaves_entries_younger_than_the_visibility_timeout(redis: Redis) -> None:
+    await published(redis, "a")
+    await read(redis, KEYS, "busy", 10, 100)
+    assert (await reclaim(redis, KEYS, "w1", 60_000, "0-0", 10)).deliveries == []
+
+
+async def test_extend_resets_idle_time_without_stealing(redis: Redis) -> None:
+    await published(redis, "a", "b")
+    got = await read(redis, KEYS, "c1", 10, 100)
+    await reclaim(redis, KEYS, "c2", 0, "0-0", 1)  # c2 takes "a"
+    lost = await extend(redis, KEYS, "c1", [d.entry_id for d in got])
+    assert lost == [got[0].entry_id]
+    pending = await redis.xpending_range(KEYS.stream, GROUP, "-", "+", 10)
+    owners = {p["message_id"].decode(): p["consumer"].decode() for p in pending}
+    assert owners == {got[0].entry_id: "c2", got[1].entry_id: "c1"}
+    # JUSTID: a heartbeat does not count as a delivery.
+    assert {p["times_delivered"] for p in pending} == {1, 2}
+
+
+async def test_leave_hands_back_at_once_and_deletes_the_consumer(redis: Redis) -> None:
+    await published(redis, "a", "b")
+    got = await read(redis, KEYS, "leaving", 10, 100)
+    left = await leave(redis, KEYS, "leaving", [Held(d.entry_id, i) for d, i in zip(got, "ab")])
+    assert (left.handed_back, left.deleted) == (2, True)
+    consumers = await redis.xinfo_consumers(KEYS.stream, GROUP)
+    assert [c["name"] for c in consumers] == []
+    again = await read(redis, KEYS, "other", 10, 100)
+    assert [env.decode(d.envelope).id for d in again] == ["a", "b"]
+    assert [d.deliveries for d in again] == [1, 1]
+    record = await get_job(redis, KEYS, "a")
+    assert record is not None
+    assert (record.state, record.consumer) == ("active", "other")
+
+
+async def test_leave_keeps_a_consumer_that_still_holds_unknown_entries(redis: Redis) -> None:
+    await published(redis, "a", "b")
+    got = await read(redis, KEYS, "leaving", 10, 100)
+    left = await leave(redis, KEYS, "leaving", [Held(got[0].entry_id, "a")])
+    assert (left.handed_back, left.deleted) == (1, False)
+
+
+async def test_scripts_reload_after_the_server_forgot_them(redis: Redis) -> None:
+    await redis.script_flush()
+    written = await publish(redis, KEYS, [envelope("a")])
+    assert written[0].created
+
+
+async def test_read_recreates_a_group_lost_with_the_data(redis: Redis) -> None:
+    await published(redis, "a")
+    await redis.flushall()
+    assert await read(redis, KEYS, "c1", 10, 100) == []
+    await publish(redis, KEYS, [envelope("b")])
+    got = await read(redis, KEYS, "c1", 10, 100)
+    assert [env.decode(d.envelope).id for d in got] == ["b"]
