@@ -11,7 +11,7 @@ import pytest
 from runtime import Client, Event, InvalidPayload, PayloadTooLarge, UnknownFunction
 from runtime.registry import load
 from streams.connection import Redis
-from streams.envelope import decode
+from streams.deadletter import dead_letters
 from streams.jobs import get_job
 from streams.keys import PartitionKeys, partition_of
 from tests.redis_server import RedisServer
@@ -47,15 +47,21 @@ async def test_a_raising_or_hanging_handler_marks_its_job_failed_with_the_error(
         await wait_until(settled, what="two failures and one completion")
     records = {r.id: await get_job(redis, TASKS, r.id) for r in (raised, hung, fine)}
     failed, timed_out, done = (records[r.id] for r in (raised, hung, fine))
-    assert failed is not None and timed_out is not None and done is not None
+    assert failed is not None
+    assert timed_out is not None
+    assert done is not None
     assert (failed.state, failed.error) == ("failed", "ValueError: task 1 refused")
     assert (timed_out.state, timed_out.error) == ("failed", "timed out after 2 s")
     assert (done.state, done.error, done.attempts) == ("completed", "", 1)
 
 
 async def test_a_batch_handler_fails_only_the_jobs_it_names(
-    redis: Redis, shared_server: RedisServer, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:  # fmt: skip
+    redis: Redis,
+    shared_server: RedisServer,
+    client: Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     ledger = tmp_path / "ledger"
     monkeypatch.setenv("LEDGER_FILE", str(ledger))
     events = [
@@ -73,7 +79,8 @@ async def test_a_batch_handler_fails_only_the_jobs_it_names(
     final = await total_counts(redis, "batch-tasks", partitions=2)
     assert (final.completed, final.failed) == (90, 10)
     handled = read_ledger(ledger)
-    assert len(handled) == 90 and max(handled.values()) == 1
+    assert len(handled) == 90
+    assert max(handled.values()) == 1
     for event, receipt in zip(events, receipts, strict=True):
         keys = PartitionKeys("batch-tasks", partition_of(event.workspace, 2))
         record = await get_job(redis, keys, receipt.id)
@@ -110,8 +117,8 @@ async def test_a_job_that_kills_its_worker_every_time_is_dead_lettered(
     assert record.state == "dead"
     assert "max_deliveries=3" in record.error
     assert deaths == 3
-    ((_, fields),) = await redis.xrange(TASKS.dead)
-    assert decode(fields[b"e"]).id == poison.id
+    (letter,) = await dead_letters(redis, TASKS)
+    assert letter.envelope.id == poison.id
 
 
 async def test_invalid_data_names_the_field_and_writes_nothing(

@@ -26,7 +26,10 @@ def test_partition_map_is_total_and_in_range(workspace: str, partitions: int) ->
 
 def test_partition_map_is_stable_across_processes() -> None:
     # Python's hash() is salted per process; the map must not be.
-    code = "from streams.keys import partition_of; print([partition_of(f'ws{i}', 16) for i in range(50)])"
+    code = (
+        "from streams.keys import partition_of;"
+        "print([partition_of(f'ws{i}', 16) for i in range(50)])"
+    )
     outputs = {
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from streams import envelope as env
 from streams.claims import Held, extend, leave
 from streams.connection import Redis
 from streams.consume import ensure_group, read
+from streams.deadletter import dead_letters
 from streams.jobs import counts, get_job
 from streams.keys import GROUP, PartitionKeys
 from streams.publish import publish
@@ -56,7 +59,8 @@ async def test_read_marks_active_and_settle_completes(redis: Redis) -> None:
     )  # fmt: skip
     assert (done.count, done.fenced) == (2, [])
     a, b = await get_job(redis, KEYS, "a"), await get_job(redis, KEYS, "b")
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     assert (a.state, a.attempts) == ("completed", 1)
     assert (b.state, b.error) == ("failed", "ValueError: no")
     assert 0 < await redis.pttl(KEYS.job("a")) <= 60_000
@@ -113,9 +117,8 @@ async def test_dead_settlement_moves_the_envelope_to_the_dead_letter_stream(redi
     await settle(
         redis, KEYS, "c1", 60_000, [Settlement(d.entry_id, "a", "dead", 1, "poison", d.envelope)], 1
     )
-    ((_, fields),) = await redis.xrange(KEYS.dead)
-    assert env.decode(fields[b"e"]).id == "a"
-    assert fields[b"r"] == b"poison"
+    (letter,) = await dead_letters(redis, KEYS)
+    assert (letter.envelope.id, letter.reason) == ("a", "poison")
     assert await redis.ttl(KEYS.job("a")) == -1  # kept as long as its dead letter
     record = await get_job(redis, KEYS, "a")
     assert record is not None
@@ -146,7 +149,7 @@ async def test_extend_resets_idle_time_without_stealing(redis: Redis) -> None:
     await reclaim(redis, KEYS, "c2", 0, "0-0", 1)  # c2 takes "a"
     lost = await extend(redis, KEYS, "c1", [d.entry_id for d in got])
     assert lost == [got[0].entry_id]
-    pending = await redis.xpending_range(KEYS.stream, GROUP, "-", "+", 10)
+    pending: list[dict[str, Any]] = await redis.xpending_range(KEYS.stream, GROUP, "-", "+", 10)
     owners = {p["message_id"].decode(): p["consumer"].decode() for p in pending}
     assert owners == {got[0].entry_id: "c2", got[1].entry_id: "c1"}
     # JUSTID: a heartbeat does not count as a delivery.
@@ -156,7 +159,9 @@ async def test_extend_resets_idle_time_without_stealing(redis: Redis) -> None:
 async def test_leave_hands_back_at_once_and_deletes_the_consumer(redis: Redis) -> None:
     await published(redis, "a", "b")
     got = await read(redis, KEYS, "leaving", 10, 100)
-    left = await leave(redis, KEYS, "leaving", [Held(d.entry_id, i) for d, i in zip(got, "ab")])
+    left = await leave(
+        redis, KEYS, "leaving", [Held(d.entry_id, i) for d, i in zip(got, "ab", strict=True)]
+    )
     assert (left.handed_back, left.deleted) == (2, True)
     consumers = await redis.xinfo_consumers(KEYS.stream, GROUP)
     assert [c["name"] for c in consumers] == []

@@ -1,0 +1,215 @@
+"""Workers killed, stopped, and cut off from Redis: nothing lost, duplicates counted."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime import Client, Event
+from runtime.registry import load
+from streams.connection import Redis, connect
+from streams.keys import GROUP, PartitionKeys
+from tests.conftest import settings_for
+from tests.redis_server import RedisServer
+from tests.runtime.helpers import (
+    SAMPLE,
+    blocked_readers,
+    read_ledger,
+    start_worker,
+    total_counts,
+    wait_until,
+    worker_in_process,
+)
+
+pytestmark = pytest.mark.chaos
+
+
+async def publish_tasks(redis: Redis, function: str, n: int, **data: object) -> set[str]:
+    client = Client(redis, load(SAMPLE))
+    events = [Event(workspace=f"ws{i % 5}", data={"n": i, **data}) for i in range(n)]
+    return {r.id for r in await client.publish_many(function, events)}
+
+
+async def test_sigkill_mid_batches_loses_nothing(
+    redis: Redis, shared_server: RedisServer, tmp_path: Path, long_run: bool
+) -> None:
+    n = 20_000 if long_run else 3_000
+    ledger = tmp_path / "ledger"
+    victim = start_worker(shared_server.url, ledger, functions="tasks")
+    survivor = start_worker(shared_server.url, ledger, functions="tasks")
+    try:
+        published = await publish_tasks(redis, "tasks", n, sleep_ms=1)
+
+        async def under_way() -> bool:
+            return len(read_ledger(ledger)) >= n // 5
+
+        await wait_until(under_way, what="a fifth of the jobs handled")
+        victim.kill()
+        victim.wait(timeout=10)
+
+        async def all_completed() -> bool:
+            return (await total_counts(redis, "tasks")).completed == n
+
+        await wait_until(all_completed, timeout_s=90, what="every job completed")
+    finally:
+        victim.kill()
+        survivor.send_signal(signal.SIGTERM)
+        assert survivor.wait(timeout=30) == 0
+    handled = read_ledger(ledger)
+    assert set(handled) == published
+    duplicates = sum(c - 1 for c in handled.values())
+    print(f"SIGKILL of one of two workers: {n} jobs, {duplicates} handled twice")
+    final = await total_counts(redis, "tasks")
+    assert (final.waiting, final.active, final.failed, final.dead) == (0, 0, 0, 0)
+
+
+async def test_sigterm_hands_back_unfinished_jobs_at_once(
+    redis: Redis, shared_server: RedisServer, tmp_path: Path
+) -> None:
+    # slow-tasks has a 60 s visibility timeout: finishing well within it proves the
+    # stopped worker's jobs came back by hand-back, not by reclaim.
+    ledger = tmp_path / "ledger"
+    grace_s = 3.0
+    first = start_worker(shared_server.url, ledger, functions="slow-tasks", grace_s=grace_s)
+    published = await publish_tasks(redis, "slow-tasks", 200, sleep_ms=100)
+
+    async def under_way() -> bool:
+        return len(read_ledger(ledger)) >= 10
+
+    await wait_until(under_way, what="the first worker to make progress")
+    stopped_at = time.monotonic()
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=grace_s + 5) == 0
+    print(f"SIGTERM to exit: {time.monotonic() - stopped_at:.2f} s (grace {grace_s} s)")
+    keys = PartitionKeys("slow-tasks", 0)
+    assert await redis.xinfo_consumers(keys.stream, GROUP) == []  # it left the group
+    handled_by_first = len(read_ledger(ledger))
+    assert handled_by_first < 200
+    second = start_worker(shared_server.url, ledger, functions="slow-tasks")
+    try:
+
+        async def all_completed() -> bool:
+            return (await total_counts(redis, "slow-tasks")).completed == 200
+
+        await wait_until(all_completed, timeout_s=40, what="the rest by the second worker")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+    handled = read_ledger(ledger)
+    assert set(handled) == published
+    assert max(handled.values()) == 1  # in-flight jobs finished; the rest were handed back
+
+
+async def test_sigterm_past_the_grace_period_hands_back_the_running_job(
+    redis: Redis, shared_server: RedisServer, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+    worker = start_worker(shared_server.url, ledger, functions="slow-tasks", grace_s=0.5)
+    (job_id,) = await publish_tasks(redis, "slow-tasks", 1, sleep_ms=20_000)
+    keys = PartitionKeys("slow-tasks", 0)
+
+    async def running() -> bool:
+        return (await total_counts(redis, "slow-tasks")).active == 1
+
+    await wait_until(running, what="the job to start")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0
+    counts = await total_counts(redis, "slow-tasks")
+    assert (counts.waiting, counts.active, counts.completed, counts.failed) == (1, 0, 0, 0)
+    record = await redis.hgetall(keys.job(job_id))
+    assert record[b"s"] == b"queued"
+    assert b"a" not in record  # no attempt charged
+
+
+async def test_redis_restarted_under_a_running_worker(
+    server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = tmp_path / "ledger"
+    monkeypatch.setenv("LEDGER_FILE", str(ledger))
+    redis = connect(settings_for(server.url))
+    try:
+        published = await publish_tasks(redis, "tasks", 2_000, sleep_ms=2)
+        async with worker_in_process(server.url, "tasks") as health:
+
+            async def under_way() -> bool:
+                return len(read_ledger(ledger)) >= 200
+
+            await wait_until(under_way, what="progress before the restart")
+            server.stop()
+
+            async def noticed() -> bool:
+                return not health.available
+
+            await wait_until(noticed, what="the worker to notice Redis is gone")
+            server.start()
+
+            async def all_completed() -> bool:
+                return (await total_counts(redis, "tasks")).completed == 2_000
+
+            await wait_until(all_completed, timeout_s=60, what="every job after the restart")
+            assert health.available
+    finally:
+        await redis.aclose()
+    handled = read_ledger(ledger)
+    assert set(handled) == published
+    print(f"Redis restart: {sum(c - 1 for c in handled.values())} jobs handled twice")
+
+
+async def test_worker_started_while_redis_is_down_waits_and_then_works(
+    server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = tmp_path / "ledger"
+    monkeypatch.setenv("LEDGER_FILE", str(ledger))
+    server.stop()
+    async with worker_in_process(server.url, "tasks") as health:
+
+        async def noticed() -> bool:
+            return not health.available
+
+        await wait_until(noticed, what="the worker to see Redis down")
+        server.start()
+        redis = connect(settings_for(server.url))
+        try:
+
+            async def ready() -> bool:
+                return await blocked_readers(redis) == 1
+
+            await wait_until(ready, what="the worker to join")
+            published = await publish_tasks(redis, "tasks", 100)
+
+            async def all_completed() -> bool:
+                return (await total_counts(redis, "tasks")).completed == 100
+
+            await wait_until(all_completed, what="the jobs published after Redis came up")
+        finally:
+            await redis.aclose()
+    assert set(read_ledger(ledger)) == published
+
+
+async def test_a_paused_redis_stalls_but_never_hangs_the_worker(
+    server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = tmp_path / "ledger"
+    monkeypatch.setenv("LEDGER_FILE", str(ledger))
+    redis = connect(settings_for(server.url))
+    try:
+        async with worker_in_process(server.url, "tasks") as health:
+            published = await publish_tasks(redis, "tasks", 500, sleep_ms=2)
+            server.pause()  # SIGSTOP: connections stay open, nothing answers
+
+            async def noticed() -> bool:
+                return not health.available
+
+            await wait_until(noticed, what="socket timeouts to mark Redis unavailable")
+            server.resume()
+
+            async def all_completed() -> bool:
+                return (await total_counts(redis, "tasks")).completed == 500
+
+            await wait_until(all_completed, timeout_s=60, what="every job after the pause")
+    finally:
+        await redis.aclose()
+    assert set(read_ledger(ledger)) == published
