@@ -29,6 +29,9 @@ from streams.settle import Settlement, settle
 
 log = logging.getLogger(__name__)
 
+# Loop turns the settler waits at most for more outcomes before it writes.
+GATHER_TURNS = 8
+
 
 class LoopConfig(msgspec.Struct, frozen=True, kw_only=True):
     consumer: str
@@ -61,9 +64,10 @@ class PartitionLoop:
         self.config = config
         self.health = health
         opts = fn.options
-        # Room for one batch being read while `concurrency` calls run.
+        # Room for `concurrency` calls running, a batch settling and the next one
+        # being read, so reads and settles overlap instead of taking turns.
         per_call = opts.batch_size if fn.batched else 1
-        self.capacity = opts.batch_size + opts.concurrency * per_call
+        self.capacity = 2 * opts.batch_size + opts.concurrency * per_call
         self.retention_ms = int(opts.retention_s * 1000)
         # Entries read and not yet settled: what heartbeats extend and shutdown hands back.
         self.held: dict[str, str] = {}
@@ -73,6 +77,9 @@ class PartitionLoop:
         self.room = asyncio.Event()
         self.stopping = False
         self.closing = False
+        # Calls running in lanes now: while any run, the settler waits a few loop
+        # turns for their outcomes to share its round trip.
+        self.busy = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         if not await self._join(stop):
@@ -232,7 +239,11 @@ class PartitionLoop:
         calls = self.calls
         outbox = self.outbox_ready
         while (call := await calls.get()) is not None:
-            failures = await invoke(self.fn, call.batch)
+            self.busy += 1
+            try:
+                failures = await invoke(self.fn, call.batch)
+            finally:
+                self.busy -= 1
             append = self.outbox.append
             for entry_id, job in zip(call.entry_ids, call.batch.jobs, strict=True):
                 error = failures.get(job.id) if failures else None
@@ -246,6 +257,7 @@ class PartitionLoop:
         backoff = Backoff()
         while True:
             await self.outbox_ready.wait()
+            await self._gather()
             self.outbox_ready.clear()
             if not self.outbox:
                 if self.closing:
@@ -286,6 +298,18 @@ class PartitionLoop:
                     len(result.fenced),
                 )
             self.room.set()
+
+    async def _gather(self) -> None:
+        """Under load, let a batch of outcomes build up; when idle, settle at once.
+
+        Each turn lets every ready lane finish its call. With nothing queued or
+        running, no outcome is coming, so a lone job pays no extra latency.
+        """
+        batch_size = self.fn.options.batch_size
+        for _ in range(GATHER_TURNS):
+            if len(self.outbox) >= batch_size or (self.busy == 0 and self.calls.empty()):
+                return
+            await asyncio.sleep(0)
 
     async def _heartbeat_forever(self) -> None:
         interval = self.fn.options.visibility_timeout_s / 3

@@ -1,8 +1,9 @@
 -- Settle a batch of handled jobs of one function partition in one call.
 -- KEYS[1] stream, KEYS[2] stats, KEYS[3] dead-letter stream, KEYS[3+i] job hash of job i
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] retention ms,
--- ARGV[4] lowest entry id, ARGV[5] highest entry id, ARGV[6] pending scan limit,
--- then 5 per job: entry id, state (completed|failed|dead), attempt, error, envelope
+-- ARGV[4] pending scan limit, ARGV[5] msgpack array, per job: {entry id, state, attempt, error}, with state
+-- completed|failed|dead; KEYS[3+i] belongs to row i; ARGV[6..] the envelopes of
+-- the dead rows, in row order.
 -- Returns {settled, {fenced entry ids}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local retention = ARGV[3]
@@ -11,10 +12,10 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 
 -- Fence: settle only entries still pending for this consumer. A worker that froze
 -- past its visibility timeout lost its jobs to another consumer; its late result
--- must not overwrite theirs. One range scan covers the batch; when the scan hit
--- its limit, an id it did not return is checked on its own.
-local limit = tonumber(ARGV[6])
-local scan = redis.call('XPENDING', stream, group, ARGV[4], ARGV[5], limit, consumer)
+-- must not overwrite theirs. One scan of the consumer's own pending list (what
+-- it holds) covers the batch; past its limit, an id is checked on its own.
+local limit = tonumber(ARGV[4])
+local scan = redis.call('XPENDING', stream, group, '-', '+', limit, consumer)
 local owned = {}
 for _, p in ipairs(scan) do owned[p[1]] = true end
 local complete = #scan < limit
@@ -27,10 +28,11 @@ end
 
 local settled, fenced = {}, {}
 local counts = {completed = 0, failed = 0, dead = 0}
-local n = #KEYS - 3
-for i = 1, n do
-  local base = 6 + (i - 1) * 5
-  local eid, state = ARGV[base + 1], ARGV[base + 2]
+local rows = cmsgpack.unpack(ARGV[5])
+local dead_arg = 5
+for i, row in ipairs(rows) do
+  local eid, state = row[1], row[2]
+  if state == 'dead' then dead_arg = dead_arg + 1 end
   local mine = owned[eid]
   if not mine and not complete then
     mine = #redis.call('XPENDING', stream, group, eid, eid, 1, consumer) == 1
@@ -39,12 +41,13 @@ for i = 1, n do
     local job = KEYS[3 + i]
     settled[#settled + 1] = eid
     counts[state] = counts[state] + 1
-    redis.call('HSET', job, 's', state, 'a', ARGV[base + 3], 'f', now)
-    if state ~= 'completed' then
-      redis.call('HSET', job, 'err', ARGV[base + 4])
+    if state == 'completed' then
+      redis.call('HSET', job, 's', state, 'a', row[3], 'f', now)
+    else
+      redis.call('HSET', job, 's', state, 'a', row[3], 'f', now, 'err', row[4])
     end
     if state == 'dead' then
-      local did = redis.call('XADD', KEYS[3], '*', 'e', ARGV[base + 5], 'r', ARGV[base + 4])
+      local did = redis.call('XADD', KEYS[3], '*', 'e', ARGV[dead_arg], 'r', row[4])
       -- A dead job's record lives as long as its dead letter: no expiry.
       redis.call('HSET', job, 'd', did)
       redis.call('PERSIST', job)

@@ -1,0 +1,212 @@
+"""`./local.sh bench [--json FILE]`: Sluice's rates beside the raw Redis limit of the same run.
+
+Everything runs on one private redis-server started here. Figures, not pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+import uvloop
+
+from bench.functions import Ping
+from runtime import Client, Event
+from runtime.registry import load
+from streams import envelope as env
+from streams.connection import Redis, RedisSettings, connect
+from streams.jobs import counts
+from streams.keys import PartitionKeys
+from tests.redis_server import RedisServer
+
+SPEC = "bench.functions:FUNCTIONS"
+BATCH = 100
+CHUNK = 1000
+
+
+def sample_envelope(i: int) -> bytes:
+    payload = env.encode_payload(Ping(sent_ns=time.time_ns(), body="x" * 40))
+    return env.encode(env.Envelope(env.new_job_id(), "raw", f"ws{i % 10}", payload, env.now_ms()))
+
+
+async def raw_publish_rate(redis: Redis, n: int) -> float:
+    """Pipelined XADD of envelope-sized entries, CHUNK per round trip."""
+    entries = [sample_envelope(i) for i in range(n)]
+    start = time.perf_counter()
+    for offset in range(0, n, CHUNK):
+        async with redis.pipeline(transaction=False) as pipe:
+            for data in entries[offset : offset + CHUNK]:
+                pipe.xadd("raw", {"e": data})
+            await pipe.execute()
+    return n / (time.perf_counter() - start)
+
+
+async def raw_drain_rate(redis: Redis, n: int) -> float:
+    """XREADGROUP COUNT BATCH + one XACK per batch, until the stream is drained."""
+    await redis.xgroup_create("raw", "g", id="0")
+    start = time.perf_counter()
+    done = 0
+    while done < n:
+        reply = await redis.xreadgroup("g", "c", {"raw": ">"}, count=BATCH, block=1000)
+        ids = [eid for eid, _ in reply[0][1]]
+        await redis.xack("raw", "g", *ids)
+        done += len(ids)
+    return n / (time.perf_counter() - start)
+
+
+async def publish_rate(client: Client, n: int) -> float:
+    events = [Event(workspace=f"ws{i % 10}", data=Ping(sent_ns=0, body="x" * 40)) for i in range(n)]
+    start = time.perf_counter()
+    for offset in range(0, n, CHUNK):
+        await client.publish_many("noop", events[offset : offset + CHUNK])
+    return n / (time.perf_counter() - start)
+
+
+def start_worker(url: str, functions: str, extra: dict[str, str]) -> subprocess.Popen[bytes]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    environ.update(REDIS_URL=url, SLUICE_FUNCTIONS=SPEC, SLUICE_LOG_LEVEL="WARNING", **extra)
+    args = [sys.executable, "-m", "runtime", "worker", "--functions", functions]
+    return subprocess.Popen(args, env=environ)
+
+
+def stop(worker: subprocess.Popen[bytes]) -> None:
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=60)
+
+
+async def until_completed(redis: Redis, keys: PartitionKeys, n: int, poll_s: float) -> int:
+    """Wait for `n` completions; the count lives in Redis, written by the worker process."""
+    while (done := (await counts(redis, keys)).completed) < n:  # noqa: ASYNC110
+        await asyncio.sleep(poll_s)
+    return done
+
+
+async def drain_rate(redis: Redis, url: str, function: str, n: int) -> float:
+    """One worker process drains `n` queued jobs; timed from its first settlement."""
+    keys = PartitionKeys(function, 0)
+    worker = start_worker(url, function, {})
+    try:
+        first = await until_completed(redis, keys, 1, 0.001)
+        start = time.perf_counter()
+        done = await until_completed(redis, keys, n, 0.005)
+        return (done - first) / (time.perf_counter() - start)
+    finally:
+        stop(worker)
+
+
+async def latency(client: Client, redis: Redis, url: str, seconds: float) -> list[float]:
+    """Publish one job per ms for `seconds`; the handler records publish->handler time."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "latency"
+        worker = start_worker(url, "timed", {"LATENCY_FILE": str(path)})
+        try:
+            await client.publish("timed", workspace="warm", data=Ping(sent_ns=time.time_ns()))
+            await until_completed(redis, PartitionKeys("timed", 0), 1, 0.01)
+            path.unlink(missing_ok=True)
+            loop = asyncio.get_running_loop()
+            begin = loop.time()
+            total = int(seconds * 1000)
+            for i in range(total):
+                # Paced by the loop's clock so a slow publish does not shift the schedule.
+                await asyncio.sleep(max(0.0, begin + i / 1000 - loop.time()))
+                await client.publish(
+                    "timed", workspace=f"ws{i % 10}", data=Ping(sent_ns=time.time_ns())
+                )
+            await until_completed(redis, PartitionKeys("timed", 0), total + 1, 0.01)
+        finally:
+            stop(worker)
+        return [int(line) / 1e6 for line in path.read_text().split()]
+
+
+class Figures(msgspec.Struct):
+    redis_version: str
+    jobs: int
+    raw_publish_rate: float
+    raw_drain_rate: float
+    publish_rate: float
+    drain_rate: float
+    batch_drain_rate: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    latency_max_ms: float
+
+
+async def run(n: int, seconds: float) -> Figures:
+    with tempfile.TemporaryDirectory() as folder:
+        server = RedisServer(Path(folder), appendonly=False)
+        server.start()
+        try:
+            redis = connect(RedisSettings(url=server.url))
+            version = (await redis.info("server"))["redis_version"]
+            raw_pub = await raw_publish_rate(redis, n)
+            raw_drain = await raw_drain_rate(redis, n)
+            await redis.flushall()
+            client = Client(redis, load(SPEC))
+            pub = await publish_rate(client, n)
+            drain = await drain_rate(redis, server.url, "noop", n)
+            await publish_rate_to(client, "noop-batch", n)
+            batch_drain = await drain_rate(redis, server.url, "noop-batch", n)
+            lat = sorted(await latency(client, redis, server.url, seconds))
+            await redis.aclose()
+        finally:
+            server.stop()
+    return Figures(
+        redis_version=version,
+        jobs=n,
+        raw_publish_rate=round(raw_pub),
+        raw_drain_rate=round(raw_drain),
+        publish_rate=round(pub),
+        drain_rate=round(drain),
+        batch_drain_rate=round(batch_drain),
+        latency_p50_ms=round(statistics.median(lat), 3),
+        latency_p99_ms=round(lat[int(len(lat) * 0.99)], 3),
+        latency_max_ms=round(lat[-1], 3),
+    )
+
+
+async def publish_rate_to(client: Client, function: str, n: int) -> None:
+    events = [Event(workspace=f"ws{i % 100}", data=Ping(sent_ns=0)) for i in range(n)]
+    for offset in range(0, n, CHUNK):
+        await client.publish_many(function, events[offset : offset + CHUNK])
+
+
+def report(f: Figures) -> None:
+    print(f"redis {f.redis_version}, {f.jobs} jobs, one worker process, no-op handler")
+    rows = [
+        ("raw pipelined XADD", f.raw_publish_rate, None),
+        ("raw XREADGROUP + XACK", f.raw_drain_rate, None),
+        ("publish (bulk)", f.publish_rate, f.publish_rate / f.raw_publish_rate),
+        ("drain (single-job handler)", f.drain_rate, f.drain_rate / f.raw_drain_rate),
+        ("drain (batch handler)", f.batch_drain_rate, f.batch_drain_rate / f.raw_drain_rate),
+    ]
+    for name, rate, ratio in rows:
+        share = f"  {ratio:5.0%} of raw" if ratio is not None else ""
+        print(f"  {name:28} {rate:>10,.0f} jobs/s{share}")
+    print(
+        f"  latency at 1,000 jobs/s       p50 {f.latency_p50_ms} ms  "
+        f"p99 {f.latency_p99_ms} ms  max {f.latency_max_ms} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--jobs", type=int, default=50_000)
+    parser.add_argument("--latency-seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    figures = uvloop.run(run(args.jobs, args.latency_seconds))
+    report(figures)
+    if args.json:
+        args.json.write_bytes(msgspec.json.format(msgspec.json.encode(figures)) + b"\n")
+
+
+main()

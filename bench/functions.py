@@ -1,0 +1,55 @@
+"""Handlers measured by the benchmark: a no-op, and one that records publish->handler latency."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import msgspec
+
+from runtime import Batch, Job, batch_function, function
+
+
+class Ping(msgspec.Struct, frozen=True):
+    sent_ns: int
+    body: str = ""
+
+
+@function("noop", input=Ping, batch_size=100, concurrency=16)
+async def noop(job: Job[Ping]) -> None:
+    del job
+
+
+@batch_function("noop-batch", input=Ping, batch_size=100, concurrency=4)
+async def noop_batch(batch: Batch[Ping]) -> None:
+    del batch
+
+
+class _Latencies:
+    """Appends publish->handler latencies (ns) to LATENCY_FILE, one write per 100."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+
+    def add(self, sent_ns: int) -> None:
+        self.pending.append(str(time.time_ns() - sent_ns))
+        if len(self.pending) >= 100:
+            self.flush()
+
+    def flush(self) -> None:
+        path = os.environ.get("LATENCY_FILE")
+        if path and self.pending:
+            with open(path, "a") as out:
+                out.write("\n".join(self.pending) + "\n")
+        self.pending.clear()
+
+
+latencies = _Latencies()
+
+
+@function("timed", input=Ping, batch_size=100, concurrency=16)
+async def timed(job: Job[Ping]) -> None:
+    latencies.add(job.data.sent_ns)
+
+
+FUNCTIONS = (noop, noop_batch, timed)
