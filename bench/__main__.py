@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import uvloop
@@ -56,7 +57,7 @@ async def raw_drain_rate(redis: Redis, n: int) -> float:
     start = time.perf_counter()
     done = 0
     while done < n:
-        reply = await redis.xreadgroup("g", "c", {"raw": ">"}, count=BATCH, block=1000)
+        reply: Any = await redis.xreadgroup("g", "c", {"raw": ">"}, count=BATCH, block=1000)
         ids = [eid for eid, _ in reply[0][1]]
         await redis.xack("raw", "g", *ids)
         done += len(ids)
