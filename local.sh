@@ -33,11 +33,13 @@ up() {
     mkdir -p .local
     local port
     port=$(free_port)
-    redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/.local" \
+    # Its own session: Ctrl-C reaches Sluice only, which shuts down gracefully
+    # while Redis is still there; the trap stops Redis afterwards.
+    setsid redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/.local" \
       --appendonly yes --appendfsync always --maxmemory-policy noeviction \
       --save '' --logfile "$PWD/.local/redis.log" &
-    local redis_pid=$!
-    trap 'kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null || true' EXIT
+    REDIS_PID=$!
+    trap 'kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null || true' EXIT
     for _ in $(seq 100); do
       redis-cli -p "$port" ping >/dev/null 2>&1 && break
       sleep 0.05

@@ -25,7 +25,7 @@ from streams.consume import Delivery, ensure_group, read
 from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
 from streams.reclaim import reclaim
-from streams.settle import Settlement, settle
+from streams.settle import Settlement, State, settle
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +143,14 @@ class PartitionLoop:
         try:
             left = await leave(self.client, self.keys, self.config.consumer, held)
         except RedisUnavailable as exc:
-            log.warning(
-                "%s: could not hand back %d jobs (%s); they are reclaimed after %g s",
-                self.keys,
-                len(held),
-                exc,
-                self.fn.options.visibility_timeout_s,
-            )
+            if held:
+                log.warning(
+                    "%s: could not hand back %d jobs (%s); they are reclaimed after %g s",
+                    self.keys,
+                    len(held),
+                    exc,
+                    self.fn.options.visibility_timeout_s,
+                )
             return
         if left.handed_back:
             log.info("%s: handed back %d unfinished jobs", self.keys, left.handed_back)
@@ -231,7 +232,7 @@ class PartitionLoop:
         self.outbox.append(Settlement(d.entry_id, job_id, "dead", attempt, reason, d.envelope))
         self.outbox_ready.set()
 
-    def _record(self, entry_id: str, job_id: str, state: Any, attempt: int, error: str) -> None:
+    def _record(self, entry_id: str, job_id: str, state: State, attempt: int, error: str) -> None:
         self.outbox.append(Settlement(entry_id, job_id, state, attempt, error))
         self.outbox_ready.set()
 

@@ -99,4 +99,10 @@ async def run_slow_task(job: Job[Task]) -> None:
     ledger.record([job.id])
 
 
-FUNCTIONS = (run_task, run_batch, run_slow_task)
+@function("long-tasks", input=Task, concurrency=2, timeout_s=30.0, visibility_timeout_s=1.0)
+async def run_long_task(job: Job[Task]) -> None:
+    await _act(job.data)
+    ledger.record([job.id])
+
+
+FUNCTIONS = (run_task, run_batch, run_slow_task, run_long_task)

@@ -156,3 +156,29 @@ async def test_an_explicit_id_publishes_once(redis: Redis, client: Client) -> No
     assert (first.id, first.duplicate) == ("order-42", False)
     assert (again.id, again.duplicate) == ("order-42", True)
     assert await redis.xlen(TASKS.stream) == 1
+
+
+async def test_heartbeats_keep_a_job_running_past_its_visibility_timeout(
+    redis: Redis,
+    shared_server: RedisServer,
+    client: Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # long-tasks: visibility timeout 1 s; the job runs 3 s while a second worker
+    # looks for idle entries every 0.3 s. Only heartbeats keep it from being taken.
+    ledger = tmp_path / "ledger"
+    monkeypatch.setenv("LEDGER_FILE", str(ledger))
+    receipt = await client.publish("long-tasks", workspace="ws", data={"n": 1, "sleep_ms": 3000})
+    async with (
+        worker_in_process(shared_server.url, "long-tasks"),
+        worker_in_process(shared_server.url, "long-tasks"),
+    ):
+
+        async def completed() -> bool:
+            return (await total_counts(redis, "long-tasks")).completed == 1
+
+        await wait_until(completed, what="the long job to complete")
+    assert read_ledger(ledger) == {receipt.id: 1}
+    final = await total_counts(redis, "long-tasks")
+    assert final.fenced == 0
