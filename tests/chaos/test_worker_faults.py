@@ -20,6 +20,8 @@ from tests.runtime.helpers import (
     read_ledger,
     start_worker,
     total_counts,
+    wait_completed,
+    wait_unavailable,
     wait_until,
     worker_in_process,
 )
@@ -50,10 +52,7 @@ async def test_sigkill_mid_batches_loses_nothing(
         victim.kill()
         victim.wait(timeout=10)
 
-        async def all_completed() -> bool:
-            return (await total_counts(redis, "tasks")).completed == n
-
-        await wait_until(all_completed, timeout_s=90, what="every job completed")
+        await wait_completed(redis, "tasks", n, timeout_s=90)
     finally:
         victim.kill()
         survivor.send_signal(signal.SIGTERM)
@@ -90,11 +89,7 @@ async def test_sigterm_hands_back_unfinished_jobs_at_once(
     assert handled_by_first < 200
     second = start_worker(shared_server.url, ledger, functions="slow-tasks")
     try:
-
-        async def all_completed() -> bool:
-            return (await total_counts(redis, "slow-tasks")).completed == 200
-
-        await wait_until(all_completed, timeout_s=40, what="the rest by the second worker")
+        await wait_completed(redis, "slow-tasks", 200, timeout_s=40)
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0
@@ -140,16 +135,10 @@ async def test_redis_restarted_under_a_running_worker(
             await wait_until(under_way, what="progress before the restart")
             server.stop()
 
-            async def noticed() -> bool:
-                return not health.available
-
-            await wait_until(noticed, what="the worker to notice Redis is gone")
+            await wait_unavailable(health)
             server.start()
 
-            async def all_completed() -> bool:
-                return (await total_counts(redis, "tasks")).completed == 2_000
-
-            await wait_until(all_completed, timeout_s=60, what="every job after the restart")
+            await wait_completed(redis, "tasks", 2_000, timeout_s=60)
             assert health.available
     finally:
         await redis.aclose()
@@ -165,11 +154,7 @@ async def test_worker_started_while_redis_is_down_waits_and_then_works(
     monkeypatch.setenv("LEDGER_FILE", str(ledger))
     server.stop()
     async with worker_in_process(server.url, "tasks") as health:
-
-        async def noticed() -> bool:
-            return not health.available
-
-        await wait_until(noticed, what="the worker to see Redis down")
+        await wait_unavailable(health)
         server.start()
         redis = connect(settings_for(server.url))
         try:
@@ -180,10 +165,7 @@ async def test_worker_started_while_redis_is_down_waits_and_then_works(
             await wait_until(ready, what="the worker to join")
             published = await publish_tasks(redis, "tasks", 100)
 
-            async def all_completed() -> bool:
-                return (await total_counts(redis, "tasks")).completed == 100
-
-            await wait_until(all_completed, what="the jobs published after Redis came up")
+            await wait_completed(redis, "tasks", 100)
         finally:
             await redis.aclose()
     assert set(read_ledger(ledger)) == published
@@ -200,16 +182,10 @@ async def test_a_paused_redis_stalls_but_never_hangs_the_worker(
             published = await publish_tasks(redis, "tasks", 500, sleep_ms=2)
             server.pause()  # SIGSTOP: connections stay open, nothing answers
 
-            async def noticed() -> bool:
-                return not health.available
-
-            await wait_until(noticed, what="socket timeouts to mark Redis unavailable")
+            await wait_unavailable(health)
             server.resume()
 
-            async def all_completed() -> bool:
-                return (await total_counts(redis, "tasks")).completed == 500
-
-            await wait_until(all_completed, timeout_s=60, what="every job after the pause")
+            await wait_completed(redis, "tasks", 500, timeout_s=60)
     finally:
         await redis.aclose()
     assert set(read_ledger(ledger)) == published

@@ -116,3 +116,21 @@ async def worker_in_process(
         stop.set()
         await task
         await client.aclose()
+
+
+async def wait_completed(redis: Redis, function: str, n: int, timeout_s: float = 30.0) -> None:
+    """Wait until `n` jobs of `function` (one partition) are completed."""
+
+    async def done() -> bool:
+        return (await total_counts(redis, function)).completed == n
+
+    await wait_until(done, timeout_s, what=f"{n} completed jobs of {function}")
+
+
+async def wait_unavailable(health: RedisHealth) -> None:
+    """Wait until the worker has noticed that Redis is gone."""
+
+    async def noticed() -> bool:
+        return not health.available
+
+    await wait_until(noticed, what="the worker to notice Redis is unavailable")
