@@ -1,9 +1,8 @@
 -- Settle a batch of handled jobs of one function partition in one call.
 -- KEYS[1] stream, KEYS[2] stats, KEYS[3] dead-letter stream, KEYS[3+i] job hash of job i
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] retention ms,
--- ARGV[4] pending scan limit, ARGV[5] msgpack array, per job: {entry id, state, attempt, error}, with state
--- completed|failed|dead; KEYS[3+i] belongs to row i; ARGV[6..] the envelopes of
--- the dead rows, in row order.
+-- ARGV[4] pending scan limit, then 5 per job: entry id, state (completed|failed|dead),
+-- attempt, error, envelope (only for dead; empty otherwise)
 -- Returns {settled, {fenced entry ids}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local retention = ARGV[3]
@@ -28,11 +27,9 @@ end
 
 local settled, fenced = {}, {}
 local counts = {completed = 0, failed = 0, dead = 0}
-local rows = cmsgpack.unpack(ARGV[5])
-local dead_arg = 5
-for i, row in ipairs(rows) do
-  local eid, state = row[1], row[2]
-  if state == 'dead' then dead_arg = dead_arg + 1 end
+for i = 1, #KEYS - 3 do
+  local base = 4 + (i - 1) * 5
+  local eid, state = ARGV[base + 1], ARGV[base + 2]
   local mine = owned[eid]
   if not mine and not complete then
     mine = #redis.call('XPENDING', stream, group, eid, eid, 1, consumer) == 1
@@ -42,12 +39,12 @@ for i, row in ipairs(rows) do
     settled[#settled + 1] = eid
     counts[state] = counts[state] + 1
     if state == 'completed' then
-      redis.call('HSET', job, 's', state, 'a', row[3], 'f', now)
+      redis.call('HSET', job, 's', state, 'a', ARGV[base + 3], 'f', now)
     else
-      redis.call('HSET', job, 's', state, 'a', row[3], 'f', now, 'err', row[4])
+      redis.call('HSET', job, 's', state, 'a', ARGV[base + 3], 'f', now, 'err', ARGV[base + 4])
     end
     if state == 'dead' then
-      local did = redis.call('XADD', KEYS[3], '*', 'e', ARGV[dead_arg], 'r', row[4])
+      local did = redis.call('XADD', KEYS[3], '*', 'e', ARGV[base + 5], 'r', ARGV[base + 4])
       -- A dead job's record lives as long as its dead letter: no expiry.
       redis.call('HSET', job, 'd', did)
       redis.call('PERSIST', job)

@@ -12,7 +12,6 @@ from streams.keys import GROUP, PartitionKeys
 from streams.lua import Arg, Script
 
 _SETTLE = Script.beside(__file__, "settle.lua")
-_encoder = msgspec.msgpack.Encoder()
 
 State = Literal["completed", "failed", "dead"]
 
@@ -55,12 +54,9 @@ async def settle(
         consumer,
         retention_ms,
         max(owned_limit, len(settlements)) + 1,
-        # One msgpack blob, not five arguments a job: redis-py packs each argument
-        # in Python, which cost more than the whole script on this hot path.
-        _encoder.encode([(s.entry_id, s.state, s.attempt, s.error) for s in settlements]),
     ]
-    # Redis's cmsgpack has no binary type, so envelopes travel as plain arguments.
-    args += [s.envelope for s in settlements if s.state == "dead"]
+    for s in settlements:
+        args += (s.entry_id, s.state, s.attempt, s.error, s.envelope)
     reply = await _SETTLE(
         client,
         [keys.stream, keys.stats, keys.dead, *(keys.job(s.job_id) for s in settlements)],
