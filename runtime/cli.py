@@ -16,7 +16,7 @@ from runtime import logs, settings
 from runtime.client import Client, Event
 from runtime.declare import Function
 from runtime.errors import SluiceError
-from runtime.health import RedisHealth
+from runtime.health import RedisHealth, report_server
 from runtime.lifecycle import stop_on_signals
 from runtime.registry import Registry, load
 from runtime.worker import WorkerHost
@@ -66,6 +66,7 @@ async def _serve(
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(host.run(stop))
+            group.create_task(report_server(client, health.url, stop))
             if demo:
                 group.create_task(_publish_examples(Client(client, registry)))
     finally:

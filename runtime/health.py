@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+
+from runtime.backoff import Backoff
+from runtime.lifecycle import sleep_unless
+from streams.connection import Redis
+from streams.errors import RedisUnavailable
+from streams.server import server_config
 
 log = logging.getLogger(__name__)
 
@@ -25,3 +32,28 @@ class RedisHealth:
         if not self.available:
             self.available = True
             log.warning("redis available again at %s", self.url)
+
+
+async def report_server(client: Redis, url: str, stop: asyncio.Event) -> None:
+    """Log the server's durability settings once it answers; warn loudly on risky ones.
+
+    Runs beside the hosts, so a Redis that is down at start delays only this report.
+    """
+    backoff = Backoff()
+    while not stop.is_set():
+        try:
+            config = await server_config(client)
+        except RedisUnavailable:
+            await sleep_unless(stop, backoff.next_delay())
+            continue
+        log.info(
+            "redis %s at %s: maxmemory-policy=%s appendonly=%s appendfsync=%s",
+            config.version,
+            url,
+            config.maxmemory_policy or "?",
+            config.appendonly or "?",
+            config.appendfsync or "?",
+        )
+        for risk in config.risks():
+            log.warning("RISK OF LOSING JOBS: %s", risk)
+        return

@@ -18,6 +18,7 @@ from runtime.backoff import Backoff
 from runtime.declare import Batch, Function, Job
 from runtime.health import RedisHealth
 from runtime.invoke import invoke
+from runtime.lifecycle import sleep_unless
 from streams import envelope as env
 from streams.claims import Held, extend, leave
 from streams.connection import Redis
@@ -99,7 +100,7 @@ class PartitionLoop:
                 await ensure_group(self.client, self.keys)
             except RedisUnavailable as exc:
                 self.health.down(exc)
-                await _wait(stop, backoff.next_delay())
+                await sleep_unless(stop, backoff.next_delay())
                 continue
             self.health.up()
             return True
@@ -377,15 +378,6 @@ def _by_workspace(ready: list[tuple[str, Job[Any]]]) -> list[Call]:
             call.batch.jobs.append(job)
             call.entry_ids.append(entry_id)
     return list(calls.values())
-
-
-async def _wait(event: asyncio.Event, timeout_s: float) -> None:
-    """Sleep up to `timeout_s`, or less if `event` is set."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
-    except TimeoutError:
-        pass
 
 
 async def _finish(task: asyncio.Task[None], timeout_s: float) -> None:
