@@ -355,6 +355,8 @@ class PartitionLoop:
                     log.exception("%s: reclaim failed", self.keys)
                     break
                 cursor = found.cursor
+                if found.forgotten:
+                    log.info("%s: forgot %d idle empty consumers", self.keys, found.forgotten)
                 if found.lost:
                     log.error(
                         "%s: %d pending entries were gone from the stream", self.keys, found.lost

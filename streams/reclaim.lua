@@ -1,7 +1,8 @@
 -- Take over entries another consumer left pending longer than the visibility timeout.
 -- KEYS[1] stream, KEYS[2] stats
--- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] cursor, ARGV[5] count
--- Returns {next cursor, {{entry id, envelope, deliveries}, ...}, lost}
+-- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] cursor, ARGV[5] count,
+-- ARGV[6] idle ms after which a consumer holding nothing is deleted
+-- Returns {next cursor, {{entry id, envelope, deliveries}, ...}, lost, consumers deleted}
 -- XAUTOCLAIM counts the delivery; the count is read back so the caller can cut
 -- poison (a job that kills every worker never reaches the handler's retry path).
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
@@ -22,4 +23,22 @@ local lost = #r[3]
 if lost > 0 then
   redis.call('HINCRBY', KEYS[2], 'lost', lost)
 end
-return {r[1], out, lost}
+-- Every worker process joins under a new name; without this, each deploy would
+-- leave its consumers in the group for good. A consumer is deleted only here,
+-- in the script that sees its pending list empty (DELCONSUMER drops pending
+-- entries); a live one deleted while idle is recreated by its next read.
+local forgotten = 0
+local stale = tonumber(ARGV[6])
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local name, pending, idle
+  for f = 1, #c, 2 do
+    if c[f] == 'name' then name = c[f + 1]
+    elseif c[f] == 'pending' then pending = c[f + 1]
+    elseif c[f] == 'idle' then idle = c[f + 1] end
+  end
+  if pending == 0 and idle >= stale and name ~= ARGV[2] then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    forgotten = forgotten + 1
+  end
+end
+return {r[1], out, lost, forgotten}

@@ -18,21 +18,37 @@ class Reclaimed(msgspec.Struct, frozen=True):
     cursor: str
     # Pending ids whose entries no longer existed (dropped and counted).
     lost: int
+    # Consumers deleted because they held nothing and were idle too long.
+    forgotten: int
+
+
+# A consumer holding nothing, idle this long, belongs to a process long gone.
+STALE_CONSUMER_MS = 3_600_000
 
 
 async def reclaim(
-    client: Redis, keys: PartitionKeys, consumer: str, min_idle_ms: int, cursor: str, count: int
+    client: Redis,
+    keys: PartitionKeys,
+    consumer: str,
+    min_idle_ms: int,
+    cursor: str,
+    count: int,
+    stale_ms: int = STALE_CONSUMER_MS,
 ) -> Reclaimed:
-    """Claim up to `count` entries idle for `min_idle_ms`, scanning on from `cursor`."""
+    """Claim up to `count` entries idle for `min_idle_ms`, scanning on from `cursor`.
+
+    Also deletes consumers that hold nothing and were idle for `stale_ms`.
+    """
     reply = await _RECLAIM(
         client,
         [keys.stream, keys.stats],
-        [GROUP, consumer, min_idle_ms, cursor, count],
+        [GROUP, consumer, min_idle_ms, cursor, count, stale_ms],
     )
     assert isinstance(reply, list)
-    next_cursor, entries, lost = reply
+    next_cursor, entries, lost, forgotten = reply
     return Reclaimed(
         [Delivery(eid.decode(), envelope, int(n)) for eid, envelope, n in entries],
         next_cursor.decode(),
         int(lost),
+        int(forgotten),
     )

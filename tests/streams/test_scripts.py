@@ -193,3 +193,16 @@ async def test_read_recreates_a_group_lost_with_the_data(redis: Redis) -> None:
     await publish(redis, KEYS, [envelope("b")])
     got = await read(redis, KEYS, "c1", 10, 100)
     assert [env.decode(d.envelope).id for d in got] == ["b"]
+
+
+async def test_reclaim_forgets_consumers_that_hold_nothing(redis: Redis) -> None:
+    await published(redis, "a", "b")
+    (first,) = await read(redis, KEYS, "gone", 1, 100)
+    await settle(redis, KEYS, "gone", 60_000, [Settlement(first.entry_id, "a", "completed", 1)], 1)
+    await read(redis, KEYS, "busy", 1, 100)  # holds "b"
+    kept = await reclaim(redis, KEYS, "me", 60_000, "0-0", 10, stale_ms=3_600_000)
+    assert kept.forgotten == 0
+    swept = await reclaim(redis, KEYS, "me", 60_000, "0-0", 10, stale_ms=0)
+    assert swept.forgotten == 1
+    names = [c["name"] for c in await redis.xinfo_consumers(KEYS.stream, GROUP)]
+    assert names == [b"busy"]
