@@ -1,8 +1,7 @@
-"""Call a handler on one batch, under the function's timeout, and say which jobs failed."""
+"""Call a handler on one batch and say which jobs failed."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -14,16 +13,11 @@ log = logging.getLogger(__name__)
 async def invoke(fn: Function[Any], batch: Batch[Any]) -> dict[str, str]:
     """Run the handler; return failed job ids with their errors (empty: all succeeded).
 
-    Cancellation (shutdown past the grace period) propagates: those jobs are
-    handed back, not failed.
+    Cancellation propagates: the loop's watchdog turns its own into a timeout, and
+    shutdown past the grace period hands the jobs back instead of failing them.
     """
-    timeout_s = fn.options.timeout_s
     try:
-        async with asyncio.timeout(timeout_s) as scope:
-            await fn.handler(batch)
-    except TimeoutError as exc:
-        error = f"timed out after {timeout_s:g} s" if scope.expired() else describe(exc)
-        return _all_failed(fn, batch, error)
+        await fn.handler(batch)
     except Exception as exc:
         return _all_failed(fn, batch, describe(exc))
     if batch.failures:
@@ -35,6 +29,11 @@ async def invoke(fn: Function[Any], batch: Batch[Any]) -> dict[str, str]:
             batch.workspace,
         )
     return batch.failures
+
+
+def timed_out(fn: Function[Any], batch: Batch[Any]) -> dict[str, str]:
+    """The outcome of a call the watchdog cancelled for outrunning the timeout."""
+    return _all_failed(fn, batch, f"timed out after {fn.options.timeout_s:g} s")
 
 
 def _all_failed(fn: Function[Any], batch: Batch[Any], error: str) -> dict[str, str]:
