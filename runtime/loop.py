@@ -215,7 +215,7 @@ class PartitionLoop:
             try:
                 envelope = env.decode(d.envelope)
             except msgspec.DecodeError as exc:
-                self._dead(d, f"corrupt-{d.entry_id}", 1, f"undecodable envelope: {exc}")
+                self._dead(d, f"corrupt-{d.entry_id}", "", 1, f"undecodable envelope: {exc}")
                 continue
             self.held[d.entry_id] = envelope.id
             if d.deliveries > max_deliveries:
@@ -223,13 +223,15 @@ class PartitionLoop:
                     f"delivered {d.deliveries} times, above max_deliveries={max_deliveries}: "
                     "its workers kept dying"
                 )
-                self._dead(d, envelope.id, envelope.attempt, reason)
+                self._dead(d, envelope.id, envelope.workspace, envelope.attempt, reason)
                 continue
             try:
                 data = fn.decoder.decode(envelope.payload)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 error = f"payload does not match {fn.input.__name__}: {exc}"
-                self._record(d.entry_id, envelope.id, "failed", envelope.attempt, error)
+                self._record(
+                    d.entry_id, envelope.id, envelope.workspace, "failed", envelope.attempt, error
+                )
                 continue
             job = Job(
                 envelope.id, envelope.workspace, data, envelope.attempt, d.deliveries,
@@ -245,14 +247,18 @@ class PartitionLoop:
             for entry_id, job in ready:
                 self.calls.put_nowait(Call(Batch(job.workspace, [job]), [entry_id]))
 
-    def _dead(self, d: Delivery, job_id: str, attempt: int, reason: str) -> None:
+    def _dead(self, d: Delivery, job_id: str, workspace: str, attempt: int, reason: str) -> None:
         self.held[d.entry_id] = job_id
         log.error("%s: job %s dead-lettered: %s", self.keys, job_id, reason)
-        self.outbox.append(Settlement(d.entry_id, job_id, "dead", attempt, reason, d.envelope))
+        self.outbox.append(
+            Settlement(d.entry_id, job_id, workspace, "dead", attempt, reason, d.envelope)
+        )
         self.outbox_ready.set()
 
-    def _record(self, entry_id: str, job_id: str, state: State, attempt: int, error: str) -> None:
-        self.outbox.append(Settlement(entry_id, job_id, state, attempt, error))
+    def _record(
+        self, entry_id: str, job_id: str, workspace: str, state: State, attempt: int, error: str
+    ) -> None:
+        self.outbox.append(Settlement(entry_id, job_id, workspace, state, attempt, error))
         self.outbox_ready.set()
 
     async def _lane(self, lane: Lane) -> None:
@@ -279,9 +285,11 @@ class PartitionLoop:
             for entry_id, job in zip(call.entry_ids, call.batch.jobs, strict=True):
                 error = failures.get(job.id) if failures else None
                 if error is None:
-                    append(Settlement(entry_id, job.id, "completed", job.attempt))
+                    append(Settlement(entry_id, job.id, job.workspace, "completed", job.attempt))
                 else:
-                    append(Settlement(entry_id, job.id, "failed", job.attempt, error))
+                    append(
+                        Settlement(entry_id, job.id, job.workspace, "failed", job.attempt, error)
+                    )
             outbox.set()
 
     async def _settle_forever(self) -> None:

@@ -41,11 +41,10 @@ async def extend(
 
 async def leave(client: Redis, keys: PartitionKeys, consumer: str, held: Sequence[Held]) -> Left:
     """Hand `held` back to the group at once and delete the consumer if it holds nothing."""
-    reply = await _LEAVE(
-        client,
-        [keys.stream, *(keys.job(h.job_id) for h in held)],
-        [GROUP, consumer, *(h.entry_id for h in held)],
-    )
+    args = [GROUP, consumer]
+    for h in held:
+        args += (h.entry_id, h.job_id)
+    reply = await _LEAVE(client, [keys.stream, keys.jobs], args)
     assert isinstance(reply, list)
     handed, deleted = reply
     return Left(int(handed), bool(deleted))

@@ -50,24 +50,25 @@ class Counts(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def get_job(client: Redis, keys: PartitionKeys, job_id: str) -> JobRecord | None:
-    reply = await _STATUS(client, [keys.job(job_id), keys.stream], [GROUP])
+    reply = await _STATUS(client, [keys.jobs, keys.stream], [GROUP, job_id])
     if not reply:
         return None
     assert isinstance(reply, list)
-    flat, consumer, deliveries = reply
-    fields = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
-    state = fields["s"]
+    record, consumer, deliveries = reply
+    # "state|workspace|entry id|queued ms|attempts|finished ms|dead id|error", as
+    # the scripts write it; the error comes last, so it may hold any character.
+    state, workspace, _, queued, attempts, finished, _, error = record.decode().split("|", 7)
     if state == "queued" and consumer:
         state = "active"
     return JobRecord(
         id=job_id,
         function=keys.function,
-        workspace=fields.get("w", ""),
+        workspace=workspace,
         state=msgspec.convert(state, JobState),
-        queued_ms=int(fields.get("q", 0)),
-        finished_ms=int(fields.get("f", 0)),
-        attempts=int(fields.get("a", 0)),
-        error=fields.get("err", ""),
+        queued_ms=int(queued),
+        finished_ms=int(finished),
+        attempts=int(attempts),
+        error=error,
         consumer=consumer.decode() if consumer else "",
         deliveries=int(deliveries),
     )

@@ -48,7 +48,7 @@ def partition_of(workspace: str, partitions: int) -> int:
 class PartitionKeys:
     """The keys of one function partition."""
 
-    __slots__ = ("dead", "function", "partition", "stats", "stream", "tag")
+    __slots__ = ("dead", "done", "function", "jobs", "partition", "stats", "stream", "tag")
 
     def __init__(self, function: str, partition: int) -> None:
         self.function = function
@@ -57,9 +57,12 @@ class PartitionKeys:
         self.stream = f"{self.tag}:stream"
         self.stats = f"{self.tag}:stats"
         self.dead = f"{self.tag}:dead"
-
-    def job(self, job_id: str) -> str:
-        return f"{self.tag}:job:{job_id}"
+        # HASH job id -> record, one per partition: a settle writes every record
+        # of its batch in one variadic HSET, and retention can drop records by
+        # id in a script without naming a key per job.
+        self.jobs = f"{self.tag}:jobs"
+        # ZSET of completed and failed job ids by finish time: the retention index.
+        self.done = f"{self.tag}:done"
 
     def __repr__(self) -> str:
         return f"PartitionKeys({self.function!r}, {self.partition})"

@@ -1,19 +1,25 @@
 -- A consumer leaves the group: hand its unfinished entries back, then delete it.
--- KEYS[1] stream, KEYS[1+i] job hash of entry i
--- ARGV[1] group, ARGV[2] consumer, ARGV[2+i] entry id i
+-- KEYS[1] stream, KEYS[2] job records
+-- ARGV[1] group, ARGV[2] consumer, then pairs: entry id, job id
 -- Returns {handed back, consumer deleted (1/0)}.
 -- Each owned entry is re-added at the stream's tail with the same envelope (no
 -- attempt charged) and the old one acknowledged and deleted, so any live worker's
 -- blocked XREADGROUP gets it at once instead of after the visibility timeout.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local handed = 0
-for i = 3, #ARGV do
-  local eid = ARGV[i]
+for i = 3, #ARGV, 2 do
+  local eid, id = ARGV[i], ARGV[i + 1]
   if #redis.call('XPENDING', stream, group, eid, eid, 1, consumer) == 1 then
     local entry = redis.call('XRANGE', stream, eid, eid)
     if #entry == 1 then
       local fresh = redis.call('XADD', stream, '*', unpack(entry[1][2]))
-      redis.call('HSET', KEYS[i - 1], 'e', fresh)
+      local record = redis.call('HGET', KEYS[2], id)
+      if record then
+        -- The record points at the new entry and when it was queued again.
+        local state, workspace, rest = string.match(record, '^([^|]*)|([^|]*)|[^|]*|[^|]*|(.*)$')
+        redis.call('HSET', KEYS[2], id, state .. '|' .. workspace .. '|' .. fresh .. '|'
+          .. string.match(fresh, '^%d+') .. '|' .. rest)
+      end
       handed = handed + 1
     end
     redis.call('XACK', stream, group, eid)

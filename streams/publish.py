@@ -32,11 +32,9 @@ async def publish(
     """
     if not envelopes:
         return []
-    job_keys = [keys.job(e.id) for e in envelopes]
     args: list[Arg] = []
     for e in envelopes:
-        args.append(e.workspace)
-        args.append(env.encode(e))
-    reply = await _PUBLISH(client, [keys.stream, keys.stats, *job_keys], args)
+        args += (e.id, e.workspace, env.encode(e))
+    reply = await _PUBLISH(client, [keys.stream, keys.stats, keys.jobs], args)
     assert isinstance(reply, list)
     return [Written(e.id, bool(eid)) for e, eid in zip(envelopes, reply, strict=True)]

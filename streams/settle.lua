@@ -1,11 +1,11 @@
 -- Settle a batch of handled jobs of one function partition in one call.
--- KEYS[1] stream, KEYS[2] stats, KEYS[3] dead-letter stream, KEYS[3+i] job hash of job i
--- ARGV[1] group, ARGV[2] consumer, ARGV[3] retention ms,
--- ARGV[4] pending scan limit, then 5 per job: entry id, state (completed|failed|dead),
--- attempt, error, envelope (only for dead; empty otherwise)
+-- KEYS[1] stream, KEYS[2] stats, KEYS[3] dead-letter stream, KEYS[4] job records,
+-- KEYS[5] retention index (ZSET id -> finished ms)
+-- ARGV[1] group, ARGV[2] consumer, ARGV[3] retention ms, ARGV[4] pending scan limit,
+-- then 7 per job: entry id, job id, workspace, state (completed|failed|dead), attempt,
+-- error, envelope (only for dead; empty otherwise)
 -- Returns {settled, {fenced entry ids}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
-local retention = ARGV[3]
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 
@@ -19,38 +19,35 @@ local owned = {}
 for _, p in ipairs(scan) do owned[p[1]] = true end
 local complete = #scan < limit
 
-local function unpack_chunked(cmd, ids)
-  for i = 1, #ids, 500 do
-    redis.call(cmd, stream, group, unpack(ids, i, math.min(i + 499, #ids)))
+local function chunked(cmd, key, items, step)
+  for i = 1, #items, step do
+    redis.call(cmd, key, unpack(items, i, math.min(i + step - 1, #items)))
   end
 end
 
-local settled, fenced = {}, {}
+local settled, fenced, records, finished = {}, {}, {}, {}
 local counts = {completed = 0, failed = 0, dead = 0}
-for i = 1, #KEYS - 3 do
-  local base = 4 + (i - 1) * 5
-  local eid, state = ARGV[base + 1], ARGV[base + 2]
+for i = 5, #ARGV, 7 do
+  local eid, id, state = ARGV[i], ARGV[i + 1], ARGV[i + 3]
   local mine = owned[eid]
   if not mine and not complete then
     mine = #redis.call('XPENDING', stream, group, eid, eid, 1, consumer) == 1
   end
   if mine then
-    local job = KEYS[3 + i]
     settled[#settled + 1] = eid
     counts[state] = counts[state] + 1
-    if state == 'completed' then
-      redis.call('HSET', job, 's', state, 'a', ARGV[base + 3], 'f', now)
-    else
-      redis.call('HSET', job, 's', state, 'a', ARGV[base + 3], 'f', now, 'err', ARGV[base + 4])
-    end
+    local dead_id = ''
     if state == 'dead' then
-      local did = redis.call('XADD', KEYS[3], '*', 'e', ARGV[base + 5], 'r', ARGV[base + 4])
-      -- A dead job's record lives as long as its dead letter: no expiry.
-      redis.call('HSET', job, 'd', did)
-      redis.call('PERSIST', job)
+      dead_id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[i + 6], 'r', ARGV[i + 5])
     else
-      redis.call('PEXPIRE', job, retention)
+      -- A dead job's record lives as long as its dead letter: not indexed for expiry.
+      finished[#finished + 1] = now
+      finished[#finished + 1] = id
     end
+    records[#records + 1] = id
+    records[#records + 1] = state .. '|' .. ARGV[i + 2] .. '|' .. eid .. '|'
+      .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 4] .. '|' .. now .. '|'
+      .. dead_id .. '|' .. ARGV[i + 5]
   else
     fenced[#fenced + 1] = eid
   end
@@ -59,15 +56,26 @@ end
 if #settled > 0 then
   -- XDEL as well as XACK: the stream holds only unsettled work, so it is never
   -- trimmed by length (which would drop unread entries) and XLEN is the backlog.
-  unpack_chunked('XACK', settled)
   for i = 1, #settled, 500 do
-    redis.call('XDEL', stream, unpack(settled, i, math.min(i + 499, #settled)))
+    redis.call('XACK', stream, group, unpack(settled, i, math.min(i + 499, #settled)))
   end
+  chunked('XDEL', stream, settled, 500)
+  chunked('HSET', KEYS[4], records, 1000)
+  chunked('ZADD', KEYS[5], finished, 1000)
   for state, c in pairs(counts) do
     if c > 0 then redis.call('HINCRBY', KEYS[2], state, c) end
   end
 end
 if #fenced > 0 then
   redis.call('HINCRBY', KEYS[2], 'fenced', #fenced)
+end
+
+-- Retention: drop records finished longer ago than the retention period, a
+-- bounded number per call so a long idle spell never makes one call slow.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[3]),
+  'LIMIT', 0, 500)
+if #expired > 0 then
+  redis.call('HDEL', KEYS[4], unpack(expired))
+  redis.call('ZREM', KEYS[5], unpack(expired))
 end
 return {#settled, fenced}

@@ -21,6 +21,7 @@ class Settlement(msgspec.Struct, frozen=True):
 
     entry_id: str
     job_id: str
+    workspace: str
     state: State
     attempt: int
     error: str = ""
@@ -44,6 +45,9 @@ async def settle(
 ) -> Settled:
     """Settle `settlements`, fenced to what `consumer` still owns.
 
+    Records of completed and failed jobs are kept `retention_ms`, dead ones until
+    their dead letter is dealt with.
+
     `owned_limit` bounds the scan of the consumer's pending list; pass the number
     of entries it holds, so one scan fences the whole batch.
     """
@@ -56,12 +60,8 @@ async def settle(
         max(owned_limit, len(settlements)) + 1,
     ]
     for s in settlements:
-        args += (s.entry_id, s.state, s.attempt, s.error, s.envelope)
-    reply = await _SETTLE(
-        client,
-        [keys.stream, keys.stats, keys.dead, *(keys.job(s.job_id) for s in settlements)],
-        args,
-    )
+        args += (s.entry_id, s.job_id, s.workspace, s.state, s.attempt, s.error, s.envelope)
+    reply = await _SETTLE(client, [keys.stream, keys.stats, keys.dead, keys.jobs, keys.done], args)
     assert isinstance(reply, list)
     count, fenced = reply
     return Settled(int(count), [eid.decode() for eid in fenced])

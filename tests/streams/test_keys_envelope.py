@@ -52,7 +52,7 @@ def test_partition_map_spreads_workspaces() -> None:
 def test_every_key_of_a_partition_shares_one_hash_tag(name: str, p: int) -> None:
     keys = PartitionKeys(check_function_name(name), p)
     tag = f"{{{name}#{p}}}"
-    for key in (keys.stream, keys.stats, keys.dead, keys.job("abc")):
+    for key in (keys.stream, keys.stats, keys.dead, keys.jobs, keys.done):
         # Redis Cluster hashes only the part between the first { and the next }.
         start = key.index("{")
         assert key[start : key.index("}", start) + 1] == tag

@@ -53,8 +53,8 @@ async def test_read_marks_active_and_settle_completes(redis: Redis) -> None:
     assert (record.state, record.consumer, record.deliveries) == ("active", "c1", 1)
     done = await settle(
         redis, KEYS, "c1", 60_000,
-        [Settlement(got[0].entry_id, "a", "completed", 1),
-         Settlement(got[1].entry_id, "b", "failed", 1, "ValueError: no")],
+        [Settlement(got[0].entry_id, "a", "ws", "completed", 1),
+         Settlement(got[1].entry_id, "b", "ws", "failed", 1, "ValueError: no")],
         2,
     )  # fmt: skip
     assert (done.count, done.fenced) == (2, [])
@@ -63,7 +63,7 @@ async def test_read_marks_active_and_settle_completes(redis: Redis) -> None:
     assert b is not None
     assert (a.state, a.attempts) == ("completed", 1)
     assert (b.state, b.error) == ("failed", "ValueError: no")
-    assert 0 < await redis.pttl(KEYS.job("a")) <= 60_000
+    assert set(await redis.zrange(KEYS.done, 0, -1)) == {b"a", b"b"}  # retention index
     # Settled entries leave the stream: it holds only unsettled work.
     assert await redis.xlen(KEYS.stream) == 0
     c = await counts(redis, KEYS)
@@ -79,7 +79,7 @@ async def test_settle_is_fenced_to_the_consumer_that_holds_the_entry(redis: Redi
     assert taken.deliveries[0].deliveries == 2
     late = await settle(
         redis, KEYS, "frozen", 60_000,
-        [Settlement(d.entry_id, i, "completed", 1) for d, i in zip(got, "ab", strict=True)],
+        [Settlement(d.entry_id, i, "ws", "completed", 1) for d, i in zip(got, "ab", strict=True)],
         2,
     )  # fmt: skip
     assert (late.count, late.fenced) == (1, [got[0].entry_id])
@@ -95,7 +95,7 @@ async def test_settle_with_a_small_scan_limit_checks_the_rest_one_by_one(redis: 
     ids = "abcdef"
     done = await settle(
         redis, KEYS, "c1", 60_000,
-        [Settlement(d.entry_id, i, "completed", 1) for d, i in zip(got, ids, strict=True)],
+        [Settlement(d.entry_id, i, "ws", "completed", 1) for d, i in zip(got, ids, strict=True)],
         0,
     )  # fmt: skip
     assert (done.count, done.fenced) == (6, [])
@@ -104,7 +104,7 @@ async def test_settle_with_a_small_scan_limit_checks_the_rest_one_by_one(redis: 
 async def test_settling_twice_is_harmless(redis: Redis) -> None:
     await published(redis, "a")
     (d,) = await read(redis, KEYS, "c1", 10, 100)
-    batch = [Settlement(d.entry_id, "a", "completed", 1)]
+    batch = [Settlement(d.entry_id, "a", "ws", "completed", 1)]
     assert (await settle(redis, KEYS, "c1", 60_000, batch, 1)).count == 1
     again = await settle(redis, KEYS, "c1", 60_000, batch, 1)
     assert (again.count, again.fenced) == (0, [d.entry_id])
@@ -115,11 +115,16 @@ async def test_dead_settlement_moves_the_envelope_to_the_dead_letter_stream(redi
     await published(redis, "a")
     (d,) = await read(redis, KEYS, "c1", 10, 100)
     await settle(
-        redis, KEYS, "c1", 60_000, [Settlement(d.entry_id, "a", "dead", 1, "poison", d.envelope)], 1
+        redis,
+        KEYS,
+        "c1",
+        60_000,
+        [Settlement(d.entry_id, "a", "ws", "dead", 1, "poison", d.envelope)],
+        1,
     )
     (letter,) = await dead_letters(redis, KEYS)
     assert (letter.envelope.id, letter.reason) == ("a", "poison")
-    assert await redis.ttl(KEYS.job("a")) == -1  # kept as long as its dead letter
+    assert await redis.zscore(KEYS.done, "a") is None  # kept as long as its dead letter
     record = await get_job(redis, KEYS, "a")
     assert record is not None
     assert record.state == "dead"
@@ -198,7 +203,9 @@ async def test_read_recreates_a_group_lost_with_the_data(redis: Redis) -> None:
 async def test_reclaim_forgets_consumers_that_hold_nothing(redis: Redis) -> None:
     await published(redis, "a", "b")
     (first,) = await read(redis, KEYS, "gone", 1, 100)
-    await settle(redis, KEYS, "gone", 60_000, [Settlement(first.entry_id, "a", "completed", 1)], 1)
+    await settle(
+        redis, KEYS, "gone", 60_000, [Settlement(first.entry_id, "a", "ws", "completed", 1)], 1
+    )
     await read(redis, KEYS, "busy", 1, 100)  # holds "b"
     kept = await reclaim(redis, KEYS, "me", 60_000, "0-0", 10, stale_ms=3_600_000)
     assert kept.forgotten == 0
@@ -206,3 +213,39 @@ async def test_reclaim_forgets_consumers_that_hold_nothing(redis: Redis) -> None
     assert swept.forgotten == 1
     names = [c["name"] for c in await redis.xinfo_consumers(KEYS.stream, GROUP)]
     assert names == [b"busy"]
+
+
+async def test_settle_drops_records_past_their_retention(redis: Redis) -> None:
+    await published(redis, "a", "b")
+    got = await read(redis, KEYS, "c1", 10, 100)
+    await settle(
+        redis, KEYS, "c1", 60_000, [Settlement(got[0].entry_id, "a", "ws", "completed", 1)], 2
+    )
+    assert await get_job(redis, KEYS, "a") is not None
+    # A settle with no retention left drops every finished record, its own included.
+    await settle(
+        redis, KEYS, "c1", 0, [Settlement(got[1].entry_id, "b", "ws", "failed", 1, "x")], 1
+    )
+    assert await get_job(redis, KEYS, "a") is None
+    assert await get_job(redis, KEYS, "b") is None
+    assert await redis.zcard(KEYS.done) == 0
+    # Once dropped, the id may be published again.
+    assert (await publish(redis, KEYS, [envelope("a")]))[0].created
+
+
+async def test_errors_with_any_characters_round_trip(redis: Redis) -> None:
+    await published(redis, "a")
+    (d,) = await read(redis, KEYS, "c1", 10, 100)
+    error = "ValueError: a|b|c\nsecond line é"
+    await settle(
+        redis, KEYS, "c1", 60_000, [Settlement(d.entry_id, "a", "ws", "failed", 2, error)], 1
+    )
+    record = await get_job(redis, KEYS, "a")
+    assert record is not None
+    assert (record.state, record.workspace, record.attempts, record.error) == (
+        "failed",
+        "ws",
+        2,
+        error,
+    )
+    assert record.finished_ms >= record.queued_ms > 0
