@@ -1,4 +1,4 @@
-"""Fixtures: real redis-server processes on free ports, never fakeredis, never 6379."""
+"""Fixtures: real redis-server processes on free ports, never a stand-in, never 6379."""
 
 from __future__ import annotations
 
