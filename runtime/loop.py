@@ -2,8 +2,9 @@
 
 Tasks, each with one job: a reader (XREADGROUP BLOCK, only while there is room),
 `concurrency` lanes that invoke the handler, a settler that writes every finished
-outcome since its last call in one Lua call, a heartbeat that extends the claim on
-held entries, and a reclaimer that takes over entries of lost workers.
+outcome since its last call in one Lua call, a watchdog that cancels calls past
+the function's timeout, a heartbeat that extends the claim on held entries, and a
+reclaimer that takes over entries of lost workers.
 """
 
 from __future__ import annotations
