@@ -18,10 +18,12 @@ import msgspec
 from runtime.backoff import Backoff
 from runtime.declare import Batch, Function, Job
 from runtime.health import RedisHealth
+from runtime.heartbeat import heartbeat_forever
 from runtime.invoke import invoke, timed_out
 from runtime.lifecycle import sleep_unless
+from runtime.watchdog import Lane, expire_forever
 from streams import envelope as env
-from streams.claims import Held, extend, leave
+from streams.claims import Held, leave
 from streams.connection import Redis
 from streams.consume import Delivery, ensure_group, read
 from streams.errors import RedisUnavailable
@@ -47,19 +49,6 @@ class Call(msgspec.Struct):
 
     batch: Batch[Any]
     entry_ids: list[str]
-
-
-class Lane:
-    """One of a partition's `concurrency` handler tasks, as the timeout watchdog sees it."""
-
-    __slots__ = ("call", "expired", "started", "task")
-
-    def __init__(self) -> None:
-        self.call: Call | None = None
-        self.started = 0.0
-        # The call the watchdog cancelled, so the lane can tell a timeout from shutdown.
-        self.expired: Call | None = None
-        self.task: asyncio.Task[None]
 
 
 class PartitionLoop:
@@ -102,9 +91,18 @@ class PartitionLoop:
         lanes = [Lane() for _ in range(self.fn.options.concurrency)]
         for lane in lanes:
             lane.task = asyncio.create_task(self._lane(lane))
-        watchdog = asyncio.create_task(self._expire_forever(lanes))
+        watchdog = asyncio.create_task(expire_forever(lanes, self.fn.options.timeout_s))
         settler = asyncio.create_task(self._settle_forever())
-        heartbeat = asyncio.create_task(self._heartbeat_forever())
+        heartbeat = asyncio.create_task(
+            heartbeat_forever(
+                self.client,
+                self.keys,
+                self.config.consumer,
+                self.held,
+                self.health,
+                self.fn.options.visibility_timeout_s,
+            )
+        )
         reclaimer = asyncio.create_task(self._reclaim_forever())
         reader = asyncio.create_task(self._read_forever())
         await stop.wait()
@@ -350,47 +348,6 @@ class PartitionLoop:
             if len(self.outbox) >= batch_size or (self.busy == 0 and self.calls.empty()):
                 return
             await asyncio.sleep(0)
-
-    async def _expire_forever(self, lanes: list[Lane]) -> None:
-        """Cancel calls that outrun the function's timeout, checked every tenth of it.
-
-        One watchdog per partition instead of an `asyncio.timeout` per call: those
-        cost a third of the worker's time per job with a no-op handler (bench
-        profile). A call may overrun by up to a tenth of the timeout.
-        """
-        timeout_s = self.fn.options.timeout_s
-        clock = asyncio.get_running_loop().time
-        while True:
-            await asyncio.sleep(max(0.01, timeout_s / 10))
-            now = clock()
-            for lane in lanes:
-                call = lane.call
-                if (
-                    call is not None
-                    and lane.expired is not call
-                    and now - lane.started >= timeout_s
-                ):
-                    lane.expired = call
-                    lane.task.cancel()
-
-    async def _heartbeat_forever(self) -> None:
-        interval = self.fn.options.visibility_timeout_s / 3
-        while True:
-            await asyncio.sleep(interval)
-            if not self.held:
-                continue
-            try:
-                lost = await extend(self.client, self.keys, self.config.consumer, list(self.held))
-            except RedisUnavailable as exc:
-                self.health.down(exc)
-                continue
-            except Exception:
-                log.exception("%s: heartbeat failed", self.keys)
-                continue
-            if lost:
-                log.warning(
-                    "%s: %d held jobs were reclaimed by another worker", self.keys, len(lost)
-                )
 
     async def _reclaim_forever(self) -> None:
         min_idle_ms = int(self.fn.options.visibility_timeout_s * 1000)
