@@ -64,11 +64,14 @@ async def raw_drain_rate(redis: Redis, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-async def publish_rate(client: Client, n: int) -> float:
-    events = [Event(workspace=f"ws{i % 10}", data=Ping(sent_ns=0, body="x" * 40)) for i in range(n)]
+async def publish_rate(client: Client, function: str, n: int) -> float:
+    """Bulk publish `n` events to `function` in CHUNK-sized calls; returns events/s."""
+    events = [
+        Event(workspace=f"ws{i % 100}", data=Ping(sent_ns=0, body="x" * 40)) for i in range(n)
+    ]
     start = time.perf_counter()
     for offset in range(0, n, CHUNK):
-        await client.publish_many("noop", events[offset : offset + CHUNK])
+        await client.publish_many(function, events[offset : offset + CHUNK])
     return n / (time.perf_counter() - start)
 
 
@@ -152,9 +155,9 @@ async def run(n: int, seconds: float) -> Figures:
             raw_drain = await raw_drain_rate(redis, n)
             await redis.flushall()
             client = Client(redis, load(SPEC))
-            pub = await publish_rate(client, n)
+            pub = await publish_rate(client, "noop", n)
             drain = await drain_rate(redis, server.url, "noop", n)
-            await publish_rate_to(client, "noop-batch", n)
+            await publish_rate(client, "noop-batch", n)
             batch_drain = await drain_rate(redis, server.url, "noop-batch", n)
             lat = sorted(await latency(client, redis, server.url, seconds))
             await redis.aclose()
@@ -172,12 +175,6 @@ async def run(n: int, seconds: float) -> Figures:
         latency_p99_ms=round(lat[int(len(lat) * 0.99)], 3),
         latency_max_ms=round(lat[-1], 3),
     )
-
-
-async def publish_rate_to(client: Client, function: str, n: int) -> None:
-    events = [Event(workspace=f"ws{i % 100}", data=Ping(sent_ns=0)) for i in range(n)]
-    for offset in range(0, n, CHUNK):
-        await client.publish_many(function, events[offset : offset + CHUNK])
 
 
 def report(f: Figures) -> None:

@@ -40,6 +40,14 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file the sample functions record handled job ids in, for in-process workers."""
+    path = tmp_path / "ledger"
+    monkeypatch.setenv("LEDGER_FILE", str(path))
+    return path
+
+
 def settings_for(url: str, **overrides: object) -> RedisSettings:
     return RedisSettings(url=url, connect_timeout_s=0.5, socket_timeout_s=2.0, **overrides)  # type: ignore[arg-type]
 

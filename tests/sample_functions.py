@@ -53,7 +53,13 @@ async def _act(task: Task) -> None:
         await asyncio.sleep(task.sleep_ms / 1000)
 
 
-@function(
+async def _run(job: Job[Task]) -> None:
+    await _act(job.data)
+    ledger.record([job.id])
+
+
+# The single-job functions differ only in their options.
+run_task = function(
     "tasks",
     input=Task,
     concurrency=8,
@@ -61,10 +67,15 @@ async def _act(task: Task) -> None:
     visibility_timeout_s=2.0,
     max_deliveries=3,
     retention_s=600,
-)
-async def run_task(job: Job[Task]) -> None:
-    await _act(job.data)
-    ledger.record([job.id])
+)(_run)
+# A 60 s visibility timeout: finishing well within it proves hand-back, not reclaim.
+run_slow_task = function(
+    "slow-tasks", input=Task, concurrency=4, timeout_s=30.0, visibility_timeout_s=60.0
+)(_run)
+# A 1 s visibility timeout: a longer job survives only through heartbeats.
+run_long_task = function(
+    "long-tasks", input=Task, concurrency=2, timeout_s=30.0, visibility_timeout_s=1.0
+)(_run)
 
 
 @batch_function(
@@ -85,24 +96,6 @@ async def run_batch(batch: Batch[Task]) -> None:
         else:
             done.append(job.id)
     ledger.record(done)
-
-
-@function(
-    "slow-tasks",
-    input=Task,
-    concurrency=4,
-    timeout_s=30.0,
-    visibility_timeout_s=60.0,
-)
-async def run_slow_task(job: Job[Task]) -> None:
-    await _act(job.data)
-    ledger.record([job.id])
-
-
-@function("long-tasks", input=Task, concurrency=2, timeout_s=30.0, visibility_timeout_s=1.0)
-async def run_long_task(job: Job[Task]) -> None:
-    await _act(job.data)
-    ledger.record([job.id])
 
 
 FUNCTIONS = (run_task, run_batch, run_slow_task, run_long_task)

@@ -120,11 +120,7 @@ async def test_sigterm_past_the_grace_period_hands_back_the_running_job(
     assert (record.state, record.attempts) == ("queued", 0)  # no attempt charged
 
 
-async def test_redis_restarted_under_a_running_worker(
-    server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ledger = tmp_path / "ledger"
-    monkeypatch.setenv("LEDGER_FILE", str(ledger))
+async def test_redis_restarted_under_a_running_worker(server: RedisServer, ledger: Path) -> None:
     redis = connect(settings_for(server.url))
     try:
         published = await publish_tasks(redis, "tasks", 2_000, sleep_ms=2)
@@ -149,10 +145,8 @@ async def test_redis_restarted_under_a_running_worker(
 
 
 async def test_worker_started_while_redis_is_down_waits_and_then_works(
-    server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: RedisServer, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
-    monkeypatch.setenv("LEDGER_FILE", str(ledger))
     server.stop()
     async with worker_in_process(server.url, "tasks") as health:
         await wait_unavailable(health)
@@ -173,10 +167,8 @@ async def test_worker_started_while_redis_is_down_waits_and_then_works(
 
 
 async def test_a_paused_redis_stalls_but_never_hangs_the_worker(
-    server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: RedisServer, ledger: Path
 ) -> None:
-    ledger = tmp_path / "ledger"
-    monkeypatch.setenv("LEDGER_FILE", str(ledger))
     redis = connect(settings_for(server.url))
     try:
         async with worker_in_process(server.url, "tasks") as health:

@@ -59,11 +59,8 @@ async def test_a_batch_handler_fails_only_the_jobs_it_names(
     redis: Redis,
     shared_server: RedisServer,
     client: Client,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    ledger: Path,
 ) -> None:
-    ledger = tmp_path / "ledger"
-    monkeypatch.setenv("LEDGER_FILE", str(ledger))
     events = [
         Event(workspace=f"ws{i % 3}", data={"n": i, "mode": "raise" if i % 10 == 0 else "ok"})
         for i in range(100)
@@ -162,13 +159,10 @@ async def test_heartbeats_keep_a_job_running_past_its_visibility_timeout(
     redis: Redis,
     shared_server: RedisServer,
     client: Client,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    ledger: Path,
 ) -> None:
     # long-tasks: visibility timeout 1 s; the job runs 3 s while a second worker
     # looks for idle entries every 0.3 s. Only heartbeats keep it from being taken.
-    ledger = tmp_path / "ledger"
-    monkeypatch.setenv("LEDGER_FILE", str(ledger))
     receipt = await client.publish("long-tasks", workspace="ws", data={"n": 1, "sleep_ms": 3000})
     async with (
         worker_in_process(shared_server.url, "long-tasks"),
