@@ -30,7 +30,7 @@ from streams.consume import Delivery, ensure_group, read
 from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
 from streams.reclaim import reclaim
-from streams.settle import Settlement, State, settle
+from streams.settle import Settlement, settle
 
 log = logging.getLogger(__name__)
 
@@ -233,9 +233,17 @@ class PartitionLoop:
                 data = fn.decoder.decode(envelope.payload)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 error = f"payload does not match {fn.input.__name__}: {exc}"
-                self._record(
-                    d.entry_id, envelope.id, envelope.workspace, "failed", envelope.attempt, error
+                self.outbox.append(
+                    Settlement(
+                        d.entry_id,
+                        envelope.id,
+                        envelope.workspace,
+                        "failed",
+                        envelope.attempt,
+                        error,
+                    )
                 )
+                self.outbox_ready.set()
                 continue
             job = Job(
                 envelope.id, envelope.workspace, data, envelope.attempt, d.deliveries,
@@ -257,12 +265,6 @@ class PartitionLoop:
         self.outbox.append(
             Settlement(d.entry_id, job_id, workspace, "dead", attempt, reason, d.envelope)
         )
-        self.outbox_ready.set()
-
-    def _record(
-        self, entry_id: str, job_id: str, workspace: str, state: State, attempt: int, error: str
-    ) -> None:
-        self.outbox.append(Settlement(entry_id, job_id, workspace, state, attempt, error))
         self.outbox_ready.set()
 
     async def _lane(self, lane: Lane) -> None:
