@@ -58,7 +58,8 @@ async def raw_drain_rate(redis: Redis, n: int) -> float:
     done = 0
     while done < n:
         reply: Any = await redis.xreadgroup("g", "c", {"raw": ">"}, count=BATCH, block=1000)
-        ids = [eid for eid, _ in reply[0][1]]
+        # The reply as sent (streams.connection), as the worker reads it.
+        ids = [eid for eid, _ in reply[b"raw"]]
         await redis.xack("raw", "g", *ids)
         done += len(ids)
     return n / (time.perf_counter() - start)

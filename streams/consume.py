@@ -55,6 +55,6 @@ async def read(
             return []
     if not reply:
         return []
-    # redis-py's legacy shape: [[stream, [(entry id, {field: value}), ...]]]
-    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], reply[0][1])
-    return [Delivery(eid.decode(), fields[b"e"]) for eid, fields in entries]
+    # As sent (see streams.connection): {stream: [[entry id, [b"e", envelope]], ...]}
+    (entries,) = cast(dict[bytes, list[tuple[bytes, list[bytes]]]], reply).values()
+    return [Delivery(eid.decode(), fields[1]) for eid, fields in entries]

@@ -2,19 +2,22 @@
 -- KEYS[1] stream, KEYS[2] stats, KEYS[3] dead-letter stream, KEYS[4] job records,
 -- KEYS[5] retention index (ZSET id -> finished ms)
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] retention ms, ARGV[4] pending scan limit,
--- then 7 per job: entry id, job id, workspace, state (completed|failed|dead), attempt,
+-- ARGV[5] and ARGV[6] the lowest and highest entry id of the batch, then 7 per job: entry id, job id, workspace, state (completed|failed|dead), attempt,
 -- error, envelope (only for dead; empty otherwise)
 -- Returns {settled, {fenced entry ids}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
+-- Written into every record and score: converted to text once, not per job.
+local now = tostring(now_ms)
 
 -- Fence: settle only entries still pending for this consumer. A worker that froze
 -- past its visibility timeout lost its jobs to another consumer; its late result
--- must not overwrite theirs. One scan of the consumer's own pending list (what
--- it holds) covers the batch; past its limit, an id is checked on its own.
+-- must not overwrite theirs. One scan of the consumer's own pending list, over
+-- just the id range the batch spans, covers the batch; past its limit, an id is
+-- checked on its own.
 local limit = tonumber(ARGV[4])
-local scan = redis.call('XPENDING', stream, group, '-', '+', limit, consumer)
+local scan = redis.call('XPENDING', stream, group, ARGV[5], ARGV[6], limit, consumer)
 local owned = {}
 for _, p in ipairs(scan) do owned[p[1]] = true end
 local complete = #scan < limit
@@ -27,7 +30,7 @@ end
 
 local settled, fenced, records, finished = {}, {}, {}, {}
 local counts = {completed = 0, failed = 0, dead = 0}
-for i = 5, #ARGV, 7 do
+for i = 7, #ARGV, 7 do
   local eid, id, state = ARGV[i], ARGV[i + 1], ARGV[i + 3]
   local mine = owned[eid]
   if not mine and not complete then
@@ -72,7 +75,7 @@ end
 
 -- Retention: drop records finished longer ago than the retention period, a
 -- bounded number per call so a long idle spell never makes one call slow.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[3]),
+local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now_ms - tonumber(ARGV[3]),
   'LIMIT', 0, 500)
 if #expired > 0 then
   redis.call('HDEL', KEYS[4], unpack(expired))

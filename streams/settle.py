@@ -53,11 +53,15 @@ async def settle(
     """
     if not settlements:
         return Settled(0, [])
+    order = [_entry_order(s.entry_id) for s in settlements]
+    (low_ms, low_seq), (high_ms, high_seq) = min(order), max(order)
     args: list[Arg] = [
         GROUP,
         consumer,
         retention_ms,
         max(owned_limit, len(settlements)) + 1,
+        f"{low_ms}-{low_seq}",
+        f"{high_ms}-{high_seq}",
     ]
     for s in settlements:
         args += (s.entry_id, s.job_id, s.workspace, s.state, s.attempt, s.error, s.envelope)
@@ -65,3 +69,9 @@ async def settle(
     assert isinstance(reply, list)
     count, fenced = reply
     return Settled(int(count), [eid.decode() for eid in fenced])
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream id as the (ms, seq) pair Redis orders it by; its text does not sort."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
