@@ -1,4 +1,4 @@
-"""Exponential backoff with full jitter, as a tiny object a loop owns and resets."""
+"""Exponential backoff with full jitter: for reconnects, and between a job's attempts."""
 
 from __future__ import annotations
 
@@ -26,3 +26,13 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+def retry_delay_s(attempt: int, base_s: float, cap_s: float) -> float:
+    """How long a job waits after its `attempt`-th failed attempt (1-based).
+
+    Full jitter, as for reconnects: a burst of jobs failing together (a provider
+    outage) comes back spread out instead of as a second burst.
+    """
+    # The exponent is clamped so a job with many attempts cannot overflow a float.
+    return random.uniform(0, min(cap_s, base_s * 2 ** min(attempt - 1, 64)))

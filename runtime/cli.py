@@ -1,4 +1,4 @@
-"""`sluice worker | dev`: the only place that reads the environment and starts the loop."""
+"""`sluice worker | scheduler | dev`: the only place that reads the environment and runs a loop."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from runtime.errors import SluiceError
 from runtime.health import RedisHealth, report_server
 from runtime.lifecycle import stop_on_signals
 from runtime.registry import Registry, load
+from runtime.scheduler import Scheduler
 from runtime.worker import WorkerHost
 from streams.connection import connect
 from streams.errors import RedisUnavailable
@@ -31,8 +32,17 @@ def main(argv: list[str] | None = None) -> None:
     roles = parser.add_subparsers(dest="role", required=True)
     worker = roles.add_parser("worker", help="run handler functions")
     worker.add_argument("--functions", help="comma-separated function names (default: all)")
+    worker.add_argument(
+        "--with-scheduler",
+        action="store_true",
+        help="also promote due delayed jobs (any number of schedulers may run)",
+    )
+    scheduler = roles.add_parser("scheduler", help="promote delayed jobs when they fall due")
+    scheduler.add_argument("--functions", help="comma-separated function names (default: all)")
     roles.add_parser("dev", help="all roles in one process, readable logs, for local use")
     args = parser.parse_args(argv)
+    consume = args.role in ("worker", "dev")
+    schedule = args.role in ("scheduler", "dev") or getattr(args, "with_scheduler", False)
 
     try:
         overrides: dict[str, object] = {}
@@ -48,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     except SluiceError as exc:
         sys.exit(f"sluice: {exc}")
     logs.configure(config.log_format, config.log_level)
-    uvloop.run(_serve(config, registry, functions, demo=args.role == "dev" and config.demo))
+    demo = args.role == "dev" and config.demo
+    uvloop.run(_serve(config, registry, functions, consume=consume, schedule=schedule, demo=demo))
 
 
 async def _serve(
@@ -56,16 +67,21 @@ async def _serve(
     registry: Registry,
     functions: Sequence[Function[Any]],
     *,
+    consume: bool,
+    schedule: bool,
     demo: bool,
 ) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
     client = connect(config.redis)
     health = RedisHealth(config.redis.redacted_url())
-    host = WorkerHost(client, functions, config, health)
     try:
         async with asyncio.TaskGroup() as group:
-            group.create_task(host.run(stop))
+            if consume:
+                group.create_task(WorkerHost(client, functions, config, health).run(stop))
+            if schedule:
+                scheduler = Scheduler(client, functions, health, config.scheduler_recheck_s)
+                group.create_task(scheduler.run(stop))
             group.create_task(report_server(client, health.url, stop))
             if demo:
                 group.create_task(_publish_examples(Client(client, registry)))

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from runtime.declare import Function
-from runtime.errors import InvalidPayload, PayloadTooLarge
+from runtime.errors import InvalidPayload, InvalidSchedule, PayloadTooLarge
 from runtime.registry import Registry
 from streams import envelope as env
 from streams.connection import Redis
 from streams.keys import PartitionKeys, check_token, partition_of
-from streams.publish import publish
+from streams.publish import Outgoing, publish
 
 # One Lua call writes at most this many jobs, so a huge bulk publish does not
 # hold Redis (single-threaded) for long while other clients wait.
@@ -28,6 +29,10 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     data: Any
     # An explicit id makes the publish idempotent: the same id is never a second job.
     id: str | None = None
+    # Run later: `delay_ms` from now (Redis's clock), or at `run_at`, an aware
+    # datetime or RFC 3339 text. At most one; a time in the past runs now.
+    delay_ms: int | None = None
+    run_at: datetime | str | None = None
 
 
 class Receipt(msgspec.Struct, frozen=True):
@@ -48,18 +53,27 @@ class Client:
         self._keys: dict[tuple[str, int], PartitionKeys] = {}
 
     async def publish(
-        self, target: str, *, workspace: str, data: Any, id: str | None = None
+        self,
+        target: str,
+        *,
+        workspace: str,
+        data: Any,
+        id: str | None = None,
+        delay_ms: int | None = None,
+        run_at: datetime | str | None = None,
     ) -> Receipt:
         """Publish one event to a function or topic; returns once Redis has it."""
-        (receipt,) = await self.publish_many(target, [Event(workspace=workspace, data=data, id=id)])
+        event = Event(workspace=workspace, data=data, id=id, delay_ms=delay_ms, run_at=run_at)
+        (receipt,) = await self.publish_many(target, [event])
         return receipt
 
     async def publish_many(self, target: str, events: Sequence[Event]) -> list[Receipt]:
         """Publish many events; every one is validated before anything is written."""
         functions = self.registry.route(target)
         ids = [_job_id(e, i) for i, e in enumerate(events)]
+        timing = [_timing(e, i) for i, e in enumerate(events)]
         created_ms = env.now_ms()
-        groups: dict[PartitionKeys, list[env.Envelope]] = {}
+        groups: dict[PartitionKeys, list[Outgoing]] = {}
         for fn in functions:
             for i, event in enumerate(events):
                 envelope = env.Envelope(
@@ -70,7 +84,10 @@ class Client:
                     created_ms=created_ms,
                 )
                 part = partition_of(event.workspace, fn.options.partitions)
-                groups.setdefault(self._partition(fn.name, part), []).append(envelope)
+                due_ms, delay_ms = timing[i]
+                groups.setdefault(self._partition(fn.name, part), []).append(
+                    Outgoing(envelope, due_ms, delay_ms)
+                )
         chunks = [
             (keys, batch[start : start + CHUNK])
             for keys, batch in groups.items()
@@ -99,6 +116,35 @@ def _job_id(event: Event, index: int) -> str:
     if event.id is None:
         return env.new_job_id()
     return check_token(f"job id of event {index}", event.id)
+
+
+def _timing(event: Event, index: int) -> tuple[int, int]:
+    """(due epoch ms, delay ms) for the publish script; (0, 0) runs now."""
+    if event.delay_ms is not None and event.run_at is not None:
+        raise InvalidSchedule(f"event {index}: give delay_ms or run_at, not both")
+    if event.delay_ms is not None:
+        if isinstance(event.delay_ms, bool) or not isinstance(event.delay_ms, int):
+            raise InvalidSchedule(f"event {index}: delay_ms must be an integer of milliseconds")
+        if event.delay_ms < 0:
+            raise InvalidSchedule(f"event {index}: delay_ms must not be negative")
+        return 0, event.delay_ms
+    if event.run_at is None:
+        return 0, 0
+    at = event.run_at
+    if isinstance(at, str):
+        try:
+            at = datetime.fromisoformat(at)
+        except ValueError:
+            raise InvalidSchedule(
+                f"event {index}: run_at {event.run_at!r} is not an RFC 3339 date-time"
+            ) from None
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidSchedule(
+            f"event {index}: run_at {event.run_at!r} has no time zone; "
+            "give an offset such as +00:00 or Z"
+        )
+    # 1 ms at the least: 0 is the script's "no due time".
+    return max(1, round(at.timestamp() * 1000)), 0
 
 
 def _payload(fn: Function[Any], index: int, data: Any) -> msgspec.Raw:

@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 
 import msgspec
 
+from runtime.errors import Reject, Retry
 from streams.errors import ConfigurationError
 from streams.keys import check_function_name
 
@@ -42,11 +43,16 @@ class Batch(Generic[T]):
     def __init__(self, workspace: str, jobs: list[Job[T]]) -> None:
         self.workspace = workspace
         self.jobs = jobs
-        self.failures: dict[str, str] = {}
+        self.failures: dict[str, Failure] = {}
 
     def fail(self, job: Job[T], error: BaseException | str) -> None:
-        """Mark one job failed; the others still complete."""
-        self.failures[job.id] = error if isinstance(error, str) else describe(error)
+        """Mark one job failed; the others still complete.
+
+        Like a raise from a single-job handler: `Retry(after=...)` picks the delay,
+        `Reject(...)` dead-letters the job at once, anything else is retried with
+        the function's backoff until its last attempt.
+        """
+        self.failures[job.id] = Failure.of(error)
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -58,12 +64,35 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+class Failure(msgspec.Struct, frozen=True):
+    """Why one job's attempt failed and what the handler asked to happen next."""
+
+    error: str
+    # Retry after this long instead of the function's backoff.
+    after_s: float | None = None
+    # Dead-letter now: retrying cannot help.
+    final: bool = False
+
+    @classmethod
+    def of(cls, error: BaseException | str) -> Failure:
+        if isinstance(error, str):
+            return cls(error)
+        if isinstance(error, Retry):
+            return cls(describe(error), after_s=error.after_s)
+        return cls(describe(error), final=isinstance(error, Reject))
+
+
 class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How the runtime runs one function. Checked when the function is declared."""
 
     batch_size: int = 100
     concurrency: int = 16
     timeout_s: float = 30.0
+    # Attempts a job gets; a failed one is retried after a delay drawn uniformly
+    # below min(backoff_cap_s, backoff_base_s * 2**(attempt - 1)) (full jitter).
+    attempts: int = 3
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 3600.0
     # A job delivered more often than this (its workers died) is dead-lettered.
     max_deliveries: int = 5
     # A held job idle this long is presumed lost and reclaimed by another worker;
@@ -79,6 +108,9 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.concurrency >= 1, "concurrency must be at least 1"),
             (self.timeout_s > 0, "timeout must be positive"),
+            (1 <= self.attempts <= 1000, "attempts must be 1 to 1000"),
+            (self.backoff_base_s > 0, "backoff_base_s must be positive"),
+            (self.backoff_cap_s >= self.backoff_base_s, "backoff_cap_s must be >= backoff_base_s"),
             (self.max_deliveries >= 1, "max_deliveries must be at least 1"),
             (self.visibility_timeout_s >= 1, "visibility_timeout must be at least 1 s"),
             (1 <= self.partitions <= 1024, "partitions must be 1 to 1024"),

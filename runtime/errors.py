@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from streams.errors import ConfigurationError, InvalidName, RedisUnavailable, SluiceError
 
 __all__ = [
     "ConfigurationError",
     "InvalidName",
     "InvalidPayload",
+    "InvalidSchedule",
     "PayloadTooLarge",
     "RedisUnavailable",
+    "Reject",
+    "Retry",
     "SluiceError",
     "UnknownFunction",
 ]
@@ -36,5 +41,26 @@ class InvalidPayload(SluiceError, ValueError):
         )
 
 
+class InvalidSchedule(SluiceError, ValueError):
+    """Raised when a publish's delay or run-at time is malformed or ambiguous."""
+
+
 class PayloadTooLarge(SluiceError, ValueError):
     """Raised when an encoded payload exceeds the function's `max_payload_bytes`."""
+
+
+class Retry(Exception):
+    """Raised by a handler to retry its job `after` seconds (or a timedelta) from now.
+
+    The attempt still counts: after the function's last attempt the job is dead.
+    """
+
+    def __init__(self, reason: str = "", *, after: float | timedelta) -> None:
+        self.after_s = after.total_seconds() if isinstance(after, timedelta) else float(after)
+        if self.after_s < 0:
+            raise ValueError(f"Retry(after=...) must not be negative, got {self.after_s:g} s")
+        super().__init__(reason or f"retry requested after {self.after_s:g} s")
+
+
+class Reject(Exception):
+    """Raised by a handler for a job that can never succeed: dead-lettered at once."""

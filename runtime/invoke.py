@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from runtime.declare import Batch, Function, describe
+from runtime.declare import Batch, Failure, Function
 
 log = logging.getLogger(__name__)
 
 
-async def invoke(fn: Function[Any], batch: Batch[Any]) -> dict[str, str]:
-    """Run the handler; return failed job ids with their errors (empty: all succeeded).
+async def invoke(fn: Function[Any], batch: Batch[Any]) -> dict[str, Failure]:
+    """Run the handler; return failed job ids with their failures (empty: all succeeded).
 
     Cancellation propagates: the loop's watchdog turns its own into a timeout, and
     shutdown past the grace period hands the jobs back instead of failing them.
@@ -19,7 +19,7 @@ async def invoke(fn: Function[Any], batch: Batch[Any]) -> dict[str, str]:
     try:
         await fn.handler(batch)
     except Exception as exc:
-        return _all_failed(fn, batch, describe(exc))
+        return _all_failed(fn, batch, Failure.of(exc))
     if batch.failures:
         log.warning(
             "%s: %d of %d jobs failed in workspace %s",
@@ -31,12 +31,12 @@ async def invoke(fn: Function[Any], batch: Batch[Any]) -> dict[str, str]:
     return batch.failures
 
 
-def timed_out(fn: Function[Any], batch: Batch[Any]) -> dict[str, str]:
+def timed_out(fn: Function[Any], batch: Batch[Any]) -> dict[str, Failure]:
     """The outcome of a call the watchdog cancelled for outrunning the timeout."""
-    return _all_failed(fn, batch, f"timed out after {fn.options.timeout_s:g} s")
+    return _all_failed(fn, batch, Failure(f"timed out after {fn.options.timeout_s:g} s"))
 
 
-def _all_failed(fn: Function[Any], batch: Batch[Any], error: str) -> dict[str, str]:
+def _all_failed(fn: Function[Any], batch: Batch[Any], failure: Failure) -> dict[str, Failure]:
     ids = [job.id for job in batch.jobs]
-    log.warning("%s: job %s failed: %s", fn.name, ids[0] if len(ids) == 1 else ids, error)
-    return dict.fromkeys(ids, error)
+    log.warning("%s: job %s failed: %s", fn.name, ids[0] if len(ids) == 1 else ids, failure.error)
+    return dict.fromkeys(ids, failure)

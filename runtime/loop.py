@@ -22,6 +22,7 @@ from runtime.health import RedisHealth
 from runtime.heartbeat import heartbeat_forever
 from runtime.invoke import invoke, timed_out
 from runtime.lifecycle import sleep_unless
+from runtime.outcome import completed, failed
 from runtime.watchdog import Lane, expire_forever
 from streams import envelope as env
 from streams.claims import Held, leave
@@ -46,10 +47,11 @@ class LoopConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Call(msgspec.Struct):
-    """One handler invocation: a batch and the stream entries of its jobs, in order."""
+    """One handler invocation: a batch, and the stream entry and envelope of each job."""
 
     batch: Batch[Any]
     entry_ids: list[str]
+    envelopes: list[env.Envelope]
 
 
 class PartitionLoop:
@@ -212,7 +214,7 @@ class PartitionLoop:
         """Hold what was delivered; queue handler calls for it unless shutting down."""
         fn = self.fn
         max_deliveries = fn.options.max_deliveries
-        ready: list[tuple[str, Job[Any]]] = []
+        ready: list[tuple[str, Job[Any], env.Envelope]] = []
         for d in deliveries:
             if d.entry_id in self.held:
                 continue  # reclaimed back from ourselves: a call for it is under way
@@ -221,7 +223,6 @@ class PartitionLoop:
             except msgspec.DecodeError as exc:
                 self._dead(d, f"corrupt-{d.entry_id}", "", 1, f"undecodable envelope: {exc}")
                 continue
-            self.held[d.entry_id] = envelope.id
             if d.deliveries > max_deliveries:
                 reason = (
                     f"delivered {d.deliveries} times, above max_deliveries={max_deliveries}: "
@@ -232,31 +233,24 @@ class PartitionLoop:
             try:
                 data = fn.decoder.decode(envelope.payload)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                error = f"payload does not match {fn.input.__name__}: {exc}"
-                self.outbox.append(
-                    Settlement(
-                        d.entry_id,
-                        envelope.id,
-                        envelope.workspace,
-                        "failed",
-                        envelope.attempt,
-                        error,
-                    )
-                )
-                self.outbox_ready.set()
+                # It would fail the same way on every attempt: dead-letter it now,
+                # to be replayed once the function accepts it.
+                reason = f"payload does not match {fn.input.__name__}: {exc}"
+                self._dead(d, envelope.id, envelope.workspace, envelope.attempt, reason)
                 continue
+            self.held[d.entry_id] = envelope.id
             job = Job(
                 envelope.id, envelope.workspace, data, envelope.attempt, d.deliveries,
                 envelope.created_ms,
             )  # fmt: skip
-            ready.append((d.entry_id, job))
+            ready.append((d.entry_id, job, envelope))
         if self.stopping:
             return
         if fn.batched:
             self.calls.extend(_by_workspace(ready))
         else:
-            for entry_id, job in ready:
-                self.calls.append(Call(Batch(job.workspace, [job]), [entry_id]))
+            for entry_id, job, envelope in ready:
+                self.calls.append(Call(Batch(job.workspace, [job]), [entry_id], [envelope]))
         self.calls_ready.set()
 
     def _dead(self, d: Delivery, job_id: str, workspace: str, attempt: int, reason: str) -> None:
@@ -295,14 +289,12 @@ class PartitionLoop:
                 lane.call = None
                 self.busy -= 1
             append = self.outbox.append
-            for entry_id, job in zip(call.entry_ids, call.batch.jobs, strict=True):
-                error = failures.get(job.id) if failures else None
-                if error is None:
-                    append(Settlement(entry_id, job.id, job.workspace, "completed", job.attempt))
+            for entry_id, envelope in zip(call.entry_ids, call.envelopes, strict=True):
+                failure = failures.get(envelope.id) if failures else None
+                if failure is None:
+                    append(completed(entry_id, envelope))
                 else:
-                    append(
-                        Settlement(entry_id, job.id, job.workspace, "failed", job.attempt, error)
-                    )
+                    append(failed(self.fn, entry_id, envelope, failure))
             outbox.set()
 
     async def _settle_forever(self) -> None:
@@ -401,15 +393,16 @@ class PartitionLoop:
                     break
 
 
-def _by_workspace(ready: list[tuple[str, Job[Any]]]) -> list[Call]:
+def _by_workspace(ready: list[tuple[str, Job[Any], env.Envelope]]) -> list[Call]:
     calls: dict[str, Call] = {}
-    for entry_id, job in ready:
+    for entry_id, job, envelope in ready:
         call = calls.get(job.workspace)
         if call is None:
-            calls[job.workspace] = Call(Batch(job.workspace, [job]), [entry_id])
+            calls[job.workspace] = Call(Batch(job.workspace, [job]), [entry_id], [envelope])
         else:
             call.batch.jobs.append(job)
             call.entry_ids.append(entry_id)
+            call.envelopes.append(envelope)
     return list(calls.values())
 
 

@@ -17,6 +17,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     grace_s: float = 25.0
     block_ms: int = 2000
     reclaim_interval_s: float = 5.0
+    # A scheduler re-checks every delayed set this often even without a wake-up,
+    # so a lost notification delays a job by at most this much.
+    scheduler_recheck_s: float = 1.0
     consumer: str = ""
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -27,6 +30,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError("SLUICE_GRACE_S must be 0 or more")
         if self.reclaim_interval_s <= 0:
             raise ConfigurationError("SLUICE_RECLAIM_INTERVAL_S must be positive")
+        if self.scheduler_recheck_s <= 0:
+            raise ConfigurationError("SLUICE_SCHEDULER_RECHECK_S must be positive")
         # A blocking read must come back before the socket timeout calls it dead.
         if not 0 < self.block_ms < self.redis.socket_timeout_s * 1000:
             raise ConfigurationError(
@@ -48,6 +53,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_GRACE_S": ("", "grace_s"),
     "SLUICE_BLOCK_MS": ("", "block_ms"),
     "SLUICE_RECLAIM_INTERVAL_S": ("", "reclaim_interval_s"),
+    "SLUICE_SCHEDULER_RECHECK_S": ("", "scheduler_recheck_s"),
     "SLUICE_CONSUMER": ("", "consumer"),
     "SLUICE_LOG_FORMAT": ("", "log_format"),
     "SLUICE_LOG_LEVEL": ("", "log_level"),

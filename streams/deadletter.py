@@ -1,7 +1,8 @@
-"""Reading the dead-letter stream of a function partition."""
+"""The dead-letter stream of a function partition: read, replay, purge."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -10,19 +11,55 @@ from streams import envelope as env
 from streams.connection import Redis
 from streams.errors import wrap_unavailable
 from streams.keys import PartitionKeys
+from streams.lua import Arg, Script
+
+_REPLAY = Script.beside(__file__, "replay.lua")
+_PURGE = Script.beside(__file__, "purge.lua")
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
     entry_id: str
+    # As of the last attempt; `errors` holds every failed attempt's error.
     envelope: env.Envelope
     reason: str
 
 
-async def dead_letters(client: Redis, keys: PartitionKeys, count: int = 100) -> list[DeadLetter]:
-    """The oldest `count` dead letters of the partition."""
+async def dead_letters(
+    client: Redis, keys: PartitionKeys, count: int = 100, after: str = "-"
+) -> list[DeadLetter]:
+    """The oldest `count` dead letters of the partition, from entry id `after` on (exclusive)."""
+    start = after if after == "-" else f"({after}"
     with wrap_unavailable():
-        entries: Any = await client.xrange(keys.dead, count=count)
+        entries: Any = await client.xrange(keys.dead, min=start, count=count)
     return [
         DeadLetter(eid.decode(), env.decode(fields[b"e"]), fields[b"r"].decode())
         for eid, fields in entries
     ]
+
+
+async def replay(client: Redis, keys: PartitionKeys, letters: Sequence[DeadLetter]) -> int:
+    """Queue `letters` again as fresh jobs (attempt 1, error history kept); returns how many.
+
+    Letters already replayed or purged by someone else are skipped.
+    """
+    if not letters:
+        return 0
+    args: list[Arg] = []
+    for letter in letters:
+        fresh = msgspec.structs.replace(letter.envelope, attempt=1)
+        args += (letter.entry_id, fresh.id, fresh.workspace, env.encode(fresh))
+    reply = await _REPLAY(client, [keys.dead, keys.stream, keys.jobs, keys.stats], args)
+    assert isinstance(reply, int)
+    return reply
+
+
+async def purge(client: Redis, keys: PartitionKeys, letters: Sequence[DeadLetter]) -> int:
+    """Delete `letters` and their jobs' records for good; returns how many."""
+    if not letters:
+        return 0
+    args: list[Arg] = []
+    for letter in letters:
+        args += (letter.entry_id, letter.envelope.id)
+    reply = await _PURGE(client, [keys.dead, keys.jobs, keys.stats], args)
+    assert isinstance(reply, int)
+    return reply

@@ -30,6 +30,8 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     attempt: int = 1
     # W3C trace context (traceparent, tracestate) of the publisher, if any.
     trace: dict[str, str] | None = None
+    # The errors of earlier attempts, oldest first: what a dead letter shows.
+    errors: tuple[str, ...] = ()
 
 
 _encoder = msgspec.msgpack.Encoder()

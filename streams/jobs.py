@@ -6,6 +6,7 @@ from typing import Literal
 
 import msgspec
 
+from streams import envelope as env
 from streams.connection import Redis
 from streams.errors import wrap_unavailable
 from streams.keys import GROUP, PartitionKeys
@@ -13,7 +14,7 @@ from streams.lua import Script
 
 _STATUS = Script.beside(__file__, "status.lua")
 
-JobState = Literal["queued", "active", "completed", "failed", "dead"]
+JobState = Literal["delayed", "queued", "active", "completed", "dead"]
 
 
 class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -21,10 +22,15 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     function: str
     workspace: str
     state: JobState
-    # Redis time (ms) the job entered the stream, and settled (0 while unsettled).
-    queued_ms: int
+    # Redis time (ms) the job entered the stream (0 while delayed), and settled
+    # (0 while unsettled).
+    queued_ms: int = 0
     finished_ms: int = 0
+    # While delayed: when it falls due (Redis time, ms).
+    due_ms: int = 0
+    # Attempts that have ended; the running or next one is attempts + 1.
     attempts: int = 0
+    # The last attempt's error, if it failed.
     error: str = ""
     # While active: the consumer holding it and how often it has been delivered.
     consumer: str = ""
@@ -32,18 +38,30 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Counts(msgspec.Struct, frozen=True, kw_only=True):
-    """Jobs of one partition by state. Terminal states are totals since the start."""
+    """Jobs of one partition by state.
+
+    waiting, active, delayed and dead are the jobs there now; the others are
+    totals since the partition's first job.
+    """
 
     waiting: int
     active: int
+    delayed: int
     completed: int
+    # Attempts that ended in an error: retried, or dead after the last one.
     failed: int
+    # Letters in the dead-letter stream, waiting to be replayed or purged.
     dead: int
     published: int
+    # Moved from the delayed set to the stream when due.
+    promoted: int
     # Settlements refused because another consumer had reclaimed the entry.
     fenced: int
     # Pending entries found deleted from the stream.
     lost: int
+    # Dead letters queued again, and deleted for good.
+    replayed: int
+    purged: int
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(**{f: getattr(self, f) + getattr(other, f) for f in self.__struct_fields__})
@@ -54,18 +72,25 @@ async def get_job(client: Redis, keys: PartitionKeys, job_id: str) -> JobRecord 
     if not reply:
         return None
     assert isinstance(reply, list)
-    record, consumer, deliveries = reply
-    # "state|workspace|entry id|queued ms|attempts|finished ms|dead id|error", as
-    # the scripts write it; the error comes last, so it may hold any character.
-    state, workspace, _, queued, attempts, finished, _, error = record.decode().split("|", 7)
-    if state == "queued" and consumer:
-        state = "active"
+    record, consumer, deliveries, entry = reply
+    # "state|workspace|entry id|queued ms|attempts|finished ms|dead id|tail", as the
+    # scripts write it. The tail may hold any byte: the error, or for a delayed
+    # job its envelope (with the errors of earlier attempts).
+    state, workspace, _, at, attempts, finished, _, tail = record.split(b"|", 7)
+    if state == b"delayed" or entry:
+        errors = env.decode(tail if state == b"delayed" else entry).errors
+        error = errors[-1] if errors else ""
+    else:
+        error = tail.decode()
+    if state == b"queued" and consumer:
+        state = b"active"
     return JobRecord(
         id=job_id,
         function=keys.function,
-        workspace=workspace,
-        state=msgspec.convert(state, JobState),
-        queued_ms=int(queued),
+        workspace=workspace.decode(),
+        state=msgspec.convert(state.decode(), JobState),
+        queued_ms=0 if state == b"delayed" else int(at),
+        due_ms=int(at) if state == b"delayed" else 0,
         finished_ms=int(finished),
         attempts=int(attempts),
         error=error,
@@ -81,16 +106,22 @@ async def counts(client: Redis, keys: PartitionKeys) -> Counts:
             pipe.xlen(keys.stream)
             pipe.hgetall(keys.stats)
             pipe.xpending(keys.stream, GROUP)
-            length, stats, pending = await pipe.execute(raise_on_error=False)
+            pipe.zcard(keys.delayed)
+            pipe.xlen(keys.dead)
+            length, stats, pending, delayed, dead = await pipe.execute(raise_on_error=False)
     active = pending["pending"] if isinstance(pending, dict) else 0
     stat = {k.decode(): int(v) for k, v in stats.items()}
     return Counts(
         waiting=length - active,
         active=active,
+        delayed=delayed,
         completed=stat.get("completed", 0),
         failed=stat.get("failed", 0),
-        dead=stat.get("dead", 0),
+        dead=dead,
         published=stat.get("published", 0),
+        promoted=stat.get("promoted", 0),
         fenced=stat.get("fenced", 0),
         lost=stat.get("lost", 0),
+        replayed=stat.get("replayed", 0),
+        purged=stat.get("purged", 0),
     )

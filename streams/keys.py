@@ -48,7 +48,18 @@ def partition_of(workspace: str, partitions: int) -> int:
 class PartitionKeys:
     """The keys of one function partition."""
 
-    __slots__ = ("dead", "done", "function", "jobs", "partition", "stats", "stream", "tag")
+    __slots__ = (
+        "dead",
+        "delayed",
+        "done",
+        "function",
+        "jobs",
+        "partition",
+        "stats",
+        "stream",
+        "tag",
+        "wake",
+    )
 
     def __init__(self, function: str, partition: int) -> None:
         self.function = function
@@ -61,8 +72,13 @@ class PartitionKeys:
         # of its batch in one variadic HSET, and retention can drop records by
         # id in a script without naming a key per job.
         self.jobs = f"{self.tag}:jobs"
-        # ZSET of completed and failed job ids by finish time: the retention index.
+        # ZSET of finished job ids by finish time: the retention index.
         self.done = f"{self.tag}:done"
+        # ZSET job id -> due ms: jobs published for later and retries waiting.
+        # A waiting job's envelope lives in its record in `jobs` meanwhile.
+        self.delayed = f"{self.tag}:delayed"
+        # Pub/sub channel: a job due earlier than any other wakes the schedulers.
+        self.wake = f"{self.tag}:wake"
 
     def __repr__(self) -> str:
         return f"PartitionKeys({self.function!r}, {self.partition})"

@@ -1,4 +1,4 @@
-"""Write jobs into a function partition: job hash + stream entry, one Lua call."""
+"""Write jobs into a function partition: job record + stream entry or delayed set, one Lua call."""
 
 from __future__ import annotations
 
@@ -14,27 +14,41 @@ from streams.lua import Arg, Script
 _PUBLISH = Script.beside(__file__, "publish.lua")
 
 
+class Outgoing(msgspec.Struct, frozen=True):
+    """One job to write, and when it is due."""
+
+    envelope: env.Envelope
+    # Due at this epoch ms (Redis's clock), or `delay_ms` from the write; the
+    # job goes straight to the stream when that is not in the future.
+    due_ms: int = 0
+    delay_ms: int = 0
+
+
 class Written(msgspec.Struct, frozen=True):
     """The outcome of one job's publish."""
 
     job_id: str
     # False when a job with this id already existed; nothing was written for it.
     created: bool
+    # True when the job waits in the delayed set for its due time.
+    delayed: bool = False
 
 
-async def publish(
-    client: Redis, keys: PartitionKeys, envelopes: Sequence[env.Envelope]
-) -> list[Written]:
-    """Write `envelopes` (all of this partition) in one atomic call.
+async def publish(client: Redis, keys: PartitionKeys, jobs: Sequence[Outgoing]) -> list[Written]:
+    """Write `jobs` (all of this partition) in one atomic call.
 
     Returns only after Redis confirmed the write. An id that exists already is
     reported as not created, so a retried publish never makes a second job.
     """
-    if not envelopes:
+    if not jobs:
         return []
-    args: list[Arg] = []
-    for e in envelopes:
-        args += (e.id, e.workspace, env.encode(e))
-    reply = await _PUBLISH(client, [keys.stream, keys.stats, keys.jobs], args)
+    args: list[Arg] = [keys.wake]
+    for job in jobs:
+        e = job.envelope
+        args += (e.id, e.workspace, job.due_ms, job.delay_ms, env.encode(e))
+    reply = await _PUBLISH(client, [keys.stream, keys.stats, keys.jobs, keys.delayed], args)
     assert isinstance(reply, list)
-    return [Written(e.id, bool(eid)) for e, eid in zip(envelopes, reply, strict=True)]
+    return [
+        Written(job.envelope.id, bool(outcome), outcome == 1)
+        for job, outcome in zip(jobs, reply, strict=True)
+    ]

@@ -1,9 +1,12 @@
 -- Settle a batch of handled jobs of one function partition in one call.
 -- KEYS[1] stream, KEYS[2] stats, KEYS[3] dead-letter stream, KEYS[4] job records,
--- KEYS[5] retention index (ZSET id -> finished ms)
+-- KEYS[5] retention index (ZSET id -> finished ms), KEYS[6] delayed
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] retention ms, ARGV[4] pending scan limit,
--- ARGV[5] and ARGV[6] the lowest and highest entry id of the batch, then 7 per job: entry id, job id, workspace, state (completed|failed|dead), attempt,
--- error, envelope (only for dead; empty otherwise)
+-- ARGV[5] and ARGV[6] the lowest and highest entry id of the batch, ARGV[7] wake
+-- channel, ARGV[8] how many completed jobs follow;
+-- then 4 per completed job: entry id, job id, workspace, attempt;
+-- then 8 per other job: entry id, job id, workspace, state (retry|dead), attempt,
+-- error, envelope (retry: the next attempt's; dead: the dead letter's), delay ms
 -- Returns {settled, {fenced entry ids}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local t = redis.call('TIME')
@@ -21,6 +24,10 @@ local scan = redis.call('XPENDING', stream, group, ARGV[5], ARGV[6], limit, cons
 local owned = {}
 for _, p in ipairs(scan) do owned[p[1]] = true end
 local complete = #scan < limit
+local function mine(eid)
+  if owned[eid] then return true end
+  return not complete and #redis.call('XPENDING', stream, group, eid, eid, 1, consumer) == 1
+end
 
 local function chunked(cmd, key, items, step)
   for i = 1, #items, step do
@@ -28,29 +35,46 @@ local function chunked(cmd, key, items, step)
   end
 end
 
-local settled, fenced, records, finished = {}, {}, {}, {}
-local counts = {completed = 0, failed = 0, dead = 0}
-for i = 7, #ARGV, 7 do
-  local eid, id, state = ARGV[i], ARGV[i + 1], ARGV[i + 3]
-  local mine = owned[eid]
-  if not mine and not complete then
-    mine = #redis.call('XPENDING', stream, group, eid, eid, 1, consumer) == 1
-  end
-  if mine then
+local settled, fenced, records, finished, parked = {}, {}, {}, {}, {}
+local completed, failed = 0, 0
+local split = 8 + 4 * tonumber(ARGV[8])
+for i = 9, split, 4 do
+  local eid, id = ARGV[i], ARGV[i + 1]
+  if mine(eid) then
     settled[#settled + 1] = eid
-    counts[state] = counts[state] + 1
-    local dead_id = ''
-    if state == 'dead' then
-      dead_id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[i + 6], 'r', ARGV[i + 5])
+    completed = completed + 1
+    finished[#finished + 1] = now
+    finished[#finished + 1] = id
+    records[#records + 1] = id
+    records[#records + 1] = 'completed|' .. ARGV[i + 2] .. '|' .. eid .. '|'
+      .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 3] .. '|' .. now .. '||'
+  else
+    fenced[#fenced + 1] = eid
+  end
+end
+
+local soonest = math.huge
+for i = split + 1, #ARGV, 8 do
+  local eid, id, workspace, state = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if mine(eid) then
+    settled[#settled + 1] = eid
+    failed = failed + 1
+    records[#records + 1] = id
+    if state == 'retry' then
+      -- The next attempt waits in `delayed` with its envelope, like a delayed publish.
+      local due = now_ms + tonumber(ARGV[i + 7])
+      parked[#parked + 1] = due
+      parked[#parked + 1] = id
+      if due < soonest then soonest = due end
+      records[#records + 1] = 'delayed|' .. workspace .. '||' .. due .. '|' .. ARGV[i + 4]
+        .. '|0||' .. ARGV[i + 6]
     else
       -- A dead job's record lives as long as its dead letter: not indexed for expiry.
-      finished[#finished + 1] = now
-      finished[#finished + 1] = id
+      local dead_id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[i + 6], 'r', ARGV[i + 5])
+      records[#records + 1] = 'dead|' .. workspace .. '|' .. eid .. '|'
+        .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 4] .. '|' .. now .. '|'
+        .. dead_id .. '|' .. ARGV[i + 5]
     end
-    records[#records + 1] = id
-    records[#records + 1] = state .. '|' .. ARGV[i + 2] .. '|' .. eid .. '|'
-      .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 4] .. '|' .. now .. '|'
-      .. dead_id .. '|' .. ARGV[i + 5]
   else
     fenced[#fenced + 1] = eid
   end
@@ -65,9 +89,16 @@ if #settled > 0 then
   chunked('XDEL', stream, settled, 500)
   chunked('HSET', KEYS[4], records, 1000)
   chunked('ZADD', KEYS[5], finished, 1000)
-  for state, c in pairs(counts) do
-    if c > 0 then redis.call('HINCRBY', KEYS[2], state, c) end
+  if #parked > 0 then
+    local first = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
+    chunked('ZADD', KEYS[6], parked, 1000)
+    -- Schedulers sleep until the earliest due time they know; wake them for an earlier one.
+    if not first[2] or soonest < tonumber(first[2]) then
+      redis.call('PUBLISH', ARGV[7], soonest)
+    end
   end
+  if completed > 0 then redis.call('HINCRBY', KEYS[2], 'completed', completed) end
+  if failed > 0 then redis.call('HINCRBY', KEYS[2], 'failed', failed) end
 end
 if #fenced > 0 then
   redis.call('HINCRBY', KEYS[2], 'fenced', #fenced)

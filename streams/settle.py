@@ -13,7 +13,7 @@ from streams.lua import Arg, Script
 
 _SETTLE = Script.beside(__file__, "settle.lua")
 
-State = Literal["completed", "failed", "dead"]
+State = Literal["completed", "retry", "dead"]
 
 
 class Settlement(msgspec.Struct, frozen=True):
@@ -25,8 +25,10 @@ class Settlement(msgspec.Struct, frozen=True):
     state: State
     attempt: int
     error: str = ""
-    # Only for `dead`: the envelope that goes to the dead-letter stream.
+    # For `retry`: the next attempt's envelope; for `dead`: the dead letter's.
     envelope: bytes = b""
+    # For `retry`: how long the next attempt waits, from the settle (Redis's clock).
+    delay_ms: int = 0
 
 
 class Settled(msgspec.Struct, frozen=True):
@@ -45,8 +47,8 @@ async def settle(
 ) -> Settled:
     """Settle `settlements`, fenced to what `consumer` still owns.
 
-    Records of completed and failed jobs are kept `retention_ms`, dead ones until
-    their dead letter is dealt with.
+    Records of completed jobs are kept `retention_ms`, dead ones until their dead
+    letter is dealt with; a retry waits in the delayed set like a delayed publish.
 
     `owned_limit` bounds the scan of the consumer's pending list; pass the number
     of entries it holds, so one scan fences the whole batch.
@@ -55,6 +57,17 @@ async def settle(
         return Settled(0, [])
     order = [_entry_order(s.entry_id) for s in settlements]
     (low_ms, low_seq), (high_ms, high_seq) = min(order), max(order)
+    # Completed jobs, the common case, travel as 4 arguments; the rest as 8.
+    completed: list[Arg] = []
+    others: list[Arg] = []
+    for s in settlements:
+        if s.state == "completed":
+            completed += (s.entry_id, s.job_id, s.workspace, s.attempt)
+        else:
+            others += (
+                s.entry_id, s.job_id, s.workspace, s.state, s.attempt, s.error, s.envelope,
+                s.delay_ms,
+            )  # fmt: skip
     args: list[Arg] = [
         GROUP,
         consumer,
@@ -62,10 +75,14 @@ async def settle(
         max(owned_limit, len(settlements)) + 1,
         f"{low_ms}-{low_seq}",
         f"{high_ms}-{high_seq}",
+        keys.wake,
+        len(completed) // 4,
+        *completed,
+        *others,
     ]
-    for s in settlements:
-        args += (s.entry_id, s.job_id, s.workspace, s.state, s.attempt, s.error, s.envelope)
-    reply = await _SETTLE(client, [keys.stream, keys.stats, keys.dead, keys.jobs, keys.done], args)
+    reply = await _SETTLE(
+        client, [keys.stream, keys.stats, keys.dead, keys.jobs, keys.done, keys.delayed], args
+    )
     assert isinstance(reply, list)
     count, fenced = reply
     return Settled(int(count), [eid.decode() for eid in fenced])

@@ -9,25 +9,40 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
+from pathlib import Path
 from typing import Literal
 
 import msgspec
 
-from runtime import Batch, Job, batch_function, function
+from runtime import Batch, Job, Reject, Retry, batch_function, function
 
 
 class Task(msgspec.Struct, frozen=True):
     n: int
-    # ok: succeed; raise: fail; hang: outlive the timeout; die: SIGKILL the worker.
-    mode: Literal["ok", "raise", "hang", "die", "slow"] = "ok"
+    # ok: succeed; raise: fail; hang: outlive the timeout; die: SIGKILL the worker;
+    # reject: fail for good; retry: ask to be retried after `retry_after_ms`.
+    mode: Literal["ok", "raise", "hang", "die", "slow", "reject", "retry"] = "ok"
     sleep_ms: int = 0
     note: str = ""
+    # Act as `mode` on the first `fail_times` attempts, then succeed (0: always act).
+    fail_times: int = 0
+    # Act as `mode` while this file exists, then succeed.
+    fail_while: str = ""
+    retry_after_ms: int = 0
 
 
 class _Ledger:
     def __init__(self) -> None:
         self.path: str | None = None
         self.fd = -1
+
+    def attempt(self, job: Job[Task]) -> None:
+        """Note each attempt with its wall-clock time in ATTEMPTS_FILE, if set."""
+        path = os.environ.get("ATTEMPTS_FILE")
+        if path:
+            with open(path, "a") as out:
+                out.write(f"{job.id} {job.attempt} {time.time_ns()}\n")
 
     def record(self, ids: list[str]) -> None:
         path = os.environ.get("LEDGER_FILE")
@@ -42,7 +57,18 @@ class _Ledger:
 ledger = _Ledger()
 
 
+def _acting(job: Job[Task]) -> bool:
+    task = job.data
+    if task.fail_while:
+        return Path(task.fail_while).exists()
+    return not task.fail_times or job.attempt <= task.fail_times
+
+
 async def _act(task: Task) -> None:
+    if task.mode == "reject":
+        raise Reject(f"task {task.n} can never work")
+    if task.mode == "retry":
+        raise Retry(after=task.retry_after_ms / 1000)
     if task.mode == "die":
         os.kill(os.getpid(), signal.SIGKILL)
     if task.mode == "raise":
@@ -54,19 +80,31 @@ async def _act(task: Task) -> None:
 
 
 async def _run(job: Job[Task]) -> None:
-    await _act(job.data)
+    ledger.attempt(job)
+    if _acting(job):
+        await _act(job.data)
     ledger.record([job.id])
 
 
-# The single-job functions differ only in their options.
+# The single-job functions differ only in their options. A failure is final
+# (one attempt) except in "retry-tasks".
 run_task = function(
     "tasks",
     input=Task,
+    attempts=1,
     concurrency=8,
     timeout_s=2.0,
     visibility_timeout_s=2.0,
     max_deliveries=3,
     retention_s=600,
+)(_run)
+run_retry_task = function(
+    "retry-tasks",
+    input=Task,
+    attempts=3,
+    backoff_base_s=0.3,
+    backoff_cap_s=0.5,
+    timeout_s=2.0,
 )(_run)
 # A 60 s visibility timeout: finishing well within it proves hand-back, not reclaim.
 run_slow_task = function(
@@ -82,6 +120,7 @@ run_long_task = function(
     "batch-tasks",
     input=Task,
     batch_size=50,
+    attempts=1,
     concurrency=4,
     timeout_s=2.0,
     visibility_timeout_s=2.0,
@@ -98,4 +137,4 @@ async def run_batch(batch: Batch[Task]) -> None:
     ledger.record(done)
 
 
-FUNCTIONS = (run_task, run_batch, run_slow_task, run_long_task)
+FUNCTIONS = (run_task, run_batch, run_slow_task, run_long_task, run_retry_task)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from runtime.health import RedisHealth
 from runtime.registry import load
+from runtime.scheduler import Scheduler
 from runtime.settings import from_env
 from runtime.worker import WorkerHost
 from streams.connection import Redis, RedisSettings, connect
@@ -93,9 +94,9 @@ async def wait_until(
 
 @contextlib.asynccontextmanager
 async def worker_in_process(
-    url: str, *names: str, grace_s: float = 5.0
+    url: str, *names: str, grace_s: float = 5.0, scheduler: bool = False
 ) -> AsyncIterator[RedisHealth]:
-    """A WorkerHost on this event loop, with its own client; stopped on exit."""
+    """A WorkerHost (and a Scheduler) on this event loop, with its own client; stopped on exit."""
     settings = from_env(
         {},
         redis=RedisSettings(url=url, connect_timeout_s=0.5, socket_timeout_s=2.0, retries=1),
@@ -107,14 +108,15 @@ async def worker_in_process(
     client = connect(settings.redis)
     health = RedisHealth(url)
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        WorkerHost(client, registry.select(names), settings, health).run(stop)
-    )
+    functions = registry.select(names)
+    tasks = [asyncio.create_task(WorkerHost(client, functions, settings, health).run(stop))]
+    if scheduler:
+        tasks.append(asyncio.create_task(Scheduler(client, functions, health, 1.0).run(stop)))
     try:
         yield health
     finally:
         stop.set()
-        await task
+        await asyncio.gather(*tasks)
         await client.aclose()
 
 

@@ -32,7 +32,7 @@ def client(redis: Redis) -> Client:
     return Client(redis, load(SAMPLE))
 
 
-async def test_a_raising_or_hanging_handler_marks_its_job_failed_with_the_error(
+async def test_a_raising_or_hanging_handler_with_one_attempt_is_dead_with_the_error(
     redis: Redis, shared_server: RedisServer, client: Client
 ) -> None:
     raised = await client.publish("tasks", workspace="ws", data={"n": 1, "mode": "raise"})
@@ -42,7 +42,7 @@ async def test_a_raising_or_hanging_handler_marks_its_job_failed_with_the_error(
 
         async def settled() -> bool:
             c = await total_counts(redis, "tasks")
-            return c.failed == 2 and c.completed == 1
+            return c.dead == 2 and c.completed == 1
 
         await wait_until(settled, what="two failures and one completion")
     records = {r.id: await get_job(redis, TASKS, r.id) for r in (raised, hung, fine)}
@@ -50,8 +50,8 @@ async def test_a_raising_or_hanging_handler_marks_its_job_failed_with_the_error(
     assert failed is not None
     assert timed_out is not None
     assert done is not None
-    assert (failed.state, failed.error) == ("failed", "ValueError: task 1 refused")
-    assert (timed_out.state, timed_out.error) == ("failed", "timed out after 2 s")
+    assert (failed.state, failed.error) == ("dead", "ValueError: task 1 refused")
+    assert (timed_out.state, timed_out.error) == ("dead", "timed out after 2 s")
     assert (done.state, done.error, done.attempts) == ("completed", "", 1)
 
 
@@ -70,11 +70,11 @@ async def test_a_batch_handler_fails_only_the_jobs_it_names(
 
         async def settled() -> bool:
             c = await total_counts(redis, "batch-tasks", partitions=2)
-            return c.completed + c.failed == 100
+            return c.completed + c.dead == 100
 
         await wait_until(settled, what="100 settlements")
     final = await total_counts(redis, "batch-tasks", partitions=2)
-    assert (final.completed, final.failed) == (90, 10)
+    assert (final.completed, final.failed, final.dead) == (90, 10, 10)
     handled = read_ledger(ledger)
     assert len(handled) == 90
     assert max(handled.values()) == 1
@@ -82,7 +82,7 @@ async def test_a_batch_handler_fails_only_the_jobs_it_names(
         keys = PartitionKeys("batch-tasks", partition_of(event.workspace, 2))
         record = await get_job(redis, keys, receipt.id)
         assert record is not None
-        assert record.state == ("failed" if event.data["mode"] == "raise" else "completed")
+        assert record.state == ("dead" if event.data["mode"] == "raise" else "completed")
 
 
 async def test_a_job_that_kills_its_worker_every_time_is_dead_lettered(

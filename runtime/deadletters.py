@@ -1,0 +1,90 @@
+"""Dead letters of a deployment's functions, across partitions: read, replay, purge."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+
+from runtime.registry import Registry
+from streams.connection import Redis
+from streams.deadletter import DeadLetter, dead_letters, purge, replay
+from streams.keys import PartitionKeys, partition_of
+
+# Letters read per round trip while walking a dead-letter stream.
+PAGE = 500
+
+Action = Callable[[Redis, PartitionKeys, Sequence[DeadLetter]], Awaitable[int]]
+
+
+class DeadLetters:
+    """Operate on the dead letters of the functions in `registry`."""
+
+    def __init__(self, redis: Redis, registry: Registry) -> None:
+        self.redis = redis
+        self.registry = registry
+
+    async def read(
+        self, function: str, *, workspace: str | None = None, limit: int = 100
+    ) -> list[DeadLetter]:
+        """The oldest `limit` dead letters of `function`, optionally of one workspace."""
+        found: list[DeadLetter] = []
+        async for _, page in self._keyed_pages(function, workspace, None):
+            found += page[: limit - len(found)]
+            if len(found) >= limit:
+                break
+        return found
+
+    async def replay(
+        self,
+        function: str,
+        *,
+        ids: Collection[str] | None = None,
+        workspace: str | None = None,
+    ) -> int:
+        """Queue dead jobs of `function` again (those with `ids`, or all, optionally
+        of one workspace); each starts over at attempt 1. Returns how many."""
+        return await self._apply(replay, function, ids, workspace)
+
+    async def purge(
+        self,
+        function: str,
+        *,
+        ids: Collection[str] | None = None,
+        workspace: str | None = None,
+    ) -> int:
+        """Delete dead letters of `function` and their records for good. Returns how many."""
+        return await self._apply(purge, function, ids, workspace)
+
+    async def _apply(
+        self,
+        action: Action,
+        function: str,
+        ids: Collection[str] | None,
+        workspace: str | None,
+    ) -> int:
+        done = 0
+        async for keys, page in self._keyed_pages(function, workspace, ids):
+            done += await action(self.redis, keys, page)
+        return done
+
+    async def _keyed_pages(
+        self, function: str, workspace: str | None, ids: Collection[str] | None
+    ) -> AsyncIterator[tuple[PartitionKeys, list[DeadLetter]]]:
+        """Matching letters partition by partition, a page at a time, oldest first."""
+        (fn,) = self.registry.select([function])
+        partitions = range(fn.options.partitions)
+        if workspace is not None:
+            partitions = range(p := partition_of(workspace, fn.options.partitions), p + 1)
+        wanted = None if ids is None else set(ids)
+        for p in partitions:
+            keys = PartitionKeys(fn.name, p)
+            after = "-"
+            while letters := await dead_letters(self.redis, keys, PAGE, after):
+                after = letters[-1].entry_id
+                page = [
+                    letter
+                    for letter in letters
+                    if (wanted is None or letter.envelope.id in wanted)
+                    and (workspace is None or letter.envelope.workspace == workspace)
+                ]
+                if page:
+                    yield keys, page

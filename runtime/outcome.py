@@ -1,0 +1,44 @@
+"""Turn a handler call's result for one job into its settlement: done, retry later, or dead."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from runtime.backoff import retry_delay_s
+from runtime.declare import Failure, Function
+from streams import envelope as env
+from streams.settle import Settlement
+
+# An error kept in a job's history is cut to this many characters, so a handler
+# that raises with a huge message cannot bloat every retry's envelope.
+MAX_ERROR_CHARS = 2000
+
+
+def completed(entry_id: str, envelope: env.Envelope) -> Settlement:
+    return Settlement(entry_id, envelope.id, envelope.workspace, "completed", envelope.attempt)
+
+
+def failed(
+    fn: Function[Any], entry_id: str, envelope: env.Envelope, failure: Failure
+) -> Settlement:
+    """Retry with the function's backoff (or the handler's `Retry(after=...)`) until
+    the last attempt; then, or at once for `Reject`, dead-letter with every error."""
+    error = failure.error[:MAX_ERROR_CHARS]
+    errors = (*envelope.errors, error)
+    opts = fn.options
+    if failure.final or envelope.attempt >= opts.attempts:
+        letter = msgspec.structs.replace(envelope, errors=errors)
+        return Settlement(
+            entry_id, envelope.id, envelope.workspace, "dead", envelope.attempt, error,
+            env.encode(letter),
+        )  # fmt: skip
+    delay_s = failure.after_s
+    if delay_s is None:
+        delay_s = retry_delay_s(envelope.attempt, opts.backoff_base_s, opts.backoff_cap_s)
+    following = msgspec.structs.replace(envelope, attempt=envelope.attempt + 1, errors=errors)
+    return Settlement(
+        entry_id, envelope.id, envelope.workspace, "retry", envelope.attempt, error,
+        env.encode(following), round(delay_s * 1000),
+    )  # fmt: skip

@@ -1,0 +1,100 @@
+"""The scheduler: promotes due jobs from every function partition's delayed set.
+
+It sleeps until the earliest due time it knows (not a fixed poll), is woken
+early when a job falls due sooner, and re-checks every partition at a bounded
+interval in case a wake-up was lost. Due times are Redis's clock: the promote
+script says how long until the next one, so host clock skew does not matter.
+Promotion is one atomic script per partition, so any number of schedulers may
+run (inside workers too); none promotes a job twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from runtime.backoff import Backoff
+from runtime.declare import Function
+from runtime.health import RedisHealth
+from streams.connection import Redis
+from streams.delayed import promote_due
+from streams.errors import RedisUnavailable
+from streams.keys import PartitionKeys
+from streams.wake import WakeListener
+
+log = logging.getLogger(__name__)
+
+# Jobs one promote call moves at most, so a burst of due jobs does not hold
+# Redis (single-threaded) for long; a partition with more is called again at once.
+PROMOTE_BATCH = 1000
+
+
+class Scheduler:
+    """Promotes due jobs of `functions` until stopped."""
+
+    def __init__(
+        self,
+        client: Redis,
+        functions: Sequence[Function[Any]],
+        health: RedisHealth,
+        recheck_s: float,
+    ) -> None:
+        self.client = client
+        self.health = health
+        self.recheck_s = recheck_s
+        self.partitions = {
+            keys.wake: keys
+            for fn in functions
+            for keys in (PartitionKeys(fn.name, p) for p in range(fn.options.partitions))
+        }
+        # Loop time at which each partition (by wake channel) is next promoted.
+        self.due_at = dict.fromkeys(self.partitions, 0.0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if not self.partitions:
+            return
+        # Promotion holds no state between calls: cancelling it at stop loses nothing.
+        task = asyncio.create_task(self._forever())
+        await stop.wait()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def _forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        listener = WakeListener(self.client, list(self.partitions))
+        backoff = Backoff()
+        try:
+            while True:
+                try:
+                    await self._promote_due_partitions(loop.time())
+                    sleep_s = min(self.due_at.values()) - loop.time()
+                    woken = await listener.wait(max(0.0, min(sleep_s, self.recheck_s)))
+                except RedisUnavailable as exc:
+                    self.health.down(exc)
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
+                self.health.up()
+                backoff.reset()
+                for channel in woken:
+                    if channel in self.due_at:
+                        self.due_at[channel] = 0.0
+        finally:
+            await listener.close()
+
+    async def _promote_due_partitions(self, now: float) -> None:
+        for channel, at in self.due_at.items():
+            if at > now:
+                continue
+            keys = self.partitions[channel]
+            while True:
+                promoted = await promote_due(self.client, keys, PROMOTE_BATCH)
+                if promoted.moved:
+                    log.debug("%s: promoted %d due jobs", keys, promoted.moved)
+                if promoted.moved < PROMOTE_BATCH:
+                    break
+            wait_s = self.recheck_s
+            if promoted.next_due_in_ms is not None:
+                wait_s = min(wait_s, promoted.next_due_in_ms / 1000)
+            self.due_at[channel] = asyncio.get_running_loop().time() + wait_s

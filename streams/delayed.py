@@ -1,0 +1,25 @@
+"""Promote due jobs from a partition's delayed set to its stream."""
+
+from __future__ import annotations
+
+import msgspec
+
+from streams.connection import Redis
+from streams.keys import PartitionKeys
+from streams.lua import Script
+
+_PROMOTE = Script.beside(__file__, "promote.lua")
+
+
+class Promoted(msgspec.Struct, frozen=True):
+    moved: int
+    # Until the next job falls due, by Redis's clock; None when none waits.
+    next_due_in_ms: int | None
+
+
+async def promote_due(client: Redis, keys: PartitionKeys, limit: int) -> Promoted:
+    """Move up to `limit` jobs that are due by Redis's clock; any number of callers may race."""
+    reply = await _PROMOTE(client, [keys.delayed, keys.jobs, keys.stream, keys.stats], [limit])
+    assert isinstance(reply, list)
+    moved, wait = reply
+    return Promoted(int(moved), None if wait < 0 else int(wait))

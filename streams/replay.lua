@@ -1,0 +1,21 @@
+-- Put dead letters back in the stream as fresh jobs.
+-- KEYS[1] dead-letter stream, KEYS[2] stream, KEYS[3] job records, KEYS[4] stats
+-- ARGV: 4 per letter: dead entry id, job id, workspace, envelope for the replay
+-- Returns how many were replayed. A letter already replayed or purged (by a
+-- concurrent call) is gone from the dead-letter stream and skipped, so one
+-- letter never becomes two jobs.
+local t = redis.call('TIME')
+local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
+local replayed = 0
+for i = 1, #ARGV, 4 do
+  if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
+    local eid = redis.call('XADD', KEYS[2], '*', 'e', ARGV[i + 3])
+    redis.call('HSET', KEYS[3], ARGV[i + 1],
+      'queued|' .. ARGV[i + 2] .. '|' .. eid .. '|' .. now .. '|0|0||')
+    replayed = replayed + 1
+  end
+end
+if replayed > 0 then
+  redis.call('HINCRBY', KEYS[4], 'replayed', replayed)
+end
+return replayed

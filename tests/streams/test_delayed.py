@@ -1,0 +1,139 @@
+"""Delayed jobs, promotion and retries: the scripts' semantics against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from streams import envelope as env
+from streams.connection import Redis
+from streams.consume import ensure_group, read
+from streams.delayed import promote_due
+from streams.jobs import counts, get_job
+from streams.keys import PartitionKeys
+from streams.publish import Outgoing, publish
+from streams.settle import Settlement, settle
+
+KEYS = PartitionKeys("fn", 0)
+HOUR_MS = 3_600_000
+
+
+def job(job_id: str, *, due_ms: int = 0, delay_ms: int = 0) -> Outgoing:
+    payload = env.encode_payload({"x": 1})
+    return Outgoing(env.Envelope(job_id, "fn", "ws", payload, env.now_ms()), due_ms, delay_ms)
+
+
+async def redis_now_ms(redis: Redis) -> int:
+    seconds, micros = await redis.time()
+    return seconds * 1000 + micros // 1000
+
+
+async def test_a_delayed_job_waits_in_the_delayed_set_with_its_due_time(redis: Redis) -> None:
+    before = await redis_now_ms(redis)
+    (written,) = await publish(redis, KEYS, [job("a", delay_ms=HOUR_MS)])
+    assert (written.created, written.delayed) == (True, True)
+    assert await redis.xlen(KEYS.stream) == 0
+    record = await get_job(redis, KEYS, "a")
+    assert record is not None
+    assert record.state == "delayed"
+    assert before + HOUR_MS <= record.due_ms <= await redis_now_ms(redis) + HOUR_MS
+    assert (await counts(redis, KEYS)).delayed == 1
+    # Not due: promotion moves nothing and says how long until it is.
+    promoted = await promote_due(redis, KEYS, 100)
+    assert promoted.moved == 0
+    assert promoted.next_due_in_ms is not None
+    assert HOUR_MS - 1000 < promoted.next_due_in_ms <= HOUR_MS
+
+
+async def test_a_job_due_now_or_in_the_past_goes_straight_to_the_stream(redis: Redis) -> None:
+    written = await publish(redis, KEYS, [job("a", due_ms=1), job("b", delay_ms=0)])
+    assert [(w.created, w.delayed) for w in written] == [(True, False), (True, False)]
+    assert await redis.xlen(KEYS.stream) == 2
+    assert await redis.zcard(KEYS.delayed) == 0
+
+
+async def test_due_jobs_are_promoted_once_in_due_order(redis: Redis) -> None:
+    await ensure_group(redis, KEYS)
+    now = await redis_now_ms(redis)
+    await publish(
+        redis,
+        KEYS,
+        [job("late", due_ms=now + HOUR_MS), job("d", delay_ms=20), job("c", delay_ms=10)],
+    )
+    promoted = await _promote_when_due(redis, 2)
+    assert promoted == 2
+    got = await read(redis, KEYS, "c1", 10, 100)
+    assert [env.decode(d.envelope).id for d in got] == ["c", "d"]
+    record = await get_job(redis, KEYS, "c")
+    assert record is not None
+    assert (record.state, record.consumer) == ("active", "c1")
+    again = await promote_due(redis, KEYS, 100)
+    assert again.moved == 0
+    assert (await counts(redis, KEYS)).promoted == 2
+
+
+async def test_racing_promoters_move_each_job_exactly_once(redis: Redis) -> None:
+    await ensure_group(redis, KEYS)
+    ids = [f"j{i}" for i in range(2000)]
+    await publish(redis, KEYS, [job(i, delay_ms=HOUR_MS) for i in ids])
+    await redis.zadd(KEYS.delayed, dict.fromkeys(ids, 0))  # all fall due at once
+    results = await asyncio.gather(*(promote_due(redis, KEYS, 50) for _ in range(60)))
+    assert sum(r.moved for r in results) == 2000
+    got = await read(redis, KEYS, "c1", 5000, 100)
+    assert sorted(env.decode(d.envelope).id for d in got) == sorted(ids)
+
+
+async def test_a_retry_settlement_parks_the_next_attempt_with_its_errors(redis: Redis) -> None:
+    await ensure_group(redis, KEYS)
+    await publish(redis, KEYS, [job("a")])
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(KEYS.wake)
+    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    (d,) = await read(redis, KEYS, "c1", 10, 100)
+    first = env.decode(d.envelope)
+    following = env.Envelope(
+        first.id, first.function, first.workspace, first.payload, first.created_ms, 2,
+        errors=("ValueError: no",),
+    )  # fmt: skip
+    settlement = Settlement(
+        d.entry_id, "a", "ws", "retry", 1, "ValueError: no", env.encode(following), HOUR_MS
+    )
+    assert (await settle(redis, KEYS, "c1", 60_000, [settlement], 1)).count == 1
+    record = await get_job(redis, KEYS, "a")
+    assert record is not None
+    assert (record.state, record.attempts, record.error) == ("delayed", 1, "ValueError: no")
+    c = await counts(redis, KEYS)
+    assert (c.waiting, c.active, c.delayed, c.failed) == (0, 0, 1, 1)
+    # The only delayed job: schedulers are told when it falls due.
+    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+    assert message is not None
+    assert int(message["data"]) == record.due_ms
+    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+    # Due now: promoted with the next attempt's envelope.
+    await redis.zadd(KEYS.delayed, {"a": 0})
+    assert (await promote_due(redis, KEYS, 10)).moved == 1
+    (again,) = await read(redis, KEYS, "c1", 10, 100)
+    assert env.decode(again.envelope).attempt == 2
+    queued = await get_job(redis, KEYS, "a")
+    assert queued is not None
+    assert (queued.state, queued.attempts, queued.error) == ("active", 1, "ValueError: no")
+
+
+async def test_promotion_skips_an_id_whose_record_is_no_longer_delayed(redis: Redis) -> None:
+    await ensure_group(redis, KEYS)
+    await publish(redis, KEYS, [job("a", delay_ms=HOUR_MS)])
+    await redis.hset(KEYS.jobs, "a", "completed|ws|1-0|1|1|2||")
+    await redis.zadd(KEYS.delayed, {"a": 0})
+    assert (await promote_due(redis, KEYS, 10)).moved == 0
+    assert await redis.xlen(KEYS.stream) == 0
+    assert await redis.zcard(KEYS.delayed) == 0
+
+
+async def _promote_when_due(redis: Redis, expected: int) -> int:
+    """Promote until `expected` jobs moved, sleeping as long as the script says."""
+    moved = 0
+    while moved < expected:
+        result = await promote_due(redis, KEYS, 100)
+        moved += result.moved
+        if result.next_due_in_ms is not None and moved < expected:
+            await asyncio.sleep(result.next_due_in_ms / 1000)
+    return moved
