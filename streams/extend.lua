@@ -1,15 +1,17 @@
 -- Heartbeat: reset the idle time of entries this consumer still owns.
 -- KEYS[1] stream; ARGV[1] group, ARGV[2] consumer, ARGV[3..] entry ids
--- Returns the ids it no longer owns (reclaimed by another consumer).
+-- Returns the ids another consumer owns now (reclaimed from this one).
 -- XCLAIM ... JUSTID resets idle time without counting a delivery; the ownership
--- check first keeps a heartbeat from stealing an entry back.
+-- check first keeps a heartbeat from stealing an entry back. An id pending for
+-- nobody was settled while this call was on its way: neither extended nor lost.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local mine, lost = {}, {}
 for i = 3, #ARGV do
   local eid = ARGV[i]
-  if #redis.call('XPENDING', stream, group, eid, eid, 1, consumer) == 1 then
+  local p = redis.call('XPENDING', stream, group, eid, eid, 1)
+  if p[1] and p[1][2] == consumer then
     mine[#mine + 1] = eid
-  else
+  elseif p[1] then
     lost[#lost + 1] = eid
   end
 end

@@ -24,9 +24,15 @@ SAMPLE = "tests.sample_functions:FUNCTIONS"
 
 
 def start_worker(
-    url: str, ledger: Path, *, functions: str = "", grace_s: float = 5.0, log: Path | None = None
+    url: str,
+    ledger: Path,
+    *,
+    functions: str = "",
+    grace_s: float = 5.0,
+    log: Path | None = None,
+    role: str = "worker",
 ) -> subprocess.Popen[bytes]:
-    """A `sluice worker` process running the sample functions."""
+    """A `sluice worker` (or other `role`) process running the sample functions."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")},
         "REDIS_URL": url,
@@ -38,7 +44,7 @@ def start_worker(
         "SLUICE_REDIS_SOCKET_TIMEOUT_S": "2",
         "SLUICE_REDIS_CONNECT_TIMEOUT_S": "0.5",
     }
-    args = [sys.executable, "-m", "runtime", "worker"]
+    args = [sys.executable, "-m", "runtime", role]
     if functions:
         args += ["--functions", functions]
     if log is None:

@@ -160,6 +160,13 @@ async def test_extend_resets_idle_time_without_stealing(redis: Redis) -> None:
     assert {p["times_delivered"] for p in pending} == {1, 2}
 
 
+async def test_extend_does_not_call_an_entry_settled_meanwhile_lost(redis: Redis) -> None:
+    await published(redis, "a")
+    (d,) = await read(redis, KEYS, "c1", 10, 100)
+    await settle(redis, KEYS, "c1", 60_000, [Settlement(d.entry_id, "a", "ws", "completed", 1)], 1)
+    assert await extend(redis, KEYS, "c1", [d.entry_id]) == []
+
+
 async def test_leave_hands_back_at_once_and_deletes_the_consumer(redis: Redis) -> None:
     await published(redis, "a", "b")
     got = await read(redis, KEYS, "leaving", 10, 100)

@@ -1,0 +1,137 @@
+"""Schedulers: every delayed job promoted exactly once, however many run or die, on time."""
+
+from __future__ import annotations
+
+import signal
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime import Client, Event
+from runtime.registry import load
+from streams.connection import Redis
+from tests.redis_server import RedisServer
+from tests.runtime.helpers import (
+    SAMPLE,
+    read_ledger,
+    start_worker,
+    total_counts,
+    wait_until,
+    worker_in_process,
+)
+
+
+async def publish_spread(client: Client, n: int, over_ms: int) -> list[str]:
+    """`n` jobs for "tasks", due evenly over the `over_ms` after a 100 ms start."""
+    events = [
+        Event(workspace=f"ws{i % 7}", data={"n": i}, delay_ms=100 + i * over_ms // n)
+        for i in range(n)
+    ]
+    ids: list[str] = []
+    for start in range(0, n, 1000):
+        ids += [r.id for r in await client.publish_many("tasks", events[start : start + 1000])]
+    return ids
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for p in processes:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in processes:
+        assert p.wait(timeout=15) in (0, -signal.SIGKILL)
+
+
+@pytest.mark.parametrize("schedulers", [2, 3])
+async def test_racing_schedulers_promote_each_job_exactly_once(
+    redis: Redis, shared_server: RedisServer, ledger: Path, schedulers: int
+) -> None:
+    client = Client(redis, load(SAMPLE))
+    ids = await publish_spread(client, 20_000, over_ms=2_000)
+    running = [
+        start_worker(shared_server.url, ledger, functions="tasks", role="scheduler")
+        for _ in range(schedulers)
+    ]
+    try:
+        async with worker_in_process(shared_server.url, "tasks"):
+
+            async def all_done() -> bool:
+                return (await total_counts(redis, "tasks")).completed == 20_000
+
+            await wait_until(all_done, timeout_s=60, what="20,000 delayed jobs to complete")
+    finally:
+        stop_all(running)
+    handled = read_ledger(ledger)
+    assert set(handled) == set(ids)
+    assert max(handled.values()) == 1
+    counts = await total_counts(redis, "tasks")
+    assert (counts.promoted, counts.delayed, counts.waiting) == (20_000, 0, 0)
+
+
+async def test_a_scheduler_killed_mid_run_loses_and_repeats_nothing(
+    redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    client = Client(redis, load(SAMPLE))
+    ids = await publish_spread(client, 10_000, over_ms=3_000)
+    first = start_worker(shared_server.url, ledger, functions="tasks", role="scheduler")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        async with worker_in_process(shared_server.url, "tasks"):
+
+            async def some_promoted() -> bool:
+                return (await total_counts(redis, "tasks")).promoted >= 2_000
+
+            await wait_until(some_promoted, what="the first scheduler to promote")
+            first.send_signal(signal.SIGKILL)
+            assert first.wait(timeout=10) == -signal.SIGKILL
+            assert (await total_counts(redis, "tasks")).delayed > 0, "killed too late to tell"
+            second = start_worker(shared_server.url, ledger, functions="tasks", role="scheduler")
+
+            async def all_done() -> bool:
+                return (await total_counts(redis, "tasks")).completed == 10_000
+
+            await wait_until(all_done, timeout_s=60, what="every job after the kill")
+    finally:
+        stop_all([first] + ([second] if second else []))
+    handled = read_ledger(ledger)
+    assert set(handled) == set(ids)
+    assert max(handled.values()) == 1
+    assert (await total_counts(redis, "tasks")).promoted == 10_000
+
+
+async def test_jobs_start_close_to_their_due_time(
+    redis: Redis, shared_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts = tmp_path / "attempts"
+    monkeypatch.setenv("ATTEMPTS_FILE", str(attempts))
+    client = Client(redis, load(SAMPLE))
+    n, over_ms = 2_000, 5_000
+    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+        start_ms = time.time_ns() // 1_000_000 + 500
+        due = {}
+        events = []
+        for i in range(n):
+            at_ms = start_ms + i * over_ms // n
+            events.append(Event(workspace=f"ws{i % 7}", data={"n": i}, run_at=_rfc3339(at_ms)))
+        receipts = await client.publish_many("tasks", events)
+        due = {r.id: start_ms + i * over_ms // n for i, r in enumerate(receipts)}
+
+        async def all_done() -> bool:
+            return (await total_counts(redis, "tasks")).completed == n
+
+        await wait_until(all_done, timeout_s=30, what="2,000 timed jobs")
+    lateness = sorted(
+        int(ns) / 1e6 - due[job_id]
+        for job_id, _, ns in (line.split() for line in attempts.read_text().splitlines())
+    )
+    p50, p99 = statistics.median(lateness), lateness[int(n * 0.99)]
+    print(f"lateness over {n} jobs: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lateness[-1]:.1f} ms")
+    assert lateness[0] > -5, "a job ran before it was due"  # clocks: host vs Redis, same machine
+    assert p99 < 100
+
+
+def _rfc3339(epoch_ms: int) -> str:
+    seconds, ms = divmod(epoch_ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}+00:00"
