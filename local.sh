@@ -62,5 +62,5 @@ case "${1:-}" in
   up) shift; up "$@" ;;
   test) shift; run_tests "$@" ;;
   bench) shift; setup; .venv/bin/python -m bench "$@" ;;
-  *) echo "usage: ./local.sh up | test [--long] [pytest args] | bench [--json FILE]" >&2; exit 2 ;;
+  *) echo "usage: ./local.sh up | test [--long] [pytest args] | bench [--json FILE] [--jobs N] [--backlog N]" >&2; exit 2 ;;
 esac

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,15 +17,15 @@ import msgspec
 import uvloop
 
 from bench.functions import Ping
+from bench.scheduling import delayed_bytes_per_job, lateness, promote_rate
+from bench.worker import SPEC, start_worker, stop, until_completed
 from runtime import Client, Event
 from runtime.registry import load
 from streams import envelope as env
 from streams.connection import Redis, RedisSettings, connect
-from streams.jobs import counts
 from streams.keys import PartitionKeys
 from tests.redis_server import RedisServer
 
-SPEC = "bench.functions:FUNCTIONS"
 BATCH = 100
 CHUNK = 1000
 
@@ -74,25 +70,6 @@ async def publish_rate(client: Client, function: str, n: int) -> float:
     for offset in range(0, n, CHUNK):
         await client.publish_many(function, events[offset : offset + CHUNK])
     return n / (time.perf_counter() - start)
-
-
-def start_worker(url: str, functions: str, extra: dict[str, str]) -> subprocess.Popen[bytes]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
-    environ.update(REDIS_URL=url, SLUICE_FUNCTIONS=SPEC, SLUICE_LOG_LEVEL="WARNING", **extra)
-    args = [sys.executable, "-m", "runtime", "worker", "--functions", functions]
-    return subprocess.Popen(args, env=environ)
-
-
-def stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.send_signal(signal.SIGTERM)
-    worker.wait(timeout=60)
-
-
-async def until_completed(redis: Redis, keys: PartitionKeys, n: int, poll_s: float) -> int:
-    """Wait for `n` completions; the count lives in Redis, written by the worker process."""
-    while (done := (await counts(redis, keys)).completed) < n:  # noqa: ASYNC110
-        await asyncio.sleep(poll_s)
-    return done
 
 
 async def drain_rate(redis: Redis, url: str, function: str, n: int) -> float:
@@ -143,9 +120,16 @@ class Figures(msgspec.Struct):
     latency_p50_ms: float
     latency_p99_ms: float
     latency_max_ms: float
+    lateness_p50_ms: float
+    lateness_p99_ms: float
+    lateness_max_ms: float
+    backlog: int
+    lateness_backlog_p99_ms: float
+    delayed_bytes_per_job: float
+    promote_rate: float
 
 
-async def run(n: int, seconds: float) -> Figures:
+async def run(n: int, seconds: float, backlog: int) -> Figures:
     with tempfile.TemporaryDirectory() as folder:
         server = RedisServer(Path(folder), appendonly=False)
         server.start()
@@ -161,6 +145,13 @@ async def run(n: int, seconds: float) -> Figures:
             await publish_rate(client, "noop-batch", n)
             batch_drain = await drain_rate(redis, server.url, "noop-batch", n)
             lat = sorted(await latency(client, redis, server.url, seconds))
+            await redis.flushall()
+            late = sorted(await lateness(client, redis, server.url, 2_000, 5.0))
+            await redis.flushall()
+            per_job = await delayed_bytes_per_job(client, redis, "timed", backlog)
+            late_backlog = sorted(await lateness(client, redis, server.url, 2_000, 5.0))
+            await redis.flushall()
+            promote = await promote_rate(client, redis, n)
             await redis.aclose()
         finally:
             server.stop()
@@ -175,6 +166,13 @@ async def run(n: int, seconds: float) -> Figures:
         latency_p50_ms=round(statistics.median(lat), 3),
         latency_p99_ms=round(lat[int(len(lat) * 0.99)], 3),
         latency_max_ms=round(lat[-1], 3),
+        lateness_p50_ms=round(statistics.median(late), 3),
+        lateness_p99_ms=round(late[int(len(late) * 0.99)], 3),
+        lateness_max_ms=round(late[-1], 3),
+        backlog=backlog,
+        lateness_backlog_p99_ms=round(late_backlog[int(len(late_backlog) * 0.99)], 3),
+        delayed_bytes_per_job=round(per_job, 1),
+        promote_rate=round(promote),
     )
 
 
@@ -194,6 +192,15 @@ def report(f: Figures) -> None:
         f"  latency at 1,000 jobs/s       p50 {f.latency_p50_ms} ms  "
         f"p99 {f.latency_p99_ms} ms  max {f.latency_max_ms} ms"
     )
+    print(
+        f"  lateness, 2,000 due over 5 s  p50 {f.lateness_p50_ms} ms  "
+        f"p99 {f.lateness_p99_ms} ms  max {f.lateness_max_ms} ms"
+    )
+    print(f"  lateness p99 with {f.backlog:,} delayed far ahead  {f.lateness_backlog_p99_ms} ms")
+    print(
+        f"  memory per delayed job         {f.delayed_bytes_per_job:,.0f} bytes beyond its payload"
+    )
+    print(f"  promote (delayed -> stream)    {f.promote_rate:>10,.0f} jobs/s")
 
 
 def main() -> None:
@@ -201,8 +208,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--jobs", type=int, default=50_000)
     parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--backlog", type=int, default=1_000_000, help="delayed jobs far ahead, for lateness"
+    )
     args = parser.parse_args()
-    figures = uvloop.run(run(args.jobs, args.latency_seconds))
+    figures = uvloop.run(run(args.jobs, args.latency_seconds, args.backlog))
     report(figures)
     if args.json:
         args.json.write_bytes(msgspec.json.format(msgspec.json.encode(figures)) + b"\n")

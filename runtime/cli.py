@@ -95,6 +95,8 @@ async def _publish_examples(client: Client) -> None:
         if fn.example is None:
             continue
         events = [Event(workspace=f"demo-{n}", data=fn.example) for n in range(3)]
+        # One for later, so the scheduler has something to promote.
+        events.append(Event(workspace="demo-later", data=fn.example, delay_ms=5_000))
         try:
             receipts = await client.publish_many(fn.name, events)
         except RedisUnavailable as exc:

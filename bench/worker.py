@@ -1,0 +1,38 @@
+"""Worker processes for the benchmark, and waiting for their completions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+from streams.connection import Redis
+from streams.jobs import counts
+from streams.keys import PartitionKeys
+
+SPEC = "bench.functions:FUNCTIONS"
+
+
+def start_worker(
+    url: str, functions: str, extra: dict[str, str], *, scheduler: bool = False
+) -> subprocess.Popen[bytes]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    environ.update(REDIS_URL=url, SLUICE_FUNCTIONS=SPEC, SLUICE_LOG_LEVEL="WARNING", **extra)
+    args = [sys.executable, "-m", "runtime", "worker", "--functions", functions]
+    if scheduler:
+        args.append("--with-scheduler")
+    return subprocess.Popen(args, env=environ)
+
+
+def stop(worker: subprocess.Popen[bytes]) -> None:
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=60)
+
+
+async def until_completed(redis: Redis, keys: PartitionKeys, n: int, poll_s: float) -> int:
+    """Wait for `n` completions; the count lives in Redis, written by the worker process."""
+    while (done := (await counts(redis, keys)).completed) < n:  # noqa: ASYNC110
+        await asyncio.sleep(poll_s)
+    return done
