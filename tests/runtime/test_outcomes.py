@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from runtime import Client, Event, InvalidPayload, PayloadTooLarge, UnknownFunction
+from runtime import (
+    Client,
+    Event,
+    InvalidPayload,
+    InvalidSchedule,
+    PayloadTooLarge,
+    UnknownFunction,
+)
 from runtime.registry import load
 from streams.connection import Redis
 from streams.deadletter import dead_letters
@@ -176,3 +185,35 @@ async def test_heartbeats_keep_a_job_running_past_its_visibility_timeout(
     assert read_ledger(ledger) == {receipt.id: 1}
     final = await total_counts(redis, "long-tasks")
     assert final.fenced == 0
+
+
+@pytest.mark.parametrize(
+    ("timing", "message"),
+    [
+        ({"delay_ms": -1}, "delay_ms must not be negative"),
+        ({"delay_ms": 1.5}, "delay_ms must be an integer"),
+        ({"run_at": "tomorrow"}, "is not an RFC 3339 date-time"),
+        ({"run_at": "2030-01-01T09:00:00"}, "has no time zone"),
+        ({"delay_ms": 5, "run_at": "2030-01-01T09:00:00Z"}, "not both"),
+    ],
+)
+async def test_a_malformed_schedule_is_refused_and_writes_nothing(
+    redis: Redis, client: Client, timing: dict[str, Any], message: str
+) -> None:
+    events = [Event(workspace="ws", data={"n": 1}), Event(workspace="ws", data={"n": 2}, **timing)]
+    with pytest.raises(InvalidSchedule, match=message):
+        await client.publish_many("tasks", events)
+    assert await redis.dbsize() == 0
+
+
+async def test_run_at_in_the_past_runs_now_and_in_the_future_waits(
+    redis: Redis, client: Client
+) -> None:
+    past = await client.publish("tasks", workspace="ws", data={"n": 1}, run_at="2001-01-01T00:00Z")
+    later = await client.publish(
+        "tasks", workspace="ws", data={"n": 2}, run_at=datetime.now(UTC) + timedelta(hours=1)
+    )
+    now, waiting = await get_job(redis, TASKS, past.id), await get_job(redis, TASKS, later.id)
+    assert now is not None
+    assert waiting is not None
+    assert (now.state, waiting.state) == ("queued", "delayed")
