@@ -14,7 +14,7 @@ from streams.lua import Script
 
 _STATUS = Script.beside(__file__, "status.lua")
 
-JobState = Literal["delayed", "queued", "active", "completed", "dead"]
+JobState = Literal["delayed", "queued", "active", "completed", "dead", "cancelled"]
 
 
 class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +52,7 @@ class Counts(msgspec.Struct, frozen=True, kw_only=True):
     failed: int
     # Letters in the dead-letter stream, waiting to be replayed or purged.
     dead: int
+    cancelled: int
     published: int
     # Moved from the delayed set to the stream when due.
     promoted: int
@@ -118,6 +119,7 @@ async def counts(client: Redis, keys: PartitionKeys) -> Counts:
         completed=stat.get("completed", 0),
         failed=stat.get("failed", 0),
         dead=dead,
+        cancelled=stat.get("cancelled", 0),
         published=stat.get("published", 0),
         promoted=stat.get("promoted", 0),
         fenced=stat.get("fenced", 0),

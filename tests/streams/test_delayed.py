@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from streams import envelope as env
+from streams.cancel import cancel, reschedule
 from streams.connection import Redis
 from streams.consume import ensure_group, read
 from streams.delayed import promote_due
@@ -137,3 +138,52 @@ async def _promote_when_due(redis: Redis, expected: int) -> int:
         if result.next_due_in_ms is not None and moved < expected:
             await asyncio.sleep(result.next_due_in_ms / 1000)
     return moved
+
+
+async def test_cancel_removes_a_delayed_or_unread_job_and_refuses_the_rest(
+    redis: Redis,
+) -> None:
+    await ensure_group(redis, KEYS)
+    await publish(redis, KEYS, [job("later", delay_ms=HOUR_MS), job("held"), job("unread")])
+    (held,) = await read(redis, KEYS, "c1", 1, 100)
+    assert await cancel(redis, KEYS, "later") == "cancelled"
+    assert await cancel(redis, KEYS, "unread") == "cancelled"
+    assert await cancel(redis, KEYS, "held") == "active"
+    assert await cancel(redis, KEYS, "later") == "cancelled"  # already: nothing changes
+    assert await cancel(redis, KEYS, "nope") == "missing"
+    await settle(
+        redis, KEYS, "c1", 60_000, [Settlement(held.entry_id, "held", "ws", "completed", 1)], 1
+    )
+    assert await cancel(redis, KEYS, "held") == "completed"
+    # Neither cancelled job can run any more: not in the stream, not in the delayed set.
+    assert await read(redis, KEYS, "c1", 10, 100) == []
+    await redis.zadd(KEYS.delayed, {"x": 0})  # a stray id only, to run a promotion
+    assert (await promote_due(redis, KEYS, 10)).moved == 0
+    record = await get_job(redis, KEYS, "later")
+    assert record is not None
+    assert record.state == "cancelled"
+    c = await counts(redis, KEYS)
+    assert (c.waiting, c.active, c.delayed, c.cancelled) == (0, 0, 0, 2)
+
+
+async def test_reschedule_moves_only_a_delayed_job_and_wakes_schedulers(redis: Redis) -> None:
+    await ensure_group(redis, KEYS)
+    await publish(redis, KEYS, [job("later", delay_ms=HOUR_MS), job("now")])
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(KEYS.wake)
+    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    assert await reschedule(redis, KEYS, "later", delay_ms=60_000) == "delayed"
+    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+    record = await get_job(redis, KEYS, "later")
+    assert record is not None
+    assert message is not None
+    assert int(message["data"]) == record.due_ms
+    assert record.due_ms - await redis_now_ms(redis) <= 60_000
+    assert await reschedule(redis, KEYS, "now", delay_ms=1) == "queued"
+    assert await reschedule(redis, KEYS, "nope", delay_ms=1) == "missing"
+    # Due at once: the next promotion moves it, with its envelope intact.
+    assert await reschedule(redis, KEYS, "later", due_ms=1) == "delayed"
+    assert (await promote_due(redis, KEYS, 10)).moved == 1
+    got = await read(redis, KEYS, "c1", 10, 100)
+    assert [env.decode(d.envelope).id for d in got] == ["now", "later"]
