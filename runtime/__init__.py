@@ -8,13 +8,16 @@ from runtime.errors import (
     InvalidName,
     InvalidPayload,
     InvalidSchedule,
+    JobNotFound,
     PayloadTooLarge,
     RedisUnavailable,
     Reject,
     Retry,
     SluiceError,
     UnknownFunction,
+    WrongJobState,
 )
+from runtime.jobs import Jobs
 
 __all__ = [
     "Batch",
@@ -27,6 +30,8 @@ __all__ = [
     "InvalidPayload",
     "InvalidSchedule",
     "Job",
+    "JobNotFound",
+    "Jobs",
     "Options",
     "PayloadTooLarge",
     "Receipt",
@@ -35,6 +40,7 @@ __all__ = [
     "Retry",
     "SluiceError",
     "UnknownFunction",
+    "WrongJobState",
     "batch_function",
     "function",
 ]

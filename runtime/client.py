@@ -10,8 +10,9 @@ from typing import Any
 import msgspec
 
 from runtime.declare import Function
-from runtime.errors import InvalidPayload, InvalidSchedule, PayloadTooLarge
+from runtime.errors import InvalidPayload, PayloadTooLarge
 from runtime.registry import Registry
+from runtime.timing import due
 from streams import envelope as env
 from streams.connection import Redis
 from streams.keys import PartitionKeys, check_token, partition_of
@@ -71,7 +72,7 @@ class Client:
         """Publish many events; every one is validated before anything is written."""
         functions = self.registry.route(target)
         ids = [_job_id(e, i) for i, e in enumerate(events)]
-        timing = [_timing(e, i) for i, e in enumerate(events)]
+        timing = [due(e.delay_ms, e.run_at, f"event {i}") for i, e in enumerate(events)]
         created_ms = env.now_ms()
         groups: dict[PartitionKeys, list[Outgoing]] = {}
         for fn in functions:
@@ -116,35 +117,6 @@ def _job_id(event: Event, index: int) -> str:
     if event.id is None:
         return env.new_job_id()
     return check_token(f"job id of event {index}", event.id)
-
-
-def _timing(event: Event, index: int) -> tuple[int, int]:
-    """(due epoch ms, delay ms) for the publish script; (0, 0) runs now."""
-    if event.delay_ms is not None and event.run_at is not None:
-        raise InvalidSchedule(f"event {index}: give delay_ms or run_at, not both")
-    if event.delay_ms is not None:
-        if isinstance(event.delay_ms, bool) or not isinstance(event.delay_ms, int):
-            raise InvalidSchedule(f"event {index}: delay_ms must be an integer of milliseconds")
-        if event.delay_ms < 0:
-            raise InvalidSchedule(f"event {index}: delay_ms must not be negative")
-        return 0, event.delay_ms
-    if event.run_at is None:
-        return 0, 0
-    at = event.run_at
-    if isinstance(at, str):
-        try:
-            at = datetime.fromisoformat(at)
-        except ValueError:
-            raise InvalidSchedule(
-                f"event {index}: run_at {event.run_at!r} is not an RFC 3339 date-time"
-            ) from None
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise InvalidSchedule(
-            f"event {index}: run_at {event.run_at!r} has no time zone; "
-            "give an offset such as +00:00 or Z"
-        )
-    # 1 ms at the least: 0 is the script's "no due time".
-    return max(1, round(at.timestamp() * 1000)), 0
 
 
 def _payload(fn: Function[Any], index: int, data: Any) -> msgspec.Raw:

@@ -11,12 +11,14 @@ __all__ = [
     "InvalidName",
     "InvalidPayload",
     "InvalidSchedule",
+    "JobNotFound",
     "PayloadTooLarge",
     "RedisUnavailable",
     "Reject",
     "Retry",
     "SluiceError",
     "UnknownFunction",
+    "WrongJobState",
 ]
 
 
@@ -43,6 +45,27 @@ class InvalidPayload(SluiceError, ValueError):
 
 class InvalidSchedule(SluiceError, ValueError):
     """Raised when a publish's delay or run-at time is malformed or ambiguous."""
+
+
+class JobNotFound(SluiceError, LookupError):
+    """Raised when no job has the given id (never published, or its record expired)."""
+
+
+class WrongJobState(SluiceError):
+    """Raised when a job is in a state that forbids the change asked for.
+
+    A running job cannot be cancelled (its handler is under way), a finished one
+    neither; only a delayed job can be rescheduled.
+    """
+
+    def __init__(self, job_id: str, state: str, action: str) -> None:
+        self.job_id = job_id
+        self.state = state
+        why = {
+            "active": "a worker is running it",
+            "queued": "it is queued to run now",
+        }.get(state, "it has finished")
+        super().__init__(f"job {job_id!r} cannot be {action}: it is {state} ({why})")
 
 
 class PayloadTooLarge(SluiceError, ValueError):

@@ -2,8 +2,8 @@
 -- queued one its stream entry (unread entries only: no worker ever sees it).
 -- KEYS[1] job records, KEYS[2] delayed, KEYS[3] stream, KEYS[4] stats,
 -- KEYS[5] retention index; ARGV[1] group, ARGV[2] job id
--- Returns the job's state before: 'cancelled' stands for done now; 'missing',
--- 'active' (a worker holds it) and finished states change nothing.
+-- Returns 'cancelled' (now, or already before); else what kept it, changing
+-- nothing: 'missing', 'active' (a worker holds it) or a finished state.
 local id = ARGV[2]
 local record = redis.call('HGET', KEYS[1], id)
 if not record then return 'missing' end

@@ -1,0 +1,70 @@
+"""Jobs by id through the Python API: get, cancel, reschedule, and the errors that refuse."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from runtime import Client, JobNotFound, Jobs, WrongJobState
+from runtime.registry import load
+from streams.connection import Redis
+from tests.redis_server import RedisServer
+from tests.runtime.helpers import SAMPLE, read_ledger, total_counts, wait_until, worker_in_process
+
+
+async def test_cancel_and_reschedule_find_the_partition_and_refuse_the_wrong_state(
+    redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    registry = load(SAMPLE)
+    client, jobs = Client(redis, registry), Jobs(redis, registry)
+    later = [
+        await client.publish("batch-tasks", workspace=f"ws{i}", data={"n": i}, delay_ms=3_600_000)
+        for i in range(4)
+    ]
+    queued = await client.publish("batch-tasks", workspace="ws9", data={"n": 9})
+    # Two partitions: found without naming the workspace.
+    await jobs.cancel("batch-tasks", later[0].id)
+    record = await jobs.get("batch-tasks", later[0].id)
+    assert record is not None
+    assert record.state == "cancelled"
+    await jobs.cancel("batch-tasks", later[0].id)  # again: a no-op, so callers may retry
+    with pytest.raises(WrongJobState, match="it is queued"):
+        await jobs.reschedule("batch-tasks", queued.id, delay_ms=10)
+    with pytest.raises(JobNotFound):
+        await jobs.cancel("batch-tasks", "no-such-job")
+    # One moves to now, one to a time in the past: both run; the last stays.
+    await jobs.reschedule("batch-tasks", later[1].id, workspace="ws1")
+    await jobs.reschedule("batch-tasks", later[2].id, run_at=datetime.now(UTC) - timedelta(days=1))
+    async with worker_in_process(shared_server.url, "batch-tasks", scheduler=True):
+
+        async def three_done() -> bool:
+            return (await total_counts(redis, "batch-tasks", partitions=2)).completed == 3
+
+        await wait_until(three_done, what="the queued and two rescheduled jobs")
+    assert set(read_ledger(ledger)) == {queued.id, later[1].id, later[2].id}
+    with pytest.raises(WrongJobState, match="it is completed"):
+        await jobs.cancel("batch-tasks", queued.id)
+    counts = await jobs.counts("batch-tasks")
+    assert (counts.delayed, counts.cancelled, counts.completed) == (1, 1, 3)
+
+
+async def test_a_running_job_cannot_be_cancelled(
+    redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    registry = load(SAMPLE)
+    client, jobs = Client(redis, registry), Jobs(redis, registry)
+    running = await client.publish(
+        "slow-tasks", workspace="ws", data={"n": 1, "mode": "slow", "sleep_ms": 1_000}
+    )
+    async with worker_in_process(shared_server.url, "slow-tasks"):
+
+        async def active() -> bool:
+            record = await jobs.get("slow-tasks", running.id)
+            return record is not None and record.state == "active"
+
+        await wait_until(active, what="the job to start")
+        with pytest.raises(WrongJobState, match="a worker is running it"):
+            await jobs.cancel("slow-tasks", running.id)
+    assert read_ledger(ledger) == {running.id: 1}
