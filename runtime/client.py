@@ -12,7 +12,7 @@ import msgspec
 from runtime.declare import Function
 from runtime.errors import InvalidPayload, PayloadTooLarge
 from runtime.registry import Registry
-from runtime.timing import due
+from runtime.timing import due, epoch_ms
 from streams import envelope as env
 from streams.connection import Redis
 from streams.keys import PartitionKeys, check_token, partition_of
@@ -34,6 +34,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     # datetime or RFC 3339 text. At most one; a time in the past runs now.
     delay_ms: int | None = None
     run_at: datetime | str | None = None
+    # Not to start after this (aware datetime or RFC 3339): a job picked up later
+    # is marked expired instead of run, as a 15-minute reminder 20 minutes late.
+    expires_at: datetime | str | None = None
 
 
 class Receipt(msgspec.Struct, frozen=True):
@@ -62,9 +65,17 @@ class Client:
         id: str | None = None,
         delay_ms: int | None = None,
         run_at: datetime | str | None = None,
+        expires_at: datetime | str | None = None,
     ) -> Receipt:
         """Publish one event to a function or topic; returns once Redis has it."""
-        event = Event(workspace=workspace, data=data, id=id, delay_ms=delay_ms, run_at=run_at)
+        event = Event(
+            workspace=workspace,
+            data=data,
+            id=id,
+            delay_ms=delay_ms,
+            run_at=run_at,
+            expires_at=expires_at,
+        )
         (receipt,) = await self.publish_many(target, [event])
         return receipt
 
@@ -73,6 +84,10 @@ class Client:
         functions = self.registry.route(target)
         ids = [_job_id(e, i) for i, e in enumerate(events)]
         timing = [due(e.delay_ms, e.run_at, f"event {i}") for i, e in enumerate(events)]
+        expiry = [
+            0 if e.expires_at is None else epoch_ms(e.expires_at, f"event {i}: expires_at")
+            for i, e in enumerate(events)
+        ]
         created_ms = env.now_ms()
         groups: dict[PartitionKeys, list[Outgoing]] = {}
         for fn in functions:
@@ -83,6 +98,7 @@ class Client:
                     workspace=check_token("workspace", event.workspace),
                     payload=_payload(fn, i, event.data),
                     created_ms=created_ms,
+                    expires_ms=expiry[i],
                 )
                 part = partition_of(event.workspace, fn.options.partitions)
                 due_ms, delay_ms = timing[i]

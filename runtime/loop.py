@@ -22,7 +22,7 @@ from runtime.health import RedisHealth
 from runtime.heartbeat import heartbeat_forever
 from runtime.invoke import invoke, timed_out
 from runtime.lifecycle import sleep_unless
-from runtime.outcome import completed, failed
+from runtime.outcome import completed, expired, failed
 from runtime.watchdog import Lane, expire_forever
 from streams import envelope as env
 from streams.claims import Held, leave
@@ -215,6 +215,7 @@ class PartitionLoop:
         fn = self.fn
         max_deliveries = fn.options.max_deliveries
         ready: list[tuple[str, Job[Any], env.Envelope]] = []
+        now_ms = env.now_ms()
         for d in deliveries:
             if d.entry_id in self.held:
                 continue  # reclaimed back from ourselves: a call for it is under way
@@ -229,6 +230,12 @@ class PartitionLoop:
                     "its workers kept dying"
                 )
                 self._dead(d, envelope.id, envelope.workspace, envelope.attempt, reason)
+                continue
+            if envelope.expires_ms and now_ms > envelope.expires_ms:
+                # The host's clock, as the publisher's expiry is a wall-clock time.
+                self.held[d.entry_id] = envelope.id
+                self.outbox.append(expired(d.entry_id, envelope))
+                self.outbox_ready.set()
                 continue
             try:
                 data = fn.decoder.decode(envelope.payload)

@@ -1,4 +1,4 @@
-"""Turn a handler call's result for one job into its settlement: done, retry later, or dead."""
+"""Turn what happened to one job into its settlement: done, retry later, dead, or expired."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ MAX_ERROR_CHARS = 2000
 
 def completed(entry_id: str, envelope: env.Envelope) -> Settlement:
     return Settlement(entry_id, envelope.id, envelope.workspace, "completed", envelope.attempt)
+
+
+def expired(entry_id: str, envelope: env.Envelope) -> Settlement:
+    """Picked up after its `expires_ms`: recorded as expired and never run."""
+    return Settlement(entry_id, envelope.id, envelope.workspace, "expired", envelope.attempt - 1)
 
 
 def failed(

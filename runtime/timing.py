@@ -23,17 +23,19 @@ def due(delay_ms: int | None, run_at: datetime | str | None, what: str) -> tuple
         return 0, delay_ms
     if run_at is None:
         return 0, 0
-    at = run_at
+    return epoch_ms(run_at, f"{what}: run_at"), 0
+
+
+def epoch_ms(value: datetime | str, what: str) -> int:
+    """An aware datetime or RFC 3339 text as epoch ms (1 at the least: 0 means none)."""
+    at = value
     if isinstance(at, str):
         try:
             at = datetime.fromisoformat(at)
         except ValueError:
-            raise InvalidSchedule(
-                f"{what}: run_at {run_at!r} is not an RFC 3339 date-time"
-            ) from None
+            raise InvalidSchedule(f"{what} {value!r} is not an RFC 3339 date-time") from None
     if at.tzinfo is None or at.utcoffset() is None:
         raise InvalidSchedule(
-            f"{what}: run_at {run_at!r} has no time zone; give an offset such as +00:00 or Z"
+            f"{what} {value!r} has no time zone; give an offset such as +00:00 or Z"
         )
-    # 1 ms at the least: 0 is the scripts' "no due time".
-    return max(1, round(at.timestamp() * 1000)), 0
+    return max(1, round(at.timestamp() * 1000))

@@ -32,6 +32,8 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     trace: dict[str, str] | None = None
     # The errors of earlier attempts, oldest first: what a dead letter shows.
     errors: tuple[str, ...] = ()
+    # Epoch ms after which the job must not start (0: never expires).
+    expires_ms: int = 0
 
 
 _encoder = msgspec.msgpack.Encoder()

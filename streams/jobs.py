@@ -14,7 +14,7 @@ from streams.lua import Script
 
 _STATUS = Script.beside(__file__, "status.lua")
 
-JobState = Literal["delayed", "queued", "active", "completed", "dead", "cancelled"]
+JobState = Literal["delayed", "queued", "active", "completed", "dead", "cancelled", "expired"]
 
 
 class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,6 +53,8 @@ class Counts(msgspec.Struct, frozen=True, kw_only=True):
     # Letters in the dead-letter stream, waiting to be replayed or purged.
     dead: int
     cancelled: int
+    # Picked up after their expiry time: never run.
+    expired: int
     published: int
     # Moved from the delayed set to the stream when due.
     promoted: int
@@ -120,6 +122,7 @@ async def counts(client: Redis, keys: PartitionKeys) -> Counts:
         failed=stat.get("failed", 0),
         dead=dead,
         cancelled=stat.get("cancelled", 0),
+        expired=stat.get("expired", 0),
         published=stat.get("published", 0),
         promoted=stat.get("promoted", 0),
         fenced=stat.get("fenced", 0),

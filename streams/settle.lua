@@ -5,8 +5,9 @@
 -- ARGV[5] and ARGV[6] the lowest and highest entry id of the batch, ARGV[7] wake
 -- channel, ARGV[8] how many completed jobs follow;
 -- then 4 per completed job: entry id, job id, workspace, attempt;
--- then 8 per other job: entry id, job id, workspace, state (retry|dead), attempt,
--- error, envelope (retry: the next attempt's; dead: the dead letter's), delay ms
+-- then 8 per other job: entry id, job id, workspace, state (retry|dead|expired),
+-- attempt, error, envelope (retry: the next attempt's; dead: the dead letter's),
+-- delay ms
 -- Returns {settled, {fenced entry ids}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local t = redis.call('TIME')
@@ -36,7 +37,7 @@ local function chunked(cmd, key, items, step)
 end
 
 local settled, fenced, records, finished, parked = {}, {}, {}, {}, {}
-local completed, failed = 0, 0
+local completed, failed, expired = 0, 0, 0
 local split = 8 + 4 * tonumber(ARGV[8])
 for i = 9, split, 4 do
   local eid, id = ARGV[i], ARGV[i + 1]
@@ -58,9 +59,16 @@ for i = split + 1, #ARGV, 8 do
   local eid, id, workspace, state = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if mine(eid) then
     settled[#settled + 1] = eid
-    failed = failed + 1
     records[#records + 1] = id
-    if state == 'retry' then
+    if state == 'expired' then
+      -- Picked up past its expiry: never run, kept and dropped like a completed job.
+      expired = expired + 1
+      finished[#finished + 1] = now
+      finished[#finished + 1] = id
+      records[#records + 1] = 'expired|' .. workspace .. '|' .. eid .. '|'
+        .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 4] .. '|' .. now .. '||'
+    elseif state == 'retry' then
+      failed = failed + 1
       -- The next attempt waits in `delayed` with its envelope, like a delayed publish.
       local due = now_ms + tonumber(ARGV[i + 7])
       parked[#parked + 1] = due
@@ -69,6 +77,7 @@ for i = split + 1, #ARGV, 8 do
       records[#records + 1] = 'delayed|' .. workspace .. '||' .. due .. '|' .. ARGV[i + 4]
         .. '|0||' .. ARGV[i + 6]
     else
+      failed = failed + 1
       -- A dead job's record lives as long as its dead letter: not indexed for expiry.
       local dead_id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[i + 6], 'r', ARGV[i + 5])
       records[#records + 1] = 'dead|' .. workspace .. '|' .. eid .. '|'
@@ -99,6 +108,7 @@ if #settled > 0 then
   end
   if completed > 0 then redis.call('HINCRBY', KEYS[2], 'completed', completed) end
   if failed > 0 then redis.call('HINCRBY', KEYS[2], 'failed', failed) end
+  if expired > 0 then redis.call('HINCRBY', KEYS[2], 'expired', expired) end
 end
 if #fenced > 0 then
   redis.call('HINCRBY', KEYS[2], 'fenced', #fenced)
@@ -106,10 +116,10 @@ end
 
 -- Retention: drop records finished longer ago than the retention period, a
 -- bounded number per call so a long idle spell never makes one call slow.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now_ms - tonumber(ARGV[3]),
+local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now_ms - tonumber(ARGV[3]),
   'LIMIT', 0, 500)
-if #expired > 0 then
-  redis.call('HDEL', KEYS[4], unpack(expired))
-  redis.call('ZREM', KEYS[5], unpack(expired))
+if #old > 0 then
+  redis.call('HDEL', KEYS[4], unpack(old))
+  redis.call('ZREM', KEYS[5], unpack(old))
 end
 return {#settled, fenced}

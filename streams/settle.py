@@ -13,7 +13,7 @@ from streams.lua import Arg, Script
 
 _SETTLE = Script.beside(__file__, "settle.lua")
 
-State = Literal["completed", "retry", "dead"]
+State = Literal["completed", "retry", "dead", "expired"]
 
 
 class Settlement(msgspec.Struct, frozen=True):

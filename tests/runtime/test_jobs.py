@@ -68,3 +68,37 @@ async def test_a_running_job_cannot_be_cancelled(
         with pytest.raises(WrongJobState, match="a worker is running it"):
             await jobs.cancel("slow-tasks", running.id)
     assert read_ledger(ledger) == {running.id: 1}
+
+
+async def test_a_job_picked_up_after_its_expiry_is_marked_expired_not_run(
+    redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    registry = load(SAMPLE)
+    client, jobs = Client(redis, registry), Jobs(redis, registry)
+    now = datetime.now(UTC)
+    stale = await client.publish(
+        "tasks", workspace="ws", data={"n": 1}, expires_at=now - timedelta(minutes=5)
+    )
+    # Due after it expires: promoted on time, then found stale.
+    late = await client.publish(
+        "tasks",
+        workspace="ws",
+        data={"n": 2},
+        delay_ms=300,
+        expires_at=(now + timedelta(milliseconds=100)).isoformat(),
+    )
+    fresh = await client.publish(
+        "tasks", workspace="ws", data={"n": 3}, expires_at=now + timedelta(hours=1)
+    )
+    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+
+        async def settled() -> bool:
+            c = await jobs.counts("tasks")
+            return (c.expired, c.completed) == (2, 1)
+
+        await wait_until(settled, what="two expired jobs and one completed")
+    assert read_ledger(ledger) == {fresh.id: 1}
+    for receipt in (stale, late):
+        record = await jobs.get("tasks", receipt.id)
+        assert record is not None
+        assert (record.state, record.attempts) == ("expired", 0)
