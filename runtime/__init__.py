@@ -17,10 +17,11 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
-from runtime.jobs import Jobs
+from runtime.jobs import Cancelled, Jobs
 
 __all__ = [
     "Batch",
+    "Cancelled",
     "Client",
     "ConfigurationError",
     "DeadLetters",

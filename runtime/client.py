@@ -37,6 +37,11 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     # Not to start after this (aware datetime or RFC 3339): a job picked up later
     # is marked expired instead of run, as a 15-minute reminder 20 minutes late.
     expires_at: datetime | str | None = None
+    # A business key names one live job per function and workspace: publishing
+    # it again replaces the job if it has not started (new data, new due time).
+    key: str | None = None
+    # Tags cancel jobs together: `Jobs.cancel_tag("booking:123", workspace=...)`.
+    tags: tuple[str, ...] = ()
 
 
 class Receipt(msgspec.Struct, frozen=True):
@@ -66,6 +71,8 @@ class Client:
         delay_ms: int | None = None,
         run_at: datetime | str | None = None,
         expires_at: datetime | str | None = None,
+        key: str | None = None,
+        tags: Sequence[str] = (),
     ) -> Receipt:
         """Publish one event to a function or topic; returns once Redis has it."""
         event = Event(
@@ -75,6 +82,8 @@ class Client:
             delay_ms=delay_ms,
             run_at=run_at,
             expires_at=expires_at,
+            key=key,
+            tags=tuple(tags),
         )
         (receipt,) = await self.publish_many(target, [event])
         return receipt
@@ -99,6 +108,8 @@ class Client:
                     payload=_payload(fn, i, event.data),
                     created_ms=created_ms,
                     expires_ms=expiry[i],
+                    key=_key(event, i),
+                    tags=_tags(event, i),
                 )
                 part = partition_of(event.workspace, fn.options.partitions)
                 due_ms, delay_ms = timing[i]
@@ -133,6 +144,15 @@ def _job_id(event: Event, index: int) -> str:
     if event.id is None:
         return env.new_job_id()
     return check_token(f"job id of event {index}", event.id)
+
+
+def _key(event: Event, index: int) -> str:
+    return "" if event.key is None else check_token(f"key of event {index}", event.key)
+
+
+def _tags(event: Event, index: int) -> tuple[str, ...]:
+    # Each tag once, in the order given.
+    return tuple(dict.fromkeys(check_token(f"tag of event {index}", t) for t in event.tags))
 
 
 def _payload(fn: Function[Any], index: int, data: Any) -> msgspec.Raw:

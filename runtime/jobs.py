@@ -1,9 +1,11 @@
-"""Jobs by id: look one up, cancel it, move its due time; counts per function."""
+"""Jobs by id, business key or tag: look up, cancel, move the due time; counts."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
+
+import msgspec
 
 from runtime.errors import JobNotFound, WrongJobState
 from runtime.registry import Registry
@@ -12,6 +14,14 @@ from streams import cancel as scripts
 from streams.connection import Redis
 from streams.jobs import Counts, JobRecord, counts, get_job
 from streams.keys import PartitionKeys, check_token, partition_of
+
+
+class Cancelled(msgspec.Struct, frozen=True):
+    """What a cancel by tag did."""
+
+    cancelled: tuple[str, ...]
+    # Jobs of the tag that were running: they finish; cancel them in the handler.
+    running: tuple[str, ...]
 
 
 class Jobs:
@@ -38,14 +48,50 @@ class Jobs:
         """Cancel a job that has not started: a delayed one, or a queued one no worker
         has read. Cancelling a cancelled job does nothing, so callers may retry.
         Raises `WrongJobState` for a running or finished job."""
+
+        async def cancel(keys: PartitionKeys) -> str:
+            return (await scripts.cancel(self.redis, keys, "id", job_id))[job_id]
+
         await self._change(
-            function,
-            job_id,
-            workspace,
-            lambda keys: scripts.cancel(self.redis, keys, job_id),
-            done="cancelled",
-            action="cancelled",
+            function, job_id, workspace, cancel, done="cancelled", action="cancelled"
         )
+
+    async def cancel_key(self, function: str, key: str, *, workspace: str) -> str:
+        """Cancel the live job of business `key`; returns its id. Raises `JobNotFound`
+        when the key names no job (or its job finished), `WrongJobState` when it runs."""
+        keys = self._partitions(function, workspace)[0]
+        outcome = await scripts.cancel(
+            self.redis, keys, "key", check_token("key", key), check_token("workspace", workspace)
+        )
+        if not outcome:
+            raise JobNotFound(
+                f"no live job of function {function!r} has key {key!r} in {workspace!r}"
+            )
+        ((job_id, state),) = outcome.items()
+        if state != "cancelled":
+            raise WrongJobState(job_id, state, "cancelled")
+        return job_id
+
+    async def cancel_tag(
+        self, tag: str, *, workspace: str, functions: Iterable[str] | None = None
+    ) -> Cancelled:
+        """Cancel every job of `tag` in `workspace` that has not started, in every
+        function (or those named): a cancelled booking cancels all its reminders."""
+        check_token("tag", tag)
+        check_token("workspace", workspace)
+        names = list(functions) if functions is not None else [fn.name for fn in self.registry]
+        cancelled: list[str] = []
+        running: list[str] = []
+        for name in names:
+            keys = self._partitions(name, workspace)[0]
+            for job_id, state in (
+                await scripts.cancel(self.redis, keys, "tag", tag, workspace)
+            ).items():
+                if state == "cancelled":
+                    cancelled.append(job_id)
+                elif state == "active":
+                    running.append(job_id)
+        return Cancelled(tuple(cancelled), tuple(running))
 
     async def reschedule(
         self,

@@ -22,7 +22,7 @@ from runtime.health import RedisHealth
 from runtime.heartbeat import heartbeat_forever
 from runtime.invoke import invoke, timed_out
 from runtime.lifecycle import sleep_unless
-from runtime.outcome import completed, expired, failed
+from runtime.outcome import completed, dead, expired, failed
 from runtime.watchdog import Lane, expire_forever
 from streams import envelope as env
 from streams.claims import Held, leave
@@ -222,14 +222,16 @@ class PartitionLoop:
             try:
                 envelope = env.decode(d.envelope)
             except msgspec.DecodeError as exc:
-                self._dead(d, f"corrupt-{d.entry_id}", "", 1, f"undecodable envelope: {exc}")
+                # Not even an id to record it by: a made-up one, for the dead letter.
+                corrupt = env.Envelope(f"corrupt-{d.entry_id}", fn.name, "", msgspec.Raw(b""), 0)
+                self._dead(d, corrupt, f"undecodable envelope: {exc}")
                 continue
             if d.deliveries > max_deliveries:
                 reason = (
                     f"delivered {d.deliveries} times, above max_deliveries={max_deliveries}: "
                     "its workers kept dying"
                 )
-                self._dead(d, envelope.id, envelope.workspace, envelope.attempt, reason)
+                self._dead(d, envelope, reason)
                 continue
             if envelope.expires_ms and now_ms > envelope.expires_ms:
                 # The host's clock, as the publisher's expiry is a wall-clock time.
@@ -243,7 +245,7 @@ class PartitionLoop:
                 # It would fail the same way on every attempt: dead-letter it now,
                 # to be replayed once the function accepts it.
                 reason = f"payload does not match {fn.input.__name__}: {exc}"
-                self._dead(d, envelope.id, envelope.workspace, envelope.attempt, reason)
+                self._dead(d, envelope, reason)
                 continue
             self.held[d.entry_id] = envelope.id
             job = Job(
@@ -260,12 +262,10 @@ class PartitionLoop:
                 self.calls.append(Call(Batch(job.workspace, [job]), [entry_id], [envelope]))
         self.calls_ready.set()
 
-    def _dead(self, d: Delivery, job_id: str, workspace: str, attempt: int, reason: str) -> None:
-        self.held[d.entry_id] = job_id
-        log.error("%s: job %s dead-lettered: %s", self.keys, job_id, reason)
-        self.outbox.append(
-            Settlement(d.entry_id, job_id, workspace, "dead", attempt, reason, d.envelope)
-        )
+    def _dead(self, d: Delivery, envelope: env.Envelope, reason: str) -> None:
+        self.held[d.entry_id] = envelope.id
+        log.error("%s: job %s dead-lettered: %s", self.keys, envelope.id, reason)
+        self.outbox.append(dead(d.entry_id, envelope, reason, d.envelope))
         self.outbox_ready.set()
 
     async def _lane(self, lane: Lane) -> None:

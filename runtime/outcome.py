@@ -9,6 +9,7 @@ import msgspec
 from runtime.backoff import retry_delay_s
 from runtime.declare import Failure, Function
 from streams import envelope as env
+from streams.keys import links
 from streams.settle import Settlement
 
 # An error kept in a job's history is cut to this many characters, so a handler
@@ -17,12 +18,28 @@ MAX_ERROR_CHARS = 2000
 
 
 def completed(entry_id: str, envelope: env.Envelope) -> Settlement:
-    return Settlement(entry_id, envelope.id, envelope.workspace, "completed", envelope.attempt)
+    e = envelope
+    if e.key or e.tags:
+        return Settlement(entry_id, e.id, e.workspace, "completed", e.attempt, links=links_of(e))
+    return Settlement(entry_id, e.id, e.workspace, "completed", e.attempt)
 
 
 def expired(entry_id: str, envelope: env.Envelope) -> Settlement:
     """Picked up after its `expires_ms`: recorded as expired and never run."""
-    return Settlement(entry_id, envelope.id, envelope.workspace, "expired", envelope.attempt - 1)
+    e = envelope
+    return Settlement(entry_id, e.id, e.workspace, "expired", e.attempt - 1, links=links_of(e))
+
+
+def dead(entry_id: str, envelope: env.Envelope, reason: str, letter: bytes) -> Settlement:
+    """Dead-lettered before its handler ran: poison, or a payload it cannot take."""
+    e = envelope
+    return Settlement(
+        entry_id, e.id, e.workspace, "dead", e.attempt, reason, letter, links=links_of(e)
+    )
+
+
+def links_of(envelope: env.Envelope) -> str:
+    return links(envelope.workspace, envelope.id, envelope.key, envelope.tags)
 
 
 def failed(
@@ -35,15 +52,12 @@ def failed(
     opts = fn.options
     if failure.final or envelope.attempt >= opts.attempts:
         letter = msgspec.structs.replace(envelope, errors=errors)
-        return Settlement(
-            entry_id, envelope.id, envelope.workspace, "dead", envelope.attempt, error,
-            env.encode(letter),
-        )  # fmt: skip
+        return dead(entry_id, envelope, error, env.encode(letter))
     delay_s = failure.after_s
     if delay_s is None:
         delay_s = retry_delay_s(envelope.attempt, opts.backoff_base_s, opts.backoff_cap_s)
     following = msgspec.structs.replace(envelope, attempt=envelope.attempt + 1, errors=errors)
     return Settlement(
         entry_id, envelope.id, envelope.workspace, "retry", envelope.attempt, error,
-        env.encode(following), round(delay_s * 1000),
+        env.encode(following), round(delay_s * 1000), links_of(envelope),
     )  # fmt: skip

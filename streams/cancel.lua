@@ -1,27 +1,66 @@
--- Cancel one job that has not started: a delayed one leaves the delayed set, a
--- queued one its stream entry (unread entries only: no worker ever sees it).
+-- Cancel jobs that have not started: by id, by business key, or every job of a
+-- tag. A delayed one leaves the delayed set; a queued one its stream entry (only
+-- while unread, so no worker ever sees it).
 -- KEYS[1] job records, KEYS[2] delayed, KEYS[3] stream, KEYS[4] stats,
--- KEYS[5] retention index; ARGV[1] group, ARGV[2] job id
--- Returns 'cancelled' (now, or already before); else what kept it, changing
--- nothing: 'missing', 'active' (a worker holds it) or a finished state.
-local id = ARGV[2]
-local record = redis.call('HGET', KEYS[1], id)
-if not record then return 'missing' end
-local state, workspace, eid, at, attempts = string.match(record,
-  '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|')
-if state == 'queued' then
-  if #redis.call('XPENDING', KEYS[3], ARGV[1], eid, eid, 1) == 1 then return 'active' end
-  redis.call('XDEL', KEYS[3], eid)
-elseif state == 'delayed' then
-  redis.call('ZREM', KEYS[2], id)
-else
-  return state
-end
+-- KEYS[5] retention index, KEYS[6] keyed, KEYS[7] tagged
+-- ARGV[1] group, ARGV[2] 'id' | 'key' | 'tag', ARGV[3] the job id, "ws/key", or
+-- "ws/tag/" (a prefix of the tag's members)
+-- Returns pairs {job id, outcome}: 'cancelled' (now, or already before), else
+-- what kept it, changing nothing: 'missing', 'active' (a worker holds it) or a
+-- finished state. Records: see streams/jobs.py.
+local mode, selector = ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
-redis.call('HSET', KEYS[1], id, 'cancelled|' .. workspace .. '|' .. eid .. '|' .. at .. '|'
-  .. attempts .. '|' .. now .. '||')
--- Kept, then dropped, like a completed job's record.
-redis.call('ZADD', KEYS[5], now, id)
-redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
-return 'cancelled'
+
+local function unlink(links, id)
+  local keyfield, members = string.match(links, '^(%S*) ?(.*)$')
+  if keyfield ~= '' and redis.call('HGET', KEYS[6], keyfield) == id then
+    redis.call('HDEL', KEYS[6], keyfield)
+  end
+  for m in string.gmatch(members, '%S+') do redis.call('ZREM', KEYS[7], m) end
+end
+
+local function cancel(id)
+  local record = redis.call('HGET', KEYS[1], id)
+  if not record then return 'missing' end
+  local state, workspace, eid, at, attempts, links = string.match(record,
+    '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|[^|]*|[^|]*|([^|]*)|')
+  if state == 'queued' then
+    if #redis.call('XPENDING', KEYS[3], ARGV[1], eid, eid, 1) == 1 then return 'active' end
+    redis.call('XDEL', KEYS[3], eid)
+  elseif state == 'delayed' then
+    redis.call('ZREM', KEYS[2], id)
+  else
+    return state
+  end
+  unlink(links, id)
+  redis.call('HSET', KEYS[1], id, 'cancelled|' .. workspace .. '|' .. eid .. '|' .. at .. '|'
+    .. attempts .. '|' .. now .. '||' .. links .. '|')
+  -- Kept, then dropped, like a completed job's record.
+  redis.call('ZADD', KEYS[5], now, id)
+  redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
+  return 'cancelled'
+end
+
+local ids = {}
+if mode == 'id' then
+  ids[1] = selector
+elseif mode == 'key' then
+  ids[1] = redis.call('HGET', KEYS[6], selector)
+  if not ids[1] then return {} end
+else
+  for _, m in ipairs(redis.call('ZRANGEBYLEX', KEYS[7], '[' .. selector, '[' .. selector .. '\255')) do
+    ids[#ids + 1] = string.sub(m, #selector + 1)
+  end
+end
+local out = {}
+for _, id in ipairs(ids) do
+  local outcome = cancel(id)
+  if mode == 'tag' and outcome ~= 'active' then
+    -- Finished or gone: the tag no longer needs to find it.
+    redis.call('ZREM', KEYS[7], selector .. id)
+  end
+  out[#out + 1] = id
+  out[#out + 1] = outcome
+end
+return out

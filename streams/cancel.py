@@ -1,23 +1,36 @@
-"""Cancel or reschedule one job that has not started yet."""
+"""Cancel jobs that have not started (by id, business key or tag); move a delayed one."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from streams.connection import Redis
-from streams.keys import GROUP, PartitionKeys
+from streams.keys import GROUP, PartitionKeys, tag_member
 from streams.lua import Script
 
 _CANCEL = Script.beside(__file__, "cancel.lua")
 _RESCHEDULE = Script.beside(__file__, "reschedule.lua")
 
+Selector = Literal["id", "key", "tag"]
 
-async def cancel(client: Redis, keys: PartitionKeys, job_id: str) -> str:
-    """Cancel a delayed or queued job; returns 'cancelled', else the state that kept it
-    ('missing', 'active', or a finished state) and nothing changed."""
+
+async def cancel(
+    client: Redis, keys: PartitionKeys, by: Selector, value: str, workspace: str = ""
+) -> dict[str, str]:
+    """Cancel the job with id `value`, or the job of business key `value`, or every
+    job of tag `value` (key and tag within `workspace`).
+
+    Returns each job considered with its outcome: 'cancelled' (now, or before),
+    or the state that kept it ('missing', 'active', or a finished state).
+    """
+    selector = {"id": value, "key": f"{workspace}/{value}", "tag": tag_member(workspace, value, "")}
     reply = await _CANCEL(
-        client, [keys.jobs, keys.delayed, keys.stream, keys.stats, keys.done], [GROUP, job_id]
+        client,
+        [keys.jobs, keys.delayed, keys.stream, keys.stats, keys.done, keys.keyed, keys.tagged],
+        [GROUP, by, selector[by]],
     )
-    assert isinstance(reply, bytes)
-    return reply.decode()
+    assert isinstance(reply, list)
+    return {reply[i].decode(): reply[i + 1].decode() for i in range(0, len(reply), 2)}
 
 
 async def reschedule(

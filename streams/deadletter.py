@@ -10,7 +10,7 @@ import msgspec
 from streams import envelope as env
 from streams.connection import Redis
 from streams.errors import wrap_unavailable
-from streams.keys import PartitionKeys
+from streams.keys import PartitionKeys, links
 from streams.lua import Arg, Script
 
 _REPLAY = Script.beside(__file__, "replay.lua")
@@ -47,8 +47,11 @@ async def replay(client: Redis, keys: PartitionKeys, letters: Sequence[DeadLette
     args: list[Arg] = []
     for letter in letters:
         fresh = msgspec.structs.replace(letter.envelope, attempt=1)
-        args += (letter.entry_id, fresh.id, fresh.workspace, env.encode(fresh))
-    reply = await _REPLAY(client, [keys.dead, keys.stream, keys.jobs, keys.stats], args)
+        linked = links(fresh.workspace, fresh.id, fresh.key, fresh.tags)
+        args += (letter.entry_id, fresh.id, fresh.workspace, env.encode(fresh), linked)
+    reply = await _REPLAY(
+        client, [keys.dead, keys.stream, keys.jobs, keys.stats, keys.keyed, keys.tagged], args
+    )
     assert isinstance(reply, int)
     return reply
 

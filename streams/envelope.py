@@ -34,6 +34,10 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True):
     errors: tuple[str, ...] = ()
     # Epoch ms after which the job must not start (0: never expires).
     expires_ms: int = 0
+    # A business key naming the one live job of its kind (booking:123:reminder-1h),
+    # and tags to cancel jobs by (booking:123).
+    key: str = ""
+    tags: tuple[str, ...] = ()
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -1,4 +1,11 @@
-"""Job records and per-partition counts, read for status pages and tests."""
+"""Job records and per-partition counts, read for status pages and tests.
+
+A job's record is one field of the partition's `jobs` HASH, written only by the
+scripts: "state|workspace|entry id|at ms|attempts|finished ms|dead id|links|tail".
+`at` is when it was queued, or for a delayed job when it falls due; `attempts`
+counts ended attempts; `links` is its business key and tags (`keys.links`); the
+tail, which may hold any byte, is the last error, or a delayed job's envelope.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +39,8 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int = 0
     # The last attempt's error, if it failed.
     error: str = ""
+    key: str = ""
+    tags: tuple[str, ...] = ()
     # While active: the consumer holding it and how often it has been delivered.
     consumer: str = ""
     deliveries: int = 0
@@ -76,10 +85,10 @@ async def get_job(client: Redis, keys: PartitionKeys, job_id: str) -> JobRecord 
         return None
     assert isinstance(reply, list)
     record, consumer, deliveries, entry = reply
-    # "state|workspace|entry id|queued ms|attempts|finished ms|dead id|tail", as the
-    # scripts write it. The tail may hold any byte: the error, or for a delayed
-    # job its envelope (with the errors of earlier attempts).
-    state, workspace, _, at, attempts, finished, _, tail = record.split(b"|", 7)
+    # See the module's docstring. A delayed job's envelope holds the errors of
+    # earlier attempts.
+    state, workspace, _, at, attempts, finished, _, links, tail = record.split(b"|", 8)
+    keyfield, *members = links.decode().split(" ")
     if state == b"delayed" or entry:
         errors = env.decode(tail if state == b"delayed" else entry).errors
         error = errors[-1] if errors else ""
@@ -97,6 +106,8 @@ async def get_job(client: Redis, keys: PartitionKeys, job_id: str) -> JobRecord 
         finished_ms=int(finished),
         attempts=int(attempts),
         error=error,
+        key=keyfield.partition("/")[2],
+        tags=tuple(m.split("/")[1] for m in members),
         consumer=consumer.decode() if consumer else "",
         deliveries=int(deliveries),
     )

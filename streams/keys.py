@@ -54,10 +54,12 @@ class PartitionKeys:
         "done",
         "function",
         "jobs",
+        "keyed",
         "partition",
         "stats",
         "stream",
         "tag",
+        "tagged",
         "wake",
     )
 
@@ -79,6 +81,28 @@ class PartitionKeys:
         self.delayed = f"{self.tag}:delayed"
         # Pub/sub channel: a job due earlier than any other wakes the schedulers.
         self.wake = f"{self.tag}:wake"
+        # HASH "workspace/business key" -> the id of the live job it names.
+        self.keyed = f"{self.tag}:keyed"
+        # ZSET (all scores 0) of "workspace/tag/job id": a tag's jobs are one
+        # lexicographic range, in one key the scripts can name in KEYS.
+        self.tagged = f"{self.tag}:tagged"
 
     def __repr__(self) -> str:
         return f"PartitionKeys({self.function!r}, {self.partition})"
+
+
+def links(workspace: str, job_id: str, key: str, tags: tuple[str, ...]) -> str:
+    """What ties a job to its business key and tags, as the scripts store it.
+
+    "workspace/key" (or nothing), then " workspace/tag/job id" per tag: `/` and
+    spaces cannot occur in tokens, so the scripts split it without escaping.
+    """
+    if not key and not tags:
+        return ""
+    return " ".join(
+        [f"{workspace}/{key}" if key else "", *(tag_member(workspace, t, job_id) for t in tags)]
+    )
+
+
+def tag_member(workspace: str, tag: str, job_id: str) -> str:
+    return f"{workspace}/{tag}/{job_id}"

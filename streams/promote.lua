@@ -11,17 +11,18 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumb
 local records = {}
 for _, id in ipairs(due) do
   local record = redis.call('HGET', KEYS[2], id)
-  -- "delayed|workspace||due ms|attempts|0||envelope"; anything else was cancelled
-  -- or replaced under us and has nothing to promote.
-  local workspace, attempts, envelope
+  -- "delayed|workspace||due ms|attempts|0||links|envelope"; anything else was
+  -- cancelled or replaced under us and has nothing to promote.
+  local workspace, attempts, links, envelope
   if record then
-    workspace, attempts, envelope = string.match(record, '^delayed|([^|]*)||[^|]*|([^|]*)|[^|]*||(.*)$')
+    workspace, attempts, links, envelope = string.match(record,
+      '^delayed|([^|]*)||[^|]*|([^|]*)|[^|]*||([^|]*)|(.*)$')
   end
   if envelope then
     local eid = redis.call('XADD', KEYS[3], '*', 'e', envelope)
     records[#records + 1] = id
     records[#records + 1] = 'queued|' .. workspace .. '|' .. eid .. '|' .. now_text .. '|'
-      .. attempts .. '|0||'
+      .. attempts .. '|0||' .. links .. '|'
   end
 end
 if #due > 0 then

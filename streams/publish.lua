@@ -1,53 +1,109 @@
 -- Publish many jobs into one function partition, atomically.
 -- KEYS[1] stream, KEYS[2] stats, KEYS[3] job records (HASH id -> record),
--- KEYS[4] delayed (ZSET id -> due ms); ARGV[1] wake channel, then 5 per job:
--- job id, workspace, due at (epoch ms, 0: none), delay ms, encoded envelope
+-- KEYS[4] delayed (ZSET id -> due ms), KEYS[5] keyed (HASH "ws/key" -> job id),
+-- KEYS[6] tagged (ZSET of "ws/tag/id", score 0)
+-- ARGV[1] wake channel, ARGV[2] group, then 6 per job: job id, workspace, due at
+-- (epoch ms, 0: none), delay ms, encoded envelope, links ("ws/key" or "", then
+-- " ws/tag/id" per tag)
 -- Returns, per job, its new stream entry id, 1 when it waits in `delayed`, or 0
 -- when the job id already exists (a duplicate publish, or a client retry of this
 -- very call).
--- Records: "state|workspace|entry id|queued ms|attempts|finished ms|dead id|error";
--- a delayed job's is "delayed|workspace||due ms|attempts|0||envelope": it keeps its
--- envelope until promoted.
+-- Records (see streams/jobs.py): "state|workspace|entry id|at ms|attempts|
+-- finished ms|dead id|links|tail"; a delayed job's tail is its envelope.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local now_text = tostring(now)
 local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 local earliest = first[2] and tonumber(first[2]) or math.huge
-local out, records, seen, parked = {}, {}, {}, {}
-local soonest = math.huge
-for i = 1, (#ARGV - 1) / 5 do
-  local a = 5 * i - 3
-  local id, workspace = ARGV[a], ARGV[a + 1]
+local out, seen, parked, records = {}, {}, {}, {}
+local soonest, replaced = math.huge, 0
+
+-- Records and due times are written with one variadic HSET and ZADD per 1000
+-- jobs instead of a command a job.
+local function flush()
+  for i = 1, #records, 1000 do
+    redis.call('HSET', KEYS[3], unpack(records, i, math.min(i + 999, #records)))
+  end
+  for i = 1, #parked, 1000 do
+    redis.call('ZADD', KEYS[4], unpack(parked, i, math.min(i + 999, #parked)))
+  end
+  records, parked = {}, {}
+end
+
+local function unlink(links, id)
+  local keyfield, members = string.match(links, '^(%S*) ?(.*)$')
+  if keyfield ~= '' and redis.call('HGET', KEYS[5], keyfield) == id then
+    redis.call('HDEL', KEYS[5], keyfield)
+  end
+  for m in string.gmatch(members, '%S+') do redis.call('ZREM', KEYS[6], m) end
+end
+
+-- A business key names one live job: a job of the key that has not started is
+-- replaced (removed here, the new one written below); one running or finished
+-- stays, and the key moves to the new job.
+local function replace(old)
+  local record = redis.call('HGET', KEYS[3], old)
+  if not record then return end
+  local state, eid, links = string.match(record, '^([^|]*)|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|')
+  if state == 'queued' then
+    if #redis.call('XPENDING', KEYS[1], ARGV[2], eid, eid, 1) == 1 then return end
+    redis.call('XDEL', KEYS[1], eid)
+  elseif state == 'delayed' then
+    redis.call('ZREM', KEYS[4], old)
+  else
+    return
+  end
+  redis.call('HDEL', KEYS[3], old)
+  unlink(links, old)
+  replaced = replaced + 1
+end
+
+local written = 0
+for a = 3, #ARGV, 6 do
+  local id, workspace, links = ARGV[a], ARGV[a + 1], ARGV[a + 5]
   if seen[id] or redis.call('HEXISTS', KEYS[3], id) == 1 then
-    out[i] = 0
+    out[#out + 1] = 0
   else
     seen[id] = true
+    written = written + 1
+    if links ~= '' then
+      local keyfield, members = string.match(links, '^(%S*) ?(.*)$')
+      if keyfield ~= '' then
+        local old = redis.call('HGET', KEYS[5], keyfield)
+        if old then
+          flush()  -- the old job may be one of this very call
+          replace(old)
+        end
+        redis.call('HSET', KEYS[5], keyfield, id)
+      end
+      for m in string.gmatch(members, '%S+') do redis.call('ZADD', KEYS[6], 0, m) end
+    end
     -- Due times are Redis's clock: a delay counts from now here, not on the host.
     local due = tonumber(ARGV[a + 2])
     if due == 0 then due = now + tonumber(ARGV[a + 3]) end
-    records[#records + 1] = id
     if due <= now then
       local eid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[a + 4])
+      records[#records + 1] = id
       records[#records + 1] = 'queued|' .. workspace .. '|' .. eid .. '|' .. now_text .. '|0|0||'
-      out[i] = eid
+        .. links .. '|'
+      out[#out + 1] = eid
     else
-      records[#records + 1] = 'delayed|' .. workspace .. '||' .. due .. '|0|0||' .. ARGV[a + 4]
+      records[#records + 1] = id
+      records[#records + 1] = 'delayed|' .. workspace .. '||' .. due .. '|0|0||' .. links .. '|'
+        .. ARGV[a + 4]
       parked[#parked + 1] = due
       parked[#parked + 1] = id
       if due < soonest then soonest = due end
-      out[i] = 1
+      out[#out + 1] = 1
     end
   end
 end
--- One variadic HSET and ZADD for the whole call instead of a command a job.
-for i = 1, #records, 1000 do
-  redis.call('HSET', KEYS[3], unpack(records, i, math.min(i + 999, #records)))
+flush()
+if written > 0 then
+  redis.call('HINCRBY', KEYS[2], 'published', written)
 end
-for i = 1, #parked, 1000 do
-  redis.call('ZADD', KEYS[4], unpack(parked, i, math.min(i + 999, #parked)))
-end
-if #records > 0 then
-  redis.call('HINCRBY', KEYS[2], 'published', #records / 2)
+if replaced > 0 then
+  redis.call('HINCRBY', KEYS[2], 'replaced', replaced)
 end
 -- Schedulers sleep until the earliest due time they know; wake them for an earlier one.
 if soonest < earliest then

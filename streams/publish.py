@@ -8,7 +8,7 @@ import msgspec
 
 from streams import envelope as env
 from streams.connection import Redis
-from streams.keys import PartitionKeys
+from streams.keys import GROUP, PartitionKeys, links
 from streams.lua import Arg, Script
 
 _PUBLISH = Script.beside(__file__, "publish.lua")
@@ -38,15 +38,21 @@ async def publish(client: Redis, keys: PartitionKeys, jobs: Sequence[Outgoing]) 
     """Write `jobs` (all of this partition) in one atomic call.
 
     Returns only after Redis confirmed the write. An id that exists already is
-    reported as not created, so a retried publish never makes a second job.
+    reported as not created, so a retried publish never makes a second job. A job
+    with a business key replaces the key's job if that has not started yet.
     """
     if not jobs:
         return []
-    args: list[Arg] = [keys.wake]
+    args: list[Arg] = [keys.wake, GROUP]
     for job in jobs:
         e = job.envelope
-        args += (e.id, e.workspace, job.due_ms, job.delay_ms, env.encode(e))
-    reply = await _PUBLISH(client, [keys.stream, keys.stats, keys.jobs, keys.delayed], args)
+        linked = links(e.workspace, e.id, e.key, e.tags)
+        args += (e.id, e.workspace, job.due_ms, job.delay_ms, env.encode(e), linked)
+    reply = await _PUBLISH(
+        client,
+        [keys.stream, keys.stats, keys.jobs, keys.delayed, keys.keyed, keys.tagged],
+        args,
+    )
     assert isinstance(reply, list)
     return [
         Written(job.envelope.id, bool(outcome), outcome == 1)

@@ -1,17 +1,24 @@
 -- Put dead letters back in the stream as fresh jobs.
--- KEYS[1] dead-letter stream, KEYS[2] stream, KEYS[3] job records, KEYS[4] stats
--- ARGV: 4 per letter: dead entry id, job id, workspace, envelope for the replay
+-- KEYS[1] dead-letter stream, KEYS[2] stream, KEYS[3] job records, KEYS[4] stats,
+-- KEYS[5] keyed, KEYS[6] tagged
+-- ARGV: 5 per letter: dead entry id, job id, workspace, envelope for the replay,
+-- links (its business key and tags, taken up again: see streams/jobs.py)
 -- Returns how many were replayed. A letter already replayed or purged (by a
 -- concurrent call) is gone from the dead-letter stream and skipped, so one
 -- letter never becomes two jobs.
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
 local replayed = 0
-for i = 1, #ARGV, 4 do
+for i = 1, #ARGV, 5 do
   if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
+    local id, links = ARGV[i + 1], ARGV[i + 4]
     local eid = redis.call('XADD', KEYS[2], '*', 'e', ARGV[i + 3])
-    redis.call('HSET', KEYS[3], ARGV[i + 1],
-      'queued|' .. ARGV[i + 2] .. '|' .. eid .. '|' .. now .. '|0|0||')
+    redis.call('HSET', KEYS[3], id,
+      'queued|' .. ARGV[i + 2] .. '|' .. eid .. '|' .. now .. '|0|0||' .. links .. '|')
+    local keyfield, members = string.match(links, '^(%S*) ?(.*)$')
+    -- The key is taken back only if no newer job has claimed it meanwhile.
+    if keyfield ~= '' then redis.call('HSETNX', KEYS[5], keyfield, id) end
+    for m in string.gmatch(members, '%S+') do redis.call('ZADD', KEYS[6], 0, m) end
     replayed = replayed + 1
   end
 end

@@ -1,13 +1,16 @@
 -- Settle a batch of handled jobs of one function partition in one call.
 -- KEYS[1] stream, KEYS[2] stats, KEYS[3] dead-letter stream, KEYS[4] job records,
--- KEYS[5] retention index (ZSET id -> finished ms), KEYS[6] delayed
+-- KEYS[5] retention index (ZSET id -> finished ms), KEYS[6] delayed, KEYS[7] keyed,
+-- KEYS[8] tagged
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] retention ms, ARGV[4] pending scan limit,
 -- ARGV[5] and ARGV[6] the lowest and highest entry id of the batch, ARGV[7] wake
--- channel, ARGV[8] how many completed jobs follow;
+-- channel, ARGV[8] how many completed jobs follow, ARGV[9] how many others;
 -- then 4 per completed job: entry id, job id, workspace, attempt;
 -- then 8 per other job: entry id, job id, workspace, state (retry|dead|expired),
 -- attempt, error, envelope (retry: the next attempt's; dead: the dead letter's),
--- delay ms
+-- delay ms;
+-- then pairs for the jobs with a business key or tags: job id, links.
+-- Records: see streams/jobs.py.
 -- Returns {settled, {fenced entry ids}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local t = redis.call('TIME')
@@ -37,9 +40,24 @@ local function chunked(cmd, key, items, step)
 end
 
 local settled, fenced, records, finished, parked = {}, {}, {}, {}, {}
+local split = 9 + 4 * tonumber(ARGV[8])
+local last = split + 8 * tonumber(ARGV[9])
+local links = {}
+for i = last + 1, #ARGV, 2 do links[ARGV[i]] = ARGV[i + 1] end
+
+-- A finished job gives up its business key (if still its own) and its tags.
+local function unlink(id)
+  local l = links[id]
+  if not l then return '' end
+  local keyfield, members = string.match(l, '^(%S*) ?(.*)$')
+  if keyfield ~= '' and redis.call('HGET', KEYS[7], keyfield) == id then
+    redis.call('HDEL', KEYS[7], keyfield)
+  end
+  for m in string.gmatch(members, '%S+') do redis.call('ZREM', KEYS[8], m) end
+  return l
+end
 local completed, failed, expired = 0, 0, 0
-local split = 8 + 4 * tonumber(ARGV[8])
-for i = 9, split, 4 do
+for i = 10, split, 4 do
   local eid, id = ARGV[i], ARGV[i + 1]
   if mine(eid) then
     settled[#settled + 1] = eid
@@ -48,14 +66,14 @@ for i = 9, split, 4 do
     finished[#finished + 1] = id
     records[#records + 1] = id
     records[#records + 1] = 'completed|' .. ARGV[i + 2] .. '|' .. eid .. '|'
-      .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 3] .. '|' .. now .. '||'
+      .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 3] .. '|' .. now .. '||' .. unlink(id) .. '|'
   else
     fenced[#fenced + 1] = eid
   end
 end
 
 local soonest = math.huge
-for i = split + 1, #ARGV, 8 do
+for i = split + 1, last, 8 do
   local eid, id, workspace, state = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if mine(eid) then
     settled[#settled + 1] = eid
@@ -66,7 +84,7 @@ for i = split + 1, #ARGV, 8 do
       finished[#finished + 1] = now
       finished[#finished + 1] = id
       records[#records + 1] = 'expired|' .. workspace .. '|' .. eid .. '|'
-        .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 4] .. '|' .. now .. '||'
+        .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 4] .. '|' .. now .. '||' .. unlink(id) .. '|'
     elseif state == 'retry' then
       failed = failed + 1
       -- The next attempt waits in `delayed` with its envelope, like a delayed publish.
@@ -75,14 +93,14 @@ for i = split + 1, #ARGV, 8 do
       parked[#parked + 1] = id
       if due < soonest then soonest = due end
       records[#records + 1] = 'delayed|' .. workspace .. '||' .. due .. '|' .. ARGV[i + 4]
-        .. '|0||' .. ARGV[i + 6]
+        .. '|0||' .. (links[id] or '') .. '|' .. ARGV[i + 6]
     else
       failed = failed + 1
       -- A dead job's record lives as long as its dead letter: not indexed for expiry.
       local dead_id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[i + 6], 'r', ARGV[i + 5])
       records[#records + 1] = 'dead|' .. workspace .. '|' .. eid .. '|'
         .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 4] .. '|' .. now .. '|'
-        .. dead_id .. '|' .. ARGV[i + 5]
+        .. dead_id .. '|' .. unlink(id) .. '|' .. ARGV[i + 5]
     end
   else
     fenced[#fenced + 1] = eid

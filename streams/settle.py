@@ -29,6 +29,8 @@ class Settlement(msgspec.Struct, frozen=True):
     envelope: bytes = b""
     # For `retry`: how long the next attempt waits, from the settle (Redis's clock).
     delay_ms: int = 0
+    # The job's business key and tags (`streams.keys.links`), released when it finishes.
+    links: str = ""
 
 
 class Settled(msgspec.Struct, frozen=True):
@@ -60,7 +62,10 @@ async def settle(
     # Completed jobs, the common case, travel as 4 arguments; the rest as 8.
     completed: list[Arg] = []
     others: list[Arg] = []
+    linked: list[Arg] = []
     for s in settlements:
+        if s.links:
+            linked += (s.job_id, s.links)
         if s.state == "completed":
             completed += (s.entry_id, s.job_id, s.workspace, s.attempt)
         else:
@@ -77,11 +82,24 @@ async def settle(
         f"{high_ms}-{high_seq}",
         keys.wake,
         len(completed) // 4,
+        len(others) // 8,
         *completed,
         *others,
+        *linked,
     ]
     reply = await _SETTLE(
-        client, [keys.stream, keys.stats, keys.dead, keys.jobs, keys.done, keys.delayed], args
+        client,
+        [
+            keys.stream,
+            keys.stats,
+            keys.dead,
+            keys.jobs,
+            keys.done,
+            keys.delayed,
+            keys.keyed,
+            keys.tagged,
+        ],
+        args,
     )
     assert isinstance(reply, list)
     count, fenced = reply

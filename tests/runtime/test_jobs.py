@@ -102,3 +102,58 @@ async def test_a_job_picked_up_after_its_expiry_is_marked_expired_not_run(
         record = await jobs.get("tasks", receipt.id)
         assert record is not None
         assert (record.state, record.attempts) == ("expired", 0)
+
+
+async def test_a_cancelled_booking_cancels_its_reminders_in_every_function(
+    redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    registry = load(SAMPLE)
+    client, jobs = Client(redis, registry), Jobs(redis, registry)
+    start = datetime.now(UTC) + timedelta(days=2)
+    reminders = {}
+    for name, before in (("24h", timedelta(hours=24)), ("1h", timedelta(hours=1))):
+        reminders[name] = await client.publish(
+            "tasks",
+            workspace="acme",
+            data={"n": 1},
+            run_at=start - before,
+            key=f"booking:123:reminder-{name}",
+            tags=["booking:123"],
+        )
+    # The booking moves: publishing the key again replaces the reminder, not adds one.
+    moved = await client.publish(
+        "tasks",
+        workspace="acme",
+        data={"n": 2},
+        run_at=start + timedelta(hours=3) - timedelta(hours=1),
+        key="booking:123:reminder-1h",
+        tags=["booking:123"],
+    )
+    assert await jobs.get("tasks", reminders["1h"].id) is None
+    record = await jobs.get("tasks", moved.id)
+    assert record is not None
+    assert (record.state, record.key, record.tags) == (
+        "delayed",
+        "booking:123:reminder-1h",
+        ("booking:123",),
+    )
+    email = await client.publish(
+        "retry-tasks", workspace="acme", data={"n": 3}, delay_ms=60_000, tags=["booking:123"]
+    )
+    other = await client.publish(
+        "tasks", workspace="acme", data={"n": 4}, delay_ms=60_000, tags=["booking:999"]
+    )
+    # One reminder by its key, then the rest of the booking by its tag.
+    assert await jobs.cancel_key("tasks", "booking:123:reminder-24h", workspace="acme") == (
+        reminders["24h"].id
+    )
+    result = await jobs.cancel_tag("booking:123", workspace="acme")
+    assert sorted(result.cancelled) == sorted([moved.id, email.id])
+    assert result.running == ()
+    with pytest.raises(JobNotFound):
+        await jobs.cancel_key("tasks", "booking:123:reminder-1h", workspace="acme")
+    counts = await jobs.counts("tasks")
+    assert (counts.delayed, counts.cancelled) == (1, 2)
+    remaining = await jobs.get("tasks", other.id)
+    assert remaining is not None
+    assert remaining.state == "delayed"

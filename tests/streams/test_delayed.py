@@ -23,6 +23,10 @@ def job(job_id: str, *, due_ms: int = 0, delay_ms: int = 0) -> Outgoing:
     return Outgoing(env.Envelope(job_id, "fn", "ws", payload, env.now_ms()), due_ms, delay_ms)
 
 
+async def cancel_id(redis: Redis, job_id: str) -> str:
+    return (await cancel(redis, KEYS, "id", job_id))[job_id]
+
+
 async def redis_now_ms(redis: Redis) -> int:
     seconds, micros = await redis.time()
     return seconds * 1000 + micros // 1000
@@ -146,15 +150,15 @@ async def test_cancel_removes_a_delayed_or_unread_job_and_refuses_the_rest(
     await ensure_group(redis, KEYS)
     await publish(redis, KEYS, [job("later", delay_ms=HOUR_MS), job("held"), job("unread")])
     (held,) = await read(redis, KEYS, "c1", 1, 100)
-    assert await cancel(redis, KEYS, "later") == "cancelled"
-    assert await cancel(redis, KEYS, "unread") == "cancelled"
-    assert await cancel(redis, KEYS, "held") == "active"
-    assert await cancel(redis, KEYS, "later") == "cancelled"  # already: nothing changes
-    assert await cancel(redis, KEYS, "nope") == "missing"
+    assert await cancel_id(redis, "later") == "cancelled"
+    assert await cancel_id(redis, "unread") == "cancelled"
+    assert await cancel_id(redis, "held") == "active"
+    assert await cancel_id(redis, "later") == "cancelled"  # already: nothing changes
+    assert await cancel_id(redis, "nope") == "missing"
     await settle(
         redis, KEYS, "c1", 60_000, [Settlement(held.entry_id, "held", "ws", "completed", 1)], 1
     )
-    assert await cancel(redis, KEYS, "held") == "completed"
+    assert await cancel_id(redis, "held") == "completed"
     # Neither cancelled job can run any more: not in the stream, not in the delayed set.
     assert await read(redis, KEYS, "c1", 10, 100) == []
     await redis.zadd(KEYS.delayed, {"x": 0})  # a stray id only, to run a promotion
