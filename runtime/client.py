@@ -105,7 +105,7 @@ class Client:
                     id=ids[i],
                     function=fn.name,
                     workspace=check_token("workspace", event.workspace),
-                    payload=_payload(fn, i, event.data),
+                    payload=encode_input(fn, event.data, i),
                     created_ms=created_ms,
                     expires_ms=expiry[i],
                     key=_key(event, i),
@@ -155,7 +155,8 @@ def _tags(event: Event, index: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(check_token(f"tag of event {index}", t) for t in event.tags))
 
 
-def _payload(fn: Function[Any], index: int, data: Any) -> msgspec.Raw:
+def encode_input(fn: Function[Any], data: Any, index: int = 0) -> msgspec.Raw:
+    """`data` checked against and encoded as `fn`'s input; `index` names it in errors."""
     if not isinstance(data, fn.input):
         try:
             data = msgspec.convert(data, fn.input)

@@ -6,6 +6,9 @@ interval in case a wake-up was lost. Due times are Redis's clock: the promote
 script says how long until the next one, so host clock skew does not matter.
 Promotion is one atomic script per partition, so any number of schedulers may
 run (inside workers too); none promotes a job twice.
+
+It also publishes the ticks of repeatable jobs (runtime.repeats), the next two
+of each schedule, re-read every re-check interval.
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ from typing import Any
 from runtime.backoff import Backoff
 from runtime.declare import Function
 from runtime.health import RedisHealth
+from runtime.repeats import next_tick
+from streams import envelope as env
 from streams.connection import Redis
 from streams.delayed import promote_due
 from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
+from streams.publish import Outgoing, publish
+from streams.repeats import load_schedules
 from streams.wake import WakeListener
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,10 @@ class Scheduler:
         }
         # Loop time at which each partition (by wake channel) is next promoted.
         self.due_at = dict.fromkeys(self.partitions, 0.0)
+        # Loop time at which schedules are next read, and the ticks published so
+        # far (job ids), so an unchanged schedule costs no publish.
+        self.ticks_at = 0.0
+        self.published: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         if not self.partitions:
@@ -68,8 +79,11 @@ class Scheduler:
         try:
             while True:
                 try:
+                    if loop.time() >= self.ticks_at:
+                        await self._publish_ticks()
+                        self.ticks_at = loop.time() + self.recheck_s
                     await self._promote_due_partitions(loop.time())
-                    sleep_s = min(self.due_at.values()) - loop.time()
+                    sleep_s = min(self.ticks_at, *self.due_at.values()) - loop.time()
                     woken = await listener.wait(max(0.0, min(sleep_s, self.recheck_s)))
                 except RedisUnavailable as exc:
                     self.health.down(exc)
@@ -98,3 +112,23 @@ class Scheduler:
             if promoted.next_due_in_ms is not None:
                 wait_s = min(wait_s, promoted.next_due_in_ms / 1000)
             self.due_at[channel] = asyncio.get_running_loop().time() + wait_s
+
+    async def _publish_ticks(self) -> None:
+        """Publish the next two ticks of every schedule not yet published by this process.
+
+        Two, so the next run is in place before the current one falls due even
+        when a schedule's interval is close to the re-check interval.
+        """
+        now_ms = env.now_ms()
+        published: set[str] = set()
+        for keys in self.partitions.values():
+            ticks: list[Outgoing] = []
+            for schedule in await load_schedules(self.client, keys):
+                first = next_tick(schedule, keys.function, now_ms)
+                ticks += (first, next_tick(schedule, keys.function, first.due_ms))
+            fresh = [t for t in ticks if t.envelope.id not in self.published]
+            if fresh:
+                await publish(self.client, keys, fresh)
+            published.update(t.envelope.id for t in ticks)
+        # Forget ticks that are no longer next: the set stays as small as the schedules.
+        self.published = published

@@ -56,6 +56,7 @@ class PartitionKeys:
         "jobs",
         "keyed",
         "partition",
+        "repeats",
         "stats",
         "stream",
         "tag",
@@ -86,6 +87,8 @@ class PartitionKeys:
         # ZSET (all scores 0) of "workspace/tag/job id": a tag's jobs are one
         # lexicographic range, in one key the scripts can name in KEYS.
         self.tagged = f"{self.tag}:tagged"
+        # HASH schedule name -> repeatable job schedule (streams.repeats).
+        self.repeats = f"{self.tag}:repeats"
 
     def __repr__(self) -> str:
         return f"PartitionKeys({self.function!r}, {self.partition})"
