@@ -38,12 +38,18 @@ class Batch(Generic[T]):
     Returning normally completes every job not passed to `fail`; raising fails all.
     """
 
-    __slots__ = ("failures", "jobs", "workspace")
+    __slots__ = ("failures", "jobs", "results", "workspace")
 
     def __init__(self, workspace: str, jobs: list[Job[T]]) -> None:
         self.workspace = workspace
         self.jobs = jobs
         self.failures: dict[str, Failure] = {}
+        self.results: dict[str, object] = {}
+
+    def result(self, job: Job[T], value: object) -> None:
+        """Keep `value` (anything msgspec can encode) as the job's result, shown by
+        its status; a single-job handler's return value is kept the same way."""
+        self.results[job.id] = value
 
     def fail(self, job: Job[T], error: BaseException | str) -> None:
         """Mark one job failed; the others still complete.
@@ -161,7 +167,10 @@ class Function(Generic[T]):
 
 def _single(handler: JobHandler[T]) -> BatchHandler[T]:
     async def run(batch: Batch[T]) -> None:
-        await handler(batch.jobs[0])
+        job = batch.jobs[0]
+        result = await handler(job)
+        if result is not None:
+            batch.results[job.id] = result
 
     run.__qualname__ = getattr(handler, "__qualname__", "handler")
     return run

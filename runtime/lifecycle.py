@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -31,3 +32,19 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
             await stop.wait()
     except TimeoutError:
         pass
+
+
+async def finish(task: asyncio.Task[Any], timeout_s: float = 0.0) -> None:
+    """Let `task` end by itself within `timeout_s`, then cancel it until it has ended.
+
+    Cancelled again and again, not once: on Python 3.11, `asyncio.wait_for`, which
+    redis-py uses for every command it sends, swallows a cancellation that lands
+    just as the send completes, and a task that lost its only cancel runs on and
+    hangs the shutdown (seen in the tests). Exceptions the task ended with are
+    dropped: a task being stopped has nothing more to report.
+    """
+    done, _ = await asyncio.wait([task], timeout=timeout_s)
+    while not done:
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=0.5)
+    await asyncio.gather(task, return_exceptions=True)

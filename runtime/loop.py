@@ -21,7 +21,7 @@ from runtime.declare import Batch, Function, Job
 from runtime.health import RedisHealth
 from runtime.heartbeat import heartbeat_forever
 from runtime.invoke import invoke, timed_out
-from runtime.lifecycle import sleep_unless
+from runtime.lifecycle import finish, sleep_unless
 from runtime.outcome import completed, dead, expired, failed
 from runtime.watchdog import Lane, expire_forever
 from streams import envelope as env
@@ -115,8 +115,7 @@ class PartitionLoop:
         reader = asyncio.create_task(self._read_forever())
         await stop.wait()
         await self._shut_down([lane.task for lane in lanes], settler, heartbeat, reclaimer, reader)
-        watchdog.cancel()
-        await asyncio.gather(watchdog, return_exceptions=True)
+        await finish(watchdog)
 
     async def _join(self, stop: asyncio.Event) -> bool:
         backoff = Backoff()
@@ -149,21 +148,18 @@ class PartitionLoop:
         deadline = loop.time() + self.config.grace_s
         self.stopping = True
         self.room.set()
-        reclaimer.cancel()
+        await finish(reclaimer)
         # A read in progress returns within BLOCK; what it brings is held, not run.
-        await _finish(reader, self.config.block_ms / 1000 + 1)
+        await finish(reader, self.config.block_ms / 1000 + 1)
         self.calls.clear()
         self.lanes_done = True
         self.calls_ready.set()
         _, late = await asyncio.wait(lanes, timeout=max(0.0, deadline - loop.time()))
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        await asyncio.gather(*(finish(task) for task in late))
         self.closing = True
         self.outbox_ready.set()
-        await _finish(settler, max(1.0, deadline - loop.time()))
-        heartbeat.cancel()
-        await asyncio.gather(heartbeat, reclaimer, return_exceptions=True)
+        await finish(settler, max(1.0, deadline - loop.time()))
+        await finish(heartbeat)
         held = [Held(eid, job_id) for eid, job_id in self.held.items()]
         try:
             left = await leave(self.client, self.keys, self.config.consumer, held)
@@ -296,10 +292,11 @@ class PartitionLoop:
                 lane.call = None
                 self.busy -= 1
             append = self.outbox.append
+            results = call.batch.results
             for entry_id, envelope in zip(call.entry_ids, call.envelopes, strict=True):
                 failure = failures.get(envelope.id) if failures else None
                 if failure is None:
-                    append(completed(entry_id, envelope))
+                    append(completed(entry_id, envelope, results.get(envelope.id)))
                 else:
                     append(failed(self.fn, entry_id, envelope, failure))
             outbox.set()
@@ -411,11 +408,3 @@ def _by_workspace(ready: list[tuple[str, Job[Any], env.Envelope]]) -> list[Call]
             call.entry_ids.append(entry_id)
             call.envelopes.append(envelope)
     return list(calls.values())
-
-
-async def _finish(task: asyncio.Task[None], timeout_s: float) -> None:
-    """Let `task` end by itself within `timeout_s`, else cancel it."""
-    done, _ = await asyncio.wait([task], timeout=timeout_s)
-    if not done:
-        task.cancel()
-    await asyncio.gather(task, return_exceptions=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
@@ -12,15 +13,24 @@ from streams import envelope as env
 from streams.keys import links
 from streams.settle import Settlement
 
+log = logging.getLogger(__name__)
+
 # An error kept in a job's history is cut to this many characters, so a handler
 # that raises with a huge message cannot bloat every retry's envelope.
 MAX_ERROR_CHARS = 2000
+# A handler's result is kept on its record up to this size.
+MAX_RESULT_BYTES = 64 * 1024
+
+_results = msgspec.msgpack.Encoder()
 
 
-def completed(entry_id: str, envelope: env.Envelope) -> Settlement:
+def completed(entry_id: str, envelope: env.Envelope, result: object = None) -> Settlement:
     e = envelope
-    if e.key or e.tags:
-        return Settlement(entry_id, e.id, e.workspace, "completed", e.attempt, links=links_of(e))
+    if e.key or e.tags or result is not None:
+        return Settlement(
+            entry_id, e.id, e.workspace, "completed", e.attempt, links=links_of(e),
+            result=_encode_result(e, result),
+        )  # fmt: skip
     return Settlement(entry_id, e.id, e.workspace, "completed", e.attempt)
 
 
@@ -36,6 +46,27 @@ def dead(entry_id: str, envelope: env.Envelope, reason: str, letter: bytes) -> S
     return Settlement(
         entry_id, e.id, e.workspace, "dead", e.attempt, reason, letter, links=links_of(e)
     )
+
+
+def _encode_result(envelope: env.Envelope, result: object) -> bytes:
+    """The result as msgpack; one that cannot be encoded is logged and not kept (the
+    job did complete: failing it now would run it again)."""
+    if result is None:
+        return b""
+    try:
+        encoded = _results.encode(result)
+    except (TypeError, msgspec.EncodeError) as exc:
+        log.warning("job %s: result not kept, msgspec cannot encode it: %s", envelope.id, exc)
+        return b""
+    if len(encoded) > MAX_RESULT_BYTES:
+        log.warning(
+            "job %s: result of %d bytes not kept (limit %d)",
+            envelope.id,
+            len(encoded),
+            MAX_RESULT_BYTES,
+        )
+        return b""
+    return encoded
 
 
 def links_of(envelope: env.Envelope) -> str:

@@ -3,9 +3,9 @@
 Each tick is published as a delayed job with the id
 `rpt:<name>:<schedule version>:<tick ms>`: any number of schedulers may publish
 the same tick, and the publish script's id check keeps it one job; a replaced
-schedule has a new version, so its ticks are new jobs. Ticks carry the tag `repeat:<name>`, so removing a
-schedule cancels its pending tick. A tick missed while every scheduler was down
-runs late, once; ticks further back are not made up.
+schedule has a new version, so its ticks are new jobs. Ticks carry the tag
+`repeat:<name>`, so removing a schedule cancels its pending tick. A tick missed
+while every scheduler was down runs late, once; ticks further back are not made up.
 """
 
 from __future__ import annotations

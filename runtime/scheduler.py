@@ -21,6 +21,7 @@ from typing import Any
 from runtime.backoff import Backoff
 from runtime.declare import Function
 from runtime.health import RedisHealth
+from runtime.lifecycle import finish
 from runtime.repeats import next_tick
 from streams import envelope as env
 from streams.connection import Redis
@@ -69,8 +70,7 @@ class Scheduler:
         # Promotion holds no state between calls: cancelling it at stop loses nothing.
         task = asyncio.create_task(self._forever())
         await stop.wait()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await finish(task)
 
     async def _forever(self) -> None:
         loop = asyncio.get_running_loop()

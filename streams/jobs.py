@@ -4,12 +4,13 @@ A job's record is one field of the partition's `jobs` HASH, written only by the
 scripts: "state|workspace|entry id|at ms|attempts|finished ms|dead id|links|tail".
 `at` is when it was queued, or for a delayed job when it falls due; `attempts`
 counts ended attempts; `links` is its business key and tags (`keys.links`); the
-tail, which may hold any byte, is the last error, or a delayed job's envelope.
+tail, which may hold any byte, is the last error, a delayed job's envelope, or
+a completed job's result (msgpack).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -41,6 +42,8 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     error: str = ""
     key: str = ""
     tags: tuple[str, ...] = ()
+    # What the handler returned (decoded msgpack), for a completed job.
+    result: Any = None
     # While active: the consumer holding it and how often it has been delivered.
     consumer: str = ""
     deliveries: int = 0
@@ -89,9 +92,13 @@ async def get_job(client: Redis, keys: PartitionKeys, job_id: str) -> JobRecord 
     # earlier attempts.
     state, workspace, _, at, attempts, finished, _, links, tail = record.split(b"|", 8)
     keyfield, *members = links.decode().split(" ")
+    result = None
     if state == b"delayed" or entry:
         errors = env.decode(tail if state == b"delayed" else entry).errors
         error = errors[-1] if errors else ""
+    elif state == b"completed":
+        error = ""
+        result = msgspec.msgpack.decode(tail) if tail else None
     else:
         error = tail.decode()
     if state == b"queued" and consumer:
@@ -108,6 +115,7 @@ async def get_job(client: Redis, keys: PartitionKeys, job_id: str) -> JobRecord 
         error=error,
         key=keyfield.partition("/")[2],
         tags=tuple(m.split("/")[1] for m in members),
+        result=result,
         consumer=consumer.decode() if consumer else "",
         deliveries=int(deliveries),
     )

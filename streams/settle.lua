@@ -9,7 +9,8 @@
 -- then 8 per other job: entry id, job id, workspace, state (retry|dead|expired),
 -- attempt, error, envelope (retry: the next attempt's; dead: the dead letter's),
 -- delay ms;
--- then pairs for the jobs with a business key or tags: job id, links.
+-- then triples for the jobs with a business key, tags or a result: job id, links,
+-- result (msgpack, kept as a completed record's tail).
 -- Records: see streams/jobs.py.
 -- Returns {settled, {fenced entry ids}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
@@ -42,8 +43,11 @@ end
 local settled, fenced, records, finished, parked = {}, {}, {}, {}, {}
 local split = 9 + 4 * tonumber(ARGV[8])
 local last = split + 8 * tonumber(ARGV[9])
-local links = {}
-for i = last + 1, #ARGV, 2 do links[ARGV[i]] = ARGV[i + 1] end
+local links, results = {}, {}
+for i = last + 1, #ARGV, 3 do
+  links[ARGV[i]] = ARGV[i + 1]
+  results[ARGV[i]] = ARGV[i + 2]
+end
 
 -- A finished job gives up its business key (if still its own) and its tags.
 local function unlink(id)
@@ -67,6 +71,7 @@ for i = 10, split, 4 do
     records[#records + 1] = id
     records[#records + 1] = 'completed|' .. ARGV[i + 2] .. '|' .. eid .. '|'
       .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 3] .. '|' .. now .. '||' .. unlink(id) .. '|'
+      .. (results[id] or '')
   else
     fenced[#fenced + 1] = eid
   end

@@ -31,6 +31,8 @@ class Settlement(msgspec.Struct, frozen=True):
     delay_ms: int = 0
     # The job's business key and tags (`streams.keys.links`), released when it finishes.
     links: str = ""
+    # For `completed`: the handler's result, msgpack-encoded (empty: none).
+    result: bytes = b""
 
 
 class Settled(msgspec.Struct, frozen=True):
@@ -64,8 +66,8 @@ async def settle(
     others: list[Arg] = []
     linked: list[Arg] = []
     for s in settlements:
-        if s.links:
-            linked += (s.job_id, s.links)
+        if s.links or s.result:
+            linked += (s.job_id, s.links, s.result)
         if s.state == "completed":
             completed += (s.entry_id, s.job_id, s.workspace, s.attempt)
         else:

@@ -79,11 +79,13 @@ async def _act(task: Task) -> None:
         await asyncio.sleep(task.sleep_ms / 1000)
 
 
-async def _run(job: Job[Task]) -> None:
+async def _run(job: Job[Task]) -> dict[str, object] | None:
     ledger.attempt(job)
     if _acting(job):
         await _act(job.data)
     ledger.record([job.id])
+    # A note comes back as the job's result.
+    return {"note": job.data.note, "n": job.data.n} if job.data.note else None
 
 
 # The single-job functions differ only in their options. A failure is final

@@ -95,7 +95,14 @@ async def wait_until(
             while not await check():  # noqa: ASYNC110 - the event lives in Redis
                 await asyncio.sleep(0.02)
     except TimeoutError:
+        dump_tasks()
         raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
+
+
+def dump_tasks() -> None:
+    """What every task is doing, for the report: a hang shows where it waits."""
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=8, file=sys.stderr)
 
 
 @contextlib.asynccontextmanager
@@ -122,8 +129,14 @@ async def worker_in_process(
         yield health
     finally:
         stop.set()
-        await asyncio.gather(*tasks)
+        _, hung = await asyncio.wait(tasks, timeout=grace_s + 10)
+        if hung:
+            dump_tasks()
+            for task in hung:
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=bool(hung))
         await client.aclose()
+        assert not hung, "the worker did not stop within its grace period"
 
 
 async def wait_completed(redis: Redis, function: str, n: int, timeout_s: float = 30.0) -> None:

@@ -157,3 +157,28 @@ async def test_a_cancelled_booking_cancels_its_reminders_in_every_function(
     remaining = await jobs.get("tasks", other.id)
     assert remaining is not None
     assert remaining.state == "delayed"
+
+
+async def test_a_handlers_return_value_is_the_jobs_result(
+    redis: Redis, shared_server: RedisServer
+) -> None:
+    registry = load(SAMPLE)
+    client, jobs = Client(redis, registry), Jobs(redis, registry)
+    with_result = await client.publish("tasks", workspace="ws", data={"n": 7, "note": "sent"})
+    without = await client.publish("tasks", workspace="ws", data={"n": 8})
+    async with worker_in_process(shared_server.url, "tasks"):
+
+        async def both_done() -> bool:
+            return (await jobs.counts("tasks")).completed == 2
+
+        await wait_until(both_done, what="two completed jobs")
+    record = await jobs.get("tasks", with_result.id)
+    assert record is not None
+    assert (record.state, record.result, record.error) == (
+        "completed",
+        {"note": "sent", "n": 7},
+        "",
+    )
+    plain = await jobs.get("tasks", without.id)
+    assert plain is not None
+    assert plain.result is None
