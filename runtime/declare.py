@@ -105,7 +105,10 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     # heartbeats keep a long-running job's claim alive well within it.
     visibility_timeout_s: float = 60.0
     partitions: int = 1
+    # Records of finished jobs (completed, cancelled, expired) are kept this long,
+    # and at most this many per partition, the newest.
     retention_s: float = 86_400.0
+    retention_count: int = 100_000
     max_payload_bytes: int = 256 * 1024
     topics: tuple[str, ...] = ()
 
@@ -121,6 +124,7 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
             (self.visibility_timeout_s >= 1, "visibility_timeout must be at least 1 s"),
             (1 <= self.partitions <= 1024, "partitions must be 1 to 1024"),
             (self.retention_s > 0, "retention must be positive"),
+            (self.retention_count >= 1, "retention_count must be at least 1"),
             (self.max_payload_bytes > 0, "max_payload_bytes must be positive"),
         )
         for ok, message in checks:

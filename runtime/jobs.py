@@ -14,6 +14,7 @@ from streams import cancel as scripts
 from streams.connection import Redis
 from streams.jobs import Counts, JobRecord, counts, get_job
 from streams.keys import PartitionKeys, check_token, partition_of
+from streams.listing import Listable, Page, list_jobs
 
 
 class Cancelled(msgspec.Struct, frozen=True):
@@ -110,6 +111,34 @@ class Jobs:
             return await scripts.reschedule(self.redis, keys, job_id, due_ms=due_ms, delay_ms=delay)
 
         await self._change(function, job_id, workspace, move, done="delayed", action="rescheduled")
+
+    async def page(
+        self,
+        function: str,
+        state: Listable,
+        *,
+        workspace: str | None = None,
+        cursor: str = "",
+        limit: int = 100,
+    ) -> Page:
+        """A page of `function`'s jobs in `state` (optionally of one workspace).
+
+        Pass the returned cursor back for the next page; "" means no more. A page
+        may hold fewer than `limit` jobs (some filtered out) and still have more.
+        """
+        partitions = self._partitions(function, workspace)
+        index, _, inner = cursor.partition(":")
+        start = int(index or 0)
+        for i in range(start, len(partitions)):
+            page = await list_jobs(
+                self.redis, partitions[i], state, inner if i == start else "", limit
+            )
+            jobs = [j for j in page.jobs if workspace is None or j.workspace == workspace]
+            if page.cursor:
+                return Page(jobs, f"{i}:{page.cursor}")
+            if jobs or i + 1 == len(partitions):
+                return Page(jobs, f"{i + 1}:" if i + 1 < len(partitions) else "")
+        return Page([], "")
 
     async def counts(self, function: str) -> Counts:
         """The function's counts, summed over its partitions."""

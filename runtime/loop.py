@@ -320,6 +320,7 @@ class PartitionLoop:
                     self.retention_ms,
                     batch,
                     len(self.held),
+                    self.fn.options.retention_count,
                 )
             except RedisUnavailable as exc:
                 # Keep every outcome: nothing finished is forgotten while Redis is away.

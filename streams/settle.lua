@@ -4,7 +4,8 @@
 -- KEYS[8] tagged
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] retention ms, ARGV[4] pending scan limit,
 -- ARGV[5] and ARGV[6] the lowest and highest entry id of the batch, ARGV[7] wake
--- channel, ARGV[8] how many completed jobs follow, ARGV[9] how many others;
+-- channel, ARGV[8] how many completed jobs follow, ARGV[9] how many others,
+-- ARGV[10] most finished records kept (0: no limit);
 -- then 4 per completed job: entry id, job id, workspace, attempt;
 -- then 8 per other job: entry id, job id, workspace, state (retry|dead|expired),
 -- attempt, error, envelope (retry: the next attempt's; dead: the dead letter's),
@@ -41,7 +42,7 @@ local function chunked(cmd, key, items, step)
 end
 
 local settled, fenced, records, finished, parked = {}, {}, {}, {}, {}
-local split = 9 + 4 * tonumber(ARGV[8])
+local split = 10 + 4 * tonumber(ARGV[8])
 local last = split + 8 * tonumber(ARGV[9])
 local links, results = {}, {}
 for i = last + 1, #ARGV, 3 do
@@ -61,7 +62,7 @@ local function unlink(id)
   return l
 end
 local completed, failed, expired = 0, 0, 0
-for i = 10, split, 4 do
+for i = 11, split, 4 do
   local eid, id = ARGV[i], ARGV[i + 1]
   if mine(eid) then
     settled[#settled + 1] = eid
@@ -144,5 +145,16 @@ local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now_ms - tonumber(ARGV[
 if #old > 0 then
   redis.call('HDEL', KEYS[4], unpack(old))
   redis.call('ZREM', KEYS[5], unpack(old))
+end
+-- And beyond the count kept, the oldest, as many per call as this one finished
+-- (plus some, to catch up after the limit is lowered).
+local keep = tonumber(ARGV[10])
+if keep > 0 then
+  local over = math.min(redis.call('ZCARD', KEYS[5]) - keep, #finished / 2 + 100)
+  if over > 0 then
+    local oldest = redis.call('ZRANGE', KEYS[5], 0, over - 1)
+    redis.call('HDEL', KEYS[4], unpack(oldest))
+    redis.call('ZREMRANGEBYRANK', KEYS[5], 0, over - 1)
+  end
 end
 return {#settled, fenced}

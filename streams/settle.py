@@ -48,11 +48,13 @@ async def settle(
     retention_ms: int,
     settlements: Sequence[Settlement],
     owned_limit: int,
+    retention_count: int = 0,
 ) -> Settled:
     """Settle `settlements`, fenced to what `consumer` still owns.
 
-    Records of completed jobs are kept `retention_ms`, dead ones until their dead
-    letter is dealt with; a retry waits in the delayed set like a delayed publish.
+    Records of completed jobs are kept `retention_ms`, and at most the newest
+    `retention_count` (0: no limit); dead ones until their dead letter is dealt
+    with; a retry waits in the delayed set like a delayed publish.
 
     `owned_limit` bounds the scan of the consumer's pending list; pass the number
     of entries it holds, so one scan fences the whole batch.
@@ -85,6 +87,7 @@ async def settle(
         keys.wake,
         len(completed) // 4,
         len(others) // 8,
+        retention_count,
         *completed,
         *others,
         *linked,

@@ -10,6 +10,7 @@ import pytest
 from runtime import Client, JobNotFound, Jobs, WrongJobState
 from runtime.registry import load
 from streams.connection import Redis
+from streams.listing import Listable
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, read_ledger, total_counts, wait_until, worker_in_process
 
@@ -182,3 +183,43 @@ async def test_a_handlers_return_value_is_the_jobs_result(
     plain = await jobs.get("tasks", without.id)
     assert plain is not None
     assert plain.result is None
+
+
+async def all_pages(jobs: Jobs, function: str, state: Listable, **filters: str) -> list[str]:
+    ids: list[str] = []
+    cursor = ""
+    while True:
+        page = await jobs.page(function, state, cursor=cursor, limit=2, **filters)
+        ids += [j.id for j in page.jobs]
+        if not page.cursor:
+            return ids
+        cursor = page.cursor
+
+
+async def test_jobs_are_listed_by_state_and_workspace_page_by_page(
+    redis: Redis, shared_server: RedisServer
+) -> None:
+    registry = load(SAMPLE)
+    client, jobs = Client(redis, registry), Jobs(redis, registry)
+    later = [
+        await client.publish(
+            "batch-tasks", workspace=f"ws{i % 3}", data={"n": i}, delay_ms=60_000 + i
+        )
+        for i in range(7)
+    ]
+    now = [
+        await client.publish("batch-tasks", workspace=f"ws{i % 3}", data={"n": i}) for i in range(5)
+    ]
+    listed = await all_pages(jobs, "batch-tasks", "delayed")
+    assert sorted(listed) == sorted(r.id for r in later)
+    assert sorted(await all_pages(jobs, "batch-tasks", "waiting")) == sorted(r.id for r in now)
+    ws1 = await all_pages(jobs, "batch-tasks", "delayed", workspace="ws1")
+    assert sorted(ws1) == sorted(r.id for i, r in enumerate(later) if i % 3 == 1)
+    async with worker_in_process(shared_server.url, "batch-tasks"):
+
+        async def done() -> bool:
+            return (await jobs.counts("batch-tasks")).completed == 5
+
+        await wait_until(done, what="the five queued jobs")
+    assert sorted(await all_pages(jobs, "batch-tasks", "completed")) == sorted(r.id for r in now)
+    assert await all_pages(jobs, "batch-tasks", "waiting") == []

@@ -253,3 +253,14 @@ async def test_errors_with_any_characters_round_trip(redis: Redis) -> None:
         error,
     )
     assert record.finished_ms >= record.queued_ms > 0
+
+
+async def test_settle_keeps_at_most_the_newest_records_it_is_told_to(redis: Redis) -> None:
+    await published(redis, *"abcde")
+    got = await read(redis, KEYS, "c1", 10, 100)
+    for d, job_id in zip(got, "abcde", strict=True):
+        done = [Settlement(d.entry_id, job_id, "ws", "completed", 1)]
+        await settle(redis, KEYS, "c1", 60_000, done, 5, retention_count=2)
+    kept = [job_id for job_id in "abcde" if await get_job(redis, KEYS, job_id) is not None]
+    assert kept == ["d", "e"]
+    assert await redis.zcard(KEYS.done) == 2

@@ -1,0 +1,57 @@
+"""Listing a partition's jobs by state, a page at a time, with a cursor.
+
+Each state is read from where such jobs live: delayed ones from the delayed
+set by due time, waiting and active ones from the stream, finished ones from
+the retention index (newest first), dead ones from the dead-letter stream. The
+cursor is a position in that source; a job that moves meanwhile may be missed
+or shown twice, which suits a status page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+import msgspec
+
+from streams import envelope as env
+from streams.connection import Redis
+from streams.errors import wrap_unavailable
+from streams.jobs import JobRecord, get_job
+from streams.keys import PartitionKeys
+
+Listable = Literal["delayed", "waiting", "active", "completed", "cancelled", "expired", "dead"]
+
+
+class Page(msgspec.Struct, frozen=True):
+    jobs: list[JobRecord]
+    # Pass back for the next page; empty when there is none.
+    cursor: str
+
+
+async def list_jobs(
+    client: Redis, keys: PartitionKeys, state: Listable, cursor: str, limit: int
+) -> Page:
+    """Up to `limit` jobs in `state` from `cursor` on ("" for the start)."""
+    ids, following = await _ids(client, keys, state, cursor, limit)
+    records = await asyncio.gather(*(get_job(client, keys, job_id) for job_id in ids))
+    wanted = "queued" if state == "waiting" else state
+    jobs = [r for r in records if r is not None and r.state == wanted]
+    return Page(jobs, following)
+
+
+async def _ids(
+    client: Redis, keys: PartitionKeys, state: Listable, cursor: str, limit: int
+) -> tuple[list[str], str]:
+    with wrap_unavailable():
+        if state in ("delayed", "completed", "cancelled", "expired"):
+            start = int(cursor or 0)
+            key = keys.delayed if state == "delayed" else keys.done
+            found: Any = await client.zrange(key, start, start + limit - 1, desc=key == keys.done)
+            ids = [i.decode() for i in found]
+            return ids, str(start + limit) if len(ids) == limit else ""
+        stream = keys.dead if state == "dead" else keys.stream
+        entries: Any = await client.xrange(stream, min=f"({cursor}" if cursor else "-", count=limit)
+    ids = [env.decode(fields[b"e"]).id for _, fields in entries]
+    last = entries[-1][0].decode() if len(entries) == limit else ""
+    return ids, last
