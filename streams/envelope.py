@@ -18,7 +18,7 @@ import time
 import msgspec
 
 
-class Envelope(msgspec.Struct, array_like=True, frozen=True):
+class Envelope(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
     """One job as it travels through Redis."""
 
     id: str
