@@ -23,6 +23,7 @@ from runtime.heartbeat import heartbeat_forever
 from runtime.invoke import invoke, timed_out
 from runtime.lifecycle import finish, sleep_unless
 from runtime.outcome import completed, dead, expired, failed
+from runtime.reclaimer import reclaim_forever
 from runtime.watchdog import Lane, expire_forever
 from streams import envelope as env
 from streams.claims import Held, leave
@@ -30,7 +31,6 @@ from streams.connection import Redis
 from streams.consume import Delivery, ensure_group, read
 from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
-from streams.reclaim import reclaim
 from streams.settle import Settlement, settle
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,19 @@ class PartitionLoop:
                 self.fn.options.visibility_timeout_s,
             )
         )
-        reclaimer = asyncio.create_task(self._reclaim_forever())
+        reclaimer = asyncio.create_task(
+            reclaim_forever(
+                self.client,
+                self.keys,
+                self.config.consumer,
+                self.health,
+                min_idle_ms=int(self.fn.options.visibility_timeout_s * 1000),
+                interval_s=self.config.reclaim_interval_s,
+                batch_size=self.fn.options.batch_size,
+                room=lambda: self.capacity - len(self.held),
+                accept=self._accept,
+            )
+        )
         reader = asyncio.create_task(self._read_forever())
         await stop.wait()
         await self._shut_down([lane.task for lane in lanes], settler, heartbeat, reclaimer, reader)
@@ -359,43 +371,6 @@ class PartitionLoop:
             if len(self.outbox) >= batch_size or (self.busy == 0 and not self.calls):
                 return
             await asyncio.sleep(0)
-
-    async def _reclaim_forever(self) -> None:
-        min_idle_ms = int(self.fn.options.visibility_timeout_s * 1000)
-        cursor = "0-0"
-        while True:
-            await asyncio.sleep(self.config.reclaim_interval_s)
-            # Walk the pending list while it yields entries and there is room.
-            while (free := self.capacity - len(self.held)) > 0:
-                try:
-                    found = await reclaim(
-                        self.client,
-                        self.keys,
-                        self.config.consumer,
-                        min_idle_ms,
-                        cursor,
-                        min(free, self.fn.options.batch_size),
-                    )
-                except RedisUnavailable as exc:
-                    self.health.down(exc)
-                    break
-                except Exception:
-                    log.exception("%s: reclaim failed", self.keys)
-                    break
-                cursor = found.cursor
-                if found.forgotten:
-                    log.info("%s: forgot %d idle empty consumers", self.keys, found.forgotten)
-                if found.lost:
-                    log.error(
-                        "%s: %d pending entries were gone from the stream", self.keys, found.lost
-                    )
-                if found.deliveries:
-                    log.info(
-                        "%s: reclaimed %d jobs of lost workers", self.keys, len(found.deliveries)
-                    )
-                    self._accept(found.deliveries)
-                if cursor == "0-0" or not found.deliveries:
-                    break
 
 
 def _by_workspace(ready: list[tuple[str, Job[Any], env.Envelope]]) -> list[Call]:

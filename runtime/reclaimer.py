@@ -1,0 +1,59 @@
+"""Taking over the jobs of lost workers: entries left pending past the visibility timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from runtime.health import RedisHealth
+from streams.connection import Redis
+from streams.consume import Delivery
+from streams.errors import RedisUnavailable
+from streams.keys import PartitionKeys
+from streams.reclaim import reclaim
+
+log = logging.getLogger(__name__)
+
+
+async def reclaim_forever(
+    client: Redis,
+    keys: PartitionKeys,
+    consumer: str,
+    health: RedisHealth,
+    *,
+    min_idle_ms: int,
+    interval_s: float,
+    batch_size: int,
+    room: Callable[[], int],
+    accept: Callable[[list[Delivery]], None],
+) -> None:
+    """Every `interval_s`, walk the pending list and `accept` what was idle too long.
+
+    Takes at most `room()` entries at a time, so reclaiming never overfills the
+    loop it feeds.
+    """
+    cursor = "0-0"
+    while True:
+        await asyncio.sleep(interval_s)
+        while (free := room()) > 0:
+            try:
+                found = await reclaim(
+                    client, keys, consumer, min_idle_ms, cursor, min(free, batch_size)
+                )
+            except RedisUnavailable as exc:
+                health.down(exc)
+                break
+            except Exception:
+                log.exception("%s: reclaim failed", keys)
+                break
+            cursor = found.cursor
+            if found.forgotten:
+                log.info("%s: forgot %d idle empty consumers", keys, found.forgotten)
+            if found.lost:
+                log.error("%s: %d pending entries were gone from the stream", keys, found.lost)
+            if found.deliveries:
+                log.info("%s: reclaimed %d jobs of lost workers", keys, len(found.deliveries))
+                accept(found.deliveries)
+            if cursor == "0-0" or not found.deliveries:
+                break
