@@ -107,7 +107,7 @@ def dump_tasks() -> None:
 
 @contextlib.asynccontextmanager
 async def worker_in_process(
-    url: str, *names: str, grace_s: float = 5.0, scheduler: bool = False
+    url: str, *names: str, grace_s: float = 5.0, scheduler: bool = False, recheck_s: float = 1.0
 ) -> AsyncIterator[RedisHealth]:
     """A WorkerHost (and a Scheduler) on this event loop, with its own client; stopped on exit."""
     settings = from_env(
@@ -124,7 +124,7 @@ async def worker_in_process(
     functions = registry.select(names)
     tasks = [asyncio.create_task(WorkerHost(client, functions, settings, health).run(stop))]
     if scheduler:
-        tasks.append(asyncio.create_task(Scheduler(client, functions, health, 1.0).run(stop)))
+        tasks.append(asyncio.create_task(Scheduler(client, functions, health, recheck_s).run(stop)))
     try:
         yield health
     finally:
