@@ -1,4 +1,4 @@
-"""The consume loop of one function partition: read -> decode -> invoke -> settle.
+"""The consume loop of one function partition: read -> take in -> invoke -> settle.
 
 Tasks, each with one job: a reader (XREADGROUP BLOCK, only while there is room),
 `concurrency` lanes that invoke the handler, a settler that writes every finished
@@ -17,12 +17,13 @@ from typing import Any
 import msgspec
 
 from runtime.backoff import Backoff
-from runtime.declare import Batch, Function, Job
+from runtime.declare import Function
 from runtime.health import RedisHealth
 from runtime.heartbeat import heartbeat_forever
+from runtime.intake import Call, take_in
 from runtime.invoke import invoke, timed_out
 from runtime.lifecycle import finish, sleep_unless
-from runtime.outcome import completed, dead, expired, failed
+from runtime.outcome import completed, failed
 from runtime.reclaimer import reclaim_forever
 from runtime.watchdog import Lane, expire_forever
 from streams import envelope as env
@@ -44,14 +45,6 @@ class LoopConfig(msgspec.Struct, frozen=True, kw_only=True):
     block_ms: int
     reclaim_interval_s: float
     grace_s: float
-
-
-class Call(msgspec.Struct):
-    """One handler invocation: a batch, and the stream entry and envelope of each job."""
-
-    batch: Batch[Any]
-    entry_ids: list[str]
-    envelopes: list[env.Envelope]
 
 
 class PartitionLoop:
@@ -220,61 +213,15 @@ class PartitionLoop:
 
     def _accept(self, deliveries: list[Delivery]) -> None:
         """Hold what was delivered; queue handler calls for it unless shutting down."""
-        fn = self.fn
-        max_deliveries = fn.options.max_deliveries
-        ready: list[tuple[str, Job[Any], env.Envelope]] = []
-        now_ms = env.now_ms()
-        for d in deliveries:
-            if d.entry_id in self.held:
-                continue  # reclaimed back from ourselves: a call for it is under way
-            try:
-                envelope = env.decode(d.envelope)
-            except msgspec.DecodeError as exc:
-                # Not even an id to record it by: a made-up one, for the dead letter.
-                corrupt = env.Envelope(f"corrupt-{d.entry_id}", fn.name, "", msgspec.Raw(b""), 0)
-                self._dead(d, corrupt, f"undecodable envelope: {exc}")
-                continue
-            if d.deliveries > max_deliveries:
-                reason = (
-                    f"delivered {d.deliveries} times, above max_deliveries={max_deliveries}: "
-                    "its workers kept dying"
-                )
-                self._dead(d, envelope, reason)
-                continue
-            if envelope.expires_ms and now_ms > envelope.expires_ms:
-                # The host's clock, as the publisher's expiry is a wall-clock time.
-                self.held[d.entry_id] = envelope.id
-                self.outbox.append(expired(d.entry_id, envelope))
-                self.outbox_ready.set()
-                continue
-            try:
-                data = fn.decoder.decode(envelope.payload)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                # It would fail the same way on every attempt: dead-letter it now,
-                # to be replayed once the function accepts it.
-                reason = f"payload does not match {fn.input.__name__}: {exc}"
-                self._dead(d, envelope, reason)
-                continue
-            self.held[d.entry_id] = envelope.id
-            job = Job(
-                envelope.id, envelope.workspace, data, envelope.attempt, d.deliveries,
-                envelope.created_ms,
-            )  # fmt: skip
-            ready.append((d.entry_id, job, envelope))
+        intake = take_in(self.fn, deliveries, self.held, env.now_ms())
+        self.held.update(intake.taken)
+        if intake.settlements:
+            self.outbox += intake.settlements
+            self.outbox_ready.set()
         if self.stopping:
             return
-        if fn.batched:
-            self.calls.extend(_by_workspace(ready))
-        else:
-            for entry_id, job, envelope in ready:
-                self.calls.append(Call(Batch(job.workspace, [job]), [entry_id], [envelope]))
+        self.calls.extend(intake.calls)
         self.calls_ready.set()
-
-    def _dead(self, d: Delivery, envelope: env.Envelope, reason: str) -> None:
-        self.held[d.entry_id] = envelope.id
-        log.error("%s: job %s dead-lettered: %s", self.keys, envelope.id, reason)
-        self.outbox.append(dead(d.entry_id, envelope, reason, d.envelope))
-        self.outbox_ready.set()
 
     async def _lane(self, lane: Lane) -> None:
         calls = self.calls
@@ -371,16 +318,3 @@ class PartitionLoop:
             if len(self.outbox) >= batch_size or (self.busy == 0 and not self.calls):
                 return
             await asyncio.sleep(0)
-
-
-def _by_workspace(ready: list[tuple[str, Job[Any], env.Envelope]]) -> list[Call]:
-    calls: dict[str, Call] = {}
-    for entry_id, job, envelope in ready:
-        call = calls.get(job.workspace)
-        if call is None:
-            calls[job.workspace] = Call(Batch(job.workspace, [job]), [entry_id], [envelope])
-        else:
-            call.batch.jobs.append(job)
-            call.entry_ids.append(entry_id)
-            call.envelopes.append(envelope)
-    return list(calls.values())
