@@ -18,6 +18,7 @@ from runtime.errors import (
     WrongJobState,
 )
 from runtime.jobs import Cancelled, Jobs
+from runtime.limits import Limits
 
 __all__ = [
     "Batch",
@@ -33,6 +34,7 @@ __all__ = [
     "Job",
     "JobNotFound",
     "Jobs",
+    "Limits",
     "Options",
     "PayloadTooLarge",
     "Receipt",

@@ -105,6 +105,12 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     # heartbeats keep a long-running job's claim alive well within it.
     visibility_timeout_s: float = 60.0
     partitions: int = 1
+    # Rate limits, jobs started per second: for the function (all workspaces
+    # together) and for each workspace; 0 is none. Bursts of up to rate_burst_s
+    # seconds' worth start at once. Overrides set at run time win (runtime.limits).
+    rate_per_s: float = 0.0
+    workspace_rate_per_s: float = 0.0
+    rate_burst_s: float = 1.0
     # Records of finished jobs (completed, cancelled, expired) are kept this long,
     # and at most this many per partition, the newest.
     retention_s: float = 86_400.0
@@ -125,6 +131,9 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
             (1 <= self.partitions <= 1024, "partitions must be 1 to 1024"),
             (self.retention_s > 0, "retention must be positive"),
             (self.retention_count >= 1, "retention_count must be at least 1"),
+            (self.rate_per_s >= 0, "rate_per_s must not be negative"),
+            (self.workspace_rate_per_s >= 0, "workspace_rate_per_s must not be negative"),
+            (self.rate_burst_s > 0, "rate_burst_s must be positive"),
             (self.max_payload_bytes > 0, "max_payload_bytes must be positive"),
         )
         for ok, message in checks:

@@ -20,9 +20,10 @@ from runtime.backoff import Backoff
 from runtime.declare import Function
 from runtime.health import RedisHealth
 from runtime.heartbeat import heartbeat_forever
-from runtime.intake import Call, take_in
+from runtime.intake import Call, Intake, take_in
 from runtime.invoke import invoke, timed_out
 from runtime.lifecycle import finish, sleep_unless
+from runtime.limiter import apply_limits, limited
 from runtime.outcome import completed, failed
 from runtime.reclaimer import reclaim_forever
 from runtime.watchdog import Lane, expire_forever
@@ -69,6 +70,7 @@ class PartitionLoop:
         per_call = opts.batch_size if fn.batched else 1
         self.capacity = 2 * opts.batch_size + opts.concurrency * per_call
         self.retention_ms = int(opts.retention_s * 1000)
+        self.limited = limited(fn)
         # Entries read and not yet settled: what heartbeats extend and shutdown hands back.
         self.held: dict[str, str] = {}
         # Calls waiting for a lane. A deque and one event rather than an
@@ -208,13 +210,24 @@ class PartitionLoop:
                 continue
             self.health.up()
             backoff.reset()
-            if deliveries:
-                self._accept(deliveries)
+            if not deliveries:
+                continue
+            intake = take_in(self.fn, deliveries, self.held, env.now_ms())
+            # Held before the limits are asked: a heartbeat keeps them meanwhile.
+            self.held.update(intake.taken)
+            if self.limited:
+                intake = await apply_limits(self.client, self.keys, self.fn, intake)
+            self._queue(intake)
 
     def _accept(self, deliveries: list[Delivery]) -> None:
-        """Hold what was delivered; queue handler calls for it unless shutting down."""
+        """Hold what the reclaimer took over and queue it, without the rate limits
+        (lost workers' jobs are few, and were counted when first read)."""
         intake = take_in(self.fn, deliveries, self.held, env.now_ms())
         self.held.update(intake.taken)
+        self._queue(intake)
+
+    def _queue(self, intake: Intake) -> None:
+        """Queue handler calls unless shutting down; settle the rest at once."""
         if intake.settlements:
             self.outbox += intake.settlements
             self.outbox_ready.set()

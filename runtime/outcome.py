@@ -40,6 +40,16 @@ def expired(entry_id: str, envelope: env.Envelope) -> Settlement:
     return Settlement(entry_id, e.id, e.workspace, "expired", e.attempt - 1, links=links_of(e))
 
 
+def deferred(entry_id: str, envelope: env.Envelope, delay_ms: int) -> Settlement:
+    """Over the rate limits: back to the delayed set until capacity returns, with no
+    attempt charged and nothing counted as failed."""
+    e = envelope
+    return Settlement(
+        entry_id, e.id, e.workspace, "defer", e.attempt - 1, "", env.encode(e), delay_ms,
+        links_of(e),
+    )  # fmt: skip
+
+
 def dead(entry_id: str, envelope: env.Envelope, reason: str, letter: bytes) -> Settlement:
     """Dead-lettered before its handler ran: poison, or a payload it cannot take."""
     e = envelope

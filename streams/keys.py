@@ -50,12 +50,15 @@ class PartitionKeys:
 
     __slots__ = (
         "dead",
+        "deferrals",
         "delayed",
         "done",
         "function",
         "jobs",
         "keyed",
+        "limits",
         "partition",
+        "rate",
         "repeats",
         "stats",
         "stream",
@@ -89,6 +92,11 @@ class PartitionKeys:
         self.tagged = f"{self.tag}:tagged"
         # HASH schedule name -> repeatable job schedule (streams.repeats).
         self.repeats = f"{self.tag}:repeats"
+        # Rate limits (streams.ratelimit): limiter state, overrides set at run
+        # time, and per workspace the record of deferred jobs.
+        self.rate = f"{self.tag}:rate"
+        self.limits = f"{self.tag}:limits"
+        self.deferrals = f"{self.tag}:deferrals"
 
     def __repr__(self) -> str:
         return f"PartitionKeys({self.function!r}, {self.partition})"

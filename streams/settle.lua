@@ -7,9 +7,9 @@
 -- channel, ARGV[8] how many completed jobs follow, ARGV[9] how many others,
 -- ARGV[10] most finished records kept (0: no limit);
 -- then 4 per completed job: entry id, job id, workspace, attempt;
--- then 8 per other job: entry id, job id, workspace, state (retry|dead|expired),
--- attempt, error, envelope (retry: the next attempt's; dead: the dead letter's),
--- delay ms;
+-- then 8 per other job: entry id, job id, workspace, state
+-- (retry|defer|dead|expired), attempts ended, error, envelope (retry: the next
+-- attempt's; defer: its own; dead: the dead letter's), delay ms;
 -- then triples for the jobs with a business key, tags or a result: job id, links,
 -- result (msgpack, kept as a completed record's tail).
 -- Records: see streams/jobs.py.
@@ -61,7 +61,7 @@ local function unlink(id)
   for m in string.gmatch(members, '%S+') do redis.call('ZREM', KEYS[8], m) end
   return l
 end
-local completed, failed, expired = 0, 0, 0
+local completed, failed, expired, deferred = 0, 0, 0, 0
 for i = 11, split, 4 do
   local eid, id = ARGV[i], ARGV[i + 1]
   if mine(eid) then
@@ -91,8 +91,9 @@ for i = split + 1, last, 8 do
       finished[#finished + 1] = id
       records[#records + 1] = 'expired|' .. workspace .. '|' .. eid .. '|'
         .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 4] .. '|' .. now .. '||' .. unlink(id) .. '|'
-    elseif state == 'retry' then
-      failed = failed + 1
+    elseif state == 'retry' or state == 'defer' then
+      -- A deferral (rate limits) is not a failure and charges no attempt.
+      if state == 'retry' then failed = failed + 1 else deferred = deferred + 1 end
       -- The next attempt waits in `delayed` with its envelope, like a delayed publish.
       local due = now_ms + tonumber(ARGV[i + 7])
       parked[#parked + 1] = due
@@ -133,6 +134,7 @@ if #settled > 0 then
   if completed > 0 then redis.call('HINCRBY', KEYS[2], 'completed', completed) end
   if failed > 0 then redis.call('HINCRBY', KEYS[2], 'failed', failed) end
   if expired > 0 then redis.call('HINCRBY', KEYS[2], 'expired', expired) end
+  if deferred > 0 then redis.call('HINCRBY', KEYS[2], 'deferred', deferred) end
 end
 if #fenced > 0 then
   redis.call('HINCRBY', KEYS[2], 'fenced', #fenced)

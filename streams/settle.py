@@ -13,7 +13,7 @@ from streams.lua import Arg, Script
 
 _SETTLE = Script.beside(__file__, "settle.lua")
 
-State = Literal["completed", "retry", "dead", "expired"]
+State = Literal["completed", "retry", "defer", "dead", "expired"]
 
 
 class Settlement(msgspec.Struct, frozen=True):
@@ -25,9 +25,9 @@ class Settlement(msgspec.Struct, frozen=True):
     state: State
     attempt: int
     error: str = ""
-    # For `retry`: the next attempt's envelope; for `dead`: the dead letter's.
+    # For `retry`: the next attempt's envelope; `defer`: its own; `dead`: the dead letter's.
     envelope: bytes = b""
-    # For `retry`: how long the next attempt waits, from the settle (Redis's clock).
+    # For `retry` and `defer`: how long the job waits, from the settle (Redis's clock).
     delay_ms: int = 0
     # The job's business key and tags (`streams.keys.links`), released when it finishes.
     links: str = ""

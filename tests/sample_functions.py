@@ -139,4 +139,26 @@ async def run_batch(batch: Batch[Task]) -> None:
     ledger.record(done)
 
 
-FUNCTIONS = (run_task, run_batch, run_slow_task, run_long_task, run_retry_task)
+# Rate-limited: 50 jobs/s for the function, bursts of 10; 10/s per workspace in
+# "tier-tasks" (tiers are overridden at run time).
+run_limited_task = function(
+    "limited-tasks", input=Task, batch_size=20, concurrency=8, rate_per_s=50, rate_burst_s=0.2
+)(_run)
+run_tier_task = function(
+    "tier-tasks",
+    input=Task,
+    batch_size=20,
+    concurrency=8,
+    workspace_rate_per_s=10,
+    rate_burst_s=0.2,
+)(_run)
+
+FUNCTIONS = (
+    run_task,
+    run_batch,
+    run_slow_task,
+    run_long_task,
+    run_retry_task,
+    run_limited_task,
+    run_tier_task,
+)

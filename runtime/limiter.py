@@ -1,0 +1,73 @@
+"""Applying a function's rate limits to what was read: run what fits, defer the rest.
+
+One script call per read takes capacity for every workspace in the batch. Jobs
+over the limit go back to the delayed set, each due when its own slot comes
+(the next free one, then one interval apart), so they neither fail, nor get
+dropped, nor come back to be deferred again at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from runtime.declare import Batch, Function
+from runtime.intake import Call, Intake
+from runtime.outcome import deferred
+from streams.connection import Redis
+from streams.errors import RedisUnavailable
+from streams.keys import PartitionKeys
+from streams.ratelimit import Grant, acquire
+
+log = logging.getLogger(__name__)
+
+# When the limits cannot be read (Redis away), jobs wait this long rather than
+# run unchecked: the limits protect a provider that would refuse them.
+UNCHECKED_DELAY_MS = 1000
+
+
+def limited(fn: Function[Any]) -> bool:
+    return fn.options.rate_per_s > 0 or fn.options.workspace_rate_per_s > 0
+
+
+async def apply_limits(
+    client: Redis, keys: PartitionKeys, fn: Function[Any], intake: Intake
+) -> Intake:
+    """`intake` with its calls cut to what the limits allow; the rest deferred."""
+    asked: dict[str, int] = {}
+    for call in intake.calls:
+        asked[call.batch.workspace] = asked.get(call.batch.workspace, 0) + len(call.batch)
+    if not asked:
+        return intake
+    opts = fn.options
+    try:
+        grants = await acquire(
+            client,
+            keys,
+            asked,
+            global_rate=opts.rate_per_s / opts.partitions,
+            workspace_rate=opts.workspace_rate_per_s,
+            burst_s=opts.rate_burst_s,
+        )
+    except RedisUnavailable as exc:
+        log.warning(
+            "%s: rate limits unreadable (%s); deferring %d jobs", keys, exc, sum(asked.values())
+        )
+        grants = {ws: Grant(0, UNCHECKED_DELAY_MS, 0) for ws in asked}
+    calls: list[Call] = []
+    settlements = list(intake.settlements)
+    left = {ws: g.granted for ws, g in grants.items()}
+    denied = dict.fromkeys(grants, 0)
+    for call in intake.calls:
+        ws = call.batch.workspace
+        run = min(left[ws], len(call.batch))
+        left[ws] -= run
+        if run:
+            jobs = call.batch.jobs[:run]
+            calls.append(Call(Batch(ws, jobs), call.entry_ids[:run], call.envelopes[:run]))
+        grant = grants[ws]
+        for entry_id, envelope in zip(call.entry_ids[run:], call.envelopes[run:], strict=True):
+            delay = grant.wait_ms + denied[ws] * grant.interval_ms
+            settlements.append(deferred(entry_id, envelope, delay))
+            denied[ws] += 1
+    return Intake(calls, settlements, intake.taken)

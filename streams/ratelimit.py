@@ -1,0 +1,78 @@
+"""Rate limits of a partition: take capacity (GCRA in Lua), set overrides, read deferrals."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from streams.connection import Redis
+from streams.errors import wrap_unavailable
+from streams.keys import PartitionKeys
+from streams.lua import Arg, Script
+
+_ACQUIRE = Script.beside(__file__, "ratelimit.lua")
+
+# The override field of the partition's share of the function's global rate.
+GLOBAL = "*"
+
+
+class Grant(msgspec.Struct, frozen=True):
+    """What a workspace's jobs got from the limits."""
+
+    granted: int
+    # Until the next job may start, and between jobs at the binding rate.
+    wait_ms: int
+    interval_ms: int
+
+
+class Deferral(msgspec.Struct, frozen=True):
+    """A workspace's record of jobs deferred for the rate limits."""
+
+    count: int
+    last_ms: int
+    # Jobs the workspace asked for in the call that last deferred some.
+    asked: int
+    # Which limit it hit: "global" or "workspace".
+    limit: str
+
+
+async def acquire(
+    client: Redis,
+    keys: PartitionKeys,
+    asked: Mapping[str, int],
+    *,
+    global_rate: float,
+    workspace_rate: float,
+    burst_s: float,
+) -> dict[str, Grant]:
+    """Take capacity for `asked` jobs per workspace; overrides in Redis win over the rates."""
+    args: list[Arg] = [global_rate, workspace_rate, burst_s]
+    for workspace, n in asked.items():
+        args += (workspace, n)
+    reply = await _ACQUIRE(client, [keys.rate, keys.limits, keys.deferrals], args)
+    assert isinstance(reply, list)
+    return {
+        workspace: Grant(int(k), int(wait), int(interval))
+        for workspace, (k, wait, interval) in zip(asked, reply, strict=True)
+    }
+
+
+async def set_limit(client: Redis, keys: PartitionKeys, field: str, rate: float | None) -> None:
+    """Override a rate (`GLOBAL` or "ws:<workspace>"), or drop the override with None."""
+    with wrap_unavailable():
+        if rate is None:
+            await client.hdel(keys.limits, field)
+        else:
+            await client.hset(keys.limits, field, rate)
+
+
+async def deferrals(client: Redis, keys: PartitionKeys) -> dict[str, Deferral]:
+    with wrap_unavailable():
+        stored: Any = await client.hgetall(keys.deferrals)
+    out = {}
+    for workspace, value in stored.items():
+        count, last, asked, limit = value.decode().split("|")
+        out[workspace.decode()] = Deferral(int(count), int(last), int(asked), limit)
+    return out

@@ -1,0 +1,108 @@
+"""Rate limits across worker processes: never above the limit, nothing failed or dropped."""
+
+from __future__ import annotations
+
+import collections
+import signal
+from pathlib import Path
+
+import pytest
+
+from runtime import Client, Event, Limits
+from runtime.registry import load
+from streams.connection import Redis
+from tests.redis_server import RedisServer
+from tests.runtime.helpers import (
+    SAMPLE,
+    read_ledger,
+    start_worker,
+    total_counts,
+    wait_until,
+    worker_in_process,
+)
+
+
+def start_times(path: Path) -> dict[str, list[float]]:
+    """Job id -> wall-clock seconds of each start (ATTEMPTS_FILE)."""
+    starts: dict[str, list[float]] = collections.defaultdict(list)
+    for line in path.read_text().splitlines():
+        job_id, _, ns = line.split()
+        starts[job_id].append(int(ns) / 1e9)
+    return starts
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most starts within any 1-second window."""
+    times = sorted(times)
+    most, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= 1.0:
+            lo += 1
+        most = max(most, hi - lo + 1)
+    return most
+
+
+@pytest.fixture
+def attempts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "attempts"
+    monkeypatch.setenv("ATTEMPTS_FILE", str(path))
+    return path
+
+
+async def test_a_global_limit_holds_across_three_workers_and_defers_the_rest(
+    redis: Redis, shared_server: RedisServer, ledger: Path, attempts: Path, long_run: bool
+) -> None:
+    n = 2_000 if long_run else 300
+    client = Client(redis, load(SAMPLE))
+    events = [Event(workspace=f"ws{i % 5}", data={"n": i}) for i in range(n)]
+    published = {r.id for r in await client.publish_many("limited-tasks", events)}
+    workers = [start_worker(shared_server.url, ledger, functions="limited-tasks") for _ in range(2)]
+    try:
+        async with worker_in_process(shared_server.url, "limited-tasks", scheduler=True):
+
+            async def all_done() -> bool:
+                return (await total_counts(redis, "limited-tasks")).completed == n
+
+            await wait_until(all_done, timeout_s=n / 50 + 30, what=f"{n} rate-limited jobs")
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            assert w.wait(timeout=15) == 0
+    handled = read_ledger(ledger)
+    assert set(handled) == published
+    assert max(handled.values()) == 1
+    starts = [t for ts in start_times(attempts).values() for t in ts]
+    busiest = busiest_second(starts)
+    print(f"{n} jobs at 50/s (burst 10) over 3 workers: busiest second {busiest} starts")
+    assert busiest <= 50 + 10
+    counts = await total_counts(redis, "limited-tasks")
+    assert (counts.failed, counts.dead) == (0, 0)
+    deferred = await Limits(redis, load(SAMPLE)).deferrals("limited-tasks")
+    assert set(deferred) == {f"ws{i}" for i in range(5)}
+    assert all(d.limit == "global" for d in deferred.values())
+
+
+async def test_a_tier_override_gives_one_workspace_its_own_rate(
+    redis: Redis, shared_server: RedisServer, ledger: Path, attempts: Path
+) -> None:
+    registry = load(SAMPLE)
+    client, limits = Client(redis, registry), Limits(redis, registry)
+    await limits.set_workspace("tier-tasks", "gold", 40)
+    events = [Event(workspace=ws, data={"n": i}) for i in range(30) for ws in ("gold", "free")]
+    receipts = await client.publish_many("tier-tasks", events)
+    workspace_of = {r.id: e.workspace for r, e in zip(receipts, events, strict=True)}
+    async with worker_in_process(shared_server.url, "tier-tasks", scheduler=True):
+
+        async def all_done() -> bool:
+            return (await total_counts(redis, "tier-tasks")).completed == 60
+
+        await wait_until(all_done, what="60 jobs of two tiers")
+    by_ws: dict[str, list[float]] = {"gold": [], "free": []}
+    for job_id, ts in start_times(attempts).items():
+        by_ws[workspace_of[job_id]] += ts
+    assert busiest_second(by_ws["free"]) <= 10 + 2
+    assert busiest_second(by_ws["gold"]) <= 40 + 8
+    # Gold runs at four times the pace: done long before free.
+    assert max(by_ws["gold"]) < max(by_ws["free"]) - 1
+    assert set(read_ledger(ledger)) == set(workspace_of)
