@@ -25,6 +25,18 @@ async def noop_batch(batch: Batch[Ping]) -> None:
     del batch
 
 
+# A per-workspace limit never hit: what checking the limits costs.
+@batch_function(
+    "noop-batch-limited",
+    input=Ping,
+    batch_size=100,
+    concurrency=4,
+    workspace_rate_per_s=1_000_000,
+)
+async def noop_batch_limited(batch: Batch[Ping]) -> None:
+    del batch
+
+
 class _Latencies:
     """Appends publish->handler latencies (ns) to LATENCY_FILE, one write per 100."""
 
@@ -53,4 +65,4 @@ async def timed(job: Job[Ping]) -> None:
         latencies.add(job.data.sent_ns)
 
 
-FUNCTIONS = (noop, noop_batch, timed)
+FUNCTIONS = (noop, noop_batch, noop_batch_limited, timed)

@@ -41,7 +41,7 @@ async def apply_limits(
         return intake
     opts = fn.options
     try:
-        grants = await acquire(
+        short = await acquire(
             client,
             keys,
             asked,
@@ -53,19 +53,24 @@ async def apply_limits(
         log.warning(
             "%s: rate limits unreadable (%s); deferring %d jobs", keys, exc, sum(asked.values())
         )
-        grants = {ws: Grant(0, UNCHECKED_DELAY_MS, 0) for ws in asked}
+        short = {ws: Grant(0, UNCHECKED_DELAY_MS, 0) for ws in asked}
+    if not short:
+        return intake  # everything fits: the common case
     calls: list[Call] = []
     settlements = list(intake.settlements)
-    left = {ws: g.granted for ws, g in grants.items()}
-    denied = dict.fromkeys(grants, 0)
+    left = {ws: g.granted for ws, g in short.items()}
+    denied = dict.fromkeys(short, 0)
     for call in intake.calls:
         ws = call.batch.workspace
+        grant = short.get(ws)
+        if grant is None:
+            calls.append(call)
+            continue
         run = min(left[ws], len(call.batch))
         left[ws] -= run
         if run:
             jobs = call.batch.jobs[:run]
             calls.append(Call(Batch(ws, jobs), call.entry_ids[:run], call.envelopes[:run]))
-        grant = grants[ws]
         for entry_id, envelope in zip(call.entry_ids[run:], call.envelopes[run:], strict=True):
             delay = grant.wait_ms + denied[ws] * grant.interval_ms
             settlements.append(deferred(entry_id, envelope, delay))

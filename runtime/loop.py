@@ -71,6 +71,8 @@ class PartitionLoop:
         self.capacity = 2 * opts.batch_size + opts.concurrency * per_call
         self.retention_ms = int(opts.retention_s * 1000)
         self.limited = limited(fn)
+        # Rate-limit checks in flight, each for one read.
+        self.limiting: set[asyncio.Task[None]] = set()
         # Entries read and not yet settled: what heartbeats extend and shutdown hands back.
         self.held: dict[str, str] = {}
         # Calls waiting for a lane. A deque and one event rather than an
@@ -158,6 +160,7 @@ class PartitionLoop:
         await finish(reclaimer)
         # A read in progress returns within BLOCK; what it brings is held, not run.
         await finish(reader, self.config.block_ms / 1000 + 1)
+        await asyncio.gather(*(finish(task, 1.0) for task in list(self.limiting)))
         self.calls.clear()
         self.lanes_done = True
         self.calls_ready.set()
@@ -216,8 +219,16 @@ class PartitionLoop:
             # Held before the limits are asked: a heartbeat keeps them meanwhile.
             self.held.update(intake.taken)
             if self.limited:
-                intake = await apply_limits(self.client, self.keys, self.fn, intake)
-            self._queue(intake)
+                # Asked while the next read goes on: the limits cost a round trip,
+                # not a stall of the reader.
+                task = asyncio.create_task(self._limit_then_queue(intake))
+                self.limiting.add(task)
+                task.add_done_callback(self.limiting.discard)
+            else:
+                self._queue(intake)
+
+    async def _limit_then_queue(self, intake: Intake) -> None:
+        self._queue(await apply_limits(self.client, self.keys, self.fn, intake))
 
     def _accept(self, deliveries: list[Delivery]) -> None:
         """Hold what the reclaimer took over and queue it, without the rate limits

@@ -47,15 +47,19 @@ async def acquire(
     workspace_rate: float,
     burst_s: float,
 ) -> dict[str, Grant]:
-    """Take capacity for `asked` jobs per workspace; overrides in Redis win over the rates."""
+    """Take capacity for `asked` jobs per workspace; overrides in Redis win over the rates.
+
+    Returns the workspaces that got less than they asked for; the others got all.
+    """
     args: list[Arg] = [global_rate, workspace_rate, burst_s]
     for workspace, n in asked.items():
         args += (workspace, n)
     reply = await _ACQUIRE(client, [keys.rate, keys.limits, keys.deferrals], args)
     assert isinstance(reply, list)
+    workspaces = list(asked)
     return {
-        workspace: Grant(int(k), int(wait), int(interval))
-        for workspace, (k, wait, interval) in zip(asked, reply, strict=True)
+        workspaces[reply[i] - 1]: Grant(reply[i + 1], reply[i + 2], reply[i + 3])
+        for i in range(0, len(reply), 4)
     }
 
 
