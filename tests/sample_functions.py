@@ -118,7 +118,18 @@ run_long_task = function(
 )(_run)
 
 
-@batch_function(
+async def _run_batch(batch: Batch[Task]) -> None:
+    done = []
+    for job in batch.jobs:
+        ledger.attempt(job)
+        if job.data.mode == "raise" and _acting(job):
+            batch.fail(job, f"task {job.data.n} refused")
+        else:
+            done.append(job.id)
+    ledger.record(done)
+
+
+run_batch = batch_function(
     "batch-tasks",
     input=Task,
     batch_size=50,
@@ -128,15 +139,17 @@ run_long_task = function(
     visibility_timeout_s=2.0,
     max_deliveries=3,
     partitions=2,
-)
-async def run_batch(batch: Batch[Task]) -> None:
-    done = []
-    for job in batch.jobs:
-        if job.data.mode == "raise":
-            batch.fail(job, f"task {job.data.n} refused")
-        else:
-            done.append(job.id)
-    ledger.record(done)
+)(_run_batch)
+# The same handler with retries: a partly failed batch retries only its failures.
+run_batch_retrying = batch_function(
+    "batch-retry-tasks",
+    input=Task,
+    batch_size=50,
+    attempts=3,
+    backoff_base_s=0.1,
+    backoff_cap_s=0.2,
+    concurrency=4,
+)(_run_batch)
 
 
 # Rate-limited: 50 jobs/s for the function, bursts of 10; 10/s per workspace in
@@ -159,6 +172,7 @@ FUNCTIONS = (
     run_slow_task,
     run_long_task,
     run_retry_task,
+    run_batch_retrying,
     run_limited_task,
     run_tier_task,
 )

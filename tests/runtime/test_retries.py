@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Client, DeadLetters
+from runtime import Client, DeadLetters, Event
 from runtime.registry import load
 from streams.connection import Redis
 from streams.jobs import get_job
@@ -115,3 +115,31 @@ async def test_the_last_failure_dead_letters_with_its_history_and_replay_succeed
     assert await get_job(redis, RETRY, rejected.id) is None
     counts = await total_counts(redis, "retry-tasks")
     assert (counts.dead, counts.replayed, counts.purged) == (0, 1, 1)
+
+
+async def test_a_partly_failed_batch_retries_only_its_failed_jobs(
+    redis: Redis, shared_server: RedisServer, ledger: Path, attempts_file: Path
+) -> None:
+    client = Client(redis, load(SAMPLE))
+    events = [
+        Event(
+            workspace=f"ws{i % 2}",
+            data={"n": i, "mode": "raise" if i % 5 == 0 else "ok", "fail_times": 1},
+        )
+        for i in range(40)
+    ]
+    receipts = await client.publish_many("batch-retry-tasks", events)
+    async with worker_in_process(shared_server.url, "batch-retry-tasks", scheduler=True):
+
+        async def all_done() -> bool:
+            return (await total_counts(redis, "batch-retry-tasks")).completed == 40
+
+        await wait_until(all_done, what="40 completions, 8 of them on a second attempt")
+    runs = attempt_times(attempts_file)
+    failing = {r.id for r, e in zip(receipts, events, strict=True) if e.data["mode"] == "raise"}
+    assert {job_id: [a for a, _ in r] for job_id, r in runs.items() if job_id in failing} == {
+        job_id: [1, 2] for job_id in failing
+    }
+    assert all([a for a, _ in r] == [1] for job_id, r in runs.items() if job_id not in failing)
+    assert read_ledger(ledger) == {r.id: 1 for r in receipts}
+    assert (await total_counts(redis, "batch-retry-tasks")).failed == 8
