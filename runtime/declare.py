@@ -92,6 +92,9 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     """How the runtime runs one function. Checked when the function is declared."""
 
     batch_size: int = 100
+    # Wait up to this long for a batch to fill (AWS Lambda's MaximumBatchingWindow):
+    # fewer, fuller calls for a trickle of jobs, at up to this much latency.
+    batch_window_ms: int = 0
     concurrency: int = 16
     timeout_s: float = 30.0
     # Attempts a job gets; a failed one is retried after a delay drawn uniformly
@@ -121,6 +124,7 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     def __post_init__(self) -> None:
         checks = (
             (self.batch_size >= 1, "batch_size must be at least 1"),
+            (0 <= self.batch_window_ms <= 60_000, "batch_window_ms must be 0 to 60000"),
             (self.concurrency >= 1, "concurrency must be at least 1"),
             (self.timeout_s > 0, "timeout must be positive"),
             (1 <= self.attempts <= 1000, "attempts must be 1 to 1000"),

@@ -196,13 +196,7 @@ class PartitionLoop:
                 await self.room.wait()
                 continue
             try:
-                deliveries = await read(
-                    self.client,
-                    self.keys,
-                    self.config.consumer,
-                    min(free, batch_size),
-                    self.config.block_ms,
-                )
+                deliveries = await self._read_batch(min(free, batch_size))
             except RedisUnavailable as exc:
                 self.health.down(exc)
                 await asyncio.sleep(backoff.next_delay())
@@ -226,6 +220,33 @@ class PartitionLoop:
                 task.add_done_callback(self.limiting.discard)
             else:
                 self._queue(intake)
+
+    async def _read_batch(self, want: int) -> list[Delivery]:
+        """Block for jobs; with a batching window, keep reading until `want` are in
+        or the window since the first one has passed."""
+        deliveries = await read(
+            self.client, self.keys, self.config.consumer, want, self.config.block_ms
+        )
+        window_s = self.fn.options.batch_window_ms / 1000
+        if not window_s or not deliveries or len(deliveries) >= want:
+            return deliveries
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + window_s
+        while len(deliveries) < want and (left_s := deadline - loop.time()) > 0:
+            try:
+                more = await read(
+                    self.client,
+                    self.keys,
+                    self.config.consumer,
+                    want - len(deliveries),
+                    max(1, round(left_s * 1000)),
+                )
+            except RedisUnavailable:
+                break  # run what is in; the next read reports the outage
+            if not more:
+                break
+            deliveries += more
+        return deliveries
 
     async def _limit_then_queue(self, intake: Intake) -> None:
         self._queue(await apply_limits(self.client, self.keys, self.fn, intake))

@@ -44,6 +44,13 @@ class _Ledger:
             with open(path, "a") as out:
                 out.write(f"{job.id} {job.attempt} {time.time_ns()}\n")
 
+    def batch(self, size: int) -> None:
+        """Note each batch handler call's size in BATCHES_FILE, if set."""
+        path = os.environ.get("BATCHES_FILE")
+        if path:
+            with open(path, "a") as out:
+                out.write(f"{size}\n")
+
     def record(self, ids: list[str]) -> None:
         path = os.environ.get("LEDGER_FILE")
         if not path:
@@ -119,6 +126,7 @@ run_long_task = function(
 
 
 async def _run_batch(batch: Batch[Task]) -> None:
+    ledger.batch(len(batch))
     done = []
     for job in batch.jobs:
         ledger.attempt(job)
@@ -152,6 +160,11 @@ run_batch_retrying = batch_function(
 )(_run_batch)
 
 
+# Waits up to 400 ms to fill a batch of 10.
+run_windowed_batch = batch_function(
+    "window-tasks", input=Task, batch_size=10, batch_window_ms=400, concurrency=2
+)(_run_batch)
+
 # Rate-limited: 50 jobs/s for the function, bursts of 10; 10/s per workspace in
 # "tier-tasks" (tiers are overridden at run time).
 run_limited_task = function(
@@ -173,6 +186,7 @@ FUNCTIONS = (
     run_long_task,
     run_retry_task,
     run_batch_retrying,
+    run_windowed_batch,
     run_limited_task,
     run_tier_task,
 )

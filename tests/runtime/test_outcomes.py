@@ -26,6 +26,7 @@ from streams.keys import PartitionKeys, partition_of
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,
+    blocked_readers,
     read_ledger,
     start_worker,
     total_counts,
@@ -217,3 +218,36 @@ async def test_run_at_in_the_past_runs_now_and_in_the_future_waits(
     assert now is not None
     assert waiting is not None
     assert (now.state, waiting.state) == ("queued", "delayed")
+
+
+async def test_a_batching_window_waits_to_fill_the_batch(
+    redis: Redis,
+    shared_server: RedisServer,
+    client: Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batches = tmp_path / "batches"
+    monkeypatch.setenv("BATCHES_FILE", str(batches))
+    async with worker_in_process(shared_server.url, "window-tasks"):
+
+        async def ready() -> bool:
+            return await blocked_readers(redis) >= 1
+
+        await wait_until(ready, what="the worker to wait for jobs")
+        first = [Event(workspace="ws", data={"n": i}) for i in range(5)]
+        await client.publish_many("window-tasks", first)
+
+        async def first_read() -> bool:
+            return (await total_counts(redis, "window-tasks")).active == 5
+
+        # Read, but held back: the window is open.
+        await wait_until(first_read, what="the first five to be read")
+        second = [Event(workspace="ws", data={"n": i}) for i in range(5, 10)]
+        await client.publish_many("window-tasks", second)
+
+        async def all_done() -> bool:
+            return (await total_counts(redis, "window-tasks")).completed == 10
+
+        await wait_until(all_done, what="ten jobs")
+    assert batches.read_text().split() == ["10"]
