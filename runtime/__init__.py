@@ -19,6 +19,7 @@ from runtime.errors import (
 )
 from runtime.jobs import Cancelled, Jobs
 from runtime.limits import Limits
+from runtime.metrics import Metrics
 
 __all__ = [
     "Batch",
@@ -35,6 +36,7 @@ __all__ = [
     "JobNotFound",
     "Jobs",
     "Limits",
+    "Metrics",
     "Options",
     "PayloadTooLarge",
     "Receipt",

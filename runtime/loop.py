@@ -24,6 +24,7 @@ from runtime.intake import Call, Intake, take_in
 from runtime.invoke import invoke, timed_out
 from runtime.lifecycle import finish, sleep_unless
 from runtime.limiter import apply_limits, limited
+from runtime.metrics import Recorder, flush_forever, flush_once
 from runtime.outcome import completed, failed
 from runtime.reclaimer import reclaim_forever
 from runtime.watchdog import Lane, expire_forever
@@ -71,6 +72,7 @@ class PartitionLoop:
         self.capacity = 2 * opts.batch_size + opts.concurrency * per_call
         self.retention_ms = int(opts.retention_s * 1000)
         self.limited = limited(fn)
+        self.recorder = Recorder()
         # Rate-limit checks in flight, each for one read.
         self.limiting: set[asyncio.Task[None]] = set()
         # Entries read and not yet settled: what heartbeats extend and shutdown hands back.
@@ -122,8 +124,13 @@ class PartitionLoop:
             )
         )
         reader = asyncio.create_task(self._read_forever())
+        metrics = asyncio.create_task(
+            flush_forever(self.client, self.keys, self.recorder, self.health)
+        )
         await stop.wait()
-        await self._shut_down([lane.task for lane in lanes], settler, heartbeat, reclaimer, reader)
+        await self._shut_down(
+            [lane.task for lane in lanes], settler, heartbeat, reclaimer, reader, metrics
+        )
         await finish(watchdog)
 
     async def _join(self, stop: asyncio.Event) -> bool:
@@ -146,6 +153,7 @@ class PartitionLoop:
         heartbeat: asyncio.Task[None],
         reclaimer: asyncio.Task[None],
         reader: asyncio.Task[None],
+        metrics: asyncio.Task[None],
     ) -> None:
         """Stop reading, let running calls finish within the grace period, settle, hand back.
 
@@ -170,6 +178,11 @@ class PartitionLoop:
         self.outbox_ready.set()
         await finish(settler, max(1.0, deadline - loop.time()))
         await finish(heartbeat)
+        await finish(metrics)
+        try:
+            await flush_once(self.client, self.keys, self.recorder)
+        except RedisUnavailable:
+            log.warning("%s: last metrics not written: Redis is unavailable", self.keys)
         held = [Held(eid, job_id) for eid, job_id in self.held.items()]
         try:
             left = await leave(self.client, self.keys, self.config.consumer, held)
@@ -295,6 +308,7 @@ class PartitionLoop:
             finally:
                 lane.call = None
                 self.busy -= 1
+            self.recorder.call(call.batch.workspace, clock() - lane.started)
             append = self.outbox.append
             results = call.batch.results
             for entry_id, envelope in zip(call.entry_ids, call.envelopes, strict=True):
@@ -344,6 +358,7 @@ class PartitionLoop:
             held = self.held
             for s in batch:
                 held.pop(s.entry_id, None)
+            self.recorder.settled(batch, set(result.fenced))
             if result.fenced:
                 log.warning(
                     "%s: %d results not settled: another worker reclaimed those jobs",

@@ -57,6 +57,7 @@ class PartitionKeys:
         "jobs",
         "keyed",
         "limits",
+        "metrics",
         "partition",
         "rate",
         "repeats",
@@ -97,6 +98,8 @@ class PartitionKeys:
         self.rate = f"{self.tag}:rate"
         self.limits = f"{self.tag}:limits"
         self.deferrals = f"{self.tag}:deferrals"
+        # HASH of job metrics by workspace and for the function (streams.metrics).
+        self.metrics = f"{self.tag}:metrics"
 
     def __repr__(self) -> str:
         return f"PartitionKeys({self.function!r}, {self.partition})"

@@ -1,0 +1,113 @@
+"""Job metrics per function partition and workspace, summed in Redis from every worker.
+
+Workers count locally and flush about once a second (`metrics.lua`), so the hot
+path pays nothing per job. Fields of the partition's `metrics` HASH are scoped:
+"<scope>|<counter>", "<scope>|h|<bucket>" (call-time histogram),
+"<scope>|r|<second of the minute>" (throughput ring) and "<scope>|last"; the
+scope is a workspace, or "*" for the function as a whole.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from streams.connection import Redis
+from streams.errors import wrap_unavailable
+from streams.keys import PartitionKeys
+from streams.lua import Arg, Script
+
+_FLUSH = Script.beside(__file__, "metrics.lua")
+
+FUNCTION_SCOPE = "*"
+COUNTERS = (
+    "processed", "succeeded", "failed", "retried", "dead", "rate_limited", "expired",
+    "batches", "time_ms",
+)  # fmt: skip
+# Upper bounds (ms) of the call-time histogram's buckets; slower calls go in the last.
+BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+
+
+class Tally(msgspec.Struct, kw_only=True):
+    """One scope's raw metrics: what partitions add up."""
+
+    counters: dict[str, int]
+    histogram: list[int]
+    last_minute: int = 0
+    last_ms: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(
+            counters={c: self.counters.get(c, 0) + other.counters.get(c, 0) for c in COUNTERS},
+            histogram=[a + b for a, b in zip(self.histogram, other.histogram, strict=True)],
+            last_minute=self.last_minute + other.last_minute,
+            last_ms=max(self.last_ms, other.last_ms),
+        )
+
+
+def bucket_of(duration_ms: float) -> int:
+    for i, bound in enumerate(BUCKETS_MS):
+        if duration_ms <= bound:
+            return i
+    return len(BUCKETS_MS) - 1
+
+
+class Batch(msgspec.Struct, frozen=True):
+    """One worker's metrics since its last flush."""
+
+    # Field -> amount to add.
+    counts: dict[str, int]
+    # (scope, epoch second, jobs processed) for the per-second ring.
+    ring: list[tuple[str, int, int]]
+    # Scope -> epoch ms of the last job processed.
+    last: dict[str, int]
+
+
+async def flush(client: Redis, keys: PartitionKeys, batch: Batch) -> None:
+    """Add a worker's `batch` to the partition's totals."""
+    args: list[Arg] = [len(batch.counts)]
+    for field, amount in batch.counts.items():
+        args += (field, amount)
+    args.append(len(batch.ring))
+    for scope, second, jobs in batch.ring:
+        args += (scope, second, jobs)
+    for scope, ms in batch.last.items():
+        args += (scope, ms)
+    await _FLUSH(client, [keys.metrics], args)
+
+
+async def read_tally(client: Redis, keys: PartitionKeys, scope: str, now_s: int) -> Tally:
+    with wrap_unavailable():
+        stored: Any = await client.hgetall(keys.metrics)
+    prefix = f"{scope}|".encode()
+    counters = dict.fromkeys(COUNTERS, 0)
+    histogram = [0] * len(BUCKETS_MS)
+    minute, last = 0, 0
+    for field, value in stored.items():
+        if not field.startswith(prefix):
+            continue
+        kind, _, rest = field[len(prefix) :].decode().partition("|")
+        if kind == "h":
+            histogram[int(rest)] = int(value)
+        elif kind == "r":
+            second, _, jobs = value.decode().partition(":")
+            if now_s - int(second) < 60:
+                minute += int(jobs)
+        elif kind == "last":
+            last = int(value)
+        elif kind in counters:
+            counters[kind] = int(value)
+    return Tally(counters=counters, histogram=histogram, last_minute=minute, last_ms=last)
+
+
+async def reset(client: Redis, keys: PartitionKeys, scope: str | None) -> None:
+    """Forget the metrics of one scope, or (None) all of the partition's."""
+    with wrap_unavailable():
+        if scope is None:
+            await client.delete(keys.metrics)
+            return
+        stored: Any = await client.hkeys(keys.metrics)
+        mine = [f for f in stored if f.startswith(f"{scope}|".encode())]
+        if mine:
+            await client.hdel(keys.metrics, *mine)
