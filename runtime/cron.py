@@ -61,8 +61,9 @@ class Cron:
         sets = [_field(expression, i, f) for i, f in enumerate(fields)]
         self.minutes, self.hours, self.dom, self.months, dow = sets
         self.dow = {d % 7 for d in dow}
-        self.any_dom = fields[2] == "*"
-        self.any_dow = fields[4] == "*"
+        # As Vixie cron: a day field starting with "*" (also "*/2") is unrestricted.
+        self.any_dom = fields[2].startswith("*")
+        self.any_dow = fields[4].startswith("*")
 
     def next_after(self, instant: datetime) -> datetime:
         """The first run strictly after `instant` (aware), as an aware UTC datetime."""

@@ -125,6 +125,11 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
         checks = (
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (0 <= self.batch_window_ms <= 60_000, "batch_window_ms must be 0 to 60000"),
+            (
+                # Jobs wait out the window before they are held and heartbeaten.
+                self.batch_window_ms < self.visibility_timeout_s * 1000 / 3,
+                "batch_window_ms must be under a third of the visibility timeout",
+            ),
             (self.concurrency >= 1, "concurrency must be at least 1"),
             (self.timeout_s > 0, "timeout must be positive"),
             (1 <= self.attempts <= 1000, "attempts must be 1 to 1000"),

@@ -21,7 +21,7 @@ from streams.ratelimit import Grant, acquire
 
 log = logging.getLogger(__name__)
 
-# When the limits cannot be read (Redis away), jobs wait this long rather than
+# When the limits cannot be read (Redis away, say), jobs wait this long rather than
 # run unchecked: the limits protect a provider that would refuse them.
 UNCHECKED_DELAY_MS = 1000
 
@@ -49,9 +49,16 @@ async def apply_limits(
             workspace_rate=opts.workspace_rate_per_s,
             burst_s=opts.rate_burst_s,
         )
-    except RedisUnavailable as exc:
-        log.warning(
-            "%s: rate limits unreadable (%s); deferring %d jobs", keys, exc, sum(asked.values())
+    except Exception as exc:
+        # Whatever went wrong (Redis away, out of memory), the jobs must not sit
+        # held and forgotten: they are deferred, to be checked again.
+        level = logging.WARNING if isinstance(exc, RedisUnavailable) else logging.ERROR
+        log.log(
+            level,
+            "%s: rate limits unreadable (%s); deferring %d jobs",
+            keys,
+            exc,
+            sum(asked.values()),
         )
         short = {ws: Grant(0, UNCHECKED_DELAY_MS, 0) for ws in asked}
     if not short:

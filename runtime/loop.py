@@ -166,8 +166,9 @@ class PartitionLoop:
         self.stopping = True
         self.room.set()
         await finish(reclaimer)
-        # A read in progress returns within BLOCK; what it brings is held, not run.
-        await finish(reader, self.config.block_ms / 1000 + 1)
+        # A read in progress returns within BLOCK (and a batching window); what it
+        # brings is held, not run.
+        await finish(reader, (self.config.block_ms + self.fn.options.batch_window_ms) / 1000 + 1)
         await asyncio.gather(*(finish(task, 1.0) for task in list(self.limiting)))
         self.calls.clear()
         self.lanes_done = True
@@ -245,7 +246,9 @@ class PartitionLoop:
             return deliveries
         loop = asyncio.get_running_loop()
         deadline = loop.time() + window_s
-        while len(deliveries) < want and (left_s := deadline - loop.time()) > 0:
+        while (
+            len(deliveries) < want and not self.stopping and (left_s := deadline - loop.time()) > 0
+        ):
             try:
                 more = await read(
                     self.client,

@@ -1,7 +1,7 @@
 """Repeatable jobs: add, list and remove schedules; turn a schedule into its next tick.
 
 Each tick is published as a delayed job with the id
-`rpt:<name>:<schedule version>:<tick ms>`: any number of schedulers may publish
+`rpt:<workspace>:<name>:<schedule version>:<tick ms>`: any number of schedulers may publish
 the same tick, and the publish script's id check keeps it one job; a replaced
 schedule has a new version, so its ticks are new jobs. Ticks carry the tag
 `repeat:<name>`, so removing a schedule cancels its pending tick. A tick missed
@@ -45,7 +45,8 @@ class Repeats:
     ) -> Schedule:
         """Run `function` on `data` on a cron expression in `zone`, or every `every_ms`.
 
-        Adding a name again replaces its schedule; its pending tick is cancelled.
+        Names are per workspace. Adding a name again replaces its schedule; its
+        pending ticks are cancelled.
         """
         (fn,) = self.registry.select([function])
         check_token("schedule name", name)
@@ -80,10 +81,11 @@ class Repeats:
 
     async def remove(self, function: str, name: str, *, workspace: str) -> bool:
         """Delete the schedule and cancel its pending tick; False if there was none."""
-        for schedule in await load_schedules(self.redis, self._keys(function, workspace)):
-            if schedule.name == name:
+        keys = self._keys(function, workspace)
+        for schedule in await load_schedules(self.redis, keys):
+            if (schedule.name, schedule.workspace) == (name, workspace):
                 await self._cancel_pending(function, schedule)
-        return await delete_schedule(self.redis, self._keys(function, workspace), name)
+        return await delete_schedule(self.redis, keys, workspace, name)
 
     async def _cancel_pending(self, function: str, schedule: Schedule) -> None:
         jobs = Jobs(self.redis, self.registry)
@@ -98,6 +100,24 @@ def tag_of(schedule: Schedule) -> str:
     return f"repeat:{schedule.name}"
 
 
+# Ticks published ahead at most, whatever the interval.
+MAX_AHEAD = 100
+
+
+def upcoming_ticks(
+    schedule: Schedule, function: str, now_ms: int, recheck_s: float
+) -> list[Outgoing]:
+    """The ticks to have in place now: every one due before the next re-check and
+    one more (at least two), so no run is missed between two re-reads."""
+    ticks = [next_tick(schedule, function, now_ms)]
+    horizon = now_ms + round(recheck_s * 1000)
+    while ticks[-1].due_ms <= horizon and len(ticks) < MAX_AHEAD:
+        ticks.append(next_tick(schedule, function, ticks[-1].due_ms))
+    if len(ticks) == 1:
+        ticks.append(next_tick(schedule, function, ticks[0].due_ms))
+    return ticks
+
+
 def next_tick(schedule: Schedule, function: str, after_ms: int) -> Outgoing:
     """The schedule's first tick after `after_ms`, as the delayed job to publish."""
     if schedule.cron:
@@ -107,7 +127,7 @@ def next_tick(schedule: Schedule, function: str, after_ms: int) -> Outgoing:
         periods = max(0, (after_ms - schedule.anchor_ms) // schedule.every_ms + 1)
         tick_ms = schedule.anchor_ms + periods * schedule.every_ms
     envelope = env.Envelope(
-        id=f"rpt:{schedule.name}:{schedule.anchor_ms}:{tick_ms}",
+        id=f"rpt:{schedule.workspace}:{schedule.name}:{schedule.anchor_ms}:{tick_ms}",
         function=function,
         workspace=schedule.workspace,
         payload=schedule.payload,

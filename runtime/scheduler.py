@@ -7,8 +7,8 @@ script says how long until the next one, so host clock skew does not matter.
 Promotion is one atomic script per partition, so any number of schedulers may
 run (inside workers too); none promotes a job twice.
 
-It also publishes the ticks of repeatable jobs (runtime.repeats), the next two
-of each schedule, re-read every re-check interval.
+It also publishes the ticks of repeatable jobs (runtime.repeats), re-read every
+re-check interval.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from runtime.backoff import Backoff
 from runtime.declare import Function
 from runtime.health import RedisHealth
 from runtime.lifecycle import finish
-from runtime.repeats import next_tick
+from runtime.repeats import upcoming_ticks
 from streams import envelope as env
 from streams.connection import Redis
 from streams.delayed import promote_due
@@ -89,6 +89,11 @@ class Scheduler:
                     self.health.down(exc)
                     await asyncio.sleep(backoff.next_delay())
                     continue
+                except Exception:
+                    # An error Redis may get over (out of memory): keep scheduling.
+                    log.exception("scheduler: promotion failed; trying again")
+                    await asyncio.sleep(backoff.next_delay())
+                    continue
                 self.health.up()
                 backoff.reset()
                 for channel in woken:
@@ -114,18 +119,17 @@ class Scheduler:
             self.due_at[channel] = asyncio.get_running_loop().time() + wait_s
 
     async def _publish_ticks(self) -> None:
-        """Publish the next two ticks of every schedule not yet published by this process.
-
-        Two, so the next run is in place before the current one falls due even
-        when a schedule's interval is close to the re-check interval.
-        """
+        """Publish the coming ticks of every schedule not yet published by this process."""
         now_ms = env.now_ms()
         published: set[str] = set()
         for keys in self.partitions.values():
             ticks: list[Outgoing] = []
             for schedule in await load_schedules(self.client, keys):
-                first = next_tick(schedule, keys.function, now_ms)
-                ticks += (first, next_tick(schedule, keys.function, first.due_ms))
+                try:
+                    ticks += upcoming_ticks(schedule, keys.function, now_ms, self.recheck_s)
+                except Exception:
+                    # One bad schedule (a zone this host lacks) must not stop the rest.
+                    log.exception("%s: schedule %r skipped", keys, schedule.name)
             fresh = [t for t in ticks if t.envelope.id not in self.published]
             if fresh:
                 await publish(self.client, keys, fresh)

@@ -26,7 +26,9 @@ local function cancel(id)
   local state, workspace, eid, at, attempts, links = string.match(record,
     '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|[^|]*|[^|]*|([^|]*)|')
   if state == 'queued' then
-    if #redis.call('XPENDING', KEYS[3], ARGV[1], eid, eid, 1) == 1 then return 'active' end
+    -- pcall: before any worker ran there is no group yet, and nothing is pending.
+    local p = redis.pcall('XPENDING', KEYS[3], ARGV[1], eid, eid, 1)
+    if type(p) == 'table' and #p == 1 then return 'active' end
     redis.call('XDEL', KEYS[3], eid)
   elseif state == 'delayed' then
     redis.call('ZREM', KEYS[2], id)

@@ -32,9 +32,18 @@ async def dead_letters(
     with wrap_unavailable():
         entries: Any = await client.xrange(keys.dead, min=start, count=count)
     return [
-        DeadLetter(eid.decode(), env.decode(fields[b"e"]), fields[b"r"].decode())
+        DeadLetter(eid.decode(), _envelope(keys, eid.decode(), fields[b"e"]), fields[b"r"].decode())
         for eid, fields in entries
     ]
+
+
+def _envelope(keys: PartitionKeys, entry_id: str, data: bytes) -> env.Envelope:
+    """The letter's envelope; for one that never decoded (it was dead-lettered for
+    that), a stand-in with its made-up id, so it can still be listed and purged."""
+    try:
+        return env.decode(data)
+    except msgspec.DecodeError:
+        return env.Envelope(f"corrupt-{entry_id}", keys.function, "", msgspec.Raw(b""), 0)
 
 
 async def replay(client: Redis, keys: PartitionKeys, letters: Sequence[DeadLetter]) -> int:

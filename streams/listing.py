@@ -52,6 +52,14 @@ async def _ids(
             return ids, str(start + limit) if len(ids) == limit else ""
         stream = keys.dead if state == "dead" else keys.stream
         entries: Any = await client.xrange(stream, min=f"({cursor}" if cursor else "-", count=limit)
-    ids = [env.decode(fields[b"e"]).id for _, fields in entries]
+    ids = [job_id for _, fields in entries if (job_id := _job_id(fields[b"e"]))]
     last = entries[-1][0].decode() if len(entries) == limit else ""
     return ids, last
+
+
+def _job_id(data: bytes) -> str:
+    # An entry that does not decode has no job to show (the worker dead-letters it).
+    try:
+        return env.decode(data).id
+    except msgspec.DecodeError:
+        return ""

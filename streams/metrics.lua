@@ -20,8 +20,11 @@ for j = i + 1, ring_end, 3 do
     local a, c = string.match(held, '^(%d+):(%d+)$')
     at, count = tonumber(a), tonumber(c)
   end
-  if at ~= sec then count = 0 end
-  redis.call('HSET', KEYS[1], field, sec .. ':' .. (count + jobs))
+  -- A slot holding a newer second (a late flush after an outage) is left alone.
+  if at <= sec then
+    if at < sec then count = 0 end
+    redis.call('HSET', KEYS[1], field, sec .. ':' .. (count + jobs))
+  end
 end
 for j = ring_end + 1, #ARGV, 2 do
   local field = ARGV[j] .. '|last'

@@ -46,7 +46,9 @@ local function replace(old)
   if not record then return end
   local state, eid, links = string.match(record, '^([^|]*)|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|')
   if state == 'queued' then
-    if #redis.call('XPENDING', KEYS[1], ARGV[2], eid, eid, 1) == 1 then return end
+    -- pcall: before any worker ran there is no group yet, and nothing is pending.
+    local p = redis.pcall('XPENDING', KEYS[1], ARGV[2], eid, eid, 1)
+    if type(p) == 'table' and #p == 1 then return end
     redis.call('XDEL', KEYS[1], eid)
   elseif state == 'delayed' then
     redis.call('ZREM', KEYS[4], old)

@@ -34,9 +34,15 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Schedule)
 
 
+def _field(workspace: str, name: str) -> str:
+    # Names are per workspace: two tenants may both have a "daily" schedule.
+    return f"{workspace}/{name}"
+
+
 async def save_schedule(client: Redis, keys: PartitionKeys, schedule: Schedule) -> None:
+    field = _field(schedule.workspace, schedule.name)
     with wrap_unavailable():
-        await client.hset(keys.repeats, schedule.name, _encoder.encode(schedule))
+        await client.hset(keys.repeats, field, _encoder.encode(schedule))
 
 
 async def load_schedules(client: Redis, keys: PartitionKeys) -> list[Schedule]:
@@ -45,6 +51,6 @@ async def load_schedules(client: Redis, keys: PartitionKeys) -> list[Schedule]:
     return [_decoder.decode(value) for value in stored.values()]
 
 
-async def delete_schedule(client: Redis, keys: PartitionKeys, name: str) -> bool:
+async def delete_schedule(client: Redis, keys: PartitionKeys, workspace: str, name: str) -> bool:
     with wrap_unavailable():
-        return bool(await client.hdel(keys.repeats, name))
+        return bool(await client.hdel(keys.repeats, _field(workspace, name)))

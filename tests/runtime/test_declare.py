@@ -27,6 +27,8 @@ def test_a_misspelt_or_bad_option_fails_at_declaration() -> None:
         function("x", input=Note, batch_size=0)
     with pytest.raises(ConfigurationError, match="Expected `int`"):
         function("x", input=Note, concurrency="many")
+    with pytest.raises(ConfigurationError, match="a third of the visibility timeout"):
+        function("x", input=Note, batch_window_ms=5_000, visibility_timeout_s=10)
 
 
 def test_a_bad_name_fails_at_declaration() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from runtime import (
     Client,
+    DeadLetters,
     Event,
     InvalidPayload,
     InvalidSchedule,
@@ -251,3 +252,21 @@ async def test_a_batching_window_waits_to_fill_the_batch(
 
         await wait_until(all_done, what="ten jobs")
     assert batches.read_text().split() == ["10"]
+
+
+async def test_an_undecodable_entry_is_dead_lettered_and_can_be_read_and_purged(
+    redis: Redis, shared_server: RedisServer, client: Client
+) -> None:
+    await redis.xgroup_create(TASKS.stream, "workers", id="0", mkstream=True)
+    await redis.xadd(TASKS.stream, {"e": b"\\xc1 not msgpack"})
+    async with worker_in_process(shared_server.url, "tasks"):
+
+        async def dead() -> bool:
+            return (await total_counts(redis, "tasks")).dead == 1
+
+        await wait_until(dead, what="the corrupt entry to be dead-lettered")
+    letters = DeadLetters(redis, load(SAMPLE))
+    (letter,) = await letters.read("tasks")
+    assert letter.envelope.id.startswith("corrupt-")
+    assert "undecodable envelope" in letter.reason
+    assert await letters.purge("tasks") == 1

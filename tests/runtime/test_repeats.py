@@ -109,3 +109,12 @@ async def test_a_bad_schedule_is_refused_and_nothing_saved(
     with pytest.raises(InvalidSchedule, match=message):
         await repeats.add("tasks", "bad", workspace="ops", data={"n": 1}, **options)
     assert await repeats.read("tasks") == []
+
+
+async def test_schedule_names_belong_to_their_workspace(redis: Redis) -> None:
+    repeats = Repeats(redis, load(SAMPLE))
+    for tenant in ("tenant-a", "tenant-b"):
+        await repeats.add("tasks", "daily", workspace=tenant, data={"n": 1}, cron="0 6 * * *")
+    assert sorted(s.workspace for s in await repeats.read("tasks")) == ["tenant-a", "tenant-b"]
+    assert await repeats.remove("tasks", "daily", workspace="tenant-a")
+    assert [s.workspace for s in await repeats.read("tasks")] == ["tenant-b"]

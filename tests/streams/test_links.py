@@ -94,3 +94,14 @@ async def test_cancel_by_tag_takes_every_unstarted_job_of_the_tag(redis: Redis) 
     assert members == {"ws/booking:1/running", "ws/booking:10/other"}
     assert await redis.hlen(KEYS.keyed) == 0
     assert len(held) == 1
+
+
+async def test_keys_replace_and_cancel_work_before_any_worker_made_the_group(
+    redis: Redis,
+) -> None:
+    # No ensure_group: publishing before the first worker starts is allowed.
+    await publish(redis, KEYS, [job("a", key="k", delay_ms=0), job("b", delay_ms=0)])
+    await publish(redis, KEYS, [job("c", key="k", delay_ms=0)])
+    assert await live(redis) == ["b", "c"]
+    assert await cancel(redis, KEYS, "id", "b", "ws") == {"b": "cancelled"}
+    assert await live(redis) == ["c"]
