@@ -140,6 +140,7 @@ async def _promote_when_due(redis: Redis, expected: int) -> int:
         result = await promote_due(redis, KEYS, 100)
         moved += result.moved
         if result.next_due_in_ms is not None and moved < expected:
+            # The event awaited is time itself: the due time the script reported.
             await asyncio.sleep(result.next_due_in_ms / 1000)
     return moved
 
