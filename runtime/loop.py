@@ -303,11 +303,11 @@ class PartitionLoop:
             except asyncio.CancelledError:
                 if lane.expired is not call:
                     raise  # shutdown past the grace period: the job is handed back
-                lane.task.uncancel()
+                _uncancel(lane.task)
                 failures = timed_out(self.fn, call.batch)
             else:
                 if lane.expired is call:
-                    lane.task.uncancel()  # the handler swallowed our cancel: its result stands
+                    _uncancel(lane.task)  # the handler swallowed our cancels: its result stands
             finally:
                 lane.call = None
                 self.busy -= 1
@@ -381,3 +381,10 @@ class PartitionLoop:
             if len(self.outbox) >= batch_size or (self.busy == 0 and not self.calls):
                 return
             await asyncio.sleep(0)
+
+
+def _uncancel(task: asyncio.Task[None]) -> None:
+    """Clear every cancel the watchdog sent this call: it may have sent several, when
+    the first was swallowed (see runtime.watchdog)."""
+    while task.cancelling():
+        task.uncancel()

@@ -16,13 +16,15 @@ from typing import Literal
 import msgspec
 
 from runtime import Batch, Job, Reject, Retry, batch_function, function
+from streams.connection import RedisSettings, connect
 
 
 class Task(msgspec.Struct, frozen=True):
     n: int
     # ok: succeed; raise: fail; hang: outlive the timeout; die: SIGKILL the worker;
-    # reject: fail for good; retry: ask to be retried after `retry_after_ms`.
-    mode: Literal["ok", "raise", "hang", "die", "slow", "reject", "retry"] = "ok"
+    # reject: fail for good; retry: ask to be retried after `retry_after_ms`;
+    # ping: talk to Redis (REDIS_URL) in a loop until cancelled.
+    mode: Literal["ok", "raise", "hang", "die", "slow", "reject", "retry", "ping"] = "ok"
     sleep_ms: int = 0
     note: str = ""
     # Act as `mode` on the first `fail_times` attempts, then succeed (0: always act).
@@ -82,6 +84,13 @@ async def _act(task: Task) -> None:
         raise ValueError(f"task {task.n} refused")
     if task.mode == "hang":
         await asyncio.Event().wait()
+    if task.mode == "ping":
+        client = connect(RedisSettings(url=os.environ["REDIS_URL"]))
+        try:
+            while True:
+                await client.ping()
+        finally:
+            await client.aclose()
     if task.sleep_ms:
         await asyncio.sleep(task.sleep_ms / 1000)
 

@@ -270,3 +270,25 @@ async def test_an_undecodable_entry_is_dead_lettered_and_can_be_read_and_purged(
     assert letter.envelope.id.startswith("corrupt-")
     assert "undecodable envelope" in letter.reason
     assert await letters.purge("tasks") == 1
+
+
+async def test_a_handler_busy_talking_to_redis_still_times_out(
+    redis: Redis, shared_server: RedisServer, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every ping goes through redis-py's wait_for, which on Python 3.11 can swallow
+    # the watchdog's cancel; the watchdog must cancel again until one lands.
+    monkeypatch.setenv("REDIS_URL", shared_server.url)
+    pings = [
+        await client.publish("tasks", workspace="ws", data={"n": i, "mode": "ping"})
+        for i in range(4)
+    ]
+    async with worker_in_process(shared_server.url, "tasks"):
+
+        async def all_dead() -> bool:
+            return (await total_counts(redis, "tasks")).dead == 4
+
+        await wait_until(all_dead, timeout_s=20, what="four pinging handlers to time out")
+    for receipt in pings:
+        record = await get_job(redis, TASKS, receipt.id)
+        assert record is not None
+        assert (record.state, record.error) == ("dead", "timed out after 2 s")
