@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from runtime.registry import Registry
 from streams.connection import Redis
 from streams.deadletter import DeadLetter, dead_letters, purge, replay
-from streams.keys import PartitionKeys, partition_of
+from streams.keys import PartitionKeys
 
 # Letters read per round trip while walking a dead-letter stream.
 PAGE = 500
@@ -70,13 +70,8 @@ class DeadLetters:
         self, function: str, workspace: str | None, ids: Collection[str] | None
     ) -> AsyncIterator[tuple[PartitionKeys, list[DeadLetter]]]:
         """Matching letters partition by partition, a page at a time, oldest first."""
-        (fn,) = self.registry.select([function])
-        partitions = range(fn.options.partitions)
-        if workspace is not None:
-            partitions = range(p := partition_of(workspace, fn.options.partitions), p + 1)
         wanted = None if ids is None else set(ids)
-        for p in partitions:
-            keys = PartitionKeys(fn.name, p)
+        for keys in self.registry.partitions(function, workspace):
             after = "-"
             while letters := await dead_letters(self.redis, keys, PAGE, after):
                 after = letters[-1].entry_id

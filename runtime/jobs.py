@@ -13,7 +13,7 @@ from runtime.timing import due
 from streams import cancel as scripts
 from streams.connection import Redis
 from streams.jobs import Counts, JobRecord, counts, get_job
-from streams.keys import PartitionKeys, check_token, partition_of
+from streams.keys import PartitionKeys, check_token
 from streams.listing import Listable, Page, list_jobs
 
 
@@ -39,7 +39,7 @@ class Jobs:
     async def get(
         self, function: str, job_id: str, *, workspace: str | None = None
     ) -> JobRecord | None:
-        for keys in self._partitions(function, workspace):
+        for keys in self.registry.partitions(function, workspace):
             record = await get_job(self.redis, keys, check_token("job id", job_id))
             if record is not None:
                 return record
@@ -60,7 +60,7 @@ class Jobs:
     async def cancel_key(self, function: str, key: str, *, workspace: str) -> str:
         """Cancel the live job of business `key`; returns its id. Raises `JobNotFound`
         when the key names no job (or its job finished), `WrongJobState` when it runs."""
-        keys = self._partitions(function, workspace)[0]
+        keys = self.registry.partitions(function, workspace)[0]
         outcome = await scripts.cancel(
             self.redis, keys, "key", check_token("key", key), check_token("workspace", workspace)
         )
@@ -84,7 +84,7 @@ class Jobs:
         cancelled: list[str] = []
         running: list[str] = []
         for name in names:
-            keys = self._partitions(name, workspace)[0]
+            keys = self.registry.partitions(name, workspace)[0]
             for job_id, state in (
                 await scripts.cancel(self.redis, keys, "tag", tag, workspace)
             ).items():
@@ -126,7 +126,7 @@ class Jobs:
         Pass the returned cursor back for the next page; "" means no more. A page
         may hold fewer than `limit` jobs (some filtered out) and still have more.
         """
-        partitions = self._partitions(function, workspace)
+        partitions = self.registry.partitions(function, workspace)
         index, _, inner = cursor.partition(":")
         start = int(index or 0)
         for i in range(start, len(partitions)):
@@ -142,7 +142,9 @@ class Jobs:
 
     async def counts(self, function: str) -> Counts:
         """The function's counts, summed over its partitions."""
-        parts = [await counts(self.redis, keys) for keys in self._partitions(function, None)]
+        parts = [
+            await counts(self.redis, keys) for keys in self.registry.partitions(function, None)
+        ]
         total = parts[0]
         for part in parts[1:]:
             total = total + part
@@ -159,16 +161,10 @@ class Jobs:
         action: str,
     ) -> None:
         check_token("job id", job_id)
-        for keys in self._partitions(function, workspace):
+        for keys in self.registry.partitions(function, workspace):
             state = await script(keys)
             if state == done:
                 return
             if state != "missing":
                 raise WrongJobState(job_id, state, action)
         raise JobNotFound(f"no job {job_id!r} of function {function!r}")
-
-    def _partitions(self, function: str, workspace: str | None) -> list[PartitionKeys]:
-        (fn,) = self.registry.select([function])
-        if workspace is not None:
-            return [PartitionKeys(fn.name, partition_of(workspace, fn.options.partitions))]
-        return [PartitionKeys(fn.name, p) for p in range(fn.options.partitions)]

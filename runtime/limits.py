@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from runtime.registry import Registry
 from streams.connection import Redis
-from streams.keys import PartitionKeys, check_token, partition_of
 from streams.ratelimit import GLOBAL, Deferral, deferrals, set_limit
 
 
@@ -20,21 +19,19 @@ class Limits:
 
     async def set_global(self, function: str, rate_per_s: float | None) -> None:
         """All workspaces together; None goes back to the declared rate."""
-        (fn,) = self.registry.select([function])
-        share = None if rate_per_s is None else rate_per_s / fn.options.partitions
-        for p in range(fn.options.partitions):
-            await set_limit(self.redis, PartitionKeys(fn.name, p), GLOBAL, share)
+        partitions = self.registry.partitions(function)
+        share = None if rate_per_s is None else rate_per_s / len(partitions)
+        for keys in partitions:
+            await set_limit(self.redis, keys, GLOBAL, share)
 
     async def set_workspace(self, function: str, workspace: str, rate_per_s: float | None) -> None:
         """One workspace's own rate (its tier); None goes back to the declared rate."""
-        (fn,) = self.registry.select([function])
-        part = partition_of(check_token("workspace", workspace), fn.options.partitions)
-        await set_limit(self.redis, PartitionKeys(fn.name, part), f"ws:{workspace}", rate_per_s)
+        (keys,) = self.registry.partitions(function, workspace)
+        await set_limit(self.redis, keys, f"ws:{workspace}", rate_per_s)
 
     async def deferrals(self, function: str) -> dict[str, Deferral]:
         """Per workspace: jobs deferred so far, when last, how many it asked for, which limit."""
-        (fn,) = self.registry.select([function])
         found: dict[str, Deferral] = {}
-        for p in range(fn.options.partitions):
-            found.update(await deferrals(self.redis, PartitionKeys(fn.name, p)))
+        for keys in self.registry.partitions(function):
+            found.update(await deferrals(self.redis, keys))
         return found

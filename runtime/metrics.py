@@ -20,7 +20,7 @@ from runtime.registry import Registry
 from streams import metrics as store
 from streams.connection import Redis
 from streams.errors import RedisUnavailable
-from streams.keys import PartitionKeys, check_token, partition_of
+from streams.keys import PartitionKeys, check_token
 from streams.settle import Settlement
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class Metrics:
         scope = store.FUNCTION_SCOPE if workspace is None else check_token("workspace", workspace)
         now_s = int(time.time())
         tally: store.Tally | None = None
-        for keys in self._partitions(function, workspace):
+        for keys in self.registry.partitions(function, workspace):
             part = await store.read_tally(self.redis, keys, scope, now_s)
             tally = part if tally is None else tally + part
         assert tally is not None
@@ -174,14 +174,8 @@ class Metrics:
 
     async def reset(self, function: str, workspace: str | None = None) -> None:
         """Forget the function's metrics (every workspace's too), or one workspace's."""
-        for keys in self._partitions(function, workspace):
+        for keys in self.registry.partitions(function, workspace):
             await store.reset(self.redis, keys, None if workspace is None else workspace)
-
-    def _partitions(self, function: str, workspace: str | None) -> list[PartitionKeys]:
-        (fn,) = self.registry.select([function])
-        if workspace is not None:
-            return [PartitionKeys(fn.name, partition_of(workspace, fn.options.partitions))]
-        return [PartitionKeys(fn.name, p) for p in range(fn.options.partitions)]
 
 
 def _p95(histogram: list[int]) -> float:

@@ -8,6 +8,7 @@ from typing import Any
 
 from runtime.declare import Function
 from runtime.errors import ConfigurationError, UnknownFunction
+from streams.keys import PartitionKeys, check_token, partition_of
 
 AnyFunction = Function[Any]
 
@@ -44,6 +45,16 @@ class Registry:
                 raise UnknownFunction(f"no function named {name!r} (known: {known})")
             chosen.append(self.by_name[name])
         return chosen
+
+    def partitions(self, function: str, workspace: str | None = None) -> list[PartitionKeys]:
+        """The keys of `function`'s partitions: all of them, or the one `workspace` maps to."""
+        (fn,) = self.select([function])
+        count = fn.options.partitions
+        if workspace is not None:
+            return [
+                PartitionKeys(fn.name, partition_of(check_token("workspace", workspace), count))
+            ]
+        return [PartitionKeys(fn.name, p) for p in range(count)]
 
     def __iter__(self) -> Iterator[AnyFunction]:
         return iter(self.by_name.values())

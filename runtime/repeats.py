@@ -20,7 +20,7 @@ from runtime.jobs import Jobs
 from runtime.registry import Registry
 from streams import envelope as env
 from streams.connection import Redis
-from streams.keys import PartitionKeys, check_token, partition_of
+from streams.keys import PartitionKeys, check_token
 from streams.publish import Outgoing
 from streams.repeats import Schedule, delete_schedule, load_schedules, save_schedule
 
@@ -73,10 +73,9 @@ class Repeats:
         return schedule
 
     async def read(self, function: str) -> list[Schedule]:
-        (fn,) = self.registry.select([function])
         found: list[Schedule] = []
-        for p in range(fn.options.partitions):
-            found += await load_schedules(self.redis, PartitionKeys(fn.name, p))
+        for keys in self.registry.partitions(function):
+            found += await load_schedules(self.redis, keys)
         return sorted(found, key=lambda s: s.name)
 
     async def remove(self, function: str, name: str, *, workspace: str) -> bool:
@@ -92,8 +91,8 @@ class Repeats:
         await jobs.cancel_tag(tag_of(schedule), workspace=schedule.workspace, functions=[function])
 
     def _keys(self, function: str, workspace: str) -> PartitionKeys:
-        (fn,) = self.registry.select([function])
-        return PartitionKeys(fn.name, partition_of(workspace, fn.options.partitions))
+        (keys,) = self.registry.partitions(function, workspace)
+        return keys
 
 
 def tag_of(schedule: Schedule) -> str:

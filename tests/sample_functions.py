@@ -92,6 +92,7 @@ async def _act(task: Task) -> None:
         finally:
             await client.aclose()
     if task.sleep_ms:
+        # The job's simulated work, as long as it asked for.
         await asyncio.sleep(task.sleep_ms / 1000)
 
 
