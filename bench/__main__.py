@@ -118,6 +118,9 @@ class Figures(msgspec.Struct):
     drain_rate: float
     batch_drain_rate: float
     batch_drain_rate_limited: float
+    # The batch drain with no backlogs (workspace_share unbounded): 100 workspaces
+    # of 500 jobs each otherwise wait in backlogs past their share of 100.
+    batch_drain_rate_unshared: float
     latency_p50_ms: float
     latency_p99_ms: float
     latency_max_ms: float
@@ -147,6 +150,8 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
             batch_drain = await drain_rate(redis, server.url, "noop-batch", n)
             await publish_rate(client, "noop-batch-limited", n)
             limited_drain = await drain_rate(redis, server.url, "noop-batch-limited", n)
+            await publish_rate(client, "noop-batch-unshared", n)
+            unshared_drain = await drain_rate(redis, server.url, "noop-batch-unshared", n)
             lat = sorted(await latency(client, redis, server.url, seconds))
             await redis.flushall()
             late = sorted(await lateness(client, redis, server.url, 2_000, 5.0))
@@ -167,6 +172,7 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
         drain_rate=round(drain),
         batch_drain_rate=round(batch_drain),
         batch_drain_rate_limited=round(limited_drain),
+        batch_drain_rate_unshared=round(unshared_drain),
         latency_p50_ms=round(statistics.median(lat), 3),
         latency_p99_ms=round(lat[int(len(lat) * 0.99)], 3),
         latency_max_ms=round(lat[-1], 3),
@@ -193,12 +199,19 @@ def report(f: Figures) -> None:
             f.batch_drain_rate_limited,
             f.batch_drain_rate_limited / f.raw_drain_rate,
         ),
+        (
+            "  without backlogs",
+            f.batch_drain_rate_unshared,
+            f.batch_drain_rate_unshared / f.raw_drain_rate,
+        ),
     ]
     for name, rate, ratio in rows:
         share = f"  {ratio:5.0%} of raw" if ratio is not None else ""
         print(f"  {name:28} {rate:>10,.0f} jobs/s{share}")
     cost = 1 - f.batch_drain_rate_limited / f.batch_drain_rate
     print(f"  checking rate limits costs {cost:.0%} of the batch drain rate")
+    fairness = 1 - f.batch_drain_rate / f.batch_drain_rate_unshared
+    print(f"  backlogs (fairness) cost {fairness:.0%} of the batch drain rate")
     print(
         f"  latency at 1,000 jobs/s       p50 {f.latency_p50_ms} ms  "
         f"p99 {f.latency_p99_ms} ms  max {f.latency_max_ms} ms"

@@ -37,6 +37,15 @@ async def noop_batch_limited(batch: Batch[Ping]) -> None:
     del batch
 
 
+# Every job straight into the stream, however many a workspace has waiting: what
+# the backlogs (fairness) cost, against "noop-batch".
+@batch_function(
+    "noop-batch-unshared", input=Ping, batch_size=100, concurrency=4, workspace_share=10**9
+)
+async def noop_batch_unshared(batch: Batch[Ping]) -> None:
+    del batch
+
+
 class _Latencies:
     """Appends publish->handler latencies (ns) to LATENCY_FILE, one write per 100."""
 
@@ -65,4 +74,4 @@ async def timed(job: Job[Ping]) -> None:
         latencies.add(job.data.sent_ns)
 
 
-FUNCTIONS = (noop, noop_batch, noop_batch_limited, timed)
+FUNCTIONS = (noop, noop_batch, noop_batch_limited, noop_batch_unshared, timed)

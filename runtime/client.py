@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from runtime.declare import Function
-from runtime.errors import InvalidPayload, PayloadTooLarge
+from runtime.errors import InvalidPayload, InvalidPriority, PayloadTooLarge
 from runtime.registry import Registry
 from runtime.timing import due, epoch_ms
 from streams import envelope as env
@@ -21,6 +21,9 @@ from streams.publish import Outgoing, publish
 # One Lua call writes at most this many jobs, so a huge bulk publish does not
 # hold Redis (single-threaded) for long while other clients wait.
 CHUNK = 1000
+
+Priority = Literal["high", "normal", "low"]
+PRIORITIES: dict[str, int] = {"high": env.HIGH, "normal": env.NORMAL, "low": env.LOW}
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,6 +45,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     key: str | None = None
     # Tags cancel jobs together: `Jobs.cancel_tag("booking:123", workspace=...)`.
     tags: tuple[str, ...] = ()
+    # A workspace's high jobs go before its normal ones, normal before low (which
+    # still get a turn in five): a password reset is not queued behind a campaign.
+    priority: Priority = "normal"
 
 
 class Receipt(msgspec.Struct, frozen=True):
@@ -73,6 +79,7 @@ class Client:
         expires_at: datetime | str | None = None,
         key: str | None = None,
         tags: Sequence[str] = (),
+        priority: Priority = "normal",
     ) -> Receipt:
         """Publish one event to a function or topic; returns once Redis has it."""
         event = Event(
@@ -84,6 +91,7 @@ class Client:
             expires_at=expires_at,
             key=key,
             tags=tuple(tags),
+            priority=priority,
         )
         (receipt,) = await self.publish_many(target, [event])
         return receipt
@@ -110,6 +118,7 @@ class Client:
                     expires_ms=expiry[i],
                     key=_key(event, i),
                     tags=_tags(event, i),
+                    priority=_priority(event, i),
                 )
                 part = partition_of(event.workspace, fn.options.partitions)
                 due_ms, delay_ms = timing[i]
@@ -121,7 +130,9 @@ class Client:
             for keys, batch in groups.items()
             for start in range(0, len(batch), CHUNK)
         ]
-        results = await asyncio.gather(*(publish(self.redis, k, c) for k, c in chunks))
+        results = await asyncio.gather(
+            *(publish(self.redis, k, c, self.registry.share(k.function)) for k, c in chunks)
+        )
         created = {
             (written.job_id, keys.function)
             for (keys, _), chunk in zip(chunks, results, strict=True)
@@ -153,6 +164,15 @@ def _key(event: Event, index: int) -> str:
 def _tags(event: Event, index: int) -> tuple[str, ...]:
     # Each tag once, in the order given.
     return tuple(dict.fromkeys(check_token(f"tag of event {index}", t) for t in event.tags))
+
+
+def _priority(event: Event, index: int) -> int:
+    try:
+        return PRIORITIES[event.priority]
+    except (KeyError, TypeError):
+        raise InvalidPriority(
+            f"event {index}: priority must be high, normal or low, not {event.priority!r}"
+        ) from None
 
 
 def encode_input(fn: Function[Any], data: Any, index: int = 0) -> msgspec.Raw:

@@ -42,7 +42,12 @@ class DeadLetters:
     ) -> int:
         """Queue dead jobs of `function` again (those with `ids`, or all, optionally
         of one workspace); each starts over at attempt 1. Returns how many."""
-        return await self._apply(replay, function, ids, workspace)
+        share = self.registry.share(function)
+
+        async def requeue(redis: Redis, keys: PartitionKeys, page: Sequence[DeadLetter]) -> int:
+            return await replay(redis, keys, page, share)
+
+        return await self._apply(requeue, function, ids, workspace)
 
     async def purge(
         self,

@@ -108,6 +108,11 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     # heartbeats keep a long-running job's claim alive well within it.
     visibility_timeout_s: float = 60.0
     partitions: int = 1
+    # Fairness: at most this many unread jobs of one workspace wait in the stream
+    # (0: batch_size); the rest wait in the workspace's backlog, in priority
+    # order, and enter as workers read. Another workspace's new job is then at
+    # most this many jobs behind each busy workspace, never behind a whole campaign.
+    workspace_share: int = 0
     # Rate limits, jobs started per second: for the function (all workspaces
     # together) and for each workspace; 0 is none. Bursts of up to rate_burst_s
     # seconds' worth start at once. Overrides set at run time win (runtime.limits).
@@ -120,6 +125,11 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     retention_count: int = 100_000
     max_payload_bytes: int = 256 * 1024
     topics: tuple[str, ...] = ()
+
+    @property
+    def share(self) -> int:
+        """Unread jobs of one workspace the stream holds (`workspace_share`)."""
+        return self.workspace_share or self.batch_size
 
     def __post_init__(self) -> None:
         checks = (
@@ -138,6 +148,7 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
             (self.max_deliveries >= 1, "max_deliveries must be at least 1"),
             (self.visibility_timeout_s >= 1, "visibility_timeout must be at least 1 s"),
             (1 <= self.partitions <= 1024, "partitions must be 1 to 1024"),
+            (self.workspace_share >= 0, "workspace_share must be 0 (batch_size) or more"),
             (self.retention_s > 0, "retention must be positive"),
             (self.retention_count >= 1, "retention_count must be at least 1"),
             (self.rate_per_s >= 0, "rate_per_s must not be negative"),

@@ -43,6 +43,10 @@ class InvalidPayload(SluiceError, ValueError):
         )
 
 
+class InvalidPriority(SluiceError, ValueError):
+    """A priority other than high, normal or low."""
+
+
 class InvalidSchedule(SluiceError, ValueError):
     """Raised when a publish's delay or run-at time is malformed or ambiguous."""
 

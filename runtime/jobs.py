@@ -51,7 +51,8 @@ class Jobs:
         Raises `WrongJobState` for a running or finished job."""
 
         async def cancel(keys: PartitionKeys) -> str:
-            return (await scripts.cancel(self.redis, keys, "id", job_id))[job_id]
+            share = self.registry.share(function)
+            return (await scripts.cancel(self.redis, keys, "id", job_id, share=share))[job_id]
 
         await self._change(
             function, job_id, workspace, cancel, done="cancelled", action="cancelled"
@@ -62,7 +63,12 @@ class Jobs:
         when the key names no job (or its job finished), `WrongJobState` when it runs."""
         keys = self.registry.partitions(function, workspace)[0]
         outcome = await scripts.cancel(
-            self.redis, keys, "key", check_token("key", key), check_token("workspace", workspace)
+            self.redis,
+            keys,
+            "key",
+            check_token("key", key),
+            check_token("workspace", workspace),
+            self.registry.share(function),
         )
         if not outcome:
             raise JobNotFound(
@@ -86,7 +92,9 @@ class Jobs:
         for name in names:
             keys = self.registry.partitions(name, workspace)[0]
             for job_id, state in (
-                await scripts.cancel(self.redis, keys, "tag", tag, workspace)
+                await scripts.cancel(
+                    self.redis, keys, "tag", tag, workspace, self.registry.share(name)
+                )
             ).items():
                 if state == "cancelled":
                     cancelled.append(job_id)

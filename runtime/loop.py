@@ -1,6 +1,7 @@
 """The consume loop of one function partition: read -> take in -> invoke -> settle.
 
-Tasks, each with one job: a reader (XREADGROUP BLOCK, only while there is room),
+Tasks, each with one job: a reader (XREADGROUP BLOCK, only while there is room;
+after each read a refill call lets the workspaces' backlogs into the stream),
 `concurrency` lanes that invoke the handler, a settler that writes every finished
 outcome since its last call in one Lua call, a watchdog that cancels calls past
 the function's timeout, a heartbeat that extends the claim on held entries, and a
@@ -31,7 +32,7 @@ from runtime.watchdog import Lane, expire_forever
 from streams import envelope as env
 from streams.claims import Held, leave
 from streams.connection import Redis
-from streams.consume import Delivery, ensure_group, read
+from streams.consume import Delivery, ensure_group, read, refill, taken
 from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
 from streams.settle import Settlement, settle
@@ -73,8 +74,9 @@ class PartitionLoop:
         self.retention_ms = int(opts.retention_s * 1000)
         self.limited = limited(fn)
         self.recorder = Recorder()
-        # Rate-limit checks in flight, each for one read.
+        # Rate-limit checks and backlog refills in flight, each for one read.
         self.limiting: set[asyncio.Task[None]] = set()
+        self.refilling: set[asyncio.Task[None]] = set()
         # Entries read and not yet settled: what heartbeats extend and shutdown hands back.
         self.held: dict[str, str] = {}
         # Calls waiting for a lane. A deque and one event rather than an
@@ -169,7 +171,7 @@ class PartitionLoop:
         # A read in progress returns within BLOCK (and a batching window); what it
         # brings is held, not run.
         await finish(reader, (self.config.block_ms + self.fn.options.batch_window_ms) / 1000 + 1)
-        await asyncio.gather(*(finish(task, 1.0) for task in list(self.limiting)))
+        await asyncio.gather(*(finish(task, 1.0) for task in [*self.limiting, *self.refilling]))
         self.calls.clear()
         self.lanes_done = True
         self.calls_ready.set()
@@ -241,6 +243,7 @@ class PartitionLoop:
         deliveries = await read(
             self.client, self.keys, self.config.consumer, want, self.config.block_ms
         )
+        self._refill(deliveries, want)
         window_s = self.fn.options.batch_window_ms / 1000
         if not window_s or not deliveries or len(deliveries) >= want:
             return deliveries
@@ -259,10 +262,27 @@ class PartitionLoop:
                 )
             except RedisUnavailable:
                 break  # run what is in; the next read reports the outage
+            self._refill(more, want - len(deliveries))
             if not more:
                 break
             deliveries += more
         return deliveries
+
+    def _refill(self, deliveries: list[Delivery], want: int) -> None:
+        """Let the backlogs of the workspaces read into the stream, beside the next
+        read rather than before it; a read that found too few also heals the counts."""
+        task = asyncio.create_task(self._refill_once(taken(deliveries), len(deliveries) < want))
+        self.refilling.add(task)
+        task.add_done_callback(self.refilling.discard)
+
+    async def _refill_once(self, read: dict[str, int], drained: bool) -> None:
+        try:
+            await refill(self.client, self.keys, read, drained, self.fn.options.share)
+        except RedisUnavailable as exc:
+            # Counts left high are healed by a later read that finds the stream drained.
+            self.health.down(exc)
+        except Exception:
+            log.exception("%s: refill failed", self.keys)
 
     async def _limit_then_queue(self, intake: Intake) -> None:
         self._queue(await apply_limits(self.client, self.keys, self.fn, intake))

@@ -46,7 +46,7 @@ def deferred(entry_id: str, envelope: env.Envelope, delay_ms: int) -> Settlement
     e = envelope
     return Settlement(
         entry_id, e.id, e.workspace, "defer", e.attempt - 1, "", env.encode(e), delay_ms,
-        links_of(e),
+        links_of(e), priority=e.priority,
     )  # fmt: skip
 
 
@@ -101,4 +101,5 @@ def failed(
     return Settlement(
         entry_id, envelope.id, envelope.workspace, "retry", envelope.attempt, error,
         env.encode(following), round(delay_s * 1000), links_of(envelope),
+        priority=envelope.priority,
     )  # fmt: skip

@@ -56,6 +56,10 @@ class Registry:
             ]
         return [PartitionKeys(fn.name, p) for p in range(count)]
 
+    def share(self, function: str) -> int:
+        """How many unread jobs of one workspace `function`'s stream holds (Options.share)."""
+        return self.by_name[function].options.share
+
     def __iter__(self) -> Iterator[AnyFunction]:
         return iter(self.by_name.values())
 

@@ -57,6 +57,7 @@ class Scheduler:
             for fn in functions
             for keys in (PartitionKeys(fn.name, p) for p in range(fn.options.partitions))
         }
+        self.shares = {fn.name: fn.options.share for fn in functions}
         # Loop time at which each partition (by wake channel) is next promoted.
         self.due_at = dict.fromkeys(self.partitions, 0.0)
         # Loop time at which schedules are next read, and the ticks published so
@@ -108,7 +109,9 @@ class Scheduler:
                 continue
             keys = self.partitions[channel]
             while True:
-                promoted = await promote_due(self.client, keys, PROMOTE_BATCH)
+                promoted = await promote_due(
+                    self.client, keys, PROMOTE_BATCH, self.shares[keys.function]
+                )
                 if promoted.moved:
                     log.debug("%s: promoted %d due jobs", keys, promoted.moved)
                 if promoted.moved < PROMOTE_BATCH:
@@ -132,7 +135,7 @@ class Scheduler:
                     log.exception("%s: schedule %r skipped", keys, schedule.name)
             fresh = [t for t in ticks if t.envelope.id not in self.published]
             if fresh:
-                await publish(self.client, keys, fresh)
+                await publish(self.client, keys, fresh, self.shares[keys.function])
             published.update(t.envelope.id for t in ticks)
         # Forget ticks that are no longer next: the set stays as small as the schedules.
         self.published = published

@@ -2,15 +2,18 @@
 -- tag. A delayed one leaves the delayed set; a queued one its stream entry (only
 -- while unread, so no worker ever sees it).
 -- KEYS[1] job records, KEYS[2] delayed, KEYS[3] stream, KEYS[4] stats,
--- KEYS[5] retention index, KEYS[6] keyed, KEYS[7] tagged
+-- KEYS[5] retention index, KEYS[6] keyed, KEYS[7] tagged, KEYS[8] backlog,
+-- KEYS[9] share
 -- ARGV[1] group, ARGV[2] 'id' | 'key' | 'tag', ARGV[3] the job id, "ws/key", or
--- "ws/tag/" (a prefix of the tag's members)
+-- "ws/tag/" (a prefix of the tag's members), ARGV[4] each workspace's share of
+-- the stream (admit.lua): a cancelled entry's place goes to the next in its backlog
 -- Returns pairs {job id, outcome}: 'cancelled' (now, or already before), else
 -- what kept it, changing nothing: 'missing', 'active' (a worker holds it) or a
 -- finished state. Records: see streams/jobs.py.
 local mode, selector = ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
+Admit.setup(KEYS[3], KEYS[1], KEYS[8], KEYS[9], KEYS[4], ARGV[4], now)
 
 local function unlink(links, id)
   local keyfield, members = string.match(links, '^(%S*) ?(.*)$')
@@ -25,11 +28,14 @@ local function cancel(id)
   if not record then return 'missing' end
   local state, workspace, eid, at, attempts, links = string.match(record,
     '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|[^|]*|[^|]*|([^|]*)|')
-  if state == 'queued' then
+  if state == 'queued' and string.sub(eid, 1, 1) == 'b' then
+    redis.call('ZREM', KEYS[8], Admit.member(workspace, eid, id))
+  elseif state == 'queued' then
     -- pcall: before any worker ran there is no group yet, and nothing is pending.
     local p = redis.pcall('XPENDING', KEYS[3], ARGV[1], eid, eid, 1)
     if type(p) == 'table' and #p == 1 then return 'active' end
     redis.call('XDEL', KEYS[3], eid)
+    Admit.left(workspace, 1)
   elseif state == 'delayed' then
     redis.call('ZREM', KEYS[2], id)
   else
@@ -65,4 +71,5 @@ for _, id in ipairs(ids) do
   out[#out + 1] = id
   out[#out + 1] = outcome
 end
+Admit.finish()
 return out

@@ -7,15 +7,21 @@ from typing import Literal
 from streams.connection import Redis
 from streams.keys import GROUP, PartitionKeys, tag_member
 from streams.lua import Script
+from streams.publish import DEFAULT_SHARE
 
-_CANCEL = Script.beside(__file__, "cancel.lua")
+_CANCEL = Script.beside(__file__, "cancel.lua", uses=["admit.lua"])
 _RESCHEDULE = Script.beside(__file__, "reschedule.lua")
 
 Selector = Literal["id", "key", "tag"]
 
 
 async def cancel(
-    client: Redis, keys: PartitionKeys, by: Selector, value: str, workspace: str = ""
+    client: Redis,
+    keys: PartitionKeys,
+    by: Selector,
+    value: str,
+    workspace: str = "",
+    share: int = DEFAULT_SHARE,
 ) -> dict[str, str]:
     """Cancel the job with id `value`, or the job of business key `value`, or every
     job of tag `value` (key and tag within `workspace`).
@@ -26,8 +32,18 @@ async def cancel(
     selector = {"id": value, "key": f"{workspace}/{value}", "tag": tag_member(workspace, value, "")}
     reply = await _CANCEL(
         client,
-        [keys.jobs, keys.delayed, keys.stream, keys.stats, keys.done, keys.keyed, keys.tagged],
-        [GROUP, by, selector[by]],
+        [
+            keys.jobs,
+            keys.delayed,
+            keys.stream,
+            keys.stats,
+            keys.done,
+            keys.keyed,
+            keys.tagged,
+            keys.backlog,
+            keys.share,
+        ],
+        [GROUP, by, selector[by], share],
     )
     assert isinstance(reply, list)
     return {reply[i].decode(): reply[i + 1].decode() for i in range(0, len(reply), 2)}

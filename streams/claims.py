@@ -11,7 +11,7 @@ from streams.keys import GROUP, PartitionKeys
 from streams.lua import Script
 
 _EXTEND = Script.beside(__file__, "extend.lua")
-_LEAVE = Script.beside(__file__, "leave.lua")
+_LEAVE = Script.beside(__file__, "leave.lua", uses=["admit.lua"])
 
 
 class Held(msgspec.Struct, frozen=True):
@@ -44,7 +44,7 @@ async def leave(client: Redis, keys: PartitionKeys, consumer: str, held: Sequenc
     args = [GROUP, consumer]
     for h in held:
         args += (h.entry_id, h.job_id)
-    reply = await _LEAVE(client, [keys.stream, keys.jobs], args)
+    reply = await _LEAVE(client, [keys.stream, keys.jobs, keys.share], args)
     assert isinstance(reply, list)
     handed, deleted = reply
     return Left(int(handed), bool(deleted))

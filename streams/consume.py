@@ -1,7 +1,14 @@
-"""Read jobs from a function partition's stream through the consumer group."""
+"""Read jobs from a function partition's stream through the consumer group.
+
+After each read, `refill` lets the workspaces' backlogs into the places their
+entries left in the stream (streams/admit.lua). It is a call of its own, off
+the read's path: a Lua read would convert every entry to Lua and back, which
+cost more than twice a plain XREADGROUP's time in Redis (bench profile).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 import msgspec
@@ -10,6 +17,10 @@ import redis.exceptions
 from streams.connection import Redis
 from streams.errors import wrap_unavailable
 from streams.keys import GROUP, PartitionKeys
+from streams.lua import Arg, Script
+from streams.publish import DEFAULT_SHARE
+
+_REFILL = Script.beside(__file__, "refill.lua", uses=["admit.lua"])
 
 
 class Delivery(msgspec.Struct, frozen=True):
@@ -19,6 +30,9 @@ class Delivery(msgspec.Struct, frozen=True):
     envelope: bytes
     # How many times the group has delivered this entry, this delivery included.
     deliveries: int = 1
+    # The workspace the entry counts against (admit.lua); "" for an entry written
+    # without one.
+    workspace: str = ""
 
 
 async def ensure_group(client: Redis, keys: PartitionKeys) -> None:
@@ -57,4 +71,32 @@ async def read(
         return []
     # As sent (see streams.connection): {stream: [[entry id, [b"e", envelope]], ...]}
     (entries,) = cast(dict[bytes, list[tuple[bytes, list[bytes]]]], reply).values()
-    return [Delivery(eid.decode(), fields[1]) for eid, fields in entries]
+    # Fields: e envelope w workspace.
+    return [
+        Delivery(eid.decode(), fields[1], 1, fields[3].decode() if len(fields) > 3 else "")
+        for eid, fields in entries
+    ]
+
+
+def taken(deliveries: list[Delivery]) -> dict[str, int]:
+    """Entries read per workspace, for `refill`."""
+    counts: dict[str, int] = {}
+    for d in deliveries:
+        if d.workspace:
+            counts[d.workspace] = counts.get(d.workspace, 0) + 1
+    return counts
+
+
+async def refill(
+    client: Redis,
+    keys: PartitionKeys,
+    taken: Mapping[str, int],
+    drained: bool,
+    share: int = DEFAULT_SHARE,
+) -> None:
+    """Tell the partition a read took `taken` entries per workspace; `drained` when
+    it got fewer than it asked for, which lets the counts be checked and healed."""
+    args: list[Arg] = [GROUP, share, int(drained)]
+    for workspace, n in taken.items():
+        args += (workspace, n)
+    await _REFILL(client, [keys.stream, keys.jobs, keys.backlog, keys.share, keys.stats], args)

@@ -12,8 +12,9 @@ from streams.connection import Redis
 from streams.errors import wrap_unavailable
 from streams.keys import PartitionKeys, links
 from streams.lua import Arg, Script
+from streams.publish import DEFAULT_SHARE
 
-_REPLAY = Script.beside(__file__, "replay.lua")
+_REPLAY = Script.beside(__file__, "replay.lua", uses=["admit.lua"])
 _PURGE = Script.beside(__file__, "purge.lua")
 
 
@@ -46,20 +47,35 @@ def _envelope(keys: PartitionKeys, entry_id: str, data: bytes) -> env.Envelope:
         return env.Envelope(f"corrupt-{entry_id}", keys.function, "", msgspec.Raw(b""), 0)
 
 
-async def replay(client: Redis, keys: PartitionKeys, letters: Sequence[DeadLetter]) -> int:
+async def replay(
+    client: Redis, keys: PartitionKeys, letters: Sequence[DeadLetter], share: int = DEFAULT_SHARE
+) -> int:
     """Queue `letters` again as fresh jobs (attempt 1, error history kept); returns how many.
 
     Letters already replayed or purged by someone else are skipped.
     """
     if not letters:
         return 0
-    args: list[Arg] = []
+    args: list[Arg] = [share]
     for letter in letters:
         fresh = msgspec.structs.replace(letter.envelope, attempt=1)
         linked = links(fresh.workspace, fresh.id, fresh.key, fresh.tags)
-        args += (letter.entry_id, fresh.id, fresh.workspace, env.encode(fresh), linked)
+        args += (
+            letter.entry_id, fresh.id, fresh.workspace, env.encode(fresh), linked, fresh.priority,
+        )  # fmt: skip
     reply = await _REPLAY(
-        client, [keys.dead, keys.stream, keys.jobs, keys.stats, keys.keyed, keys.tagged], args
+        client,
+        [
+            keys.dead,
+            keys.stream,
+            keys.jobs,
+            keys.stats,
+            keys.keyed,
+            keys.tagged,
+            keys.backlog,
+            keys.share,
+        ],
+        args,
     )
     assert isinstance(reply, int)
     return reply

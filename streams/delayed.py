@@ -7,8 +7,9 @@ import msgspec
 from streams.connection import Redis
 from streams.keys import PartitionKeys
 from streams.lua import Script
+from streams.publish import DEFAULT_SHARE
 
-_PROMOTE = Script.beside(__file__, "promote.lua")
+_PROMOTE = Script.beside(__file__, "promote.lua", uses=["admit.lua"])
 
 
 class Promoted(msgspec.Struct, frozen=True):
@@ -17,9 +18,16 @@ class Promoted(msgspec.Struct, frozen=True):
     next_due_in_ms: int | None
 
 
-async def promote_due(client: Redis, keys: PartitionKeys, limit: int) -> Promoted:
-    """Move up to `limit` jobs that are due by Redis's clock; any number of callers may race."""
-    reply = await _PROMOTE(client, [keys.delayed, keys.jobs, keys.stream, keys.stats], [limit])
+async def promote_due(
+    client: Redis, keys: PartitionKeys, limit: int, share: int = DEFAULT_SHARE
+) -> Promoted:
+    """Move up to `limit` jobs that are due by Redis's clock; any number of callers
+    may race. Past `share` unread entries of its workspace, a job waits in the backlog."""
+    reply = await _PROMOTE(
+        client,
+        [keys.delayed, keys.jobs, keys.stream, keys.stats, keys.backlog, keys.share],
+        [limit, share],
+    )
     assert isinstance(reply, list)
     moved, wait = reply
     return Promoted(int(moved), None if wait < 0 else int(wait))

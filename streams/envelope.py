@@ -38,7 +38,12 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True)
     # and tags to cancel jobs by (booking:123).
     key: str = ""
     tags: tuple[str, ...] = ()
+    # HIGH, NORMAL or LOW: the order a workspace's waiting jobs enter the stream.
+    priority: int = 1
 
+
+# Priorities as the scripts store them (streams/admit.lua): lower goes first.
+HIGH, NORMAL, LOW = 0, 1, 2
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Envelope)

@@ -1,10 +1,13 @@
 """Job records and per-partition counts, read for status pages and tests.
 
 A job's record is one field of the partition's `jobs` HASH, written only by the
-scripts: "state|workspace|entry id|at ms|attempts|finished ms|dead id|links|tail".
-`at` is when it was queued, or for a delayed job when it falls due; `attempts`
-counts ended attempts; `links` is its business key and tags (`keys.links`); the
-tail, which may hold any byte, is the last error, a delayed job's envelope, or
+scripts: "state|workspace|place|at ms|attempts|finished ms|dead id|links|tail".
+`place` is the stream entry id of a job in the stream (and of a finished one,
+its last), "b<priority><sequence>" for a queued job waiting in its workspace's
+backlog (streams/admit.lua), and a delayed job's priority digit. `at` is when it
+was queued, or for a delayed job when it falls due; `attempts` counts ended
+attempts; `links` is its business key and tags (`keys.links`); the tail, which
+may hold any byte, is the last error, a delayed or backlogged job's envelope, or
 a completed job's result (msgpack).
 """
 
@@ -21,6 +24,8 @@ from streams.keys import GROUP, PartitionKeys
 from streams.lua import Script
 
 _STATUS = Script.beside(__file__, "status.lua")
+
+PRIORITY_NAMES = {env.HIGH: "high", env.NORMAL: "normal", env.LOW: "low"}
 
 JobState = Literal["delayed", "queued", "active", "completed", "dead", "cancelled", "expired"]
 
@@ -47,6 +52,8 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     # While active: the consumer holding it and how often it has been delivered.
     consumer: str = ""
     deliveries: int = 0
+    # Known while it waits or runs: "high", "normal" or "low".
+    priority: str = "normal"
 
 
 class Counts(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,6 +72,8 @@ class Counts(msgspec.Struct, frozen=True, kw_only=True):
     # Letters in the dead-letter stream, waiting to be replayed or purged.
     dead: int
     cancelled: int
+    # Queued past their workspace's share of the stream: waited in its backlog.
+    backlogged: int
     # Picked up after their expiry time: never run.
     expired: int
     published: int
@@ -90,12 +99,15 @@ async def get_job(client: Redis, keys: PartitionKeys, job_id: str) -> JobRecord 
     record, consumer, deliveries, entry = reply
     # See the module's docstring. A delayed job's envelope holds the errors of
     # earlier attempts.
-    state, workspace, _, at, attempts, finished, _, links, tail = record.split(b"|", 8)
+    state, workspace, place, at, attempts, finished, _, links, tail = record.split(b"|", 8)
     keyfield, *members = links.decode().split(" ")
     result = None
-    if state == b"delayed" or entry:
-        errors = env.decode(tail if state == b"delayed" else entry).errors
-        error = errors[-1] if errors else ""
+    priority = env.NORMAL
+    waiting = state == b"delayed" or (state == b"queued" and place.startswith(b"b"))
+    if waiting or entry:
+        envelope = env.decode(tail if waiting else entry)
+        error = envelope.errors[-1] if envelope.errors else ""
+        priority = envelope.priority
     elif state == b"completed":
         error = ""
         result = msgspec.msgpack.decode(tail) if tail else None
@@ -118,11 +130,13 @@ async def get_job(client: Redis, keys: PartitionKeys, job_id: str) -> JobRecord 
         result=result,
         consumer=consumer.decode() if consumer else "",
         deliveries=int(deliveries),
+        priority=PRIORITY_NAMES.get(priority, "normal"),
     )
 
 
 async def counts(client: Redis, keys: PartitionKeys) -> Counts:
-    """Counts of one partition; waiting = entries in the stream not yet delivered."""
+    """Counts of one partition; waiting = entries in the stream not yet delivered,
+    and jobs in the workspaces' backlogs."""
     with wrap_unavailable():
         async with client.pipeline(transaction=False) as pipe:
             pipe.xlen(keys.stream)
@@ -130,17 +144,21 @@ async def counts(client: Redis, keys: PartitionKeys) -> Counts:
             pipe.xpending(keys.stream, GROUP)
             pipe.zcard(keys.delayed)
             pipe.xlen(keys.dead)
-            length, stats, pending, delayed, dead = await pipe.execute(raise_on_error=False)
+            pipe.zcard(keys.backlog)
+            length, stats, pending, delayed, dead, backlog = await pipe.execute(
+                raise_on_error=False
+            )
     active = pending["pending"] if isinstance(pending, dict) else 0
     stat = {k.decode(): int(v) for k, v in stats.items()}
     return Counts(
-        waiting=length - active,
+        waiting=length - active + backlog,
         active=active,
         delayed=delayed,
         completed=stat.get("completed", 0),
         failed=stat.get("failed", 0),
         dead=dead,
         cancelled=stat.get("cancelled", 0),
+        backlogged=stat.get("backlogged", 0),
         expired=stat.get("expired", 0),
         published=stat.get("published", 0),
         promoted=stat.get("promoted", 0),

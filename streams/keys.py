@@ -49,6 +49,7 @@ class PartitionKeys:
     """The keys of one function partition."""
 
     __slots__ = (
+        "backlog",
         "dead",
         "deferrals",
         "delayed",
@@ -61,6 +62,7 @@ class PartitionKeys:
         "partition",
         "rate",
         "repeats",
+        "share",
         "stats",
         "stream",
         "tag",
@@ -74,6 +76,11 @@ class PartitionKeys:
         self.tag = f"{PREFIX}:{{{function}#{partition}}}"
         self.stream = f"{self.tag}:stream"
         self.stats = f"{self.tag}:stats"
+        # Fairness and priorities (streams/admit.lua): jobs of a workspace beyond
+        # its share of the stream wait in `backlog` (ZSET by workspace, priority,
+        # age); `share` (HASH workspace -> n) counts each one's unread entries.
+        self.backlog = f"{self.tag}:backlog"
+        self.share = f"{self.tag}:share"
         self.dead = f"{self.tag}:dead"
         # HASH job id -> record, one per partition: a settle writes every record
         # of its batch in one variadic HSET, and retention can drop records by

@@ -1,7 +1,8 @@
 """Listing a partition's jobs by state, a page at a time, with a cursor.
 
 Each state is read from where such jobs live: delayed ones from the delayed
-set by due time, waiting and active ones from the stream, finished ones from
+set by due time, waiting and active ones from the stream (waiting ones then
+from the workspaces' backlogs, cursor "b<offset>"), finished ones from
 the retention index (newest first), dead ones from the dead-letter stream. The
 cursor is a position in that source; a job that moves meanwhile may be missed
 or shown twice, which suits a status page.
@@ -50,11 +51,26 @@ async def _ids(
             found: Any = await client.zrange(key, start, start + limit - 1, desc=key == keys.done)
             ids = [i.decode() for i in found]
             return ids, str(start + limit) if len(ids) == limit else ""
+        if cursor.startswith("b"):
+            return await _backlog_ids(client, keys, int(cursor[1:]), limit)
         stream = keys.dead if state == "dead" else keys.stream
         entries: Any = await client.xrange(stream, min=f"({cursor}" if cursor else "-", count=limit)
     ids = [job_id for _, fields in entries if (job_id := _job_id(fields[b"e"]))]
-    last = entries[-1][0].decode() if len(entries) == limit else ""
-    return ids, last
+    if len(entries) == limit:
+        return ids, entries[-1][0].decode()
+    if state == "waiting":
+        return ids, "b0"
+    return ids, ""
+
+
+async def _backlog_ids(
+    client: Redis, keys: PartitionKeys, start: int, limit: int
+) -> tuple[list[str], str]:
+    """Backlogged job ids, by workspace, priority and age (see streams/admit.lua)."""
+    with wrap_unavailable():
+        members: Any = await client.zrange(keys.backlog, start, start + limit - 1)
+    ids = [m.rpartition(b"|")[2].decode() for m in members]
+    return ids, f"b{start + limit}" if len(ids) == limit else ""
 
 
 def _job_id(data: bytes) -> str:

@@ -24,15 +24,18 @@ class Script:
 
     __slots__ = ("name", "sha", "source")
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, uses: Sequence[Path] = ()) -> None:
         self.name = path.name
-        self.source = path.read_bytes()
+        # Shared Lua (a library of local functions) goes first, as Redis runs one text.
+        self.source = b"\n".join([*(p.read_bytes() for p in uses), path.read_bytes()])
         self.sha = hashlib.sha1(self.source).hexdigest()
 
     @classmethod
-    def beside(cls, module_file: str, name: str) -> Script:
-        """Load `name` from the folder of the calling module (pass `__file__`)."""
-        return cls(Path(module_file).with_name(name))
+    def beside(cls, module_file: str, name: str, uses: Sequence[str] = ()) -> Script:
+        """Load `name` from the folder of the calling module (pass `__file__`),
+        after the shared files named in `uses` from the same folder."""
+        folder = Path(module_file).parent
+        return cls(folder / name, [folder / u for u in uses])
 
     async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Arg]) -> object:
         with wrap_unavailable():

@@ -1,28 +1,31 @@
--- Move due jobs of one function partition from `delayed` to the stream.
+-- Move due jobs of one function partition from `delayed` to the stream (or, past
+-- their workspace's share, to its backlog: admit.lua).
 -- KEYS[1] delayed (ZSET id -> due ms), KEYS[2] job records, KEYS[3] stream,
--- KEYS[4] stats; ARGV[1] most jobs to move
+-- KEYS[4] stats, KEYS[5] backlog, KEYS[6] share; ARGV[1] most jobs to move,
+-- ARGV[2] each workspace's share of the stream
 -- Returns {moved, ms until the next job is due (-1: none waiting)}.
 -- One script reads and removes each id, so however many schedulers call it at
 -- once, a job is promoted by exactly one of them.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local now_text = tostring(now)
+Admit.setup(KEYS[3], KEYS[2], KEYS[5], KEYS[6], KEYS[4], ARGV[2], now_text)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local records = {}
 for _, id in ipairs(due) do
   local record = redis.call('HGET', KEYS[2], id)
-  -- "delayed|workspace||due ms|attempts|0||links|envelope"; anything else was
-  -- cancelled or replaced under us and has nothing to promote.
-  local workspace, attempts, links, envelope
+  -- "delayed|workspace|priority|due ms|attempts|0||links|envelope"; anything else
+  -- was cancelled or replaced under us and has nothing to promote.
+  local workspace, priority, attempts, links, envelope
   if record then
-    workspace, attempts, links, envelope = string.match(record,
-      '^delayed|([^|]*)||[^|]*|([^|]*)|[^|]*||([^|]*)|(.*)$')
+    workspace, priority, attempts, links, envelope = string.match(record,
+      '^delayed|([^|]*)|([^|]*)|[^|]*|([^|]*)|[^|]*||([^|]*)|(.*)$')
   end
   if envelope then
-    local eid = redis.call('XADD', KEYS[3], '*', 'e', envelope)
+    local place, entered = Admit.enter(workspace, id, priority == '' and '1' or priority, envelope)
     records[#records + 1] = id
-    records[#records + 1] = 'queued|' .. workspace .. '|' .. eid .. '|' .. now_text .. '|'
-      .. attempts .. '|0||' .. links .. '|'
+    records[#records + 1] = 'queued|' .. workspace .. '|' .. place .. '|' .. now_text .. '|'
+      .. attempts .. '|0||' .. links .. '|' .. (entered and '' or envelope)
   end
 end
 if #due > 0 then
@@ -32,6 +35,7 @@ if #records > 0 then
   redis.call('HSET', KEYS[2], unpack(records))
   redis.call('HINCRBY', KEYS[4], 'promoted', #records / 2)
 end
+Admit.finish()
 local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if next[2] then
   return {#records / 2, math.max(0, tonumber(next[2]) - now)}

@@ -1,18 +1,21 @@
 -- Publish many jobs into one function partition, atomically.
 -- KEYS[1] stream, KEYS[2] stats, KEYS[3] job records (HASH id -> record),
 -- KEYS[4] delayed (ZSET id -> due ms), KEYS[5] keyed (HASH "ws/key" -> job id),
--- KEYS[6] tagged (ZSET of "ws/tag/id", score 0)
--- ARGV[1] wake channel, ARGV[2] group, then 6 per job: job id, workspace, due at
--- (epoch ms, 0: none), delay ms, encoded envelope, links ("ws/key" or "", then
--- " ws/tag/id" per tag)
--- Returns, per job, its new stream entry id, 1 when it waits in `delayed`, or 0
--- when the job id already exists (a duplicate publish, or a client retry of this
--- very call).
--- Records (see streams/jobs.py): "state|workspace|entry id|at ms|attempts|
--- finished ms|dead id|links|tail"; a delayed job's tail is its envelope.
+-- KEYS[6] tagged (ZSET of "ws/tag/id", score 0), KEYS[7] backlog, KEYS[8] share
+-- ARGV[1] wake channel, ARGV[2] group, ARGV[3] each workspace's share of the
+-- stream (admit.lua), then 7 per job: job id, workspace, due at (epoch ms, 0:
+-- none), delay ms, encoded envelope, links ("ws/key" or "", then " ws/tag/id"
+-- per tag), priority (0 high, 1 normal, 2 low)
+-- Returns, per job, its new stream entry id, 1 when it waits in `delayed`, 2 when
+-- it waits in its workspace's backlog, or 0 when the job id already exists (a
+-- duplicate publish, or a client retry of this very call).
+-- Records (see streams/jobs.py): "state|workspace|place|at ms|attempts|
+-- finished ms|dead id|links|tail"; a delayed or backlogged job's tail is its
+-- envelope.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local now_text = tostring(now)
+Admit.setup(KEYS[1], KEYS[3], KEYS[7], KEYS[8], KEYS[2], ARGV[3], now_text)
 local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 local earliest = first[2] and tonumber(first[2]) or math.huge
 local out, seen, parked, records = {}, {}, {}, {}
@@ -44,12 +47,16 @@ end
 local function replace(old)
   local record = redis.call('HGET', KEYS[3], old)
   if not record then return end
-  local state, eid, links = string.match(record, '^([^|]*)|[^|]*|([^|]*)|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|')
-  if state == 'queued' then
+  local state, workspace, place, links = string.match(record,
+    '^([^|]*)|([^|]*)|([^|]*)|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|')
+  if state == 'queued' and string.sub(place, 1, 1) == 'b' then
+    redis.call('ZREM', KEYS[7], Admit.member(workspace, place, old))
+  elseif state == 'queued' then
     -- pcall: before any worker ran there is no group yet, and nothing is pending.
-    local p = redis.pcall('XPENDING', KEYS[1], ARGV[2], eid, eid, 1)
+    local p = redis.pcall('XPENDING', KEYS[1], ARGV[2], place, place, 1)
     if type(p) == 'table' and #p == 1 then return end
-    redis.call('XDEL', KEYS[1], eid)
+    redis.call('XDEL', KEYS[1], place)
+    Admit.left(workspace, 1)
   elseif state == 'delayed' then
     redis.call('ZREM', KEYS[4], old)
   else
@@ -61,7 +68,7 @@ local function replace(old)
 end
 
 local written = 0
-for a = 3, #ARGV, 6 do
+for a = 4, #ARGV, 7 do
   local id, workspace, links = ARGV[a], ARGV[a + 1], ARGV[a + 5]
   if seen[id] or redis.call('HEXISTS', KEYS[3], id) == 1 then
     out[#out + 1] = 0
@@ -84,15 +91,15 @@ for a = 3, #ARGV, 6 do
     local due = tonumber(ARGV[a + 2])
     if due == 0 then due = now + tonumber(ARGV[a + 3]) end
     if due <= now then
-      local eid = redis.call('XADD', KEYS[1], '*', 'e', ARGV[a + 4])
+      local place, entered = Admit.enter(workspace, id, ARGV[a + 6], ARGV[a + 4])
       records[#records + 1] = id
-      records[#records + 1] = 'queued|' .. workspace .. '|' .. eid .. '|' .. now_text .. '|0|0||'
-        .. links .. '|'
-      out[#out + 1] = eid
+      records[#records + 1] = 'queued|' .. workspace .. '|' .. place .. '|' .. now_text .. '|0|0||'
+        .. links .. '|' .. (entered and '' or ARGV[a + 4])
+      out[#out + 1] = entered and place or 2
     else
       records[#records + 1] = id
-      records[#records + 1] = 'delayed|' .. workspace .. '||' .. due .. '|0|0||' .. links .. '|'
-        .. ARGV[a + 4]
+      records[#records + 1] = 'delayed|' .. workspace .. '|' .. ARGV[a + 6] .. '|' .. due
+        .. '|0|0||' .. links .. '|' .. ARGV[a + 4]
       parked[#parked + 1] = due
       parked[#parked + 1] = id
       if due < soonest then soonest = due end
@@ -101,6 +108,7 @@ for a = 3, #ARGV, 6 do
   end
 end
 flush()
+Admit.finish()
 if written > 0 then
   redis.call('HINCRBY', KEYS[2], 'published', written)
 end

@@ -11,7 +11,11 @@ from streams.connection import Redis
 from streams.keys import GROUP, PartitionKeys, links
 from streams.lua import Arg, Script
 
-_PUBLISH = Script.beside(__file__, "publish.lua")
+_PUBLISH = Script.beside(__file__, "publish.lua", uses=["admit.lua"])
+
+# How many unread entries of one workspace the stream holds before its further
+# jobs wait in the backlog (admit.lua), unless a function sets its own.
+DEFAULT_SHARE = 100
 
 
 class Outgoing(msgspec.Struct, frozen=True):
@@ -32,29 +36,43 @@ class Written(msgspec.Struct, frozen=True):
     created: bool
     # True when the job waits in the delayed set for its due time.
     delayed: bool = False
+    # True when it waits in its workspace's backlog for a place in the stream.
+    backlogged: bool = False
 
 
-async def publish(client: Redis, keys: PartitionKeys, jobs: Sequence[Outgoing]) -> list[Written]:
+async def publish(
+    client: Redis, keys: PartitionKeys, jobs: Sequence[Outgoing], share: int = DEFAULT_SHARE
+) -> list[Written]:
     """Write `jobs` (all of this partition) in one atomic call.
 
     Returns only after Redis confirmed the write. An id that exists already is
     reported as not created, so a retried publish never makes a second job. A job
-    with a business key replaces the key's job if that has not started yet.
+    with a business key replaces the key's job if that has not started yet. Past
+    `share` unread entries of its workspace, a job waits in the backlog.
     """
     if not jobs:
         return []
-    args: list[Arg] = [keys.wake, GROUP]
+    args: list[Arg] = [keys.wake, GROUP, share]
     for job in jobs:
         e = job.envelope
         linked = links(e.workspace, e.id, e.key, e.tags)
-        args += (e.id, e.workspace, job.due_ms, job.delay_ms, env.encode(e), linked)
+        args += (e.id, e.workspace, job.due_ms, job.delay_ms, env.encode(e), linked, e.priority)
     reply = await _PUBLISH(
         client,
-        [keys.stream, keys.stats, keys.jobs, keys.delayed, keys.keyed, keys.tagged],
+        [
+            keys.stream,
+            keys.stats,
+            keys.jobs,
+            keys.delayed,
+            keys.keyed,
+            keys.tagged,
+            keys.backlog,
+            keys.share,
+        ],
         args,
     )
     assert isinstance(reply, list)
     return [
-        Written(job.envelope.id, bool(outcome), outcome == 1)
+        Written(job.envelope.id, bool(outcome), outcome == 1, outcome == 2)
         for job, outcome in zip(jobs, reply, strict=True)
     ]

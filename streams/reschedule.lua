@@ -7,8 +7,8 @@
 local id = ARGV[2]
 local record = redis.call('HGET', KEYS[1], id)
 if not record then return 'missing' end
-local state, workspace, attempts, rest = string.match(record,
-  '^([^|]*)|([^|]*)||[^|]*|([^|]*)|(.*)$')
+local state, workspace, priority, attempts, rest = string.match(record,
+  '^([^|]*)|([^|]*)|([^|]*)|[^|]*|([^|]*)|(.*)$')
 if state ~= 'delayed' then
   return string.match(record, '^([^|]*)|')
 end
@@ -18,8 +18,8 @@ local due = tonumber(ARGV[3])
 if due == 0 then due = now + tonumber(ARGV[4]) end
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 redis.call('ZADD', KEYS[2], due, id)
-redis.call('HSET', KEYS[1], id, 'delayed|' .. workspace .. '||' .. due .. '|' .. attempts .. '|'
-  .. rest)
+redis.call('HSET', KEYS[1], id, 'delayed|' .. workspace .. '|' .. priority .. '|' .. due .. '|'
+  .. attempts .. '|' .. rest)
 if not first[2] or due < tonumber(first[2]) then
   redis.call('PUBLISH', ARGV[1], due)
 end

@@ -7,9 +7,9 @@
 -- channel, ARGV[8] how many completed jobs follow, ARGV[9] how many others,
 -- ARGV[10] most finished records kept (0: no limit);
 -- then 4 per completed job: entry id, job id, workspace, attempt;
--- then 8 per other job: entry id, job id, workspace, state
+-- then 9 per other job: entry id, job id, workspace, state
 -- (retry|defer|dead|expired), attempts ended, error, envelope (retry: the next
--- attempt's; defer: its own; dead: the dead letter's), delay ms;
+-- attempt's; defer: its own; dead: the dead letter's), delay ms, priority;
 -- then triples for the jobs with a business key, tags or a result: job id, links,
 -- result (msgpack, kept as a completed record's tail).
 -- Records: see streams/jobs.py.
@@ -43,7 +43,7 @@ end
 
 local settled, fenced, records, finished, parked = {}, {}, {}, {}, {}
 local split = 10 + 4 * tonumber(ARGV[8])
-local last = split + 8 * tonumber(ARGV[9])
+local last = split + 9 * tonumber(ARGV[9])
 local links, results = {}, {}
 for i = last + 1, #ARGV, 3 do
   links[ARGV[i]] = ARGV[i + 1]
@@ -79,7 +79,7 @@ for i = 11, split, 4 do
 end
 
 local soonest = math.huge
-for i = split + 1, last, 8 do
+for i = split + 1, last, 9 do
   local eid, id, workspace, state = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if mine(eid) then
     settled[#settled + 1] = eid
@@ -99,7 +99,8 @@ for i = split + 1, last, 8 do
       parked[#parked + 1] = due
       parked[#parked + 1] = id
       if due < soonest then soonest = due end
-      records[#records + 1] = 'delayed|' .. workspace .. '||' .. due .. '|' .. ARGV[i + 4]
+      records[#records + 1] = 'delayed|' .. workspace .. '|' .. ARGV[i + 8] .. '|' .. due .. '|'
+        .. ARGV[i + 4]
         .. '|0||' .. (links[id] or '') .. '|' .. ARGV[i + 6]
     else
       failed = failed + 1

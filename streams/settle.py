@@ -33,6 +33,8 @@ class Settlement(msgspec.Struct, frozen=True):
     links: str = ""
     # For `completed`: the handler's result, msgpack-encoded (empty: none).
     result: bytes = b""
+    # For `retry` and `defer`: the priority it waits at (streams.envelope).
+    priority: int = 1
 
 
 class Settled(msgspec.Struct, frozen=True):
@@ -63,7 +65,7 @@ async def settle(
         return Settled(0, [])
     order = [_entry_order(s.entry_id) for s in settlements]
     (low_ms, low_seq), (high_ms, high_seq) = min(order), max(order)
-    # Completed jobs, the common case, travel as 4 arguments; the rest as 8.
+    # Completed jobs, the common case, travel as 4 arguments; the rest as 9.
     completed: list[Arg] = []
     others: list[Arg] = []
     linked: list[Arg] = []
@@ -75,7 +77,7 @@ async def settle(
         else:
             others += (
                 s.entry_id, s.job_id, s.workspace, s.state, s.attempt, s.error, s.envelope,
-                s.delay_ms,
+                s.delay_ms, s.priority,
             )  # fmt: skip
     args: list[Arg] = [
         GROUP,
@@ -86,7 +88,7 @@ async def settle(
         f"{high_ms}-{high_seq}",
         keys.wake,
         len(completed) // 4,
-        len(others) // 8,
+        len(others) // 9,
         retention_count,
         *completed,
         *others,

@@ -1,11 +1,12 @@
 -- Read one job's record and, for a queued job, whether a worker holds it now.
 -- KEYS[1] job records, KEYS[2] stream; ARGV[1] group, ARGV[2] job id
--- Returns false, or {record, holding consumer or '', deliveries, envelope or ''}.
+-- Returns false, or {record, holding consumer or '', deliveries, envelope or ''}
+-- (a backlogged job's envelope is its record's tail).
 -- Done in one script so a job settled between the reads cannot show as queued.
 local record = redis.call('HGET', KEYS[1], ARGV[2])
 if not record then return false end
 local state, eid = string.match(record, '^([^|]*)|[^|]*|([^|]*)|')
-if state == 'queued' then
+if state == 'queued' and string.sub(eid, 1, 1) ~= 'b' then
   -- The entry's envelope carries the errors of earlier attempts.
   local entry = redis.call('XRANGE', KEYS[2], eid, eid)
   local envelope = ''

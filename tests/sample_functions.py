@@ -170,6 +170,9 @@ run_batch_retrying = batch_function(
 )(_run_batch)
 
 
+# Fairness and priorities: each workspace's share of the stream is one batch (50).
+run_fair_batch = batch_function("fair-tasks", input=Task, batch_size=50, concurrency=2)(_run_batch)
+
 # Waits up to 400 ms to fill a batch of 10.
 run_windowed_batch = batch_function(
     "window-tasks", input=Task, batch_size=10, batch_window_ms=400, concurrency=2
@@ -192,6 +195,7 @@ run_tier_task = function(
 FUNCTIONS = (
     run_task,
     run_batch,
+    run_fair_batch,
     run_slow_task,
     run_long_task,
     run_retry_task,

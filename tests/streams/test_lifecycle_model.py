@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from streams import envelope as env
 from streams.cancel import cancel, reschedule
 from streams.connection import RedisSettings, connect
-from streams.consume import ensure_group, read
+from streams.consume import ensure_group, read, refill, taken
 from streams.delayed import promote_due
 from streams.jobs import counts
 from streams.keys import PartitionKeys
@@ -30,11 +30,18 @@ from tests.redis_server import RedisServer
 
 KEYS = PartitionKeys("model", 0)
 LATER_MS = 3_600_000
+# Each workspace's share of the stream: small, so backlogs come into play.
+SHARE = 4
 T = TypeVar("T")
 
 
+WORKSPACES = st.sampled_from(["a", "b"])
+PRIORITIES = st.sampled_from([env.HIGH, env.NORMAL, env.LOW])
+
+
 class Lifecycle(RuleBasedStateMachine):
-    """Model: each job is delayed, queued, handled or cancelled."""
+    """Model: each job is delayed, queued, handled or cancelled; the stream holds
+    up to SHARE of each workspace's queued jobs, the rest wait in its backlog."""
 
     url = ""
 
@@ -45,6 +52,7 @@ class Lifecycle(RuleBasedStateMachine):
         self.run(self._flush())
         self.run(ensure_group(self.redis, KEYS))
         self.state: dict[str, str] = {}
+        self.workspace: dict[str, str] = {}
         self.due: set[str] = set()  # delayed jobs whose due time has passed
         self.handled: collections.Counter[str] = collections.Counter()
         self.next_id = 0
@@ -55,28 +63,37 @@ class Lifecycle(RuleBasedStateMachine):
     async def _flush(self) -> None:
         await self.redis.flushall()
 
-    def _publish(self, delay_ms: int) -> str:
+    def _publish(self, delay_ms: int, workspace: str, priority: int) -> str:
         job_id = f"j{self.next_id}"
         self.next_id += 1
-        e = env.Envelope(job_id, "model", "ws", env.encode_payload(None), env.now_ms())
-        (written,) = self.run(publish(self.redis, KEYS, [Outgoing(e, delay_ms=delay_ms)]))
+        e = env.Envelope(
+            job_id, "model", workspace, env.encode_payload(None), env.now_ms(), priority=priority
+        )
+        (written,) = self.run(publish(self.redis, KEYS, [Outgoing(e, delay_ms=delay_ms)], SHARE))
         assert written.created
         self.state[job_id] = "delayed" if delay_ms else "queued"
+        self.workspace[job_id] = workspace
         return job_id
 
-    @rule()
-    def publish_now(self) -> None:
-        self._publish(0)
+    @rule(workspace=WORKSPACES, priority=PRIORITIES)
+    def publish_now(self, workspace: str, priority: int) -> None:
+        self._publish(0, workspace, priority)
 
-    @rule()
-    def publish_later(self) -> None:
-        self._publish(LATER_MS)
+    @rule(workspace=WORKSPACES, priority=PRIORITIES, n=st.integers(2, 9))
+    def publish_burst(self, workspace: str, priority: int, n: int) -> None:
+        """A campaign: more than the workspace's share, so most wait in its backlog."""
+        for _ in range(n):
+            self._publish(0, workspace, priority)
+
+    @rule(workspace=WORKSPACES, priority=PRIORITIES)
+    def publish_later(self, workspace: str, priority: int) -> None:
+        self._publish(LATER_MS, workspace, priority)
 
     @precondition(lambda self: self.state)
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         job_id = data.draw(st.sampled_from(sorted(self.state)))
-        outcome = self.run(cancel(self.redis, KEYS, "id", job_id))[job_id]
+        outcome = self.run(cancel(self.redis, KEYS, "id", job_id, share=SHARE))[job_id]
         before = self.state[job_id]
         if before in ("delayed", "queued", "cancelled"):
             assert outcome == "cancelled"
@@ -104,20 +121,23 @@ class Lifecycle(RuleBasedStateMachine):
 
     @rule()
     def promote(self) -> None:
-        moved = self.run(promote_due(self.redis, KEYS, 1000)).moved
+        moved = self.run(promote_due(self.redis, KEYS, 1000, SHARE)).moved
         assert moved == len(self.due)
         for job_id in self.due:
             self.state[job_id] = "queued"
         self.due.clear()
 
     @precondition(lambda self: "queued" in self.state.values())
-    @rule()
-    def handle(self) -> None:
-        got = self.run(read(self.redis, KEYS, "c1", 1000, 1))
+    @rule(count=st.integers(1, 5))
+    def handle(self, count: int = 1000) -> None:
+        got = self.run(read(self.redis, KEYS, "c1", count, 1))
+        self.run(refill(self.redis, KEYS, taken(got), len(got) < count, SHARE))
         ids = [env.decode(d.envelope).id for d in got]
-        assert sorted(ids) == sorted(j for j, s in self.state.items() if s == "queued")
+        assert ids
+        assert all(self.state[j] == "queued" for j in ids)
         done = [
-            Settlement(d.entry_id, i, "ws", "completed", 1) for d, i in zip(got, ids, strict=True)
+            Settlement(d.entry_id, i, self.workspace[i], "completed", 1)
+            for d, i in zip(got, ids, strict=True)
         ]
         self.run(settle(self.redis, KEYS, "c1", LATER_MS, done, len(done)))
         for job_id in ids:
@@ -132,6 +152,26 @@ class Lifecycle(RuleBasedStateMachine):
         assert (c.waiting, c.active, c.delayed) == (queued, 0, delayed)
 
     @invariant()
+    def the_stream_holds_each_workspaces_share(self) -> None:
+        """Fair: the stream holds at most SHARE of a workspace's queued jobs, and while
+        more wait in its backlog, over half of SHARE (it is topped up at half)."""
+        queued = collections.Counter(
+            self.workspace[j] for j, s in self.state.items() if s == "queued"
+        )
+        unread = self.run(self._unread())
+        for workspace in {*queued, *unread}:
+            n, waiting = unread[workspace], queued[workspace] - unread[workspace]
+            assert n <= SHARE
+            assert waiting >= 0
+            assert not waiting or n > SHARE // 2, (workspace, n, waiting)
+
+    async def _unread(self) -> collections.Counter[str]:
+        groups = await self.redis.xinfo_groups(KEYS.stream)
+        last = groups[0]["last-delivered-id"].decode() if groups else "0-0"
+        unread: Any = await self.redis.xrange(KEYS.stream, min=f"({last}")
+        return collections.Counter(fields[b"w"].decode() for _, fields in unread)
+
+    @invariant()
     def each_job_ends_once(self) -> None:
         assert all(n == 1 for n in self.handled.values())
         cancelled = {j for j, s in self.state.items() if s == "cancelled"}
@@ -144,7 +184,7 @@ class Lifecycle(RuleBasedStateMachine):
                 if s == "delayed":
                     self.reschedule_past(job_id)
             self.promote()
-            if "queued" in self.state.values():
+            while "queued" in self.state.values():
                 self.handle()
             assert all(s in ("handled", "cancelled") for s in self.state.values())
         finally:

@@ -1,0 +1,165 @@
+-- Admission: how a job enters a partition's stream. Not run on its own; the
+-- scripts that queue jobs (publish, promote, replay, cancel, refill) start with
+-- this text (streams.lua.Script, `uses`).
+--
+-- Fairness: each workspace keeps at most `limit` unread entries in the stream.
+-- A job beyond that waits in the partition's backlog, and enters the stream as
+-- workers read the workspace's entries (refill.lua). So one workspace's campaign
+-- puts at most `limit` entries ahead of another workspace's next job, however
+-- long its backlog.
+--
+-- Priorities: the backlog is one ZSET (all scores 0) of members
+-- "workspace|<priority><sequence>|job id", priority 0 high, 1 normal, 2 low, so
+-- a workspace's backlog is one lexicographic range, in priority order, then
+-- publish order. A refill takes that order, except that low jobs get one place
+-- in five when there are more high and normal ones than places, so low never
+-- starves behind a stream of normal jobs.
+--
+-- The backlog is let in half a share at a time: a workspace's entries are topped
+-- up to `limit` once at most half of them are left unread, so the cost of
+-- finding its backlog is shared by many jobs, not paid per job read.
+--
+-- The share HASH holds per workspace "<unread entries>", with "+" after it while
+-- the workspace may have a backlog: so a read of a workspace without one costs
+-- no look at the backlog. A workspace with a backlog always has a field, which is
+-- how refill.lua finds every backlog when it heals the counts.
+local Admit = {}
+
+function Admit.setup(stream, jobs, backlog, share, stats, limit, now_text)
+  Admit.stream, Admit.jobs, Admit.backlog, Admit.share, Admit.stats = stream, jobs, backlog,
+    share, stats
+  Admit.limit, Admit.now = tonumber(limit), now_text
+  Admit.counts, Admit.waiting, Admit.changed, Admit.seq = {}, {}, {}, nil
+end
+
+-- Take a workspace's field of the share HASH (a string, or false for none).
+function Admit.load(workspace, value)
+  local n, plus = string.match(value or '0', '^(%d+)(%+?)$')
+  Admit.counts[workspace] = tonumber(n or '0')
+  Admit.waiting[workspace] = plus == '+'
+end
+
+-- Unread entries of `workspace`: read once per call, then kept here until finish().
+function Admit.unread(workspace)
+  if Admit.counts[workspace] == nil then
+    Admit.load(workspace, redis.call('HGET', Admit.share, workspace))
+  end
+  return Admit.counts[workspace]
+end
+
+-- Set a workspace's count, to be written back by finish().
+function Admit.set(workspace, n)
+  Admit.unread(workspace)
+  Admit.counts[workspace] = n
+  Admit.changed[workspace] = true
+end
+
+function Admit.add_stream_entry(workspace, envelope)
+  Admit.set(workspace, Admit.unread(workspace) + 1)
+  return redis.call('XADD', Admit.stream, '*', 'e', envelope, 'w', workspace)
+end
+
+-- Queue one job: returns its place, and true when that is a stream entry id; else
+-- the place is "b<priority><sequence>" in the backlog, where the caller keeps the
+-- envelope in the job's record tail until a refill moves it to the stream. While
+-- the workspace has a backlog, a job goes behind it (or, high, before its normal
+-- ones), never past it.
+function Admit.enter(workspace, id, priority, envelope)
+  if Admit.unread(workspace) < Admit.limit and not Admit.waiting[workspace] then
+    return Admit.add_stream_entry(workspace, envelope), true
+  end
+  if Admit.seq == nil then
+    Admit.seq = tonumber(redis.call('HGET', Admit.stats, 'backlogged') or '0')
+  end
+  Admit.seq = Admit.seq + 1
+  Admit.waiting[workspace] = true
+  Admit.changed[workspace] = true
+  local place = 'b' .. priority .. string.format('%012d', Admit.seq)
+  redis.call('ZADD', Admit.backlog, 0, workspace .. '|' .. string.sub(place, 2) .. '|' .. id)
+  return place, false
+end
+
+-- The member of a backlogged job, from its place and id.
+function Admit.member(workspace, place, id)
+  return workspace .. '|' .. string.sub(place, 2) .. '|' .. id
+end
+
+local function range(workspace, from, to, count)
+  return redis.call('ZRANGEBYLEX', Admit.backlog, '[' .. workspace .. '|' .. from,
+    '(' .. workspace .. '|' .. to, 'LIMIT', 0, count)
+end
+
+local function priority_of(member, workspace)
+  return string.byte(member, #workspace + 2) - 48
+end
+
+-- Move jobs of `workspace` from the backlog to the stream until it has `limit`
+-- unread entries again, in weighted priority order.
+function Admit.refill(workspace)
+  local room = Admit.limit - Admit.unread(workspace)
+  if room <= 0 or not Admit.waiting[workspace] then return end
+  local taken = range(workspace, 0, 3, room)
+  if #taken < room then
+    -- All of it fits: the workspace has no backlog left.
+    Admit.waiting[workspace] = false
+    Admit.changed[workspace] = true
+  elseif priority_of(taken[room], workspace) < 2 then
+    -- Full of high and normal jobs: low ones, if any wait, get their turn in five.
+    local low = range(workspace, 2, 3, math.max(1, math.floor(room / 5)))
+    if #low > 0 then
+      local keep = room - #low
+      -- High jobs always keep their places.
+      while keep < #taken and priority_of(taken[keep + 1], workspace) == 0 do keep = keep + 1 end
+      for i = #taken, keep + 1, -1 do taken[i] = nil end
+      for i = 1, math.min(#low, room - keep) do taken[#taken + 1] = low[i] end
+    end
+  end
+  if #taken == 0 then return end
+  local records = {}
+  for _, member in ipairs(taken) do
+    local id = string.match(member, '|[^|]*|(.*)$')
+    local record = redis.call('HGET', Admit.jobs, id)
+    local attempts, links, envelope
+    if record then
+      attempts, links, envelope = string.match(record,
+        '^queued|[^|]*|b[^|]*|[^|]*|([^|]*)|[^|]*||([^|]*)|(.*)$')
+    end
+    -- A member without its backlogged record is a leftover: dropped, not run.
+    if envelope then
+      local eid = Admit.add_stream_entry(workspace, envelope)
+      records[#records + 1] = id
+      records[#records + 1] = 'queued|' .. workspace .. '|' .. eid .. '|' .. Admit.now .. '|'
+        .. attempts .. '|0||' .. links .. '|'
+    end
+  end
+  redis.call('ZREM', Admit.backlog, unpack(taken))
+  if #records > 0 then redis.call('HSET', Admit.jobs, unpack(records)) end
+end
+
+-- `n` unread entries of `workspace` left the stream (read, or deleted unread):
+-- once half its share is free, the backlog fills the places.
+function Admit.left(workspace, n)
+  local left = math.max(0, Admit.unread(workspace) - n)
+  Admit.set(workspace, left)
+  if left <= Admit.limit / 2 then Admit.refill(workspace) end
+end
+
+-- Write the changed counts back, in one HSET and one HDEL; a workspace with none
+-- unread and no backlog drops out.
+function Admit.finish()
+  local set, gone = {}, {}
+  for workspace in pairs(Admit.changed) do
+    local n, plus = Admit.counts[workspace], Admit.waiting[workspace]
+    if n > 0 or plus then
+      set[#set + 1] = workspace
+      set[#set + 1] = plus and (n .. '+') or n
+    else
+      gone[#gone + 1] = workspace
+    end
+  end
+  if #set > 0 then redis.call('HSET', Admit.share, unpack(set)) end
+  if #gone > 0 then redis.call('HDEL', Admit.share, unpack(gone)) end
+  if Admit.seq ~= nil then
+    redis.call('HSET', Admit.stats, 'backlogged', string.format('%d', Admit.seq))
+  end
+end
