@@ -35,9 +35,8 @@ up() {
     port=$(free_port)
     # Its own session: Ctrl-C reaches Sluice only, which shuts down gracefully
     # while Redis is still there; the trap stops Redis afterwards.
-    setsid redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/.local" \
-      --appendonly yes --appendfsync always --maxmemory-policy noeviction \
-      --save '' --logfile "$PWD/.local/redis.log" &
+    setsid redis-server infra/redis.conf --port "$port" --bind 127.0.0.1 \
+      --dir "$PWD/.local" --logfile "$PWD/.local/redis.log" &
     REDIS_PID=$!
     trap 'kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null || true' EXIT
     for _ in $(seq 100); do

@@ -109,6 +109,23 @@ async def latency(client: Client, redis: Redis, url: str, seconds: float) -> lis
         return [int(line) / 1e6 for line in path.read_text().split()]
 
 
+async def compared_drains(
+    client: Client, redis: Redis, url: str, n: int, rounds: int = 3
+) -> tuple[float, float, float]:
+    """Batch drain rates plain, with limits never hit, and without backlogs: the
+    median of `rounds` interleaved runs each, so the costs compared are not this
+    machine's drift between two runs (it varies by a third)."""
+    functions = ("noop-batch", "noop-batch-limited", "noop-batch-unshared")
+    rates: dict[str, list[float]] = {f: [] for f in functions}
+    for _ in range(rounds):
+        for function in functions:
+            await publish_rate(client, function, n)
+            rates[function].append(await drain_rate(redis, url, function, n))
+            await redis.flushall()
+    plain, limited, unshared = (statistics.median(rates[f]) for f in functions)
+    return plain, limited, unshared
+
+
 class Figures(msgspec.Struct):
     redis_version: str
     jobs: int
@@ -146,12 +163,9 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
             client = Client(redis, load(SPEC))
             pub = await publish_rate(client, "noop", n)
             drain = await drain_rate(redis, server.url, "noop", n)
-            await publish_rate(client, "noop-batch", n)
-            batch_drain = await drain_rate(redis, server.url, "noop-batch", n)
-            await publish_rate(client, "noop-batch-limited", n)
-            limited_drain = await drain_rate(redis, server.url, "noop-batch-limited", n)
-            await publish_rate(client, "noop-batch-unshared", n)
-            unshared_drain = await drain_rate(redis, server.url, "noop-batch-unshared", n)
+            batch_drain, limited_drain, unshared_drain = await compared_drains(
+                client, redis, server.url, n
+            )
             lat = sorted(await latency(client, redis, server.url, seconds))
             await redis.flushall()
             late = sorted(await lateness(client, redis, server.url, 2_000, 5.0))

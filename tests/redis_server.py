@@ -11,6 +11,9 @@ from pathlib import Path
 
 import redis
 
+# The production configuration; each server adds its own port, directory and log.
+CONFIG = Path(__file__).resolve().parent.parent / "infra" / "redis.conf"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -20,7 +23,8 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server on 127.0.0.1, never the default port, with AOF on by default.
+    """One redis-server on 127.0.0.1, never the default port, configured as in
+    production (infra/redis.conf), with AOF on by default.
 
     AOF with `appendfsync always` is the production setting (DESIGN.md): a restart
     keeps every acknowledged write, so restart tests check what users would get.
@@ -40,13 +44,11 @@ class RedisServer:
     def start(self) -> None:
         args = [
             "redis-server",
+            str(CONFIG),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.directory),
-            "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",
-            "--maxmemory-policy", "noeviction",
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
