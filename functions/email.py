@@ -16,6 +16,8 @@ class Email(msgspec.Struct, frozen=True):
     to: Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+$")]
     subject: Annotated[str, msgspec.Meta(max_length=998)]
     html: str
+    # The recipient in the sender's own records, if it has one.
+    contact_id: str = ""
 
 
 @batch_function(

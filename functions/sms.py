@@ -17,6 +17,8 @@ Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}$", description
 class Sms(msgspec.Struct, frozen=True):
     to: Phone
     body: Annotated[str, msgspec.Meta(min_length=1, max_length=1600)]
+    # The sender's own data about the message, kept with the job.
+    metadata: dict[str, str | int | float | bool | None] = {}
 
 
 @function(

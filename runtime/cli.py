@@ -1,4 +1,5 @@
-"""`sluice worker | scheduler | dev`: the only place that reads the environment and runs a loop."""
+"""`sluice worker | scheduler | ingress | dev | keys create`: the only place that reads
+the environment and runs a loop."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import uvloop
 
 from runtime import logs, settings
@@ -17,6 +19,9 @@ from runtime.client import Client, Event
 from runtime.declare import Function
 from runtime.errors import SluiceError
 from runtime.health import RedisHealth, report_server
+from runtime.ingress import load_keys, services
+from runtime.ingress import serve as serve_http
+from runtime.ingress.auth import KeyRing, new_key
 from runtime.lifecycle import stop_on_signals
 from runtime.registry import Registry, load
 from runtime.scheduler import Scheduler
@@ -39,17 +44,33 @@ def main(argv: list[str] | None = None) -> None:
     )
     scheduler = roles.add_parser("scheduler", help="promote delayed jobs when they fall due")
     scheduler.add_argument("--functions", help="comma-separated function names (default: all)")
+    roles.add_parser("ingress", help="serve the HTTP API")
     roles.add_parser("dev", help="all roles in one process, readable logs, for local use")
+    keys = roles.add_parser("keys", help="API keys for the ingress")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    create = key_actions.add_parser("create", help="print a new key once, and its stored form")
+    create.add_argument("--name", required=True, help="who or what uses it")
+    create.add_argument("--workspace", action="append", default=[], help="repeat for several")
+    create.add_argument("--admin", action="store_true", help="every workspace and admin routes")
     args = parser.parse_args(argv)
+    if args.role == "keys":
+        _create_key(args.name, tuple(args.workspace), args.admin)
+        return
     consume = args.role in ("worker", "dev")
+    ingress = args.role in ("ingress", "dev")
     schedule = args.role in ("scheduler", "dev") or getattr(args, "with_scheduler", False)
 
     try:
         overrides: dict[str, object] = {}
         if args.role == "dev" and "SLUICE_LOG_FORMAT" not in os.environ:
             overrides["log_format"] = "text"
+        if args.role == "dev" and "SLUICE_INGRESS_HOST" not in os.environ:
+            overrides["ingress_host"] = "127.0.0.1"
         config = settings.from_env(os.environ, **overrides)
         registry = load(config.functions)
+        keyring = load_keys(config) if ingress else KeyRing([])
+        if args.role == "dev" and not keyring.by_hash:
+            keyring = _dev_key()
         functions = (
             registry.select(n.strip() for n in args.functions.split(",") if n.strip())
             if getattr(args, "functions", None)
@@ -59,13 +80,24 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"sluice: {exc}")
     logs.configure(config.log_format, config.log_level)
     demo = args.role == "dev" and config.demo
-    uvloop.run(_serve(config, registry, functions, consume=consume, schedule=schedule, demo=demo))
+    uvloop.run(
+        _serve(
+            config,
+            registry,
+            functions,
+            keyring if ingress else None,
+            consume=consume,
+            schedule=schedule,
+            demo=demo,
+        )
+    )
 
 
 async def _serve(
     config: settings.Settings,
     registry: Registry,
     functions: Sequence[Function[Any]],
+    keyring: KeyRing | None,
     *,
     consume: bool,
     schedule: bool,
@@ -82,11 +114,31 @@ async def _serve(
             if schedule:
                 scheduler = Scheduler(client, functions, health, config.scheduler_recheck_s)
                 group.create_task(scheduler.run(stop))
+            if keyring is not None:
+                built = services(client, registry, keyring, health, config.ingress_write_timeout_s)
+                group.create_task(serve_http(config, built, stop))
             group.create_task(report_server(client, health.url, stop))
             if demo:
                 group.create_task(_publish_examples(Client(client, registry)))
     finally:
         await client.aclose()
+
+
+def _create_key(name: str, workspaces: tuple[str, ...], admin: bool) -> None:
+    try:
+        key, stored = new_key(name, workspaces, admin)
+    except SluiceError as exc:
+        sys.exit(f"sluice: {exc}")
+    print(f"key (shown once, keep it secret): {key}")
+    print("add to the API keys file (a JSON list):")
+    print(msgspec.json.encode(stored).decode())
+
+
+def _dev_key() -> KeyRing:
+    """`sluice dev` without configured keys: one admin key for this run, shown once."""
+    key, stored = new_key("dev", (), admin=True)
+    print(f"sluice dev: admin API key for this run: {key}", file=sys.stderr)
+    return KeyRing([stored])
 
 
 async def _publish_examples(client: Client) -> None:

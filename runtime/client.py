@@ -59,6 +59,14 @@ class Receipt(msgspec.Struct, frozen=True):
     duplicate: bool
 
 
+class Prepared(msgspec.Struct, frozen=True):
+    """Events validated and encoded for their partitions, not yet written."""
+
+    ids: list[str]
+    functions: tuple[str, ...]
+    groups: dict[PartitionKeys, list[Outgoing]]
+
+
 class Client:
     """Publishes events for the functions of a registry."""
 
@@ -98,6 +106,11 @@ class Client:
 
     async def publish_many(self, target: str, events: Sequence[Event]) -> list[Receipt]:
         """Publish many events; every one is validated before anything is written."""
+        return (await self.write([self.prepare(target, events)]))[0]
+
+    def prepare(self, target: str, events: Sequence[Event]) -> Prepared:
+        """Validate and encode `events` for `target`, writing nothing; raises on
+        any invalid event (the `SluiceError` says which)."""
         functions = self.registry.route(target)
         ids = [_job_id(e, i) for i, e in enumerate(events)]
         timing = [due(e.delay_ms, e.run_at, f"event {i}") for i, e in enumerate(events)]
@@ -125,9 +138,20 @@ class Client:
                 groups.setdefault(self._partition(fn.name, part), []).append(
                     Outgoing(envelope, due_ms, delay_ms)
                 )
+        return Prepared(ids, tuple(fn.name for fn in functions), groups)
+
+    async def write(self, prepared: Sequence[Prepared]) -> list[list[Receipt]]:
+        """Write prepared publishes together: one script call per partition (and
+        CHUNK jobs) for all of them, so many small publishes share round trips.
+        Returns each one's receipts; raises `RedisUnavailable` if any write failed
+        (some may have been written: publish again with the same ids)."""
+        merged: dict[PartitionKeys, list[Outgoing]] = {}
+        for p in prepared:
+            for keys, jobs in p.groups.items():
+                merged.setdefault(keys, []).extend(jobs)
         chunks = [
             (keys, batch[start : start + CHUNK])
-            for keys, batch in groups.items()
+            for keys, batch in merged.items()
             for start in range(0, len(batch), CHUNK)
         ]
         results = await asyncio.gather(
@@ -139,9 +163,12 @@ class Client:
             for written in chunk
             if written.created
         }
-        names = tuple(fn.name for fn in functions)
         return [
-            Receipt(job_id, names, not any((job_id, n) in created for n in names)) for job_id in ids
+            [
+                Receipt(job_id, p.functions, not any((job_id, n) in created for n in p.functions))
+                for job_id in p.ids
+            ]
+            for p in prepared
         ]
 
     def _partition(self, function: str, partition: int) -> PartitionKeys:

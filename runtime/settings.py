@@ -24,6 +24,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     demo: bool = False
+    # The ingress (`sluice ingress`, and in `sluice dev`).
+    ingress_host: str = "0.0.0.0"
+    ingress_port: int = 8080
+    # API keys (runtime.ingress.auth): a JSON file, or the same JSON inline.
+    api_keys_file: str = ""
+    api_keys: str = ""
+    ingress_max_body_bytes: int = 10 * 1024 * 1024
+    # A publish not confirmed by Redis within this is answered 503.
+    ingress_write_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.grace_s < 0:
@@ -32,6 +41,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError("SLUICE_RECLAIM_INTERVAL_S must be positive")
         if self.scheduler_recheck_s <= 0:
             raise ConfigurationError("SLUICE_SCHEDULER_RECHECK_S must be positive")
+        if not 0 < self.ingress_port < 65536:
+            raise ConfigurationError("SLUICE_INGRESS_PORT must be 1-65535")
+        if self.ingress_max_body_bytes < 1024:
+            raise ConfigurationError("SLUICE_INGRESS_MAX_BODY_BYTES must be at least 1024")
+        if self.ingress_write_timeout_s <= 0:
+            raise ConfigurationError("SLUICE_INGRESS_WRITE_TIMEOUT_S must be positive")
         # A blocking read must come back before the socket timeout calls it dead.
         if not 0 < self.block_ms < self.redis.socket_timeout_s * 1000:
             raise ConfigurationError(
@@ -58,6 +73,12 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_LOG_FORMAT": ("", "log_format"),
     "SLUICE_LOG_LEVEL": ("", "log_level"),
     "SLUICE_DEMO": ("", "demo"),
+    "SLUICE_INGRESS_HOST": ("", "ingress_host"),
+    "SLUICE_INGRESS_PORT": ("", "ingress_port"),
+    "SLUICE_API_KEYS_FILE": ("", "api_keys_file"),
+    "SLUICE_API_KEYS": ("", "api_keys"),
+    "SLUICE_INGRESS_MAX_BODY_BYTES": ("", "ingress_max_body_bytes"),
+    "SLUICE_INGRESS_WRITE_TIMEOUT_S": ("", "ingress_write_timeout_s"),
 }
 
 

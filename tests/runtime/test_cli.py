@@ -1,22 +1,28 @@
 """`sluice dev` as a newcomer runs it: the demo's jobs flow, a delayed one
-is promoted by the embedded scheduler, SIGTERM exits 0."""
+is promoted by the embedded scheduler, the ingress takes a publish with the key
+it printed, SIGTERM exits 0."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from streams.connection import Redis
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.runtime.helpers import wait_completed
 
 
-def start_dev(url: str, log: Path) -> subprocess.Popen[bytes]:
+def start_dev(url: str, log: Path, port: int) -> subprocess.Popen[bytes]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
-    environ.update(REDIS_URL=url, SLUICE_DEMO="true", SLUICE_BLOCK_MS="500")
+    environ.update(
+        REDIS_URL=url, SLUICE_DEMO="true", SLUICE_BLOCK_MS="500", SLUICE_INGRESS_PORT=str(port)
+    )
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "runtime", "dev"], env=environ, stdout=out, stderr=out
@@ -27,11 +33,21 @@ async def test_dev_runs_the_demo_and_stops_cleanly(
     redis: Redis, shared_server: RedisServer, tmp_path: Path
 ) -> None:
     log = tmp_path / "dev.log"
-    dev = start_dev(shared_server.url, log)
+    port = free_port()
+    dev = start_dev(shared_server.url, log, port)
     try:
         # Three at once and one 5 s later each.
         await wait_completed(redis, "sms.send", 4)
         await wait_completed(redis, "email.send", 4)
+        (key,) = re.findall(r"admin API key for this run: (sk_\S+)", log.read_text())
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            answer = await http.post(
+                "/v1/events/sms.send",
+                json={"workspace": "me", "data": {"to": "+15550100", "body": "hi"}},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert answer.status == 202, await answer.text()
+        await wait_completed(redis, "sms.send", 5)
     finally:
         dev.send_signal(signal.SIGTERM)
         code = dev.wait(timeout=30)

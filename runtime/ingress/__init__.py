@@ -1,0 +1,73 @@
+"""The HTTP ingress: publish events, manage jobs, read metrics (aiohttp).
+
+`serve` runs it until stopped; `services` builds what its routes use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from runtime.client import Client
+from runtime.deadletters import DeadLetters
+from runtime.health import RedisHealth
+from runtime.ingress.app import build_app
+from runtime.ingress.auth import KeyRing
+from runtime.ingress.coalesce import Coalescer
+from runtime.ingress.routes import Services
+from runtime.jobs import Jobs
+from runtime.limits import Limits
+from runtime.metrics import Metrics
+from runtime.registry import Registry
+from runtime.settings import Settings
+from streams.connection import Redis
+from streams.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+
+def load_keys(config: Settings) -> KeyRing:
+    """The configured API keys: SLUICE_API_KEYS_FILE or SLUICE_API_KEYS, not both."""
+    if config.api_keys_file and config.api_keys:
+        raise ConfigurationError("set SLUICE_API_KEYS_FILE or SLUICE_API_KEYS, not both")
+    if config.api_keys_file:
+        return KeyRing.load(Path(config.api_keys_file))
+    if config.api_keys:
+        return KeyRing.parse(config.api_keys, "SLUICE_API_KEYS")
+    return KeyRing([])
+
+
+def services(
+    redis: Redis, registry: Registry, keys: KeyRing, health: RedisHealth, write_timeout_s: float
+) -> Services:
+    client = Client(redis, registry)
+    return Services(
+        redis=redis,
+        registry=registry,
+        client=client,
+        jobs=Jobs(redis, registry),
+        dead=DeadLetters(redis, registry),
+        metrics=Metrics(redis, registry),
+        limits=Limits(redis, registry),
+        keys=keys,
+        coalescer=Coalescer(client),
+        health=health,
+        write_timeout_s=write_timeout_s,
+    )
+
+
+async def serve(config: Settings, built: Services, stop: asyncio.Event) -> None:
+    """Serve HTTP on the configured address until `stop` is set."""
+    app = build_app(built, config.ingress_max_body_bytes)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.ingress_host, config.ingress_port)
+    await site.start()
+    log.info("ingress on http://%s:%d", config.ingress_host, config.ingress_port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

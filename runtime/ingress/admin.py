@@ -1,0 +1,217 @@
+"""Queues, dead letters, metrics and rate limits over HTTP.
+
+Counts across workspaces, limits and resets need an admin key; a workspace key
+reads and replays its own workspaces' dead letters and reads their metrics.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from runtime.errors import UnknownFunction
+from runtime.ingress.auth import ApiKey, require_admin, require_workspace
+from runtime.ingress.bodies import (
+    DeadLetterList,
+    DeadLetterView,
+    FunctionMetrics,
+    LimitsView,
+    MetricsReset,
+    Queue,
+    Queues,
+    RateLimit,
+    Replay,
+    Replayed,
+)
+from runtime.ingress.problems import Problem, not_found
+from runtime.ingress.routes import Route, Services, query_int, read_json, reply
+from streams.keys import check_token
+
+
+def _function(services: Services, name: str) -> str:
+    try:
+        services.registry.select([name])
+    except UnknownFunction:
+        raise not_found(f"no function {name!r}") from None
+    return name
+
+
+def _workspace_of(request: web.Request, key: ApiKey) -> str | None:
+    """The workspace asked for; a workspace key must name one of its own (or have one)."""
+    workspace = request.query.get("workspace")
+    if workspace is None and not key.admin:
+        if len(key.workspaces) != 1:
+            raise Problem(422, "Invalid request", "give workspace: this key has several")
+        workspace = key.workspaces[0]
+    if workspace is not None:
+        require_workspace(key, check_token("workspace", workspace))
+    return workspace
+
+
+async def queues(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+    assert key is not None
+    require_admin(key)
+    found = [
+        Queue(fn.name, list(fn.topics), await services.jobs.counts(fn.name))
+        for fn in services.registry
+    ]
+    return reply(Queues(found))
+
+
+async def dead_letters(
+    request: web.Request, services: Services, key: ApiKey | None
+) -> web.Response:
+    assert key is not None
+    function = _function(services, request.match_info["function"])
+    workspace = _workspace_of(request, key)
+    letters = await services.dead.read(
+        function, workspace=workspace, limit=query_int(request, "limit", 100, 1, 1000)
+    )
+    return reply(
+        DeadLetterList(
+            [
+                DeadLetterView(
+                    letter.entry_id,
+                    letter.envelope.id,
+                    letter.envelope.workspace,
+                    letter.reason,
+                    list(letter.envelope.errors),
+                    letter.envelope.attempt,
+                    letter.envelope.created_ms,
+                )
+                for letter in letters
+            ]
+        )
+    )
+
+
+async def replay(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+    assert key is not None
+    function = _function(services, request.match_info["function"])
+    body = await read_json(request, Replay)
+    workspace = body.workspace
+    if workspace is None and not key.admin:
+        if len(key.workspaces) != 1:
+            raise Problem(422, "Invalid request", "give workspace: this key has several")
+        workspace = key.workspaces[0]
+    if workspace is not None:
+        require_workspace(key, workspace)
+    count = await services.dead.replay(function, ids=body.ids, workspace=workspace)
+    return reply(Replayed(count))
+
+
+async def metrics(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+    assert key is not None
+    require_admin(key)
+    names = request.query.getall("function", []) or [fn.name for fn in services.registry]
+    return reply(
+        FunctionMetrics(
+            {name: await services.metrics.read(_function(services, name)) for name in names}
+        )
+    )
+
+
+async def workspace_metrics(
+    request: web.Request, services: Services, key: ApiKey | None
+) -> web.Response:
+    assert key is not None
+    workspace = check_token("workspace", request.match_info["workspace"])
+    require_workspace(key, workspace)
+    names = request.query.getall("function", []) or [fn.name for fn in services.registry]
+    return reply(
+        FunctionMetrics(
+            {
+                name: await services.metrics.read(_function(services, name), workspace)
+                for name in names
+            }
+        )
+    )
+
+
+async def reset_metrics(
+    request: web.Request, services: Services, key: ApiKey | None
+) -> web.Response:
+    assert key is not None
+    require_admin(key)
+    body = await read_json(request, MetricsReset)
+    names = (
+        [_function(services, body.function)]
+        if body.function
+        else [fn.name for fn in services.registry]
+    )
+    for name in names:
+        await services.metrics.reset(name, body.workspace)
+    return web.Response(status=204)
+
+
+async def limits(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+    assert key is not None
+    require_admin(key)
+    (fn,) = services.registry.select([_function(services, request.match_info["function"])])
+    deferrals = await services.limits.deferrals(fn.name)
+    return reply(
+        LimitsView(fn.name, fn.options.rate_per_s, fn.options.workspace_rate_per_s, deferrals)
+    )
+
+
+async def set_global_limit(
+    request: web.Request, services: Services, key: ApiKey | None
+) -> web.Response:
+    assert key is not None
+    require_admin(key)
+    function = _function(services, request.match_info["function"])
+    body = await read_json(request, RateLimit)
+    await services.limits.set_global(function, body.rate_per_s)
+    return web.Response(status=204)
+
+
+async def set_workspace_limit(
+    request: web.Request, services: Services, key: ApiKey | None
+) -> web.Response:
+    assert key is not None
+    require_admin(key)
+    function = _function(services, request.match_info["function"])
+    workspace = check_token("workspace", request.match_info["workspace"])
+    body = await read_json(request, RateLimit)
+    await services.limits.set_workspace(function, workspace, body.rate_per_s)
+    return web.Response(status=204)
+
+
+_FUNCTIONS_QUERY = {"function": (str, "only these functions (repeat; default: all)")}
+_WORKSPACE_QUERY = {"workspace": (str, "only this workspace's (required for a key of several)")}
+
+
+def _metric_routes(prefix: str) -> list[Route]:
+    return [
+        Route("GET", f"{prefix}/metrics", metrics, "Metrics per function (admin)", "metrics",
+              access="admin", replies={200: FunctionMetrics}, query=_FUNCTIONS_QUERY),
+        Route("GET", f"{prefix}/metrics/workspace/{{workspace}}", workspace_metrics,
+              "One workspace's metrics per function", "metrics",
+              replies={200: FunctionMetrics}, query=_FUNCTIONS_QUERY),
+        Route("POST", f"{prefix}/metrics/reset", reset_metrics,
+              "Clear a function's or a workspace's metrics (admin)", "metrics",
+              access="admin", body=MetricsReset, replies={204: None}),
+    ]  # fmt: skip
+
+
+ROUTES = [
+    Route("GET", "/v1/queues", queues, "Job counts per function (admin)", "queues",
+          access="admin", replies={200: Queues}),
+    Route("GET", "/v1/dead-letters/{function}", dead_letters,
+          "The oldest dead letters of a function", "dead letters",
+          replies={200: DeadLetterList},
+          query={**_WORKSPACE_QUERY, "limit": (int, "most letters, 1-1000 (default 100)")}),
+    Route("POST", "/v1/dead-letters/{function}/replay", replay,
+          "Queue dead letters again, from attempt 1", "dead letters",
+          body=Replay, replies={200: Replayed}),
+    *_metric_routes("/api"),
+    *_metric_routes("/v1"),
+    Route("GET", "/v1/limits/{function}", limits,
+          "A function's declared rates and each workspace's deferrals (admin)", "limits",
+          access="admin", replies={200: LimitsView}),
+    Route("PUT", "/v1/limits/{function}", set_global_limit,
+          "Override the function's global rate (admin)", "limits",
+          access="admin", body=RateLimit, replies={204: None}),
+    Route("PUT", "/v1/limits/{function}/workspace/{workspace}", set_workspace_limit,
+          "Override one workspace's rate, its tier (admin)", "limits",
+          access="admin", body=RateLimit, replies={204: None}),
+]  # fmt: skip

@@ -1,0 +1,107 @@
+"""The aiohttp application: the route table served, keys checked, errors answered
+as problem details, and the OpenAPI document built from the same table."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import msgspec
+from aiohttp import web
+
+from runtime.errors import (
+    InvalidPayload,
+    InvalidPriority,
+    InvalidSchedule,
+    JobNotFound,
+    PayloadTooLarge,
+    UnknownFunction,
+    WrongJobState,
+)
+from runtime.ingress import admin, health, jobs, publish
+from runtime.ingress.openapi import document
+from runtime.ingress.problems import Problem, invalid
+from runtime.ingress.routes import Route, Services, reply
+from streams.errors import InvalidName, RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+ROUTES: list[Route] = [*publish.ROUTES, *jobs.ROUTES, *admin.ROUTES, *health.ROUTES]
+
+SERVICES = web.AppKey("services", Services)
+
+# Seconds a client is told to wait after a 503.
+RETRY_AFTER_S = 2
+
+
+@web.middleware
+async def problems(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error as application/problem+json; no 500 for anything a client sends."""
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem.response()
+    except web.HTTPRequestEntityTooLarge as exc:
+        return Problem(413, "Body too large", exc.text or "").response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return Problem(exc.status, exc.reason, "").response()
+    except (InvalidName, InvalidPayload, InvalidSchedule, InvalidPriority) as exc:
+        return invalid("$", str(exc)).response()
+    except PayloadTooLarge as exc:
+        return Problem(413, "Body too large", str(exc)).response()
+    except (UnknownFunction, JobNotFound) as exc:
+        return Problem(404, "Not found", str(exc)).response()
+    except WrongJobState as exc:
+        return Problem(409, "Conflict", str(exc)).response()
+    except RedisUnavailable as exc:
+        log.warning("%s %s: answered 503: %s", request.method, request.path, exc)
+        return Problem(503, "Unavailable", "Redis is unavailable; nothing was accepted",
+                       retry_after_s=RETRY_AFTER_S).response()  # fmt: skip
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return Problem(500, "Internal error", "").response()
+
+
+def _serve(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        services = request.app[SERVICES]
+        key = None
+        if route.access != "public":
+            key = services.keys.identify(request.headers.get("Authorization"))
+            if route.access == "admin" and not key.admin:
+                raise Problem(403, "Forbidden", "this route needs an admin key")
+        return await route.handler(request, services, key)
+
+    return serve
+
+
+def build_app(
+    services: Services, max_body_bytes: int, routes: Sequence[Route] = ROUTES
+) -> web.Application:
+    app = web.Application(middlewares=[problems], client_max_size=max_body_bytes)
+    app[SERVICES] = services
+    for route in routes:
+        app.router.add_route(route.method, route.path, _serve(route))
+    spec = msgspec.json.encode(document(routes, services.registry))
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=spec, content_type="application/json")
+
+    app.router.add_get("/openapi.json", openapi)
+
+    async def on_startup(app: web.Application) -> None:
+        services.coalescer.start()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await services.coalescer.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+__all__ = ["ROUTES", "build_app", "reply"]

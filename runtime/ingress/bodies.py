@@ -1,0 +1,162 @@
+"""Request and response bodies of the HTTP API, as msgspec Structs.
+
+The OpenAPI document is generated from these types (runtime.ingress.openapi), so
+what is validated and what is documented cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import msgspec
+
+from runtime.metrics import Snapshot
+from streams.jobs import Counts, JobRecord
+from streams.ratelimit import Deferral
+
+T = TypeVar("T")
+
+Token = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")]
+Priority = Literal["high", "normal", "low"]
+
+
+class EventBody(msgspec.Struct, Generic[T], kw_only=True, forbid_unknown_fields=True):
+    """One event: `data` is the input of the functions its topic routes to."""
+
+    workspace: Token
+    data: T
+    # Makes the publish idempotent: the same id is never a second job.
+    id: Token | None = None
+    # Run later: `delay_ms` from now, or at `run_at` (RFC 3339); not both.
+    delay_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    run_at: str | None = None
+    # Not to start after this time (RFC 3339): a late job is expired, not run.
+    expires_at: str | None = None
+    # One live job per business key; publishing it again replaces one not started.
+    key: Token | None = None
+    tags: list[Token] = []
+    priority: Priority = "normal"
+
+
+def events_of(input_type: type) -> tuple[Any, Any]:
+    """The body types of a topic whose functions take `input_type`: one event, and
+    one event or an array of them."""
+    one: Any = EventBody[input_type]  # type: ignore[valid-type]
+    return one, one | list[one]
+
+
+class Published(msgspec.Struct, frozen=True):
+    id: str
+    # True when the job existed already (same id): nothing was written.
+    duplicate: bool
+
+
+class PublishedMany(msgspec.Struct, frozen=True):
+    jobs: list[Published]
+
+
+class JobsPage(msgspec.Struct, frozen=True):
+    jobs: list[JobRecord]
+    # Pass back as `cursor` for the next page; empty when there is none.
+    cursor: str
+
+
+class Reschedule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Neither given: due now."""
+
+    delay_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    run_at: str | None = None
+
+
+class Queue(msgspec.Struct, frozen=True):
+    function: str
+    topics: list[str]
+    counts: Counts
+
+
+class Queues(msgspec.Struct, frozen=True):
+    queues: list[Queue]
+
+
+class DeadLetterView(msgspec.Struct, frozen=True):
+    entry_id: str
+    id: str
+    workspace: str
+    reason: str
+    # Every failed attempt's error, oldest first.
+    errors: list[str]
+    attempt: int
+    created_ms: int
+
+
+class DeadLetterList(msgspec.Struct, frozen=True):
+    letters: list[DeadLetterView]
+
+
+class Replay(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Which letters: these job ids, or all (of `workspace`, if given)."""
+
+    ids: list[Token] | None = None
+    workspace: Token | None = None
+
+
+class Replayed(msgspec.Struct, frozen=True):
+    replayed: int
+
+
+class FunctionMetrics(msgspec.Struct, frozen=True):
+    functions: dict[str, Snapshot]
+
+
+class MetricsReset(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Which metrics to clear: a function's (all of it) or one workspace's, of one
+    function or of every function."""
+
+    function: str | None = None
+    workspace: Token | None = None
+
+
+class RateLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Jobs started per second; null goes back to the declared rate."""
+
+    rate_per_s: Annotated[float, msgspec.Meta(gt=0)] | None
+
+
+class LimitsView(msgspec.Struct, frozen=True):
+    function: str
+    rate_per_s: float
+    workspace_rate_per_s: float
+    deferrals: dict[str, Deferral]
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: Literal["ok", "unavailable"]
+    detail: str = ""
+
+
+class SeedEmail(msgspec.Struct, frozen=True, kw_only=True):
+    """POST /api/schedule-email, as the BullMQ service took it."""
+
+    to: str
+    subject: str
+    html: str
+    workspaceId: Token
+    contactId: str = ""
+    # Milliseconds from now.
+    delay: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class SeedSms(msgspec.Struct, frozen=True, kw_only=True):
+    """POST /api/schedule-sms, as the BullMQ service took it."""
+
+    phoneNumber: str
+    message: str
+    workspaceId: Token
+    # RFC 3339; absent: now.
+    scheduledFor: str | None = None
+    metadata: dict[str, Any] = {}
+
+
+class SeedReply(msgspec.Struct, frozen=True):
+    success: bool
+    jobId: str

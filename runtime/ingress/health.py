@@ -1,0 +1,39 @@
+"""Liveness and readiness: `/healthz` answers while the process runs; `/readyz`
+only while Redis answers within a second (a load balancer stops sending
+publishes that could only get 503)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from runtime.ingress.auth import ApiKey
+from runtime.ingress.bodies import Health
+from runtime.ingress.routes import Route, Services, reply
+
+READY_TIMEOUT_S = 1.0
+
+
+async def healthz(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+    return reply(Health("ok"))
+
+
+async def readyz(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+    # asyncio.wait, not wait_for: the ping is not waited on past the timeout.
+    ping = asyncio.ensure_future(services.redis.ping())
+    done, _ = await asyncio.wait([ping], timeout=READY_TIMEOUT_S)
+    if not done:
+        ping.cancel()
+        return reply(Health("unavailable", "redis did not answer within 1 s"), 503)
+    if (error := ping.exception()) is not None:
+        return reply(Health("unavailable", f"redis: {error}"), 503)
+    return reply(Health("ok"))
+
+
+ROUTES = [
+    Route("GET", "/healthz", healthz, "The process is alive", "health", access="public",
+          replies={200: Health}),
+    Route("GET", "/readyz", readyz, "Redis answers: ready for traffic", "health",
+          access="public", replies={200: Health, 503: Health}),
+]  # fmt: skip

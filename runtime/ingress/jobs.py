@@ -1,0 +1,151 @@
+"""Jobs over HTTP: look up, list, cancel, reschedule.
+
+A workspace key sees only its workspaces' jobs: another workspace's job is
+answered 404, exactly as a job that does not exist, so ids do not leak.
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+from aiohttp import web
+
+from runtime.errors import JobNotFound, UnknownFunction
+from runtime.ingress.auth import ApiKey, require_workspace
+from runtime.ingress.bodies import JobsPage, Reschedule
+from runtime.ingress.problems import Problem, not_found
+from runtime.ingress.routes import Route, Services, query_int, read_json, reply
+from streams.jobs import JobRecord
+from streams.keys import check_token
+from streams.listing import Listable
+
+STATES = get_args(Listable)
+
+
+def _functions(services: Services, request: web.Request) -> list[str]:
+    name = request.query.get("function")
+    if name is None:
+        return [fn.name for fn in services.registry]
+    try:
+        services.registry.select([name])
+    except UnknownFunction:
+        raise not_found(f"no function {name!r}") from None
+    return [name]
+
+
+async def _find(services: Services, request: web.Request, key: ApiKey, job_id: str) -> JobRecord:
+    """The job, searched in the key's workspaces only (all, for an admin key)."""
+    check_token("job id", job_id)
+    scopes: list[str | None] = [None] if key.admin else list(key.workspaces)
+    for function in _functions(services, request):
+        for workspace in scopes:
+            record = await services.jobs.get(function, job_id, workspace=workspace)
+            if record is not None and key.may(record.workspace):
+                return record
+    raise not_found(f"no job {job_id!r}")
+
+
+async def get_job(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+    assert key is not None
+    return reply(await _find(services, request, key, request.match_info["id"]))
+
+
+async def list_jobs(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+    assert key is not None
+    function = request.query.get("function")
+    state = request.query.get("state")
+    if function is None or state not in STATES:
+        raise Problem(422, "Invalid request", f"give function and state ({', '.join(STATES)})")
+    workspace = request.query.get("workspace")
+    if workspace is None and not key.admin:
+        if len(key.workspaces) != 1:
+            raise Problem(422, "Invalid request", "give workspace: this key has several")
+        workspace = key.workspaces[0]
+    if workspace is not None:
+        require_workspace(key, workspace)
+    _functions(services, request)
+    page = await services.jobs.page(
+        function,
+        state,  # type: ignore[arg-type]
+        workspace=workspace,
+        cursor=request.query.get("cursor", ""),
+        limit=query_int(request, "limit", 100, 1, 1000),
+    )
+    return reply(JobsPage(page.jobs, page.cursor))
+
+
+async def cancel_job(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+    assert key is not None
+    record = await _find(services, request, key, request.match_info["id"])
+    await services.jobs.cancel(record.function, record.id, workspace=record.workspace)
+    return reply(await _find(services, request, key, record.id))
+
+
+async def reschedule_job(
+    request: web.Request, services: Services, key: ApiKey | None
+) -> web.Response:
+    assert key is not None
+    body = await read_json(request, Reschedule)
+    record = await _find(services, request, key, request.match_info["id"])
+    try:
+        await services.jobs.reschedule(
+            record.function,
+            record.id,
+            delay_ms=body.delay_ms,
+            run_at=body.run_at,
+            workspace=record.workspace,
+        )
+    except JobNotFound:
+        raise not_found(f"no job {record.id!r}") from None
+    return reply(await _find(services, request, key, record.id))
+
+
+FUNCTION_QUERY: dict[str, tuple[Any, str]] = {
+    "function": (str, "look in this function only (default: every function)")
+}
+
+ROUTES = [
+    Route(
+        "GET",
+        "/v1/jobs/{id}",
+        get_job,
+        "A job's state, attempts, due time, errors and result",
+        "jobs",
+        replies={200: JobRecord},
+        query=FUNCTION_QUERY,
+    ),
+    Route(
+        "GET",
+        "/v1/jobs",
+        list_jobs,
+        "A page of a function's jobs in one state",
+        "jobs",
+        replies={200: JobsPage},
+        query={
+            "function": (str, "the function (required)"),
+            "state": (Listable, "the state (required)"),
+            "workspace": (str, "only this workspace's (required for a key of several)"),
+            "cursor": (str, "from the previous page"),
+            "limit": (int, "most jobs in the page, 1-1000 (default 100)"),
+        },
+    ),
+    Route(
+        "DELETE",
+        "/v1/jobs/{id}",
+        cancel_job,
+        "Cancel a job that has not started (409 for a running or finished one)",
+        "jobs",
+        replies={200: JobRecord},
+        query=FUNCTION_QUERY,
+    ),
+    Route(
+        "PATCH",
+        "/v1/jobs/{id}",
+        reschedule_job,
+        "Move a delayed job's due time (409 for any other job)",
+        "jobs",
+        body=Reschedule,
+        replies={200: JobRecord},
+        query=FUNCTION_QUERY,
+    ),
+]

@@ -1,0 +1,124 @@
+"""The OpenAPI 3.1 document, generated from the route table and the msgspec types
+of its bodies; never written by hand. Each topic gets its own publish path, with
+the input type of the functions it routes to as `data`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from runtime.ingress.bodies import Published, PublishedMany, events_of
+from runtime.ingress.problems import CONTENT_TYPE as PROBLEM
+from runtime.ingress.problems import ProblemBody
+from runtime.ingress.routes import JSON, NDJSON, Route
+from runtime.registry import Registry
+
+_PARAM = re.compile(r"\{(\w+)\}")
+_ERRORS = {
+    400: "Malformed body",
+    401: "No or unknown API key",
+    403: "The key may not do this",
+    404: "Not found (or another workspace's)",
+    413: "Body too large",
+    415: "Wrong content type",
+    422: "Invalid request, with the field paths",
+    503: "Redis unavailable: retry after Retry-After seconds",
+}
+
+
+def topic_routes(routes: Sequence[Route], registry: Registry) -> list[Route]:
+    """The publish route once per topic, typed with that topic's input."""
+    (publish,) = [r for r in routes if r.path == "/v1/events/{topic}"]
+    out = []
+    for topic, functions in sorted(registry.by_topic.items()):
+        _, body = events_of(functions[0].input)
+        out.append(
+            Route(
+                publish.method,
+                f"/v1/events/{topic}",
+                publish.handler,
+                f"Publish {topic} events",
+                "events",
+                body=body,
+                replies={202: (Published, PublishedMany), 200: (Published, PublishedMany)},
+                also_accepts=(NDJSON,),
+            )
+        )
+    return out
+
+
+def document(routes: Sequence[Route], registry: Registry) -> dict[str, Any]:
+    described = [r for r in routes if r.path != "/v1/events/{topic}"]
+    described += topic_routes(routes, registry)
+    types: list[Any] = [ProblemBody]
+    for route in described:
+        if route.body is not None:
+            types.append(route.body)
+        for kind in route.replies.values():
+            types += kind if isinstance(kind, tuple) else [] if kind is None else [kind]
+    schemas, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
+    schema_of = dict(zip(map(id, types), schemas, strict=True))
+    problem = {PROBLEM: {"schema": schema_of[id(ProblemBody)]}}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in described:
+        operation: dict[str, Any] = {
+            "summary": route.summary,
+            "tags": [route.tag],
+            "operationId": f"{route.method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', route.path)}",
+            "parameters": [
+                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                for n in _PARAM.findall(route.path)
+            ]
+            + [
+                {
+                    "name": name,
+                    "in": "query",
+                    "description": text,
+                    "schema": msgspec.json.schema(kind),
+                }
+                for name, (kind, text) in route.query.items()
+            ],
+            "responses": {},
+        }
+        if route.access != "public":
+            operation["security"] = [{"apiKey": []}]
+        if route.body is not None:
+            content = {JSON: {"schema": schema_of[id(route.body)]}}
+            for media in route.also_accepts:
+                content[media] = {
+                    "schema": {"type": "string", "description": "one JSON event per line"}
+                }
+            operation["requestBody"] = {"required": True, "content": content}
+        for status, kind in route.replies.items():
+            answer: dict[str, Any] = {"description": "OK" if status < 300 else "Error"}
+            if isinstance(kind, tuple):
+                answer["content"] = {JSON: {"schema": {"oneOf": [schema_of[id(k)] for k in kind]}}}
+            elif kind is not None:
+                answer["content"] = {JSON: {"schema": schema_of[id(kind)]}}
+            operation["responses"][str(status)] = answer
+        for status, text in _ERRORS.items():
+            operation["responses"].setdefault(
+                str(status), {"description": text, "content": problem}
+            )
+        paths.setdefault(_PARAM.sub(lambda m: "{" + m[1] + "}", route.path), {})[
+            route.method.lower()
+        ] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Sluice",
+            "version": "1",
+            "description": "Publish events to handler functions on Redis Streams; "
+            "inspect and manage their jobs.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,199 @@
+"""Publishing over HTTP: `POST /v1/events/{topic}` (one event, an array, or NDJSON),
+and the routes the BullMQ service had, for teams moving over.
+
+Events are decoded straight into the topic's input type (msgspec), so a bad
+field is answered 422 with its path before anything is written, and the answer
+(202, or 200 when every job existed) comes only after Redis confirmed the write.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from runtime.client import Event, Receipt
+from runtime.errors import SluiceError, UnknownFunction
+from runtime.ingress.auth import ApiKey, require_workspace
+from runtime.ingress.bodies import (
+    EventBody,
+    Published,
+    PublishedMany,
+    SeedEmail,
+    SeedReply,
+    SeedSms,
+    events_of,
+)
+from runtime.ingress.problems import Problem, from_validation, invalid, not_found
+from runtime.ingress.routes import JSON, NDJSON, Route, Services, media_type, read_json, reply
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class _Decoders:
+    """Per topic, the decoders of one event and of an array of them."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]] = {}
+
+    def get(
+        self, services: Services, topic: str
+    ) -> tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]:
+        found = self.cache.get(topic)
+        if found is None:
+            try:
+                (fn, *_) = services.registry.route(topic)
+            except UnknownFunction:
+                raise not_found(f"no function handles topic {topic!r}") from None
+            one, many = events_of(fn.input)
+            found = msgspec.json.Decoder(one), msgspec.json.Decoder(many)
+            self.cache[topic] = found
+        return found
+
+
+_decoders = _Decoders()
+
+
+def _event(body: EventBody[Any], idempotency: str | None, index: int | None) -> Event:
+    job_id = body.id
+    if job_id is None and idempotency:
+        job_id = idempotency if index is None else f"{idempotency}:{index}"
+    return Event(
+        workspace=body.workspace,
+        data=body.data,
+        id=job_id,
+        delay_ms=body.delay_ms,
+        run_at=body.run_at,
+        expires_at=body.expires_at,
+        key=body.key,
+        tags=tuple(body.tags),
+        priority=body.priority,
+    )
+
+
+async def _publish(
+    services: Services, key: ApiKey, topic: str, events: list[Event]
+) -> list[Receipt]:
+    for event in events:
+        require_workspace(key, event.workspace)
+    try:
+        prepared = services.client.prepare(topic, events)
+    except SluiceError as exc:
+        raise invalid("$", str(exc), "an event cannot be published") from None
+    return await services.coalescer.publish(prepared, services.write_timeout_s)
+
+
+async def publish_events(
+    request: web.Request, services: Services, key: ApiKey | None
+) -> web.StreamResponse:
+    assert key is not None
+    topic = request.match_info["topic"]
+    one, many = _decoders.get(services, topic)
+    kind = media_type(request)
+    idempotency = request.headers.get(IDEMPOTENCY_HEADER)
+    data = await request.read()
+    single = False
+    try:
+        if kind == JSON:
+            decoded = many.decode(data)
+            single = isinstance(decoded, EventBody)
+            bodies = [decoded] if single else decoded
+        elif kind == NDJSON:
+            bodies = []
+            for n, line in enumerate(data.splitlines()):
+                if line.strip():
+                    try:
+                        bodies.append(one.decode(line))
+                    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                        raise from_validation(exc, f"$[{n}]") from None
+        else:
+            raise Problem(415, "Unsupported media type", f"send {JSON} or {NDJSON}")
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise from_validation(exc) from None
+    if not bodies:
+        raise invalid("$", "no events")
+    events = [_event(b, idempotency, None if single else i) for i, b in enumerate(bodies)]
+    receipts = await _publish(services, key, topic, events)
+    status = 200 if all(r.duplicate for r in receipts) else 202
+    if single:
+        return reply(Published(receipts[0].id, receipts[0].duplicate), status)
+    return reply(PublishedMany([Published(r.id, r.duplicate) for r in receipts]), status)
+
+
+async def schedule_email(
+    request: web.Request, services: Services, key: ApiKey | None
+) -> web.StreamResponse:
+    assert key is not None
+    body = await read_json(request, SeedEmail)
+    data = {"to": body.to, "subject": body.subject, "html": body.html, "contact_id": body.contactId}
+    return await _seed(request, services, key, "email.send", body.workspaceId, data,
+                       delay_ms=body.delay or None)  # fmt: skip
+
+
+async def schedule_sms(
+    request: web.Request, services: Services, key: ApiKey | None
+) -> web.StreamResponse:
+    assert key is not None
+    body = await read_json(request, SeedSms)
+    data = {"to": body.phoneNumber, "body": body.message, "metadata": body.metadata}
+    return await _seed(request, services, key, "sms.send", body.workspaceId, data,
+                       run_at=body.scheduledFor)  # fmt: skip
+
+
+async def _seed(
+    request: web.Request,
+    services: Services,
+    key: ApiKey,
+    topic: str,
+    workspace: str,
+    data: dict[str, Any],
+    *,
+    delay_ms: int | None = None,
+    run_at: str | None = None,
+) -> web.Response:
+    try:
+        services.registry.route(topic)
+    except UnknownFunction:
+        raise not_found(f"this deployment has no {topic} function") from None
+    event = Event(
+        workspace=workspace,
+        data=data,
+        id=request.headers.get(IDEMPOTENCY_HEADER),
+        delay_ms=delay_ms,
+        run_at=run_at,
+    )
+    (receipt,) = await _publish(services, key, topic, [event])
+    return reply(SeedReply(True, receipt.id), 200 if receipt.duplicate else 202)
+
+
+ROUTES = [
+    Route(
+        "POST",
+        "/v1/events/{topic}",
+        publish_events,
+        "Publish one event, an array of events, or NDJSON lines",
+        "events",
+        body=EventBody[Any] | list[EventBody[Any]],
+        replies={202: (Published, PublishedMany), 200: (Published, PublishedMany)},
+        also_accepts=(NDJSON,),
+    ),
+    Route(
+        "POST",
+        "/api/schedule-email",
+        schedule_email,
+        "Schedule an email (the BullMQ service's route)",
+        "compatibility",
+        body=SeedEmail,
+        replies={202: SeedReply, 200: SeedReply},
+    ),
+    Route(
+        "POST",
+        "/api/schedule-sms",
+        schedule_sms,
+        "Schedule an SMS (the BullMQ service's route)",
+        "compatibility",
+        body=SeedSms,
+        replies={202: SeedReply, 200: SeedReply},
+    ),
+]

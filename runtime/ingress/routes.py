@@ -1,0 +1,105 @@
+"""What every route shares: the process's services, the route table's entry type,
+and reading and writing bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from runtime.client import Client
+from runtime.deadletters import DeadLetters
+from runtime.health import RedisHealth
+from runtime.ingress.auth import ApiKey, KeyRing
+from runtime.ingress.coalesce import Coalescer
+from runtime.ingress.problems import Problem, from_validation
+from runtime.jobs import Jobs
+from runtime.limits import Limits
+from runtime.metrics import Metrics
+from runtime.registry import Registry
+from streams.connection import Redis
+
+T = TypeVar("T")
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the routes work with, one of each per process."""
+
+    redis: Redis
+    registry: Registry
+    client: Client
+    jobs: Jobs
+    dead: DeadLetters
+    metrics: Metrics
+    limits: Limits
+    keys: KeyRing
+    coalescer: Coalescer
+    health: RedisHealth
+    # How long a publish waits for Redis to confirm before answering 503.
+    write_timeout_s: float
+
+
+Handler = Callable[[web.Request, Services, ApiKey | None], Awaitable[web.StreamResponse]]
+Access = Literal["public", "key", "admin"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation: served by the app and described in the OpenAPI document."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    # public: no key; key: any key (workspace scope checked by the handler); admin.
+    access: Access = "key"
+    # Request body type, and response body type per status (None: no body; a
+    # tuple: one of them).
+    body: Any = None
+    replies: Mapping[int, Any] = field(default_factory=dict)
+    # Query parameters: name -> (type, description).
+    query: Mapping[str, tuple[Any, str]] = field(default_factory=dict)
+    # Body media types besides JSON.
+    also_accepts: tuple[str, ...] = ()
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def reply(body: object, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=_encoder.encode(body), content_type=JSON)
+
+
+def media_type(request: web.Request) -> str:
+    return request.content_type.split(";")[0].strip().lower()
+
+
+async def read_json(request: web.Request, kind: type[T]) -> T:
+    """The body as `kind`: 415 unless JSON, 422 with the field path if invalid."""
+    if media_type(request) != JSON:
+        raise Problem(415, "Unsupported media type", f"send {JSON}")
+    try:
+        return msgspec.json.decode(await request.read(), type=kind)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise from_validation(exc) from None
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise Problem(422, "Invalid request", f"query {name} must be an integer {low}-{high}")
+    return value
