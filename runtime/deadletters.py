@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 
 from runtime.registry import Registry
 from streams.connection import Redis
-from streams.deadletter import DeadLetter, dead_letters, purge, replay
+from streams.deadletter import DeadLetter, dead_letters, newest_letter, purge, replay
 from streams.keys import PartitionKeys
 
 # Letters read per round trip while walking a dead-letter stream.
@@ -74,11 +74,15 @@ class DeadLetters:
     async def _keyed_pages(
         self, function: str, workspace: str | None, ids: Collection[str] | None
     ) -> AsyncIterator[tuple[PartitionKeys, list[DeadLetter]]]:
-        """Matching letters partition by partition, a page at a time, oldest first."""
+        """Matching letters partition by partition, a page at a time, oldest first.
+
+        Only letters there at the start: a replayed job that fails at once again
+        writes a new letter, which this call must not replay again and again.
+        """
         wanted = None if ids is None else set(ids)
         for keys in self.registry.partitions(function, workspace):
-            after = "-"
-            while letters := await dead_letters(self.redis, keys, PAGE, after):
+            after, until = "-", await newest_letter(self.redis, keys)
+            while letters := await dead_letters(self.redis, keys, PAGE, after, until):
                 after = letters[-1].entry_id
                 page = [
                     letter

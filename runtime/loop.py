@@ -5,7 +5,7 @@ after each read a refill call lets the workspaces' backlogs into the stream),
 `concurrency` lanes that invoke the handler, a settler that writes every finished
 outcome since its last call in one Lua call, a watchdog that cancels calls past
 the function's timeout, a heartbeat that extends the claim on held entries, and a
-reclaimer that takes over entries of lost workers.
+reclaimer that takes over entries of lost workers, and a watcher of the pause flag.
 """
 
 from __future__ import annotations
@@ -35,12 +35,15 @@ from streams.connection import Redis
 from streams.consume import Delivery, ensure_group, read, refill, taken
 from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
+from streams.pause import is_paused
 from streams.settle import Settlement, settle
 
 log = logging.getLogger(__name__)
 
 # Loop turns the settler waits at most for more outcomes before it writes.
 GATHER_TURNS = 8
+# How often a worker looks whether its function was paused (runtime.queues).
+PAUSE_CHECK_S = 1.0
 
 
 class LoopConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,6 +91,9 @@ class PartitionLoop:
         self.outbox: list[Settlement] = []
         self.outbox_ready = asyncio.Event()
         self.room = asyncio.Event()
+        # Clear while the function is paused: the reader waits on it.
+        self.unpaused = asyncio.Event()
+        self.unpaused.set()
         self.stopping = False
         self.closing = False
         # Calls running in lanes now: while any run, the settler waits a few loop
@@ -126,10 +132,12 @@ class PartitionLoop:
             )
         )
         reader = asyncio.create_task(self._read_forever())
+        pause = asyncio.create_task(self._watch_pause())
         metrics = asyncio.create_task(
             flush_forever(self.client, self.keys, self.recorder, self.health)
         )
         await stop.wait()
+        await finish(pause)
         await self._shut_down(
             [lane.task for lane in lanes], settler, heartbeat, reclaimer, reader, metrics
         )
@@ -167,6 +175,7 @@ class PartitionLoop:
         deadline = loop.time() + self.config.grace_s
         self.stopping = True
         self.room.set()
+        self.unpaused.set()
         await finish(reclaimer)
         # A read in progress returns within BLOCK (and a batching window); what it
         # brings is held, not run.
@@ -206,6 +215,9 @@ class PartitionLoop:
         backoff = Backoff()
         batch_size = self.fn.options.batch_size
         while not self.stopping:
+            if not self.unpaused.is_set():
+                await self.unpaused.wait()
+                continue
             free = self.capacity - len(self.held)
             if free <= 0:
                 self.room.clear()
@@ -236,6 +248,23 @@ class PartitionLoop:
                 task.add_done_callback(self.limiting.discard)
             else:
                 self._queue(intake)
+
+    async def _watch_pause(self) -> None:
+        while True:
+            try:
+                paused = await is_paused(self.client, self.keys)
+            except Exception as exc:
+                # As it was: the reader reports an outage; anything else is a bug.
+                if not isinstance(exc, RedisUnavailable):
+                    log.exception("%s: pause flag unreadable", self.keys)
+                paused = not self.unpaused.is_set()
+            if paused and self.unpaused.is_set():
+                log.info("%s: paused", self.keys)
+                self.unpaused.clear()
+            elif not paused and not self.unpaused.is_set():
+                log.info("%s: resumed", self.keys)
+                self.unpaused.set()
+            await asyncio.sleep(PAUSE_CHECK_S)
 
     async def _read_batch(self, want: int) -> list[Delivery]:
         """Block for jobs; with a batching window, keep reading until `want` are in

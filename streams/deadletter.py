@@ -26,12 +26,13 @@ class DeadLetter(msgspec.Struct, frozen=True):
 
 
 async def dead_letters(
-    client: Redis, keys: PartitionKeys, count: int = 100, after: str = "-"
+    client: Redis, keys: PartitionKeys, count: int = 100, after: str = "-", until: str = "+"
 ) -> list[DeadLetter]:
-    """The oldest `count` dead letters of the partition, from entry id `after` on (exclusive)."""
+    """The oldest `count` dead letters of the partition, from entry id `after` on
+    (exclusive), up to `until` (inclusive)."""
     start = after if after == "-" else f"({after}"
     with wrap_unavailable():
-        entries: Any = await client.xrange(keys.dead, min=start, count=count)
+        entries: Any = await client.xrange(keys.dead, min=start, max=until, count=count)
     return [
         DeadLetter(eid.decode(), _envelope(keys, eid.decode(), fields[b"e"]), fields[b"r"].decode())
         for eid, fields in entries
@@ -79,6 +80,13 @@ async def replay(
     )
     assert isinstance(reply, int)
     return reply
+
+
+async def newest_letter(client: Redis, keys: PartitionKeys) -> str:
+    """The id of the newest dead letter ("0-0": none)."""
+    with wrap_unavailable():
+        entries: Any = await client.xrevrange(keys.dead, count=1)
+    return entries[0][0].decode() if entries else "0-0"
 
 
 async def purge(client: Redis, keys: PartitionKeys, letters: Sequence[DeadLetter]) -> int:

@@ -60,6 +60,7 @@ class PartitionKeys:
         "limits",
         "metrics",
         "partition",
+        "paused",
         "rate",
         "repeats",
         "share",
@@ -107,6 +108,8 @@ class PartitionKeys:
         self.deferrals = f"{self.tag}:deferrals"
         # HASH of job metrics by workspace and for the function (streams.metrics).
         self.metrics = f"{self.tag}:metrics"
+        # Set while the function is paused: its workers read nothing (streams.pause).
+        self.paused = f"{self.tag}:paused"
 
     def __repr__(self) -> str:
         return f"PartitionKeys({self.function!r}, {self.partition})"

@@ -21,6 +21,7 @@ from runtime.ingress.routes import Services
 from runtime.jobs import Jobs
 from runtime.limits import Limits
 from runtime.metrics import Metrics
+from runtime.queues import Queues
 from runtime.registry import Registry
 from runtime.settings import Settings
 from streams.connection import Redis
@@ -52,6 +53,7 @@ def services(
         dead=DeadLetters(redis, registry),
         metrics=Metrics(redis, registry),
         limits=Limits(redis, registry),
+        queues=Queues(redis, registry),
         keys=keys,
         coalescer=Coalescer(client),
         health=health,

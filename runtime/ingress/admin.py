@@ -51,10 +51,25 @@ async def queues(request: web.Request, services: Services, key: ApiKey | None) -
     assert key is not None
     require_admin(key)
     found = [
-        Queue(fn.name, list(fn.topics), await services.jobs.counts(fn.name))
+        Queue(
+            fn.name,
+            list(fn.topics),
+            await services.jobs.counts(fn.name),
+            await services.queues.paused(fn.name),
+        )
         for fn in services.registry
     ]
     return reply(Queues(found))
+
+
+async def pause(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+    await services.queues.pause(_function(services, request.match_info["function"]))
+    return web.Response(status=204)
+
+
+async def resume(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+    await services.queues.resume(_function(services, request.match_info["function"]))
+    return web.Response(status=204)
 
 
 async def dead_letters(
@@ -196,6 +211,11 @@ def _metric_routes(prefix: str) -> list[Route]:
 ROUTES = [
     Route("GET", "/v1/queues", queues, "Job counts per function (admin)", "queues",
           access="admin", replies={200: Queues}),
+    Route("POST", "/v1/queues/{function}/pause", pause,
+          "Pause a function: its workers start nothing until resumed (admin)", "queues",
+          access="admin", replies={204: None}),
+    Route("POST", "/v1/queues/{function}/resume", resume, "Resume a paused function (admin)",
+          "queues", access="admin", replies={204: None}),
     Route("GET", "/v1/dead-letters/{function}", dead_letters,
           "The oldest dead letters of a function", "dead letters",
           replies={200: DeadLetterList},

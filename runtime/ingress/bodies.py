@@ -72,6 +72,8 @@ class Queue(msgspec.Struct, frozen=True):
     function: str
     topics: list[str]
     counts: Counts
+    # Paused: its workers start nothing until resumed.
+    paused: bool
 
 
 class Queues(msgspec.Struct, frozen=True):

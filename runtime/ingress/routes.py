@@ -19,6 +19,7 @@ from runtime.ingress.problems import Problem, from_validation
 from runtime.jobs import Jobs
 from runtime.limits import Limits
 from runtime.metrics import Metrics
+from runtime.queues import Queues
 from runtime.registry import Registry
 from streams.connection import Redis
 
@@ -39,6 +40,7 @@ class Services:
     dead: DeadLetters
     metrics: Metrics
     limits: Limits
+    queues: Queues
     keys: KeyRing
     coalescer: Coalescer
     health: RedisHealth

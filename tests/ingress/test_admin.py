@@ -1,0 +1,94 @@
+"""Queues, pause and resume, dead letters, metrics and limits over HTTP, with a worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streams.connection import Redis
+from tests.ingress.conftest import Api
+from tests.redis_server import RedisServer
+from tests.runtime.helpers import blocked_readers, read_ledger, wait_until, worker_in_process
+
+
+async def queue_of(api: Api, function: str) -> dict[str, object]:
+    answer = await api.http.get("/v1/queues", headers=api.auth("admin"))
+    assert answer.status == 200
+    (queue,) = [q for q in (await answer.json())["queues"] if q["function"] == function]
+    return queue  # type: ignore[no-any-return]
+
+
+async def test_a_paused_function_starts_nothing_until_resumed(
+    api: Api, redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    admin = api.auth("admin")
+    async with worker_in_process(shared_server.url, "tasks"):
+
+        async def reading() -> bool:
+            return await blocked_readers(redis) == 1
+
+        await wait_until(reading, what="the worker reading")
+        assert (await api.http.post("/v1/queues/tasks/pause", headers=admin)).status == 204
+        assert (await queue_of(api, "tasks"))["paused"] is True
+
+        async def stopped() -> bool:
+            return await blocked_readers(redis) == 0
+
+        # Within its next look at the flag, the worker no longer reads.
+        await wait_until(stopped, what="the worker paused")
+        events = [{"workspace": "acme", "data": {"n": i}} for i in range(20)]
+        assert (await api.post("/v1/events/tasks", events)).status == 202
+        queue = await queue_of(api, "tasks")
+        assert queue["counts"]["waiting"] == 20  # type: ignore[index]
+        assert not read_ledger(ledger)
+        assert (await api.http.post("/v1/queues/tasks/resume", headers=admin)).status == 204
+
+        async def all_handled() -> bool:
+            return len(read_ledger(ledger)) == 20
+
+        await wait_until(all_handled, what="the jobs handled after resume")
+    assert (await queue_of(api, "tasks"))["paused"] is False
+
+
+async def test_dead_letters_metrics_and_limits(
+    api: Api, redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    admin = api.auth("admin")
+    events = [{"workspace": "acme", "data": {"n": i, "mode": "raise"}} for i in range(3)]
+    events.append({"workspace": "acme", "data": {"n": 9}})
+    async with worker_in_process(shared_server.url, "tasks"):
+        assert (await api.post("/v1/events/tasks", events)).status == 202
+
+        async def dead() -> bool:
+            answer = await api.http.get("/v1/dead-letters/tasks", headers=api.auth("acme"))
+            return len((await answer.json())["letters"]) == 3
+
+        await wait_until(dead, what="three dead letters")
+        letters = (await (await api.http.get("/v1/dead-letters/tasks", headers=admin)).json())[
+            "letters"
+        ]
+        assert all(letter["errors"] == [letter["reason"]] for letter in letters)
+        replay = await api.post(
+            "/v1/dead-letters/tasks/replay", {"ids": [letters[0]["id"]]}, who="acme"
+        )
+        assert await replay.json() == {"replayed": 1}
+
+        async def flushed() -> bool:
+            answer = await api.http.get("/api/metrics/workspace/acme", headers=api.auth("acme"))
+            return (await answer.json())["functions"]["tasks"]["processed"] >= 5
+
+        await wait_until(flushed, what="metrics flushed")
+    answer = await api.http.get("/v1/metrics?function=tasks", headers=admin)
+    tasks = (await answer.json())["functions"]["tasks"]
+    assert (tasks["succeeded"], tasks["dead"]) == (1, 4)
+    reset = await api.post("/v1/metrics/reset", {"function": "tasks"}, who="admin")
+    assert reset.status == 204
+    answer = await api.http.get("/api/metrics", headers=admin)
+    assert (await answer.json())["functions"]["tasks"]["processed"] == 0
+    # Limits: a tier override for one workspace, then back to the declared rate.
+    path = "/v1/limits/limited-tasks/workspace/acme"
+    assert (await api.http.put(path, json={"rate_per_s": 5}, headers=admin)).status == 204
+    assert (await api.http.put(path, json={"rate_per_s": None}, headers=admin)).status == 204
+    view = await (await api.http.get("/v1/limits/limited-tasks", headers=admin)).json()
+    assert (view["rate_per_s"], view["deferrals"]) == (50.0, {})
+    bad = await api.http.put(path, json={"rate_per_s": -1}, headers=admin)
+    assert bad.status == 422
