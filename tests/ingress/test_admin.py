@@ -74,7 +74,8 @@ async def test_dead_letters_metrics_and_limits(
 
         async def flushed() -> bool:
             answer = await api.http.get("/api/metrics/workspace/acme", headers=api.auth("acme"))
-            return (await answer.json())["functions"]["tasks"]["processed"] >= 5
+            processed: int = (await answer.json())["functions"]["tasks"]["processed"]
+            return processed >= 5
 
         await wait_until(flushed, what="metrics flushed")
     answer = await api.http.get("/v1/metrics?function=tasks", headers=admin)
