@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # The two commands: `./local.sh up` runs Sluice, `./local.sh test` runs the checks.
-# Each installs what it needs first (redis-server, .venv, the project).
+# Each installs what it needs first (redis-server, .venv, the project; chromium for the tests).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-setup() {
-  if ! command -v redis-server >/dev/null 2>&1; then
-    echo "local.sh: installing redis-server" >&2
+# Install a Debian package when its command is missing.
+need() {
+  local command="$1" package="$2"
+  if ! command -v "$command" >/dev/null 2>&1; then
+    echo "local.sh: installing $package" >&2
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$package" >/dev/null
   fi
+}
+
+setup() {
+  need redis-server redis-server
   if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
   fi
@@ -51,6 +57,8 @@ up() {
 
 run_tests() {
   setup
+  # The dashboard's browser test.
+  need chromium chromium
   .venv/bin/ruff check .
   .venv/bin/ruff format --check .
   .venv/bin/mypy

@@ -18,7 +18,7 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
-from runtime.ingress import admin, health, jobs, publish
+from runtime.ingress import admin, dashboard, health, jobs, publish
 from runtime.ingress.openapi import document
 from runtime.ingress.problems import Problem, invalid
 from runtime.ingress.routes import Route, Services, reply
@@ -26,7 +26,13 @@ from streams.errors import InvalidName, RedisUnavailable
 
 log = logging.getLogger(__name__)
 
-ROUTES: list[Route] = [*publish.ROUTES, *jobs.ROUTES, *admin.ROUTES, *health.ROUTES]
+ROUTES: list[Route] = [
+    *publish.ROUTES,
+    *jobs.ROUTES,
+    *admin.ROUTES,
+    *health.ROUTES,
+    *dashboard.ROUTES,
+]
 
 SERVICES = web.AppKey("services", Services)
 

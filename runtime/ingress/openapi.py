@@ -58,7 +58,10 @@ def document(routes: Sequence[Route], registry: Registry) -> dict[str, Any]:
         if route.body is not None:
             types.append(route.body)
         for kind in route.replies.values():
-            types += kind if isinstance(kind, tuple) else [] if kind is None else [kind]
+            if isinstance(kind, tuple):
+                types += kind
+            elif kind is not None and not isinstance(kind, str):
+                types.append(kind)
     schemas, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
     )
@@ -96,7 +99,9 @@ def document(routes: Sequence[Route], registry: Registry) -> dict[str, Any]:
             operation["requestBody"] = {"required": True, "content": content}
         for status, kind in route.replies.items():
             answer: dict[str, Any] = {"description": "OK" if status < 300 else "Error"}
-            if isinstance(kind, tuple):
+            if isinstance(kind, str):
+                answer["content"] = {kind: {"schema": {"type": "string"}}}
+            elif isinstance(kind, tuple):
                 answer["content"] = {JSON: {"schema": {"oneOf": [schema_of[id(k)] for k in kind]}}}
             elif kind is not None:
                 answer["content"] = {JSON: {"schema": schema_of[id(kind)]}}

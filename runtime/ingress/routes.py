@@ -64,7 +64,7 @@ class Route:
     # public: no key; key: any key (workspace scope checked by the handler); admin.
     access: Access = "key"
     # Request body type, and response body type per status (None: no body; a
-    # tuple: one of them).
+    # tuple: one of them; a string: a media type, not JSON).
     body: Any = None
     replies: Mapping[int, Any] = field(default_factory=dict)
     # Query parameters: name -> (type, description).

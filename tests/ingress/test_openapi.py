@@ -108,6 +108,9 @@ async def answer_of(
     if declared is None:
         assert data == b""
         return
+    if isinstance(declared, str):
+        assert answer.content_type == declared
+        return
     kinds = declared if isinstance(declared, tuple) else (declared,)
     errors = []
     for kind in kinds:
