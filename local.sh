@@ -68,6 +68,6 @@ run_tests() {
 case "${1:-}" in
   up) shift; up "$@" ;;
   test) shift; run_tests "$@" ;;
-  bench) shift; setup; .venv/bin/python -m bench "$@" ;;
+  bench) shift; setup; need wrk wrk; .venv/bin/python -m bench "$@" ;;
   *) echo "usage: ./local.sh up | test [--long] [pytest args] | bench [--json FILE] [--jobs N] [--backlog N]" >&2; exit 2 ;;
 esac

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -17,6 +18,7 @@ import msgspec
 import uvloop
 
 from bench.functions import Ping
+from bench.ingress import measure as measure_ingress
 from bench.scheduling import delayed_bytes_per_job, lateness, promote_rate
 from bench.worker import SPEC, start_worker, stop, until_completed
 from runtime import Client, Event
@@ -72,18 +74,42 @@ async def publish_rate(client: Client, function: str, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+class Drain(msgspec.Struct, frozen=True):
+    jobs_per_s: float
+    # CPU time of the worker process and of Redis per job: steadier than the rate
+    # on a machine whose speed drifts, so costs are compared by it.
+    cpu_us_per_job: float
+
+
 async def drain_rate(redis: Redis, url: str, function: str, n: int) -> float:
+    return (await drain(redis, url, function, n)).jobs_per_s
+
+
+async def drain(redis: Redis, url: str, function: str, n: int) -> Drain:
     """One worker process drains `n` queued jobs; timed from its first settlement."""
     keys = PartitionKeys(function, 0)
     worker = start_worker(url, function, {})
     try:
         first = await until_completed(redis, keys, 1, 0.002)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), await cpu_s(redis, worker.pid)
         # Polled rarely: the poller shares the 2 cores with the worker and Redis.
         done = await until_completed(redis, keys, n, 0.05)
-        return (done - first) / (time.perf_counter() - start)
+        elapsed, used = time.perf_counter() - start, await cpu_s(redis, worker.pid) - cpu
+        return Drain((done - first) / elapsed, used / (done - first) * 1e6)
     finally:
         stop(worker)
+
+
+async def cpu_s(redis: Redis, pid: int) -> float:
+    """CPU seconds used so far by process `pid` and by the Redis server."""
+    info = await redis.info("cpu")
+    return process_cpu_s(pid) + float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of a live process (/proc; a local file, read at once)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def latency(client: Client, redis: Redis, url: str, seconds: float) -> list[float]:
@@ -111,18 +137,24 @@ async def latency(client: Client, redis: Redis, url: str, seconds: float) -> lis
 
 async def compared_drains(
     client: Client, redis: Redis, url: str, n: int, rounds: int = 3
-) -> tuple[float, float, float]:
-    """Batch drain rates plain, with limits never hit, and without backlogs: the
-    median of `rounds` interleaved runs each, so the costs compared are not this
+) -> tuple[Drain, Drain, Drain]:
+    """Batch drains plain, with limits never hit, and without backlogs: the median
+    of `rounds` interleaved runs each, so the costs compared are not this
     machine's drift between two runs (it varies by a third)."""
     functions = ("noop-batch", "noop-batch-limited", "noop-batch-unshared")
-    rates: dict[str, list[float]] = {f: [] for f in functions}
+    runs: dict[str, list[Drain]] = {f: [] for f in functions}
     for _ in range(rounds):
         for function in functions:
             await publish_rate(client, function, n)
-            rates[function].append(await drain_rate(redis, url, function, n))
+            runs[function].append(await drain(redis, url, function, n))
             await redis.flushall()
-    plain, limited, unshared = (statistics.median(rates[f]) for f in functions)
+    plain, limited, unshared = (
+        Drain(
+            statistics.median(d.jobs_per_s for d in runs[f]),
+            statistics.median(d.cpu_us_per_job for d in runs[f]),
+        )
+        for f in functions
+    )
     return plain, limited, unshared
 
 
@@ -138,6 +170,10 @@ class Figures(msgspec.Struct):
     # The batch drain with no backlogs (workspace_share unbounded): 100 workspaces
     # of 500 jobs each otherwise wait in backlogs past their share of 100.
     batch_drain_rate_unshared: float
+    # CPU µs per job (worker process + Redis) of the same three drains.
+    batch_drain_cpu_us: float
+    batch_drain_limited_cpu_us: float
+    batch_drain_unshared_cpu_us: float
     latency_p50_ms: float
     latency_p99_ms: float
     latency_max_ms: float
@@ -148,6 +184,12 @@ class Figures(msgspec.Struct):
     lateness_backlog_p99_ms: float
     delayed_bytes_per_job: float
     promote_rate: float
+    # One ingress process under wrk (bench.ingress), and the bare aiohttp ceiling.
+    ingress_ceiling_rps: float
+    ingress_single_rps: float
+    ingress_single_p50_ms: float
+    ingress_single_p99_ms: float
+    ingress_batch_events_per_s: float
 
 
 async def run(n: int, seconds: float, backlog: int) -> Figures:
@@ -174,6 +216,8 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
             late_backlog = sorted(await lateness(client, redis, server.url, 2_000, 5.0))
             await redis.flushall()
             promote = await promote_rate(client, redis, n)
+            await redis.flushall()
+            ceiling, single, batch = await asyncio.to_thread(measure_ingress, server.url)
             await redis.aclose()
         finally:
             server.stop()
@@ -184,9 +228,12 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
         raw_drain_rate=round(raw_drain),
         publish_rate=round(pub),
         drain_rate=round(drain),
-        batch_drain_rate=round(batch_drain),
-        batch_drain_rate_limited=round(limited_drain),
-        batch_drain_rate_unshared=round(unshared_drain),
+        batch_drain_rate=round(batch_drain.jobs_per_s),
+        batch_drain_rate_limited=round(limited_drain.jobs_per_s),
+        batch_drain_rate_unshared=round(unshared_drain.jobs_per_s),
+        batch_drain_cpu_us=round(batch_drain.cpu_us_per_job, 2),
+        batch_drain_limited_cpu_us=round(limited_drain.cpu_us_per_job, 2),
+        batch_drain_unshared_cpu_us=round(unshared_drain.cpu_us_per_job, 2),
         latency_p50_ms=round(statistics.median(lat), 3),
         latency_p99_ms=round(lat[int(len(lat) * 0.99)], 3),
         latency_max_ms=round(lat[-1], 3),
@@ -197,6 +244,11 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
         lateness_backlog_p99_ms=round(late_backlog[int(len(late_backlog) * 0.99)], 3),
         delayed_bytes_per_job=round(per_job, 1),
         promote_rate=round(promote),
+        ingress_ceiling_rps=round(ceiling.requests_per_s),
+        ingress_single_rps=round(single.requests_per_s),
+        ingress_single_p50_ms=single.p50_ms,
+        ingress_single_p99_ms=single.p99_ms,
+        ingress_batch_events_per_s=round(batch.requests_per_s * 100),
     )
 
 
@@ -223,9 +275,17 @@ def report(f: Figures) -> None:
         share = f"  {ratio:5.0%} of raw" if ratio is not None else ""
         print(f"  {name:28} {rate:>10,.0f} jobs/s{share}")
     cost = 1 - f.batch_drain_rate_limited / f.batch_drain_rate
-    print(f"  checking rate limits costs {cost:.0%} of the batch drain rate")
+    cpu = f.batch_drain_limited_cpu_us / f.batch_drain_cpu_us - 1
+    print(
+        f"  checking rate limits costs {cost:.0%} of the batch drain rate; CPU per job "
+        f"{f.batch_drain_cpu_us} -> {f.batch_drain_limited_cpu_us} us ({cpu:+.0%})"
+    )
     fairness = 1 - f.batch_drain_rate / f.batch_drain_rate_unshared
-    print(f"  backlogs (fairness) cost {fairness:.0%} of the batch drain rate")
+    cpu = f.batch_drain_cpu_us / f.batch_drain_unshared_cpu_us - 1
+    print(
+        f"  backlogs (fairness) cost {fairness:.0%} of the batch drain rate; CPU per job "
+        f"{f.batch_drain_unshared_cpu_us} -> {f.batch_drain_cpu_us} us ({cpu:+.0%})"
+    )
     print(
         f"  latency at 1,000 jobs/s       p50 {f.latency_p50_ms} ms  "
         f"p99 {f.latency_p99_ms} ms  max {f.latency_max_ms} ms"
@@ -239,6 +299,16 @@ def report(f: Figures) -> None:
         f"  memory per delayed job         {f.delayed_bytes_per_job:,.0f} bytes beyond its payload"
     )
     print(f"  promote (delayed -> stream)    {f.promote_rate:>10,.0f} jobs/s")
+    print(f"  ingress ceiling (bare aiohttp)  {f.ingress_ceiling_rps:>10,.0f} requests/s")
+    print(
+        f"  ingress, one event a request   {f.ingress_single_rps:>10,.0f} requests/s  "
+        f"{f.ingress_single_rps / f.ingress_ceiling_rps:5.0%} of the ceiling  "
+        f"p50 {f.ingress_single_p50_ms} ms  p99 {f.ingress_single_p99_ms} ms"
+    )
+    print(
+        f"  ingress, 100 events a request  {f.ingress_batch_events_per_s:>10,.0f} events/s    "
+        f"{f.ingress_batch_events_per_s / f.publish_rate:5.0%} of bulk publish"
+    )
 
 
 def main() -> None:

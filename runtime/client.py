@@ -189,6 +189,8 @@ def _key(event: Event, index: int) -> str:
 
 
 def _tags(event: Event, index: int) -> tuple[str, ...]:
+    if not event.tags:
+        return ()
     # Each tag once, in the order given.
     return tuple(dict.fromkeys(check_token(f"tag of event {index}", t) for t in event.tags))
 

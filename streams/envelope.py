@@ -11,7 +11,6 @@ still decode and old workers ignore what they do not know.
 
 from __future__ import annotations
 
-import base64
 import os
 import time
 
@@ -63,13 +62,21 @@ def encode_payload(value: object) -> msgspec.Raw:
     return msgspec.Raw(_encoder.encode(value))
 
 
+# base32hex two characters at a time: the id is made on every publish, and the
+# standard library's base32 is pure Python (a fifth of an ingress request's own
+# time in a profile).
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+
+
 def new_job_id() -> str:
     """A 26-character id that sorts by creation time (48-bit ms + 80 random bits).
 
     base32hex keeps byte order in string order, so ids sort like ULIDs.
     """
-    raw = (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)
-    return base64.b32hexencode(raw)[:26].decode()
+    n = ((time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")) << 2
+    pairs = _PAIRS
+    return "".join([pairs[(n >> shift) & 1023] for shift in range(120, -1, -10)])
 
 
 def now_ms() -> int:

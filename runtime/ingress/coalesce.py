@@ -43,16 +43,18 @@ class Coalescer:
         """Write `prepared` with whatever else is waiting; `RedisUnavailable` when not
         confirmed within `timeout_s` (it may still be written: publish again with
         the same ids, which never makes a second job)."""
-        future: asyncio.Future[list[Receipt]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Receipt]] = loop.create_future()
         self.waiting.append((prepared, future))
         self.ready.set()
-        # asyncio.wait never cancels what it waits for: a write carries other
-        # requests too, and goes on after this one gave up.
-        done, _ = await asyncio.wait([future], timeout=timeout_s)
-        if not done:
-            future.add_done_callback(_retrieve)
-            raise RedisUnavailable(f"the write was not confirmed within {timeout_s:g} s")
-        return future.result()
+        # A timer that fails the future, not a cancel: the write carries other
+        # requests too, and goes on after this one gave up (the writer then
+        # finds the future done). Cheaper per request than asyncio.wait.
+        timer = loop.call_later(timeout_s, _expire, future, timeout_s)
+        try:
+            return await future
+        finally:
+            timer.cancel()
 
     async def _write_forever(self) -> None:
         while True:
@@ -75,7 +77,8 @@ class Coalescer:
                     future.set_result(receipts)
 
 
-def _retrieve(future: asyncio.Future[list[Receipt]]) -> None:
-    """Take the outcome no request waits for any more, so it is not reported as lost."""
-    if not future.cancelled():
-        future.exception()
+def _expire(future: asyncio.Future[list[Receipt]], timeout_s: float) -> None:
+    if not future.done():
+        future.set_exception(
+            RedisUnavailable(f"the write was not confirmed within {timeout_s:g} s")
+        )

@@ -1,6 +1,7 @@
-"""The dashboard at /admin: one static page (dashboard.html) whose script reads the
-JSON API with an admin key the user enters, kept in that browser tab only. The
-page itself holds no data, so it needs no key to load."""
+"""The dashboard at /admin and the interactive API docs at /docs: static pages
+(dashboard.html, docs.html) whose scripts call the JSON API with a key the user
+enters, kept in that browser tab only. The pages hold no data, so they need no
+key to load; the docs page builds its forms from /openapi.json."""
 
 from __future__ import annotations
 
@@ -11,12 +12,21 @@ from aiohttp import web
 from runtime.ingress.auth import ApiKey
 from runtime.ingress.routes import Route, Services
 
-PAGE = (Path(__file__).with_name("dashboard.html")).read_bytes()
+DASHBOARD = Path(__file__).with_name("dashboard.html").read_bytes()
+DOCS = Path(__file__).with_name("docs.html").read_bytes()
 
 
 async def dashboard(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+    return _page(DASHBOARD)
+
+
+async def docs(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+    return _page(DOCS)
+
+
+def _page(body: bytes) -> web.Response:
     return web.Response(
-        body=PAGE,
+        body=body,
         content_type="text/html",
         headers={
             # Its own script and styles only; it talks to this origin alone.
@@ -30,4 +40,6 @@ async def dashboard(request: web.Request, services: Services, key: ApiKey | None
 ROUTES = [
     Route("GET", "/admin", dashboard, "The dashboard (enter an admin key in the page)",
           "dashboard", access="public", replies={200: "text/html"}),
+    Route("GET", "/docs", docs, "Interactive API docs, built from /openapi.json", "dashboard",
+          access="public", replies={200: "text/html"}),
 ]  # fmt: skip

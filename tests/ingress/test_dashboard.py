@@ -82,3 +82,20 @@ async def test_the_dashboard_shows_counts_and_replays_a_dead_letter(
     await page.click("#lookup button")
     await expect(page.locator("#job")).to_contain_text('"state": "delayed"')
     assert problems == []
+
+
+async def test_the_docs_page_sends_an_operation_from_the_openapi_document(
+    api: Api, browser: Browser
+) -> None:
+    page = await browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    await page.goto(str(api.http.make_url("/docs")))
+    await page.fill("#key", api.keys["admin"])
+    queues = page.locator("details", has_text="/v1/queues").first
+    await queues.locator("summary").click()
+    await queues.locator("button", has_text="Send").click()
+    await expect(queues.locator("pre")).to_contain_text("200")
+    await expect(queues.locator("pre")).to_contain_text('"function":"tasks"')
+    assert problems == []
