@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import uvloop
 
-from runtime import logs, settings
+from runtime import logs, settings, telemetry
 from runtime.client import Client, Event
 from runtime.declare import Function
 from runtime.errors import SluiceError
@@ -79,18 +79,26 @@ def main(argv: list[str] | None = None) -> None:
     except SluiceError as exc:
         sys.exit(f"sluice: {exc}")
     logs.configure(config.log_format, config.log_level)
+    try:
+        traced = telemetry.configure(args.role, os.environ, config.trace_mode)
+    except SluiceError as exc:
+        sys.exit(f"sluice: {exc}")
     demo = args.role == "dev" and config.demo
-    uvloop.run(
-        _serve(
-            config,
-            registry,
-            functions,
-            keyring if ingress else None,
-            consume=consume,
-            schedule=schedule,
-            demo=demo,
+    try:
+        uvloop.run(
+            _serve(
+                config,
+                registry,
+                functions,
+                keyring if ingress else None,
+                consume=consume,
+                schedule=schedule,
+                demo=demo,
+            )
         )
-    )
+    finally:
+        if traced is not None:
+            traced.shutdown()
 
 
 async def _serve(

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from runtime import tracing
 from runtime.declare import Function
 from runtime.errors import InvalidPayload, InvalidPriority, PayloadTooLarge
 from runtime.registry import Registry
@@ -106,11 +107,15 @@ class Client:
 
     async def publish_many(self, target: str, events: Sequence[Event]) -> list[Receipt]:
         """Publish many events; every one is validated before anything is written."""
-        return (await self.write([self.prepare(target, events)]))[0]
+        with tracing.publishing(target, len(events)) as trace:
+            return (await self.write([self.prepare(target, events, trace)]))[0]
 
-    def prepare(self, target: str, events: Sequence[Event]) -> Prepared:
+    def prepare(
+        self, target: str, events: Sequence[Event], trace: dict[str, str] | None = None
+    ) -> Prepared:
         """Validate and encode `events` for `target`, writing nothing; raises on
-        any invalid event (the `SluiceError` says which)."""
+        any invalid event (the `SluiceError` says which). `trace` is the W3C trace
+        context the jobs carry (runtime.tracing)."""
         functions = self.registry.route(target)
         ids = [_job_id(e, i) for i, e in enumerate(events)]
         timing = [due(e.delay_ms, e.run_at, f"event {i}") for i, e in enumerate(events)]
@@ -132,6 +137,7 @@ class Client:
                     key=_key(event, i),
                     tags=_tags(event, i),
                     priority=_priority(event, i),
+                    trace=trace,
                 )
                 part = partition_of(event.workspace, fn.options.partitions)
                 due_ms, delay_ms = timing[i]

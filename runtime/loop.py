@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from runtime import tracing
 from runtime.backoff import Backoff
 from runtime.declare import Function
 from runtime.health import RedisHealth
@@ -348,7 +349,10 @@ class PartitionLoop:
             self.busy += 1
             lane.call, lane.started = call, clock()
             try:
-                failures = await invoke(self.fn, call.batch)
+                with tracing.processing(self.fn.name, call.envelopes, self.fn.batched) as spans:
+                    failures = await invoke(self.fn, call.batch)
+                    for job_id, why in failures.items() if spans else ():
+                        tracing.failed(spans[job_id], why.error)
             except asyncio.CancelledError:
                 if lane.expired is not call:
                     raise  # shutdown past the grace period: the job is handed back

@@ -24,6 +24,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     demo: bool = False
+    # parent: a job's spans are children of its publish span (one trace per job);
+    # link: each delivery starts a trace linked to it (runtime.tracing).
+    trace_mode: Literal["parent", "link"] = "parent"
     # The ingress (`sluice ingress`, and in `sluice dev`).
     ingress_host: str = "0.0.0.0"
     ingress_port: int = 8080
@@ -73,6 +76,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_LOG_FORMAT": ("", "log_format"),
     "SLUICE_LOG_LEVEL": ("", "log_level"),
     "SLUICE_DEMO": ("", "demo"),
+    "SLUICE_TRACE_MODE": ("", "trace_mode"),
     "SLUICE_INGRESS_HOST": ("", "ingress_host"),
     "SLUICE_INGRESS_PORT": ("", "ingress_port"),
     "SLUICE_API_KEYS_FILE": ("", "api_keys_file"),

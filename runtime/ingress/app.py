@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import msgspec
 from aiohttp import web
 
+from runtime import tracing
 from runtime.errors import (
     InvalidPayload,
     InvalidPriority,
@@ -38,6 +39,26 @@ SERVICES = web.AppKey("services", Services)
 
 # Seconds a client is told to wait after a 503.
 RETRY_AFTER_S = 2
+
+
+@web.middleware
+async def traced(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A SERVER span per request, parent of what the request does (the publish span).
+
+    Our own middleware rather than OpenTelemetry's aiohttp-server one, which works
+    only after instrumenting every aiohttp Application of the process.
+    """
+    if not tracing.enabled():
+        return await handler(request)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else request.path
+    with tracing.serving(request.method, route, request.headers) as span:
+        response = await handler(request)
+        if span is not None:
+            tracing.answered(span, response.status)
+        return response
 
 
 @web.middleware
@@ -88,7 +109,7 @@ def _serve(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse
 def build_app(
     services: Services, max_body_bytes: int, routes: Sequence[Route] = ROUTES
 ) -> web.Application:
-    app = web.Application(middlewares=[problems], client_max_size=max_body_bytes)
+    app = web.Application(middlewares=[traced, problems], client_max_size=max_body_bytes)
     app[SERVICES] = services
     for route in routes:
         app.router.add_route(route.method, route.path, _serve(route))

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from runtime import tracing
 from runtime.client import Event, Receipt
 from runtime.errors import SluiceError, UnknownFunction
 from runtime.ingress.auth import ApiKey, require_workspace
@@ -77,11 +78,12 @@ async def _publish(
 ) -> list[Receipt]:
     for event in events:
         require_workspace(key, event.workspace)
-    try:
-        prepared = services.client.prepare(topic, events)
-    except SluiceError as exc:
-        raise invalid("$", str(exc), "an event cannot be published") from None
-    return await services.coalescer.publish(prepared, services.write_timeout_s)
+    with tracing.publishing(topic, len(events)) as trace:
+        try:
+            prepared = services.client.prepare(topic, events, trace)
+        except SluiceError as exc:
+            raise invalid("$", str(exc), "an event cannot be published") from None
+        return await services.coalescer.publish(prepared, services.write_timeout_s)
 
 
 async def publish_events(

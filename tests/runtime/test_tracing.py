@@ -1,0 +1,123 @@
+"""One trace from the HTTP request to the handler, through a retry; a batch span
+linking each job's publish. Spans go to the SDK's in-memory exporter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from runtime import Client, Event, tracing
+from runtime.registry import load
+from streams.connection import Redis
+from tests.ingress.conftest import start_api
+from tests.redis_server import RedisServer
+from tests.runtime.helpers import SAMPLE, read_ledger, wait_until, worker_in_process
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use(provider)
+    yield exporter
+    tracing.use(None)
+
+
+def attempt_of(span: ReadableSpan) -> int:
+    assert span.attributes is not None
+    attempt = span.attributes["sluice.attempt"]
+    assert isinstance(attempt, int)
+    return attempt
+
+
+def of_kind(spans: InMemorySpanExporter, kind: SpanKind) -> list[ReadableSpan]:
+    return [s for s in spans.get_finished_spans() if s.kind == kind]
+
+
+async def test_a_retried_job_is_one_trace_from_the_request_to_each_attempt(
+    redis: Redis, shared_server: RedisServer, ledger: Path, spans: InMemorySpanExporter
+) -> None:
+    api = await start_api(redis, shared_server.url)
+    try:
+        async with worker_in_process(shared_server.url, "retry-tasks", scheduler=True):
+            event = {"workspace": "acme", "data": {"n": 1, "mode": "raise", "fail_times": 1}}
+            answer = await api.post("/v1/events/retry-tasks", event)
+            assert answer.status == 202
+            job_id = (await answer.json())["id"]
+
+            async def handled() -> bool:
+                return read_ledger(ledger)[job_id] == 1
+
+            await wait_until(handled, what="the job handled on its second attempt")
+    finally:
+        await api.http.close()
+    (request,) = of_kind(spans, SpanKind.SERVER)
+    (send,) = of_kind(spans, SpanKind.PRODUCER)
+    attempts = sorted(of_kind(spans, SpanKind.CONSUMER), key=attempt_of)
+    assert [attempt_of(s) for s in attempts] == [1, 2]
+    trace_id = request.context.trace_id
+    assert send.parent is not None
+    assert send.parent.span_id == request.context.span_id
+    assert send.attributes["messaging.destination.name"] == "retry-tasks"  # type: ignore[index]
+    for attempt in attempts:
+        assert attempt.context.trace_id == trace_id
+        assert attempt.parent is not None
+        assert attempt.parent.span_id == send.context.span_id
+        assert attempt.attributes["messaging.message.id"] == job_id  # type: ignore[index]
+        assert attempt.attributes["messaging.system"] == "redis"  # type: ignore[index]
+    assert attempts[0].status.status_code == StatusCode.ERROR
+    assert attempts[1].status.status_code != StatusCode.ERROR
+
+
+async def test_a_batch_span_links_every_jobs_publish(
+    redis: Redis, shared_server: RedisServer, ledger: Path, spans: InMemorySpanExporter
+) -> None:
+    client = Client(redis, load(SAMPLE))
+    receipts = [
+        (await client.publish("window-tasks", workspace="acme", data={"n": n})).id for n in range(3)
+    ]
+    async with worker_in_process(shared_server.url, "window-tasks"):
+
+        async def handled() -> bool:
+            return len(read_ledger(ledger)) == 3
+
+        await wait_until(handled, what="the batch handled")
+    sends = {s.context.span_id: s for s in of_kind(spans, SpanKind.PRODUCER)}
+    assert len(sends) == 3
+    consumers = of_kind(spans, SpanKind.CONSUMER)
+    batches = [s for s in consumers if "messaging.batch.message_count" in s.attributes]  # type: ignore[operator]
+    jobs = [s for s in consumers if "messaging.message.id" in s.attributes]  # type: ignore[operator]
+    linked = {link.context.span_id for batch in batches for link in batch.links}
+    assert linked == set(sends)
+    # Each job's own span sits in its publish's trace.
+    assert sorted(j.attributes["messaging.message.id"] for j in jobs) == sorted(receipts)  # type: ignore[index,type-var]
+    for job in jobs:
+        assert job.parent is not None
+        assert sends[job.parent.span_id].context.trace_id == job.context.trace_id
+
+
+async def test_link_mode_starts_a_trace_per_delivery(
+    redis: Redis, shared_server: RedisServer, ledger: Path, spans: InMemorySpanExporter
+) -> None:
+    provider = tracing.provider()
+    tracing.use(provider, "link")
+    client = Client(redis, load(SAMPLE))
+    await client.publish_many("tasks", [Event(workspace="acme", data={"n": 1})])
+    async with worker_in_process(shared_server.url, "tasks"):
+
+        async def handled() -> bool:
+            return len(read_ledger(ledger)) == 1
+
+        await wait_until(handled, what="the job handled")
+    (send,) = of_kind(spans, SpanKind.PRODUCER)
+    (process,) = of_kind(spans, SpanKind.CONSUMER)
+    assert process.parent is None
+    assert process.context.trace_id != send.context.trace_id
+    assert [link.context.span_id for link in process.links] == [send.context.span_id]
