@@ -81,14 +81,18 @@ class Drain(msgspec.Struct, frozen=True):
     cpu_us_per_job: float
 
 
-async def drain_rate(redis: Redis, url: str, function: str, n: int) -> float:
-    return (await drain(redis, url, function, n)).jobs_per_s
+async def drain_rate(
+    redis: Redis, url: str, function: str, n: int, extra: dict[str, str] | None = None
+) -> float:
+    return (await drain(redis, url, function, n, extra)).jobs_per_s
 
 
-async def drain(redis: Redis, url: str, function: str, n: int) -> Drain:
+async def drain(
+    redis: Redis, url: str, function: str, n: int, extra: dict[str, str] | None = None
+) -> Drain:
     """One worker process drains `n` queued jobs; timed from its first settlement."""
     keys = PartitionKeys(function, 0)
-    worker = start_worker(url, function, {})
+    worker = start_worker(url, function, extra or {})
     try:
         first = await until_completed(redis, keys, 1, 0.002)
         start, cpu = time.perf_counter(), await cpu_s(redis, worker.pid)
@@ -165,6 +169,8 @@ class Figures(msgspec.Struct):
     raw_drain_rate: float
     publish_rate: float
     drain_rate: float
+    # The same with tracing on: every span sampled, none exported.
+    drain_rate_traced: float
     batch_drain_rate: float
     batch_drain_rate_limited: float
     # The batch drain with no backlogs (workspace_share unbounded): 100 workspaces
@@ -205,6 +211,9 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
             client = Client(redis, load(SPEC))
             pub = await publish_rate(client, "noop", n)
             drain = await drain_rate(redis, server.url, "noop", n)
+            await redis.flushall()
+            await publish_rate(client, "noop", n)
+            traced = await drain_rate(redis, server.url, "noop", n, {"BENCH_TRACING": "1"})
             batch_drain, limited_drain, unshared_drain = await compared_drains(
                 client, redis, server.url, n
             )
@@ -228,6 +237,7 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
         raw_drain_rate=round(raw_drain),
         publish_rate=round(pub),
         drain_rate=round(drain),
+        drain_rate_traced=round(traced),
         batch_drain_rate=round(batch_drain.jobs_per_s),
         batch_drain_rate_limited=round(limited_drain.jobs_per_s),
         batch_drain_rate_unshared=round(unshared_drain.jobs_per_s),
@@ -259,6 +269,7 @@ def report(f: Figures) -> None:
         ("raw XREADGROUP + XACK", f.raw_drain_rate, None),
         ("publish (bulk)", f.publish_rate, f.publish_rate / f.raw_publish_rate),
         ("drain (single-job handler)", f.drain_rate, f.drain_rate / f.raw_drain_rate),
+        ("  traced", f.drain_rate_traced, f.drain_rate_traced / f.raw_drain_rate),
         ("drain (batch handler)", f.batch_drain_rate, f.batch_drain_rate / f.raw_drain_rate),
         (
             "  with limits, none hit",
@@ -274,6 +285,8 @@ def report(f: Figures) -> None:
     for name, rate, ratio in rows:
         share = f"  {ratio:5.0%} of raw" if ratio is not None else ""
         print(f"  {name:28} {rate:>10,.0f} jobs/s{share}")
+    print(f"  tracing (every span sampled) costs {1 - f.drain_rate_traced / f.drain_rate:.0%}"
+          " of the single-job drain rate")  # fmt: skip
     cost = 1 - f.batch_drain_rate_limited / f.batch_drain_rate
     cpu = f.batch_drain_limited_cpu_us / f.batch_drain_cpu_us - 1
     print(

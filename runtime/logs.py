@@ -1,14 +1,24 @@
-"""Logging set-up: JSON lines in production, readable lines in `sluice dev`."""
+"""Logging set-up: JSON lines in production, readable lines in `sluice dev`.
+
+A JSON line carries the trace and span id of the span current when it was
+logged, and, from a handler call, its function, workspace and job id (`job`),
+so a line found in the logs leads to the job's trace and back.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 import time
+from contextvars import ContextVar
 
 import msgspec
+from opentelemetry import trace
 
 _encoder = msgspec.json.Encoder()
+
+# (function, workspace, job id or "" for a batch) while a lane runs a handler call.
+job: ContextVar[tuple[str, str, str] | None] = ContextVar("job", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,6 +32,15 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            entry["trace_id"] = f"{context.trace_id:032x}"
+            entry["span_id"] = f"{context.span_id:016x}"
+        running = job.get()
+        if running is not None:
+            entry["function"], entry["workspace"] = running[0], running[1]
+            if running[2]:
+                entry["job_id"] = running[2]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return _encoder.encode(entry).decode()

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from runtime import tracing
+from runtime import logs, tracing
 from runtime.backoff import Backoff
 from runtime.declare import Function
 from runtime.health import RedisHealth
@@ -346,6 +346,10 @@ class PartitionLoop:
                 await self.calls_ready.wait()
                 continue
             call = calls.popleft()
+            batch = call.batch
+            logs.job.set(
+                (self.fn.name, batch.workspace, "" if len(batch) > 1 else batch.jobs[0].id)
+            )
             self.busy += 1
             lane.call, lane.started = call, clock()
             try:

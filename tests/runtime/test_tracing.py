@@ -3,16 +3,18 @@ linking each job's publish. Spans go to the SDK's in-memory exporter."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from runtime import Client, Event, tracing
+from runtime import Client, Event, logs, tracing
 from runtime.registry import load
 from streams.connection import Redis
 from tests.ingress.conftest import start_api
@@ -121,3 +123,21 @@ async def test_link_mode_starts_a_trace_per_delivery(
     assert process.parent is None
     assert process.context.trace_id != send.context.trace_id
     assert [link.context.span_id for link in process.links] == [send.context.span_id]
+
+
+def test_a_json_log_line_names_its_trace_and_job(spans: InMemorySpanExporter) -> None:
+    provider = tracing.provider()
+    assert provider is not None
+    formatter = logs.JsonFormatter()
+    record = logging.LogRecord("sms", logging.INFO, __file__, 1, "sent %s", ("it",), None)
+    token = logs.job.set(("sms.send", "acme", "job-1"))
+    try:
+        with provider.get_tracer("test").start_as_current_span("handler") as span:
+            line = msgspec.json.decode(formatter.format(record))
+    finally:
+        logs.job.reset(token)
+    context = span.get_span_context()
+    assert line["trace_id"] == f"{context.trace_id:032x}"
+    assert line["span_id"] == f"{context.span_id:016x}"
+    assert (line["function"], line["workspace"], line["job_id"]) == ("sms.send", "acme", "job-1")
+    assert line["message"] == "sent it"
