@@ -22,12 +22,14 @@ from typing import Any, Literal
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from streams import envelope as env
 
 Mode = Literal["parent", "link"]
 
 SYSTEM = "redis"
+_W3C = TraceContextTextMapPropagator()
 
 
 class _State:
@@ -113,40 +115,51 @@ def processing(
     if tracer is None:
         yield {}
         return
-    jobs: dict[str, trace.Span] = {}
-    with contextlib.ExitStack() as spans:
-        if batched:
-            links = [Link(c) for e in envelopes if (c := _span_context(e)) is not None]
-            spans.enter_context(
-                tracer.start_as_current_span(
-                    f"process {function}",
-                    context=context.Context(),
-                    kind=SpanKind.CONSUMER,
-                    links=links,
-                    attributes={
-                        "messaging.system": SYSTEM,
-                        "messaging.operation.type": "process",
-                        "messaging.destination.name": function,
-                        "messaging.batch.message_count": len(envelopes),
-                        "sluice.workspace": envelopes[0].workspace,
-                    },
-                )
+    name = f"process {function}"
+    if not batched:
+        # The common case, kept to one span and no stack of context managers: a
+        # span of the SDK costs about as much as the rest of a job's handling.
+        (e,) = envelopes
+        with tracer.start_as_current_span(
+            name, kind=SpanKind.CONSUMER, attributes=_attributes(function, e), **_start(e)
+        ) as span:
+            yield {e.id: span}
+        return
+    links = [Link(c) for e in envelopes if (c := _span_context(e)) is not None]
+    attributes: dict[str, Any] = {
+        "messaging.system": SYSTEM,
+        "messaging.operation.type": "process",
+        "messaging.destination.name": function,
+        "messaging.batch.message_count": len(envelopes),
+        "sluice.workspace": envelopes[0].workspace,
+    }
+    with tracer.start_as_current_span(
+        name, context=context.Context(), kind=SpanKind.CONSUMER, links=links, attributes=attributes
+    ):
+        jobs = {
+            e.id: tracer.start_span(
+                name, kind=SpanKind.CONSUMER, attributes=_attributes(function, e), **_start(e)
             )
-        for e in envelopes:
-            jobs[e.id] = spans.enter_context(_job_span(tracer, function, e, current=not batched))
-        yield jobs
+            for e in envelopes
+        }
+        try:
+            yield jobs
+        except BaseException as exc:
+            for span in jobs.values():
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            for span in jobs.values():
+                span.end()
 
 
 def failed(span: trace.Span, error: str) -> None:
     span.set_status(Status(StatusCode.ERROR, error))
 
 
-@contextlib.contextmanager
-def _job_span(
-    tracer: trace.Tracer, function: str, e: env.Envelope, *, current: bool
-) -> Iterator[trace.Span]:
-    parent = _span_context(e)
-    attributes: dict[str, Any] = {
+def _attributes(function: str, e: env.Envelope) -> dict[str, Any]:
+    return {
         "messaging.system": SYSTEM,
         "messaging.operation.type": "process",
         "messaging.destination.name": function,
@@ -154,26 +167,20 @@ def _job_span(
         "sluice.workspace": e.workspace,
         "sluice.attempt": e.attempt,
     }
+
+
+def _start(e: env.Envelope) -> dict[str, Any]:
+    """Where a job's process span starts: under its publish span (parent mode) or in
+    a trace of its own linked to it."""
+    parent = _span_context(e)
     if _state.mode == "parent" and parent is not None:
-        start: dict[str, Any] = {
-            "context": trace.set_span_in_context(trace.NonRecordingSpan(parent))
-        }
-    else:
-        start = {"context": context.Context(), "links": [Link(parent)] if parent else []}
-    if current:
-        with tracer.start_as_current_span(
-            f"process {function}", kind=SpanKind.CONSUMER, attributes=attributes, **start
-        ) as span:
-            yield span
-    else:
-        with tracer.start_span(
-            f"process {function}", kind=SpanKind.CONSUMER, attributes=attributes, **start
-        ) as span:
-            yield span
+        return {"context": trace.set_span_in_context(trace.NonRecordingSpan(parent))}
+    return {"context": context.Context(), "links": [Link(parent)] if parent else []}
 
 
 def _span_context(e: env.Envelope) -> trace.SpanContext | None:
     if not e.trace:
         return None
-    found = trace.get_current_span(propagate.extract(e.trace)).get_span_context()
+    # W3C traceparent alone: the publish span's context is all a job's spans need.
+    found = trace.get_current_span(_W3C.extract(e.trace)).get_span_context()
     return found if found.is_valid else None
