@@ -59,6 +59,11 @@ function Admit.add_stream_entry(workspace, envelope)
   return redis.call('XADD', Admit.stream, '*', 'e', envelope, 'w', workspace)
 end
 
+-- The backlog member of a job, from its place ("b<priority><sequence>") and id.
+local function member(workspace, place, id)
+  return workspace .. '|' .. string.sub(place, 2) .. '|' .. id
+end
+
 -- Queue one job: returns its place, and true when that is a stream entry id; else
 -- the place is "b<priority><sequence>" in the backlog, where the caller keeps the
 -- envelope in the job's record tail until a refill moves it to the stream. While
@@ -75,13 +80,8 @@ function Admit.enter(workspace, id, priority, envelope)
   Admit.waiting[workspace] = true
   Admit.changed[workspace] = true
   local place = 'b' .. priority .. string.format('%012d', Admit.seq)
-  redis.call('ZADD', Admit.backlog, 0, workspace .. '|' .. string.sub(place, 2) .. '|' .. id)
+  redis.call('ZADD', Admit.backlog, 0, member(workspace, place, id))
   return place, false
-end
-
--- The member of a backlogged job, from its place and id.
-function Admit.member(workspace, place, id)
-  return workspace .. '|' .. string.sub(place, 2) .. '|' .. id
 end
 
 local function range(workspace, from, to, count)
@@ -89,8 +89,8 @@ local function range(workspace, from, to, count)
     '(' .. workspace .. '|' .. to, 'LIMIT', 0, count)
 end
 
-local function priority_of(member, workspace)
-  return string.byte(member, #workspace + 2) - 48
+local function priority_of(entry, workspace)
+  return string.byte(entry, #workspace + 2) - 48
 end
 
 -- Move jobs of `workspace` from the backlog to the stream until it has `limit`
@@ -116,8 +116,8 @@ function Admit.refill(workspace)
   end
   if #taken == 0 then return end
   local records = {}
-  for _, member in ipairs(taken) do
-    local id = string.match(member, '|[^|]*|(.*)$')
+  for _, entry in ipairs(taken) do
+    local id = string.match(entry, '|[^|]*|(.*)$')
     local record = redis.call('HGET', Admit.jobs, id)
     local attempts, links, envelope
     if record then
@@ -142,6 +142,22 @@ function Admit.left(workspace, n)
   local left = math.max(0, Admit.unread(workspace) - n)
   Admit.set(workspace, left)
   if left <= Admit.limit / 2 then Admit.refill(workspace) end
+end
+
+-- Take a queued job out before any worker has it: from the backlog, or its unread
+-- stream entry (whose place the backlog then fills). False, changing nothing,
+-- when a worker holds it (the entry is pending).
+function Admit.withdraw(workspace, place, id, group)
+  if string.sub(place, 1, 1) == 'b' then
+    redis.call('ZREM', Admit.backlog, member(workspace, place, id))
+    return true
+  end
+  -- pcall: before any worker ran there is no group yet, and nothing is pending.
+  local p = redis.pcall('XPENDING', Admit.stream, group, place, place, 1)
+  if type(p) == 'table' and #p == 1 then return false end
+  redis.call('XDEL', Admit.stream, place)
+  Admit.left(workspace, 1)
+  return true
 end
 
 -- Write the changed counts back, in one HSET and one HDEL; a workspace with none

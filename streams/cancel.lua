@@ -28,14 +28,8 @@ local function cancel(id)
   if not record then return 'missing' end
   local state, workspace, eid, at, attempts, links = string.match(record,
     '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|[^|]*|[^|]*|([^|]*)|')
-  if state == 'queued' and string.sub(eid, 1, 1) == 'b' then
-    redis.call('ZREM', KEYS[8], Admit.member(workspace, eid, id))
-  elseif state == 'queued' then
-    -- pcall: before any worker ran there is no group yet, and nothing is pending.
-    local p = redis.pcall('XPENDING', KEYS[3], ARGV[1], eid, eid, 1)
-    if type(p) == 'table' and #p == 1 then return 'active' end
-    redis.call('XDEL', KEYS[3], eid)
-    Admit.left(workspace, 1)
+  if state == 'queued' then
+    if not Admit.withdraw(workspace, eid, id, ARGV[1]) then return 'active' end
   elseif state == 'delayed' then
     redis.call('ZREM', KEYS[2], id)
   else

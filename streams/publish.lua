@@ -49,14 +49,8 @@ local function replace(old)
   if not record then return end
   local state, workspace, place, links = string.match(record,
     '^([^|]*)|([^|]*)|([^|]*)|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|')
-  if state == 'queued' and string.sub(place, 1, 1) == 'b' then
-    redis.call('ZREM', KEYS[7], Admit.member(workspace, place, old))
-  elseif state == 'queued' then
-    -- pcall: before any worker ran there is no group yet, and nothing is pending.
-    local p = redis.pcall('XPENDING', KEYS[1], ARGV[2], place, place, 1)
-    if type(p) == 'table' and #p == 1 then return end
-    redis.call('XDEL', KEYS[1], place)
-    Admit.left(workspace, 1)
+  if state == 'queued' then
+    if not Admit.withdraw(workspace, place, old, ARGV[2]) then return end
   elseif state == 'delayed' then
     redis.call('ZREM', KEYS[4], old)
   else

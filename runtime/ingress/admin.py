@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from runtime.errors import UnknownFunction
-from runtime.ingress.auth import ApiKey, require_admin, require_workspace
+from runtime.ingress.auth import ApiKey, require_admin, require_workspace, scope
 from runtime.ingress.bodies import (
     DeadLetterList,
     DeadLetterView,
@@ -22,7 +22,7 @@ from runtime.ingress.bodies import (
     Replay,
     Replayed,
 )
-from runtime.ingress.problems import Problem, not_found
+from runtime.ingress.problems import not_found
 from runtime.ingress.routes import Route, Services, query_int, read_json, reply
 from streams.keys import check_token
 
@@ -33,18 +33,6 @@ def _function(services: Services, name: str) -> str:
     except UnknownFunction:
         raise not_found(f"no function {name!r}") from None
     return name
-
-
-def _workspace_of(request: web.Request, key: ApiKey) -> str | None:
-    """The workspace asked for; a workspace key must name one of its own (or have one)."""
-    workspace = request.query.get("workspace")
-    if workspace is None and not key.admin:
-        if len(key.workspaces) != 1:
-            raise Problem(422, "Invalid request", "give workspace: this key has several")
-        workspace = key.workspaces[0]
-    if workspace is not None:
-        require_workspace(key, check_token("workspace", workspace))
-    return workspace
 
 
 async def queues(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
@@ -77,7 +65,7 @@ async def dead_letters(
 ) -> web.Response:
     assert key is not None
     function = _function(services, request.match_info["function"])
-    workspace = _workspace_of(request, key)
+    workspace = scope(key, request.query.get("workspace"))
     letters = await services.dead.read(
         function, workspace=workspace, limit=query_int(request, "limit", 100, 1, 1000)
     )
@@ -103,13 +91,7 @@ async def replay(request: web.Request, services: Services, key: ApiKey | None) -
     assert key is not None
     function = _function(services, request.match_info["function"])
     body = await read_json(request, Replay)
-    workspace = body.workspace
-    if workspace is None and not key.admin:
-        if len(key.workspaces) != 1:
-            raise Problem(422, "Invalid request", "give workspace: this key has several")
-        workspace = key.workspaces[0]
-    if workspace is not None:
-        require_workspace(key, workspace)
+    workspace = scope(key, body.workspace)
     count = await services.dead.replay(function, ids=body.ids, workspace=workspace)
     return reply(Replayed(count))
 

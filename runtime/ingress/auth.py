@@ -91,6 +91,18 @@ def require_admin(key: ApiKey) -> None:
         raise Problem(403, "Forbidden", "this route needs an admin key")
 
 
+def scope(key: ApiKey, workspace: str | None) -> str | None:
+    """The workspace a request acts for: the one it names, if the key may; none
+    named, the key's only workspace, or every workspace for an admin key."""
+    if workspace is None and not key.admin:
+        if len(key.workspaces) != 1:
+            raise Problem(422, "Invalid request", "give workspace: this key has several")
+        workspace = key.workspaces[0]
+    if workspace is not None:
+        require_workspace(key, check_token("workspace", workspace))
+    return workspace
+
+
 def require_workspace(key: ApiKey, workspace: str) -> None:
     if not key.may(workspace):
         raise Problem(403, "Forbidden", f"this key may not act for workspace {workspace!r}")

@@ -11,7 +11,7 @@ from typing import Any, get_args
 from aiohttp import web
 
 from runtime.errors import JobNotFound, UnknownFunction
-from runtime.ingress.auth import ApiKey, require_workspace
+from runtime.ingress.auth import ApiKey, scope
 from runtime.ingress.bodies import JobsPage, Reschedule
 from runtime.ingress.problems import Problem, not_found
 from runtime.ingress.routes import Route, Services, query_int, read_json, reply
@@ -56,13 +56,7 @@ async def list_jobs(request: web.Request, services: Services, key: ApiKey | None
     state = request.query.get("state")
     if function is None or state not in STATES:
         raise Problem(422, "Invalid request", f"give function and state ({', '.join(STATES)})")
-    workspace = request.query.get("workspace")
-    if workspace is None and not key.admin:
-        if len(key.workspaces) != 1:
-            raise Problem(422, "Invalid request", "give workspace: this key has several")
-        workspace = key.workspaces[0]
-    if workspace is not None:
-        require_workspace(key, workspace)
+    workspace = scope(key, request.query.get("workspace"))
     _functions(services, request)
     page = await services.jobs.page(
         function,

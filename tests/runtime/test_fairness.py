@@ -12,6 +12,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from runtime import Client, Event
 from runtime.client import Priority
 from runtime.registry import load
@@ -68,19 +70,25 @@ async def newcomer_waits(
     return ran, waited_ms
 
 
-async def test_a_campaign_does_not_hold_back_another_workspaces_job(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+@pytest.mark.parametrize(
+    ("workspace", "priority", "who"),
+    [
+        # Fairness: another workspace's job is not held back by the campaign.
+        ("small", "normal", "the small workspace's job"),
+        # Priority: a high job of the campaign's own workspace goes before it.
+        ("campaign", "high", "the campaign's high job"),
+    ],
+)
+async def test_a_newcomer_waits_for_a_few_batches_not_the_campaign(
+    redis: Redis,
+    shared_server: RedisServer,
+    ledger: Path,
+    workspace: str,
+    priority: Priority,
+    who: str,
 ) -> None:
-    ran, waited_ms = await newcomer_waits(redis, shared_server.url, ledger, "small", "normal")
-    print(f"\nfairness: the small workspace's job waited {waited_ms:.0f} ms, {ran} campaign jobs")
-    assert ran <= AHEAD
-
-
-async def test_a_high_job_goes_before_its_own_workspaces_campaign(
-    redis: Redis, shared_server: RedisServer, ledger: Path
-) -> None:
-    ran, waited_ms = await newcomer_waits(redis, shared_server.url, ledger, "campaign", "high")
-    print(f"\npriority: the high job waited {waited_ms:.0f} ms, {ran} campaign jobs")
+    ran, waited_ms = await newcomer_waits(redis, shared_server.url, ledger, workspace, priority)
+    print(f"\n{who} waited {waited_ms:.0f} ms, {ran} campaign jobs")
     assert ran <= AHEAD
 
 
