@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from runtime import tracing
 from runtime.backoff import Backoff
 from runtime.declare import Function
 from runtime.health import RedisHealth
@@ -110,8 +111,13 @@ class Scheduler:
             keys = self.partitions[channel]
             while True:
                 promoted = await promote_due(
-                    self.client, keys, PROMOTE_BATCH, self.shares[keys.function]
+                    self.client,
+                    keys,
+                    PROMOTE_BATCH,
+                    self.shares[keys.function],
+                    tracing.enabled(),
                 )
+                tracing.promoted(keys.function, promoted.traces)
                 if promoted.moved:
                     log.debug("%s: promoted %d due jobs", keys, promoted.moved)
                 if promoted.moved < PROMOTE_BATCH:

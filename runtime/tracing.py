@@ -154,6 +154,35 @@ def processing(
                 span.end()
 
 
+def promoted(function: str, jobs: Sequence[tuple[str, str]]) -> None:
+    """A `promote` span in each promoted job's trace (parent mode: under its publish
+    span), at the moment the scheduler moved it from the delayed set."""
+    tracer = _state.tracer
+    if tracer is None:
+        return
+    for job_id, traceparent in jobs:
+        parent = trace.get_current_span(_W3C.extract({"traceparent": traceparent}))
+        found = parent.get_span_context()
+        if not found.is_valid:
+            continue
+        start: dict[str, Any] = (
+            {"context": trace.set_span_in_context(parent)}
+            if _state.mode == "parent"
+            else {"context": context.Context(), "links": [Link(found)]}
+        )
+        tracer.start_span(
+            f"promote {function}",
+            kind=SpanKind.INTERNAL,
+            attributes={
+                "messaging.system": SYSTEM,
+                "messaging.operation.name": "promote",
+                "messaging.destination.name": function,
+                "messaging.message.id": job_id,
+            },
+            **start,
+        ).end()
+
+
 def failed(span: trace.Span, error: str) -> None:
     span.set_status(Status(StatusCode.ERROR, error))
 

@@ -16,18 +16,25 @@ class Promoted(msgspec.Struct, frozen=True):
     moved: int
     # Until the next job falls due, by Redis's clock; None when none waits.
     next_due_in_ms: int | None
+    # With `traced`: (job id, W3C traceparent) of the moved jobs that carry one.
+    traces: list[tuple[str, str]] = []
 
 
 async def promote_due(
-    client: Redis, keys: PartitionKeys, limit: int, share: int = DEFAULT_SHARE
+    client: Redis,
+    keys: PartitionKeys,
+    limit: int,
+    share: int = DEFAULT_SHARE,
+    traced: bool = False,
 ) -> Promoted:
     """Move up to `limit` jobs that are due by Redis's clock; any number of callers
     may race. Past `share` unread entries of its workspace, a job waits in the backlog."""
     reply = await _PROMOTE(
         client,
         [keys.delayed, keys.jobs, keys.stream, keys.stats, keys.backlog, keys.share],
-        [limit, share],
+        [limit, share, int(traced)],
     )
     assert isinstance(reply, list)
-    moved, wait = reply
-    return Promoted(int(moved), None if wait < 0 else int(wait))
+    moved, wait, found = reply
+    traces = [(found[i].decode(), found[i + 1].decode()) for i in range(0, len(found), 2)]
+    return Promoted(int(moved), None if wait < 0 else int(wait), traces)

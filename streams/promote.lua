@@ -2,8 +2,10 @@
 -- their workspace's share, to its backlog: admit.lua).
 -- KEYS[1] delayed (ZSET id -> due ms), KEYS[2] job records, KEYS[3] stream,
 -- KEYS[4] stats, KEYS[5] backlog, KEYS[6] share; ARGV[1] most jobs to move,
--- ARGV[2] each workspace's share of the stream
--- Returns {moved, ms until the next job is due (-1: none waiting)}.
+-- ARGV[2] each workspace's share of the stream, ARGV[3] 1 to return trace contexts
+-- Returns {moved, ms until the next job is due (-1: none waiting), traced}:
+-- traced holds, with ARGV[3] 1, pairs of job id and the traceparent its envelope
+-- carries (for a promotion span in the job's trace; runtime.tracing).
 -- One script reads and removes each id, so however many schedulers call it at
 -- once, a job is promoted by exactly one of them.
 local t = redis.call('TIME')
@@ -11,7 +13,17 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local now_text = tostring(now)
 Admit.setup(KEYS[3], KEYS[2], KEYS[5], KEYS[6], KEYS[4], ARGV[2], now_text)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-local records = {}
+local records, traced = {}, {}
+
+-- The envelope is a msgpack array (streams/envelope.py); its 7th field, when
+-- present, is the trace context map. One that does not decode is skipped.
+local function traceparent(envelope)
+  local ok, fields = pcall(cmsgpack.unpack, envelope)
+  if ok and type(fields) == 'table' and type(fields[7]) == 'table' then
+    return fields[7]['traceparent']
+  end
+end
+
 for _, id in ipairs(due) do
   local record = redis.call('HGET', KEYS[2], id)
   -- "delayed|workspace|priority|due ms|attempts|0||links|envelope"; anything else
@@ -26,6 +38,13 @@ for _, id in ipairs(due) do
     records[#records + 1] = id
     records[#records + 1] = 'queued|' .. workspace .. '|' .. place .. '|' .. now_text .. '|'
       .. attempts .. '|0||' .. links .. '|' .. (entered and '' or envelope)
+    if ARGV[3] == '1' then
+      local parent = traceparent(envelope)
+      if type(parent) == 'string' then
+        traced[#traced + 1] = id
+        traced[#traced + 1] = parent
+      end
+    end
   end
 end
 if #due > 0 then
@@ -38,6 +57,6 @@ end
 Admit.finish()
 local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if next[2] then
-  return {#records / 2, math.max(0, tonumber(next[2]) - now)}
+  return {#records / 2, math.max(0, tonumber(next[2]) - now), traced}
 end
-return {#records / 2, -1}
+return {#records / 2, -1, traced}

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
+import aiohttp
 import msgspec
 
 from runtime import Batch, Job, Reject, Retry, batch_function, function
@@ -32,6 +33,8 @@ class Task(msgspec.Struct, frozen=True):
     # Act as `mode` while this file exists, then succeed.
     fail_while: str = ""
     retry_after_ms: int = 0
+    # GET this URL first on every attempt (a webhook; it carries the trace on).
+    webhook: str = ""
 
 
 class _Ledger:
@@ -98,6 +101,9 @@ async def _act(task: Task) -> None:
 
 async def _run(job: Job[Task]) -> dict[str, object] | None:
     ledger.attempt(job)
+    if job.data.webhook:
+        async with aiohttp.ClientSession() as http, http.get(job.data.webhook) as answer:
+            answer.raise_for_status()
     if _acting(job):
         await _act(job.data)
     ledger.record([job.id])

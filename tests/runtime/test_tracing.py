@@ -1,14 +1,18 @@
-"""One trace from the HTTP request to the handler, through a retry; a batch span
-linking each job's publish. Spans go to the SDK's in-memory exporter."""
+"""One trace from the HTTP request through promotion and a retry to the handler
+and its webhook call; a batch span linking each job's publish. Spans go to the
+SDK's in-memory exporter."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -28,8 +32,29 @@ def spans() -> Iterator[InMemorySpanExporter]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracing.use(provider)
+    # As runtime.telemetry does: handlers' outgoing aiohttp calls carry the trace.
+    client = AioHttpClientInstrumentor()
+    client.instrument(tracer_provider=provider)
     yield exporter
+    client.uninstrument()
     tracing.use(None)
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[tuple[str, list[str]]]:
+    """A URL answering 200, and the traceparent headers it received."""
+    received: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(request.headers.get("traceparent", ""))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/hook", hook)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("/hook")), received
+    await server.close()
 
 
 def attempt_of(span: ReadableSpan) -> int:
@@ -43,13 +68,19 @@ def of_kind(spans: InMemorySpanExporter, kind: SpanKind) -> list[ReadableSpan]:
     return [s for s in spans.get_finished_spans() if s.kind == kind]
 
 
-async def test_a_retried_job_is_one_trace_from_the_request_to_each_attempt(
-    redis: Redis, shared_server: RedisServer, ledger: Path, spans: InMemorySpanExporter
+async def test_a_delayed_retried_job_is_one_trace_from_the_request_to_each_attempt(
+    redis: Redis,
+    shared_server: RedisServer,
+    ledger: Path,
+    spans: InMemorySpanExporter,
+    webhook: tuple[str, list[str]],
 ) -> None:
+    url, received = webhook
     api = await start_api(redis, shared_server.url)
     try:
         async with worker_in_process(shared_server.url, "retry-tasks", scheduler=True):
-            event = {"workspace": "acme", "data": {"n": 1, "mode": "raise", "fail_times": 1}}
+            data = {"n": 1, "mode": "raise", "fail_times": 1, "webhook": url}
+            event = {"workspace": "acme", "data": data, "delay_ms": 100}
             answer = await api.post("/v1/events/retry-tasks", event)
             assert answer.status == 202
             job_id = (await answer.json())["id"]
@@ -76,6 +107,21 @@ async def test_a_retried_job_is_one_trace_from_the_request_to_each_attempt(
         assert attempt.attributes["messaging.system"] == "redis"  # type: ignore[index]
     assert attempts[0].status.status_code == StatusCode.ERROR
     assert attempts[1].status.status_code != StatusCode.ERROR
+    # The scheduler's promotions, of the delayed publish and of the retry.
+    promotions = of_kind(spans, SpanKind.INTERNAL)
+    assert len(promotions) == 2
+    for promotion in promotions:
+        assert promotion.parent is not None
+        assert promotion.parent.span_id == send.context.span_id
+        assert promotion.context.trace_id == trace_id
+    # Each attempt's webhook call is its child, and the webhook got the trace.
+    process_ids = {a.context.span_id for a in attempts}
+    calls = [
+        s for s in of_kind(spans, SpanKind.CLIENT) if s.parent and s.parent.span_id in process_ids
+    ]
+    assert len(calls) == 2
+    assert all(call.context.trace_id == trace_id for call in calls)
+    assert [h.split("-")[1] for h in received] == [f"{trace_id:032x}"] * 2
 
 
 async def test_a_batch_span_links_every_jobs_publish(
