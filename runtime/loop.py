@@ -19,7 +19,7 @@ import msgspec
 
 from runtime import logs, tracing
 from runtime.backoff import Backoff
-from runtime.declare import Function
+from runtime.declare import Failure, Function
 from runtime.health import RedisHealth
 from runtime.heartbeat import heartbeat_forever
 from runtime.intake import Call, Intake, take_in
@@ -353,10 +353,10 @@ class PartitionLoop:
             self.busy += 1
             lane.call, lane.started = call, clock()
             try:
-                with tracing.processing(self.fn.name, call.envelopes, self.fn.batched) as spans:
+                if tracing.enabled():
+                    failures = await self._invoke_traced(call)
+                else:
                     failures = await invoke(self.fn, call.batch)
-                    for job_id, why in failures.items() if spans else ():
-                        tracing.failed(spans[job_id], why.error)
             except asyncio.CancelledError:
                 if lane.expired is not call:
                     raise  # shutdown past the grace period: the job is handed back
@@ -378,6 +378,15 @@ class PartitionLoop:
                 else:
                     append(failed(self.fn, entry_id, envelope, failure))
             outbox.set()
+
+    async def _invoke_traced(self, call: Call) -> dict[str, Failure]:
+        """`invoke` inside the call's spans (runtime.tracing); apart, so that with
+        tracing off a call pays for no context manager."""
+        with tracing.processing(self.fn.name, call.envelopes, self.fn.batched) as spans:
+            failures = await invoke(self.fn, call.batch)
+            for job_id, why in failures.items():
+                tracing.failed(spans[job_id], why.error)
+            return failures
 
     async def _settle_forever(self) -> None:
         backoff = Backoff()

@@ -50,8 +50,6 @@ async def traced(
     Our own middleware rather than OpenTelemetry's aiohttp-server one, which works
     only after instrumenting every aiohttp Application of the process.
     """
-    if not tracing.enabled():
-        return await handler(request)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else request.path
     with tracing.serving(request.method, route, request.headers) as span:
@@ -109,7 +107,9 @@ def _serve(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse
 def build_app(
     services: Services, max_body_bytes: int, routes: Sequence[Route] = ROUTES
 ) -> web.Application:
-    app = web.Application(middlewares=[traced, problems], client_max_size=max_body_bytes)
+    # The tracing middleware only when tracing is on: each layer costs every request.
+    middlewares = [traced, problems] if tracing.enabled() else [problems]
+    app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
     app[SERVICES] = services
     for route in routes:
         app.router.add_route(route.method, route.path, _serve(route))

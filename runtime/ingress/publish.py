@@ -32,28 +32,22 @@ from runtime.ingress.routes import JSON, NDJSON, Route, Services, media_type, re
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-class _Decoders:
-    """Per topic, the decoders of one event and of an array of them."""
-
-    def __init__(self) -> None:
-        self.cache: dict[str, tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]] = {}
-
-    def get(
-        self, services: Services, topic: str
-    ) -> tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]:
-        found = self.cache.get(topic)
-        if found is None:
-            try:
-                (fn, *_) = services.registry.route(topic)
-            except UnknownFunction:
-                raise not_found(f"no function handles topic {topic!r}") from None
-            one, many = events_of(fn.input)
-            found = msgspec.json.Decoder(one), msgspec.json.Decoder(many)
-            self.cache[topic] = found
-        return found
+Decoders = tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]
 
 
-_decoders = _Decoders()
+def _decoders(services: Services, topic: str) -> Decoders:
+    """The decoders of one event and of an array of them for `topic`, made once per
+    topic and app (they depend on the app's registry)."""
+    found: Decoders | None = services.decoders.get(topic)
+    if found is None:
+        try:
+            (fn, *_) = services.registry.route(topic)
+        except UnknownFunction:
+            raise not_found(f"no function handles topic {topic!r}") from None
+        one, many = events_of(fn.input)
+        found = msgspec.json.Decoder(one), msgspec.json.Decoder(many)
+        services.decoders[topic] = found
+    return found
 
 
 def _event(body: EventBody[Any], idempotency: str | None, index: int | None) -> Event:
@@ -91,7 +85,7 @@ async def publish_events(
 ) -> web.StreamResponse:
     assert key is not None
     topic = request.match_info["topic"]
-    one, many = _decoders.get(services, topic)
+    one, many = _decoders(services, topic)
     kind = media_type(request)
     idempotency = request.headers.get(IDEMPOTENCY_HEADER)
     data = await request.read()

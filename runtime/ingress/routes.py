@@ -46,6 +46,8 @@ class Services:
     health: RedisHealth
     # How long a publish waits for Redis to confirm before answering 503.
     write_timeout_s: float
+    # Per topic, the body decoders of its input type (runtime.ingress.publish).
+    decoders: dict[str, Any] = field(default_factory=dict)
 
 
 Handler = Callable[[web.Request, Services, ApiKey | None], Awaitable[web.StreamResponse]]
