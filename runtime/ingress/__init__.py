@@ -17,6 +17,7 @@ from runtime.health import RedisHealth
 from runtime.ingress.app import build_app
 from runtime.ingress.auth import KeyRing
 from runtime.ingress.coalesce import Coalescer
+from runtime.ingress.prometheus import Exposition
 from runtime.ingress.routes import Services
 from runtime.jobs import Jobs
 from runtime.limits import Limits
@@ -58,6 +59,7 @@ def services(
         coalescer=Coalescer(client),
         health=health,
         write_timeout_s=write_timeout_s,
+        exposition=Exposition(),
     )
 
 

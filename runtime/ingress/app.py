@@ -19,7 +19,7 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
-from runtime.ingress import admin, dashboard, health, jobs, publish
+from runtime.ingress import admin, dashboard, health, jobs, prometheus, publish
 from runtime.ingress.openapi import document
 from runtime.ingress.problems import Problem, invalid
 from runtime.ingress.routes import Route, Services, reply
@@ -33,6 +33,7 @@ ROUTES: list[Route] = [
     *admin.ROUTES,
     *health.ROUTES,
     *dashboard.ROUTES,
+    *prometheus.ROUTES,
 ]
 
 SERVICES = web.AppKey("services", Services)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -22,6 +22,9 @@ from runtime.metrics import Metrics
 from runtime.queues import Queues
 from runtime.registry import Registry
 from streams.connection import Redis
+
+if TYPE_CHECKING:
+    from runtime.ingress.prometheus import Exposition
 
 T = TypeVar("T")
 
@@ -46,6 +49,8 @@ class Services:
     health: RedisHealth
     # How long a publish waits for Redis to confirm before answering 503.
     write_timeout_s: float
+    # What /metrics shows (runtime.ingress.prometheus).
+    exposition: Exposition
     # Per topic, the body decoders of its input type (runtime.ingress.publish).
     decoders: dict[str, Any] = field(default_factory=dict)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from streams.connection import Redis
 from tests.ingress.conftest import Api
 from tests.redis_server import RedisServer
@@ -93,3 +95,35 @@ async def test_dead_letters_metrics_and_limits(
     assert (view["rate_per_s"], view["deferrals"]) == (50.0, {})
     bad = await api.http.put(path, json={"rate_per_s": -1}, headers=admin)
     assert bad.status == 422
+
+
+async def test_prometheus_text_has_the_deployments_figures(
+    api: Api, redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    events = [{"workspace": "acme", "data": {"n": i}} for i in range(3)]
+    later = [{"workspace": "acme", "data": {"n": 9}, "delay_ms": d} for d in (30_000, 600_000)]
+    async with worker_in_process(shared_server.url, "tasks"):
+        assert (await api.post("/v1/events/tasks", events)).status == 202
+        assert (await api.post("/v1/events/tasks", later)).status == 202
+
+        async def handled() -> bool:
+            return len(read_ledger(ledger)) == 3
+
+        await wait_until(handled, what="three jobs handled")
+    assert (await api.http.get("/metrics", headers=api.auth("acme"))).status == 403
+    answer = await api.http.get("/metrics", headers=api.auth("admin"))
+    assert answer.status == 200
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(await answer.text())
+        for s in family.samples
+    }
+    tasks = (("function", "tasks"),)
+    assert samples["sluice_jobs_published_total", tasks] == 5
+    assert samples["sluice_jobs_completed_total", tasks] == 3
+    assert samples["sluice_jobs_delayed", tasks] == 2
+    due = {
+        m: samples["sluice_jobs_due_soon", (*tasks, ("within_minutes", m))]
+        for m in ("1", "5", "15")
+    }
+    assert due == {"1": 1, "5": 1, "15": 2}
