@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from runtime import DeadLetters, Jobs
 from streams.connection import Redis
@@ -39,6 +39,17 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
+async def open_page(browser: Browser, api: Api, path: str) -> tuple[Page, list[str]]:
+    """The page at `path` with the admin key typed in, and the errors it reports."""
+    page = await browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    await page.goto(str(api.http.make_url(path)))
+    await page.fill("#key", api.keys["admin"])
+    return page, problems
+
+
 async def test_the_dashboard_shows_counts_and_replays_a_dead_letter(
     api: Api, redis: Redis, shared_server: RedisServer, ledger: Path, browser: Browser
 ) -> None:
@@ -54,12 +65,7 @@ async def test_the_dashboard_shows_counts_and_replays_a_dead_letter(
 
         await wait_until(both_dead, what="two dead letters")
 
-    page = await browser.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    await page.goto(str(api.http.make_url("/admin")))
-    await page.fill("#key", api.keys["admin"])
+    page, problems = await open_page(browser, api, "/admin")
     await page.click("#login button")
     row = page.locator("#functions tbody tr", has_text="tasks").first
     await row.wait_for()
@@ -87,12 +93,7 @@ async def test_the_dashboard_shows_counts_and_replays_a_dead_letter(
 async def test_the_docs_page_sends_an_operation_from_the_openapi_document(
     api: Api, browser: Browser
 ) -> None:
-    page = await browser.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    await page.goto(str(api.http.make_url("/docs")))
-    await page.fill("#key", api.keys["admin"])
+    page, problems = await open_page(browser, api, "/docs")
     queues = page.locator("details", has_text="/v1/queues").first
     await queues.locator("summary").click()
     await queues.locator("button", has_text="Send").click()
