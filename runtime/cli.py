@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
     finally:
-        if traced is not None:
-            traced.shutdown()
+        for provider in traced:
+            provider.shutdown()
 
 
 async def _serve(

@@ -133,6 +133,7 @@ class Client:
                     workspace=check_token("workspace", event.workspace),
                     payload=encode_input(fn, event.data, i),
                     created_ms=created_ms,
+                    due_ms=timing[i][0] or (created_ms + timing[i][1] if timing[i][1] else 0),
                     expires_ms=expiry[i],
                     key=_key(event, i),
                     tags=_tags(event, i),

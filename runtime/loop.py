@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from runtime import logs, tracing
+from runtime import instruments, logs, tracing
 from runtime.backoff import Backoff
 from runtime.declare import Failure, Function
 from runtime.health import RedisHealth
@@ -352,6 +352,8 @@ class PartitionLoop:
             )
             self.busy += 1
             lane.call, lane.started = call, clock()
+            if instruments.enabled():
+                instruments.started(self.fn.name, call.envelopes, env.now_ms())
             try:
                 if tracing.enabled():
                     failures = await self._invoke_traced(call)
@@ -368,7 +370,10 @@ class PartitionLoop:
             finally:
                 lane.call = None
                 self.busy -= 1
-            self.recorder.call(call.batch.workspace, clock() - lane.started)
+            took = clock() - lane.started
+            self.recorder.call(call.batch.workspace, took)
+            if instruments.enabled():
+                instruments.called(self.fn.name, took)
             append = self.outbox.append
             results = call.batch.results
             for entry_id, envelope in zip(call.entry_ids, call.envelopes, strict=True):
@@ -427,7 +432,10 @@ class PartitionLoop:
             held = self.held
             for s in batch:
                 held.pop(s.entry_id, None)
-            self.recorder.settled(batch, set(result.fenced))
+            fenced = set(result.fenced)
+            self.recorder.settled(batch, fenced)
+            if instruments.enabled():
+                instruments.settled(self.fn.name, batch, fenced)
             if result.fenced:
                 log.warning(
                     "%s: %d results not settled: another worker reclaimed those jobs",

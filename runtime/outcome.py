@@ -97,9 +97,12 @@ def failed(
     delay_s = failure.after_s
     if delay_s is None:
         delay_s = retry_delay_s(envelope.attempt, opts.backoff_base_s, opts.backoff_cap_s)
-    following = msgspec.structs.replace(envelope, attempt=envelope.attempt + 1, errors=errors)
+    delay_ms = round(delay_s * 1000)
+    following = msgspec.structs.replace(
+        envelope, attempt=envelope.attempt + 1, errors=errors, due_ms=env.now_ms() + delay_ms
+    )
     return Settlement(
         entry_id, envelope.id, envelope.workspace, "retry", envelope.attempt, error,
-        env.encode(following), round(delay_s * 1000), links_of(envelope),
+        env.encode(following), delay_ms, links_of(envelope),
         priority=envelope.priority,
     )  # fmt: skip

@@ -131,6 +131,7 @@ def next_tick(schedule: Schedule, function: str, after_ms: int) -> Outgoing:
         workspace=schedule.workspace,
         payload=schedule.payload,
         created_ms=after_ms,
+        due_ms=tick_ms,
         tags=(tag_of(schedule),),
     )
     return Outgoing(envelope, due_ms=tick_ms)

@@ -39,6 +39,9 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True)
     tags: tuple[str, ...] = ()
     # HIGH, NORMAL or LOW: the order a workspace's waiting jobs enter the stream.
     priority: int = 1
+    # Epoch ms it was due, by the publisher's clock, for one published for later
+    # or a retry (0: at once): how late it started is measured from it.
+    due_ms: int = 0
 
 
 # Priorities as the scripts store them (streams/admit.lua): lower goes first.

@@ -7,23 +7,33 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from runtime import Client, Event, logs, tracing
+from runtime import Client, Event, instruments, logs, telemetry, tracing
 from runtime.registry import load
 from streams.connection import Redis
+from streams.errors import ConfigurationError
 from tests.ingress.conftest import start_api
 from tests.redis_server import RedisServer
-from tests.runtime.helpers import SAMPLE, read_ledger, wait_until, worker_in_process
+from tests.runtime.helpers import (
+    SAMPLE,
+    read_ledger,
+    total_counts,
+    wait_until,
+    worker_in_process,
+)
 
 
 @pytest.fixture
@@ -187,3 +197,57 @@ def test_a_json_log_line_names_its_trace_and_job(spans: InMemorySpanExporter) ->
     assert line["span_id"] == f"{context.span_id:016x}"
     assert (line["function"], line["workspace"], line["job_id"]) == ("sms.send", "acme", "job-1")
     assert line["message"] == "sent it"
+
+
+@pytest.fixture
+def readings() -> Iterator[InMemoryMetricReader]:
+    reader = InMemoryMetricReader()
+    instruments.use(MeterProvider(metric_readers=[reader]))
+    yield reader
+    instruments.use(None)
+
+
+def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    return {
+        metric.name: list(metric.data.data_points)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+
+
+async def test_workers_measure_handler_time_latency_and_lateness(
+    redis: Redis, shared_server: RedisServer, ledger: Path, readings: InMemoryMetricReader
+) -> None:
+    client = Client(redis, load(SAMPLE))
+    await client.publish_many("tasks", [Event(workspace="acme", data={"n": n}) for n in range(3)])
+    await client.publish_many(
+        "tasks", [Event(workspace="acme", data={"n": 9, "mode": "reject"}, delay_ms=100)]
+    )
+    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+
+        async def settled() -> bool:
+            return (await total_counts(redis, "tasks")).dead == 1 and len(read_ledger(ledger)) == 3
+
+        await wait_until(settled, what="the jobs settled")
+    found = points(readings)
+    (duration,) = found["sluice.handler.duration"]
+    assert duration.count == 4
+    (latency,) = found["sluice.job.latency"]
+    assert latency.count == 4
+    (lateness,) = found["sluice.job.lateness"]
+    # Only the delayed job was due later; it started within a second of it.
+    assert lateness.count == 1
+    assert lateness.max < 1000
+    outcomes = {p.attributes["outcome"]: p.value for p in found["sluice.jobs.settled"]}
+    assert outcomes == {"completed": 3, "dead": 1}
+
+
+def test_telemetry_is_configured_from_the_otel_variables() -> None:
+    assert telemetry.configure("worker", {}, "parent") == []
+    assert not tracing.enabled()
+    with pytest.raises(ConfigurationError, match="OTEL_TRACES_EXPORTER='zipkin'"):
+        telemetry.configure("worker", {"OTEL_TRACES_EXPORTER": "zipkin"}, "parent")
+    assert telemetry.configure("worker", {"OTEL_SDK_DISABLED": "true"}, "parent") == []
