@@ -15,14 +15,6 @@ local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
 Admit.setup(KEYS[3], KEYS[1], KEYS[8], KEYS[9], KEYS[4], ARGV[4], now)
 
-local function unlink(links, id)
-  local keyfield, members = string.match(links, '^(%S*) ?(.*)$')
-  if keyfield ~= '' and redis.call('HGET', KEYS[6], keyfield) == id then
-    redis.call('HDEL', KEYS[6], keyfield)
-  end
-  for m in string.gmatch(members, '%S+') do redis.call('ZREM', KEYS[7], m) end
-end
-
 local function cancel(id)
   local record = redis.call('HGET', KEYS[1], id)
   if not record then return 'missing' end
@@ -35,7 +27,7 @@ local function cancel(id)
   else
     return state
   end
-  unlink(links, id)
+  Links.release(KEYS[6], KEYS[7], links, id)
   redis.call('HSET', KEYS[1], id, 'cancelled|' .. workspace .. '|' .. eid .. '|' .. at .. '|'
     .. attempts .. '|' .. now .. '||' .. links .. '|')
   -- Kept, then dropped, like a completed job's record.

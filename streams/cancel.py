@@ -9,7 +9,7 @@ from streams.keys import GROUP, PartitionKeys, tag_member
 from streams.lua import Script
 from streams.publish import DEFAULT_SHARE
 
-_CANCEL = Script.beside(__file__, "cancel.lua", uses=["admit.lua"])
+_CANCEL = Script.beside(__file__, "cancel.lua", uses=["admit.lua", "links.lua"])
 _RESCHEDULE = Script.beside(__file__, "reschedule.lua")
 
 Selector = Literal["id", "key", "tag"]

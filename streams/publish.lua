@@ -33,14 +33,6 @@ local function flush()
   records, parked = {}, {}
 end
 
-local function unlink(links, id)
-  local keyfield, members = string.match(links, '^(%S*) ?(.*)$')
-  if keyfield ~= '' and redis.call('HGET', KEYS[5], keyfield) == id then
-    redis.call('HDEL', KEYS[5], keyfield)
-  end
-  for m in string.gmatch(members, '%S+') do redis.call('ZREM', KEYS[6], m) end
-end
-
 -- A business key names one live job: a job of the key that has not started is
 -- replaced (removed here, the new one written below); one running or finished
 -- stays, and the key moves to the new job.
@@ -57,7 +49,7 @@ local function replace(old)
     return
   end
   redis.call('HDEL', KEYS[3], old)
-  unlink(links, old)
+  Links.release(KEYS[5], KEYS[6], links, old)
   replaced = replaced + 1
 end
 

@@ -54,11 +54,7 @@ end
 local function unlink(id)
   local l = links[id]
   if not l then return '' end
-  local keyfield, members = string.match(l, '^(%S*) ?(.*)$')
-  if keyfield ~= '' and redis.call('HGET', KEYS[7], keyfield) == id then
-    redis.call('HDEL', KEYS[7], keyfield)
-  end
-  for m in string.gmatch(members, '%S+') do redis.call('ZREM', KEYS[8], m) end
+  Links.release(KEYS[7], KEYS[8], l, id)
   return l
 end
 local completed, failed, expired, deferred = 0, 0, 0, 0
