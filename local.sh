@@ -69,5 +69,6 @@ case "${1:-}" in
   up) shift; up "$@" ;;
   test) shift; run_tests "$@" ;;
   bench) shift; setup; need wrk wrk; .venv/bin/python -m bench "$@" ;;
-  *) echo "usage: ./local.sh up | test [--long] [pytest args] | bench [--json FILE] [--jobs N] [--backlog N]" >&2; exit 2 ;;
+  instructions) shift; setup; need valgrind valgrind; .venv/bin/python -m bench.instructions "$@" ;;
+  *) echo "usage: ./local.sh up | test [--long] [pytest args] | bench [--json FILE] [--jobs N] [--backlog N] | instructions [limits|tracing] [--jobs N] [--keep DIR]" >&2; exit 2 ;;
 esac

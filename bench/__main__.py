@@ -339,4 +339,5 @@ def main() -> None:
         args.json.write_bytes(msgspec.json.format(msgspec.json.encode(figures)) + b"\n")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -16,11 +16,16 @@ SPEC = "bench.functions:FUNCTIONS"
 
 
 def start_worker(
-    url: str, functions: str, extra: dict[str, str], *, scheduler: bool = False
+    url: str,
+    functions: str,
+    extra: dict[str, str],
+    *,
+    scheduler: bool = False,
+    wrapper: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     environ.update(REDIS_URL=url, SLUICE_FUNCTIONS=SPEC, SLUICE_LOG_LEVEL="WARNING", **extra)
-    args = [sys.executable, "-m", "runtime", "worker", "--functions", functions]
+    args = [*wrapper, sys.executable, "-m", "runtime", "worker", "--functions", functions]
     if scheduler:
         args.append("--with-scheduler")
     return subprocess.Popen(args, env=environ)

@@ -27,7 +27,7 @@ class Limits:
     async def set_workspace(self, function: str, workspace: str, rate_per_s: float | None) -> None:
         """One workspace's own rate (its tier); None goes back to the declared rate."""
         (keys,) = self.registry.partitions(function, workspace)
-        await set_limit(self.redis, keys, f"ws:{workspace}", rate_per_s)
+        await set_limit(self.redis, keys, workspace, rate_per_s)
 
     async def deferrals(self, function: str) -> dict[str, Deferral]:
         """Per workspace: jobs deferred so far, when last, how many it asked for, which limit."""

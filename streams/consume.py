@@ -17,7 +17,7 @@ import redis.exceptions
 from streams.connection import Redis
 from streams.errors import wrap_unavailable
 from streams.keys import GROUP, PartitionKeys
-from streams.lua import Arg, Script
+from streams.lua import Arg, Script, packed
 from streams.publish import DEFAULT_SHARE
 
 _REFILL = Script.beside(__file__, "refill.lua", uses=["admit.lua"])
@@ -96,7 +96,5 @@ async def refill(
 ) -> None:
     """Tell the partition a read took `taken` entries per workspace; `drained` when
     it got fewer than it asked for, which lets the counts be checked and healed."""
-    args: list[Arg] = [GROUP, share, int(drained)]
-    for workspace, n in taken.items():
-        args += (workspace, n)
+    args: list[Arg] = [GROUP, share, int(drained), packed(list(taken)), packed([*taken.values()])]
     await _REFILL(client, [keys.stream, keys.jobs, keys.backlog, keys.share, keys.stats], args)

@@ -11,12 +11,22 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
 import redis.exceptions
 
 from streams.connection import Redis
 from streams.errors import wrap_unavailable
 
 Arg = str | bytes | int | float
+
+_msgpack = msgspec.msgpack.Encoder()
+
+
+def packed(values: Sequence[str | int]) -> bytes:
+    """Many values as one argument, for a script to `cmsgpack.unpack`: per value it
+    costs neither redis-py's packing of an argument nor Redis's making a Lua string
+    of ARGV, which with a hundred workspaces per call was a fifth of the call."""
+    return _msgpack.encode(values)
 
 
 class Script:

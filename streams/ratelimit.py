@@ -10,11 +10,12 @@ import msgspec
 from streams.connection import Redis
 from streams.errors import wrap_unavailable
 from streams.keys import PartitionKeys
-from streams.lua import Arg, Script
+from streams.lua import Arg, Script, packed
 
 _ACQUIRE = Script.beside(__file__, "ratelimit.lua")
 
-# The override field of the partition's share of the function's global rate.
+# The override field of the partition's share of the function's global rate; a
+# workspace's own override is its name ('*' is never one: keys.check_token).
 GLOBAL = "*"
 
 
@@ -51,12 +52,16 @@ async def acquire(
 
     Returns the workspaces that got less than they asked for; the others got all.
     """
-    args: list[Arg] = [global_rate, workspace_rate, burst_s]
-    for workspace, n in asked.items():
-        args += (workspace, n)
+    workspaces = list(asked)
+    args: list[Arg] = [
+        global_rate,
+        workspace_rate,
+        burst_s,
+        packed([*workspaces, GLOBAL]),
+        packed(list(asked.values())),
+    ]
     reply = await _ACQUIRE(client, [keys.rate, keys.limits, keys.deferrals], args)
     assert isinstance(reply, list)
-    workspaces = list(asked)
     return {
         workspaces[reply[i] - 1]: Grant(reply[i + 1], reply[i + 2], reply[i + 3])
         for i in range(0, len(reply), 4)
@@ -64,7 +69,7 @@ async def acquire(
 
 
 async def set_limit(client: Redis, keys: PartitionKeys, field: str, rate: float | None) -> None:
-    """Override a rate (`GLOBAL` or "ws:<workspace>"), or drop the override with None."""
+    """Override a rate (`GLOBAL` or a workspace), or drop the override with None."""
     with wrap_unavailable():
         if rate is None:
             await client.hdel(keys.limits, field)

@@ -2,7 +2,8 @@
 -- the stream to their backlogs (admit.lua).
 -- KEYS[1] stream, KEYS[2] job records, KEYS[3] backlog, KEYS[4] share, KEYS[5] stats
 -- ARGV[1] group, ARGV[2] each workspace's share, ARGV[3] 1 when the read found the
--- stream drained (fewer entries than asked), then pairs: workspace, entries taken
+-- stream drained (fewer entries than asked), ARGV[4] msgpack array of the
+-- workspaces read, ARGV[5] msgpack array of the entries taken from each
 local t = redis.call('TIME')
 Admit.setup(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2],
   tostring(t[1] * 1000 + math.floor(t[2] / 1000)))
@@ -37,12 +38,12 @@ if ARGV[3] == '1' and drained() then
 else
   -- Every workspace's count in one HMGET, as a call per workspace cost more than
   -- the rest of the script with 100 workspaces per read (bench profile).
-  local half, names = tonumber(ARGV[2]) / 2, {}
-  for i = 4, #ARGV, 2 do names[#names + 1] = ARGV[i] end
+  local half = tonumber(ARGV[2]) / 2
+  local names, read = cmsgpack.unpack(ARGV[4]), cmsgpack.unpack(ARGV[5])
   local before = #names > 0 and redis.call('HMGET', KEYS[4], unpack(names)) or {}
   for j, workspace in ipairs(names) do
     Admit.load(workspace, before[j])
-    local left = math.max(0, Admit.counts[workspace] - tonumber(ARGV[3 + 2 * j]))
+    local left = math.max(0, Admit.counts[workspace] - read[j])
     Admit.set(workspace, left)
     -- Only a workspace down to half its share goes further (admit.lua).
     if left <= half then Admit.refill(workspace) end

@@ -30,8 +30,12 @@ class RedisServer:
     keeps every acknowledged write, so restart tests check what users would get.
     """
 
-    def __init__(self, directory: Path, *, appendonly: bool = True) -> None:
+    def __init__(
+        self, directory: Path, *, appendonly: bool = True, wrapper: tuple[str, ...] = ()
+    ) -> None:
         self.directory = directory
+        # A command the server runs under (valgrind, for the bench's instruction counts).
+        self.wrapper = wrapper
         self.port = free_port()
         self.appendonly = appendonly
         self.process: subprocess.Popen[bytes] | None = None
@@ -43,6 +47,7 @@ class RedisServer:
 
     def start(self) -> None:
         args = [
+            *self.wrapper,
             "redis-server",
             str(CONFIG),
             "--port", str(self.port),
@@ -52,7 +57,7 @@ class RedisServer:
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.wait_ready()
+        self.wait_ready(60.0 if self.wrapper else 10.0)
 
     def wait_ready(self, timeout_s: float = 10.0) -> None:
         client = redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)

@@ -38,9 +38,9 @@ async def test_the_workspace_limit_binds_each_workspace_alone(redis: Redis) -> N
 
 
 async def test_overrides_in_redis_win_over_the_declared_rates(redis: Redis) -> None:
-    await set_limit(redis, KEYS, "ws:vip", 100)
+    await set_limit(redis, KEYS, "vip", 100)
     await set_limit(redis, KEYS, GLOBAL, 1000)
     grants = await take(redis, {"vip": 150, "free": 150}, workspace_rate=10, global_rate=50)
     assert {ws: g for ws, (g, _) in grants.items()} == {"vip": 100, "free": 10}
-    await set_limit(redis, KEYS, "ws:vip", None)
+    await set_limit(redis, KEYS, "vip", None)
     assert (await take(redis, {"vip": 1}, workspace_rate=10))["vip"][0] == 0

@@ -1,0 +1,153 @@
+"""`python -m bench.instructions [limits|tracing]`: what a feature costs a drain, in
+instructions per job.
+
+This machine's speed drifts by a third between runs, so rates and CPU seconds
+cannot tell a 12 % cost from an 18 % one. Callgrind counts instructions, the
+same for the same work whatever else the machine does. The worker and
+redis-server both run under it; the count covers only the drain: the function
+is paused while its jobs are published and the worker starts, both processes'
+counters are zeroed, then it is resumed and counted until the last job settles.
+Under valgrind a drain takes minutes, in which the worker's timed work
+(reads that block and time out, the pause flag's look each second, reclaiming,
+heartbeats, metric flushes) would add as much as the jobs: it is counted
+afterwards over an idle spell of IDLE_S, and its rate times the drain's length
+taken off. What remains uncertain is how the drain went (jobs per read, calls
+per settle), which is printed beside the counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+
+from bench.__main__ import publish_rate
+from bench.worker import SPEC, start_worker, stop, until_completed
+from runtime import Client
+from runtime.registry import load
+from streams.connection import Redis, RedisSettings, connect
+from streams.keys import PartitionKeys
+from streams.pause import set_paused
+from tests.redis_server import RedisServer
+
+IDLE_S = 20.0
+
+
+class Drained(msgspec.Struct, frozen=True):
+    """One function drained by one worker, with extra environment for the worker."""
+
+    function: str
+    environ: dict[str, str] = {}
+
+
+# Each comparison: the drain without the feature, then with it.
+COMPARISONS = {
+    # Batch handlers over 100 workspaces, with a per-workspace limit never hit.
+    "limits": (Drained("noop-batch"), Drained("noop-batch-limited")),
+    # Single-job handlers, with every span sampled through the batch processor.
+    "tracing": (Drained("noop"), Drained("noop", {"BENCH_TRACING": "1"})),
+}
+
+
+def callgrind(out: Path) -> tuple[str, ...]:
+    return ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
+
+
+def control(flag: str, pid: int) -> None:
+    subprocess.run(["callgrind_control", flag, str(pid)], check=True, capture_output=True)
+
+
+def totals(out: Path, part: int) -> int:
+    """The instructions in dump `part` of a process (`callgrind_control -d` writes `out.N`)."""
+    match = re.search(
+        r"^(?:summary|totals): (\d+)", Path(f"{out}.{part}").read_text(), re.MULTILINE
+    )
+    assert match, f"no totals in {out}.{part}"
+    return int(match[1])
+
+
+async def calls(redis: Redis, command: str) -> int:
+    stats = await redis.info("commandstats")
+    entry = stats.get(f"cmdstat_{command}")
+    return int(entry["calls"]) if entry else 0
+
+
+async def drain_instructions(drained: Drained, n: int, folder: Path) -> tuple[int, int]:
+    """(worker, redis-server) instructions spent draining `n` queued jobs."""
+    server = RedisServer(folder / "redis", appendonly=False, wrapper=callgrind(folder / "redis.cg"))
+    server.start()
+    redis = connect(RedisSettings(url=server.url))
+    client = Client(redis, load(SPEC))
+    keys = PartitionKeys(drained.function, 0)
+    try:
+        await set_paused(redis, keys, True)
+        await publish_rate(client, drained.function, n)
+        looks = await calls(redis, "exists")
+        worker = start_worker(
+            server.url,
+            drained.function,
+            drained.environ,
+            wrapper=callgrind(folder / "worker.cg"),
+        )
+        try:
+            # The paused worker looks at the flag once a second: two looks, and it is up.
+            while await calls(redis, "exists") < looks + 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+            assert server.process is not None
+            pids = (worker.pid, server.process.pid)
+            for pid in pids:
+                control("-z", pid)
+            await redis.config_resetstat()
+            started = time.monotonic()
+            await set_paused(redis, keys, False)
+            await until_completed(redis, keys, n, 0.5)
+            for pid in pids:
+                control("-d", pid)
+            drain_s = time.monotonic() - started
+            reads, scripts = await calls(redis, "xreadgroup"), await calls(redis, "evalsha")
+            await asyncio.sleep(IDLE_S)  # the idle spell, measured by its length
+            for pid in pids:
+                control("-d", pid)
+        finally:
+            stop(worker)
+        drain = [totals(folder / f"{p}.cg", 1) for p in ("worker", "redis")]
+        idle = [totals(folder / f"{p}.cg", 2) / IDLE_S for p in ("worker", "redis")]
+        counts = (round(drain[0] - idle[0] * drain_s), round(drain[1] - idle[1] * drain_s))
+        print(
+            f"{drained.function:<20} {drained.environ or ''!s:<24} "
+            f"worker {counts[0] / n:>8,.0f}  redis {counts[1] / n:>8,.0f} instructions/job; "
+            f"{n / reads:.1f} jobs a read, {scripts / reads:.1f} scripts a read; "
+            f"idle work taken off: {idle[0] * drain_s / n:,.0f} + {idle[1] * drain_s / n:,.0f}"
+        )
+        return counts
+    finally:
+        await redis.aclose()
+        server.stop()
+
+
+async def compare(name: str, n: int, keep: Path | None) -> None:
+    without, with_ = COMPARISONS[name]
+    totals_: list[float] = []
+    for i, drained in enumerate((without, with_)):
+        if keep:  # the dumps stay, for callgrind_annotate
+            counts = await drain_instructions(drained, n, keep / f"{name}-{i}")
+        else:
+            with tempfile.TemporaryDirectory() as folder:
+                counts = await drain_instructions(drained, n, Path(folder))
+        totals_.append(sum(counts) / n)
+    print(f"{name}: {totals_[1] / totals_[0] - 1:+.1%} instructions per job")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("comparison", choices=sorted(COMPARISONS), nargs="?", default="limits")
+    parser.add_argument("--jobs", type=int, default=8000)
+    parser.add_argument("--keep", type=Path, help="a folder to keep callgrind's dumps in")
+    args = parser.parse_args()
+    asyncio.run(compare(args.comparison, args.jobs, args.keep))
