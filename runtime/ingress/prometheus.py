@@ -2,7 +2,8 @@
 
 What it shows is read from Redis at each scrape, so it is the whole
 deployment's (every worker's counts and metrics, summed), whichever ingress is
-scraped: jobs by outcome, what waits (unread and backlogged, active, delayed,
+scraped: jobs by outcome (published, processed, completed, failed, retried,
+dead, expired, cancelled), what waits (unread and backlogged, active, delayed,
 dead), jobs due in the next 1, 5 and 15 minutes (for an autoscaler to add
 workers before a 09:00 burst), handler times, and rate-limit deferrals for the
 10 most deferred workspaces, the rest summed as "other" so series stay bounded.
@@ -77,6 +78,14 @@ class Exposition:
         meter.create_observable_counter(
             "sluice.jobs.rate_limited", [self._deferred], "1", "jobs deferred by rate limits"
         )
+        # From the metrics in Redis (runtime.metrics), which an operator may reset:
+        # Prometheus reads a counter that drops as a reset, not as negative work.
+        for name, read, text in (
+            ("sluice.jobs.processed", lambda s: s.processed, "jobs a handler ran"),
+            ("sluice.jobs.retried", lambda s: s.retried, "failed attempts retried"),
+            ("sluice.jobs.dead", lambda s: s.dead, "jobs that went to the dead letters"),
+        ):
+            meter.create_observable_counter(name, [self._snapshot(read)], "1", text)
         meter.create_observable_gauge(
             "sluice.handler.duration.p95", [self._snapshot(lambda s: s.p95_ms)], "ms",
             "95th percentile handler call time",

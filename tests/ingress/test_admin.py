@@ -7,6 +7,8 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.connection import Redis
+from streams.jobs import counts
+from streams.keys import PartitionKeys
 from tests.ingress.conftest import Api
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import blocked_readers, read_ledger, wait_until, worker_in_process
@@ -100,16 +102,18 @@ async def test_dead_letters_metrics_and_limits(
 async def test_prometheus_text_has_the_deployments_figures(
     api: Api, redis: Redis, shared_server: RedisServer, ledger: Path
 ) -> None:
-    events = [{"workspace": "acme", "data": {"n": i}} for i in range(3)]
+    events = [{"workspace": "acme", "data": {"n": i}} for i in range(2)]
+    events.append({"workspace": "acme", "data": {"n": 2, "mode": "raise"}})
     later = [{"workspace": "acme", "data": {"n": 9}, "delay_ms": d} for d in (30_000, 600_000)]
     async with worker_in_process(shared_server.url, "tasks"):
         assert (await api.post("/v1/events/tasks", events)).status == 202
         assert (await api.post("/v1/events/tasks", later)).status == 202
 
         async def handled() -> bool:
-            return len(read_ledger(ledger)) == 3
+            found = await counts(redis, PartitionKeys("tasks", 0))
+            return len(read_ledger(ledger)) == 2 and found.dead == 1
 
-        await wait_until(handled, what="three jobs handled")
+        await wait_until(handled, what="two jobs handled and one dead")
     assert (await api.http.get("/metrics", headers=api.auth("acme"))).status == 403
     answer = await api.http.get("/metrics", headers=api.auth("admin"))
     assert answer.status == 200
@@ -120,7 +124,11 @@ async def test_prometheus_text_has_the_deployments_figures(
     }
     tasks = (("function", "tasks"),)
     assert samples["sluice_jobs_published_total", tasks] == 5
-    assert samples["sluice_jobs_completed_total", tasks] == 3
+    assert samples["sluice_jobs_completed_total", tasks] == 2
+    assert samples["sluice_jobs_processed_total", tasks] == 3
+    # "tasks" makes one attempt: its failure is dead at once, never retried.
+    assert samples["sluice_jobs_dead_total", tasks] == 1
+    assert samples["sluice_jobs_retried_total", tasks] == 0
     assert samples["sluice_jobs_delayed", tasks] == 2
     due = {
         m: samples["sluice_jobs_due_soon", (*tasks, ("within_minutes", m))]
