@@ -60,56 +60,80 @@ async def traced(
         return response
 
 
-@web.middleware
-async def problems(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+def problem_for(request: web.Request, exc: Exception) -> web.Response:
     """Every error as application/problem+json; no 500 for anything a client sends."""
-    try:
-        return await handler(request)
-    except Problem as problem:
-        return problem.response()
-    except web.HTTPRequestEntityTooLarge as exc:
-        return Problem(413, "Body too large", exc.text or "").response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return Problem(exc.status, exc.reason, "").response()
-    except (InvalidName, InvalidPayload, InvalidSchedule, InvalidPriority) as exc:
-        return invalid("$", str(exc)).response()
-    except PayloadTooLarge as exc:
-        return Problem(413, "Body too large", str(exc)).response()
-    except (UnknownFunction, JobNotFound) as exc:
-        return Problem(404, "Not found", str(exc)).response()
-    except WrongJobState as exc:
-        return Problem(409, "Conflict", str(exc)).response()
-    except RedisUnavailable as exc:
-        log.warning("%s %s: answered 503: %s", request.method, request.path, exc)
-        return Problem(503, "Unavailable", "Redis is unavailable; nothing was accepted",
-                       retry_after_s=RETRY_AFTER_S).response()  # fmt: skip
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        return Problem(500, "Internal error", "").response()
+    match exc:
+        case Problem():
+            return exc.response()
+        case web.HTTPRequestEntityTooLarge():
+            return Problem(413, "Body too large", exc.text or "").response()
+        case web.HTTPException() if exc.status >= 400:
+            return Problem(exc.status, exc.reason, "").response()
+        case InvalidName() | InvalidPayload() | InvalidSchedule() | InvalidPriority():
+            return invalid("$", str(exc)).response()
+        case PayloadTooLarge():
+            return Problem(413, "Body too large", str(exc)).response()
+        case UnknownFunction() | JobNotFound():
+            return Problem(404, "Not found", str(exc)).response()
+        case WrongJobState():
+            return Problem(409, "Conflict", str(exc)).response()
+        case RedisUnavailable():
+            log.warning("%s %s: answered 503: %s", request.method, request.path, exc)
+            return Problem(503, "Unavailable", "Redis is unavailable; nothing was accepted",
+                           retry_after_s=RETRY_AFTER_S).response()  # fmt: skip
+    log.error("%s %s failed", request.method, request.path, exc_info=exc)
+    return Problem(500, "Internal error", "").response()
 
 
 def _serve(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A route's handler behind its key check, its errors answered as problems.
+
+    In the handler rather than in a middleware: each middleware layer is one more
+    coroutine per request (aiohttp adds a second one with the first middleware).
+    """
+
     async def serve(request: web.Request) -> web.StreamResponse:
-        services = request.app[SERVICES]
-        key = None
-        if route.access != "public":
-            key = services.keys.identify(request.headers.get("Authorization"))
-            if route.access == "admin" and not key.admin:
-                raise Problem(403, "Forbidden", "this route needs an admin key")
-        return await route.handler(request, services, key)
+        try:
+            services = request.app[SERVICES]
+            key = None
+            if route.access != "public":
+                key = services.keys.identify(request.headers.get("Authorization"))
+                if route.access == "admin" and not key.admin:
+                    raise Problem(403, "Forbidden", "this route needs an admin key")
+            return await route.handler(request, services, key)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise  # a redirect is an answer, not an error
+            return problem_for(request, exc)
+        except Exception as exc:
+            return problem_for(request, exc)
 
     return serve
+
+
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """Any path no route serves: 405 with Allow if another method would do, else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            _, methods = await resource.resolve(request)
+            allowed |= methods
+    if allowed:
+        response = Problem(405, "Method not allowed", f"{request.method} is not served here")
+        answer = response.response()
+        answer.headers["Allow"] = ", ".join(sorted(allowed))
+        return answer
+    return Problem(404, "Not found", f"no route for {request.path}").response()
+
+
+UNMATCHED = "/{path:.*}"
 
 
 def build_app(
     services: Services, max_body_bytes: int, routes: Sequence[Route] = ROUTES
 ) -> web.Application:
     # The tracing middleware only when tracing is on: each layer costs every request.
-    middlewares = [traced, problems] if tracing.enabled() else [problems]
+    middlewares = [traced] if tracing.enabled() else []
     app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
     app[SERVICES] = services
     for route in routes:
@@ -120,6 +144,8 @@ def build_app(
         return web.Response(body=spec, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi)
+    # Last: what no route above took.
+    app.router.add_route("*", UNMATCHED, unmatched)
 
     async def on_startup(app: web.Application) -> None:
         services.coalescer.start()

@@ -132,5 +132,10 @@ async def test_bad_input_is_a_problem_with_its_field_path(api: Api, redis: Redis
         **api.auth("acme"), "Content-Type": "application/x-ndjson"})  # fmt: skip
     unknown = await api.post("/v1/events/nobody", {"workspace": "acme", "data": {}})
     assert unknown.status == 404
+    # A path no route serves, and a method the path does not take: problems too.
+    nowhere = await api.post("/v1/nowhere", {})
+    assert (nowhere.status, nowhere.content_type) == (404, PROBLEM)
+    wrong = await api.http.get("/v1/events/tasks", headers=api.auth("acme"))
+    assert (wrong.status, wrong.content_type, wrong.headers["Allow"]) == (405, PROBLEM, "POST")
     # Nothing of any of them was written.
     assert (await Jobs(redis, registry()).counts("tasks")).published == 0
