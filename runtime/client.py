@@ -117,31 +117,40 @@ class Client:
         any invalid event (the `SluiceError` says which). `trace` is the W3C trace
         context the jobs carry (runtime.tracing)."""
         functions = self.registry.route(target)
-        ids = [_job_id(e, i) for i, e in enumerate(events)]
-        timing = [due(e.delay_ms, e.run_at, f"event {i}") for i, e in enumerate(events)]
-        expiry = [
-            0 if e.expires_at is None else epoch_ms(e.expires_at, f"event {i}: expires_at")
-            for i, e in enumerate(events)
-        ]
         created_ms = env.now_ms()
+        ids: list[str] = []
         groups: dict[PartitionKeys, list[Outgoing]] = {}
-        for fn in functions:
-            for i, event in enumerate(events):
+        # One pass per event, each check once whatever the number of functions:
+        # this runs for every HTTP publish, most of them of one event.
+        for i, event in enumerate(events):
+            job_id = _job_id(event, i)
+            ids.append(job_id)
+            if event.delay_ms is None and event.run_at is None:
+                due_ms = delay_ms = 0
+            else:
+                due_ms, delay_ms = due(event.delay_ms, event.run_at, f"event {i}")
+            expires_ms = (
+                0
+                if event.expires_at is None
+                else epoch_ms(event.expires_at, f"event {i}: expires_at")
+            )
+            workspace = check_token("workspace", event.workspace)
+            key, tags, priority = _key(event, i), _tags(event, i), _priority(event, i)
+            for fn in functions:
                 envelope = env.Envelope(
-                    id=ids[i],
+                    id=job_id,
                     function=fn.name,
-                    workspace=check_token("workspace", event.workspace),
+                    workspace=workspace,
                     payload=encode_input(fn, event.data, i),
                     created_ms=created_ms,
-                    due_ms=timing[i][0] or (created_ms + timing[i][1] if timing[i][1] else 0),
-                    expires_ms=expiry[i],
-                    key=_key(event, i),
-                    tags=_tags(event, i),
-                    priority=_priority(event, i),
+                    due_ms=due_ms or (created_ms + delay_ms if delay_ms else 0),
+                    expires_ms=expires_ms,
+                    key=key,
+                    tags=tags,
+                    priority=priority,
                     trace=trace,
                 )
-                part = partition_of(event.workspace, fn.options.partitions)
-                due_ms, delay_ms = timing[i]
+                part = partition_of(workspace, fn.options.partitions)
                 groups.setdefault(self._partition(fn.name, part), []).append(
                     Outgoing(envelope, due_ms, delay_ms)
                 )

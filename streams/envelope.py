@@ -75,11 +75,20 @@ _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
 def new_job_id() -> str:
     """A 26-character id that sorts by creation time (48-bit ms + 80 random bits).
 
-    base32hex keeps byte order in string order, so ids sort like ULIDs.
+    base32hex keeps byte order in string order, so ids sort like ULIDs. The random
+    bits come from os.urandom, not the faster random module, whose output can be
+    predicted from enough ids: a tenant could then publish another's next id first
+    and have that publish dropped as a duplicate.
     """
     n = ((time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")) << 2
-    pairs = _PAIRS
-    return "".join([pairs[(n >> shift) & 1023] for shift in range(120, -1, -10)])
+    p = _PAIRS
+    # Unrolled: the loop and join took twice as long as these 13 lookups.
+    return (
+        p[n >> 120 & 1023] + p[n >> 110 & 1023] + p[n >> 100 & 1023] + p[n >> 90 & 1023]
+        + p[n >> 80 & 1023] + p[n >> 70 & 1023] + p[n >> 60 & 1023] + p[n >> 50 & 1023]
+        + p[n >> 40 & 1023] + p[n >> 30 & 1023] + p[n >> 20 & 1023] + p[n >> 10 & 1023]
+        + p[n & 1023]
+    )  # fmt: skip
 
 
 def now_ms() -> int:

@@ -8,6 +8,8 @@ import re
 import pytest
 
 from runtime.ingress.app import ROUTES
+from runtime.ingress.auth import KeyRing, new_key
+from runtime.ingress.problems import Problem
 from tests.ingress.conftest import Api
 
 # Values for the path parameters of every route, all naming acme's things.
@@ -85,3 +87,20 @@ async def test_a_workspace_key_never_reaches_another_workspace(jobs: Api) -> Non
     assert [j["id"] for j in (await listing.json())["jobs"]] == ["acme-job"]
     cancel = await jobs.http.delete("/v1/jobs/acme-job", headers=acme)
     assert (await cancel.json())["state"] == "cancelled"
+
+
+def test_the_keyring_remembers_known_keys_only_and_within_its_bound() -> None:
+    acme, stored = new_key("acme", ("acme",), admin=False)
+    ring = KeyRing([stored])
+    header = f"Bearer {acme}"
+    assert ring.identify(header) is ring.identify(header) is ring.by_hash[stored.hash]
+    assert list(ring.seen) == [header]
+    for wrong in (f"Bearer {new_key('x', (), admin=True)[0]}", "Bearer nope", None):
+        with pytest.raises(Problem) as refused:
+            ring.identify(wrong)
+        assert refused.value.status == 401
+    assert list(ring.seen) == [header]
+    # Full, it starts again rather than grow: a key is hashed again, still known.
+    ring.seen.update({f"Bearer filler-{i}": stored for i in range(KeyRing.SEEN_MAX - 1)})
+    ring.identify(f"bearer {acme}")
+    assert list(ring.seen) == [f"bearer {acme}"]
