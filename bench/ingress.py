@@ -20,7 +20,7 @@ from pathlib import Path
 import msgspec
 
 from bench.worker import SPEC
-from runtime.ingress.auth import new_key
+from runtime.ingress.auth import ApiKey, new_key
 from tests.redis_server import free_port
 
 SECONDS = 5
@@ -28,13 +28,14 @@ CONNECTIONS = 64
 
 
 class Load(msgspec.Struct, frozen=True):
+    requests: int
     requests_per_s: float
     p50_ms: float
     p99_ms: float
     non_2xx: int
 
 
-def _wait_listening(port: int, timeout_s: float = 20.0) -> None:
+def wait_listening(port: int, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -55,8 +56,10 @@ def _ms(text: str) -> float:
     return float(found[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[found[2]]
 
 
-def wrk(port: int, body: bytes, key: str) -> Load:
-    """POST `body` to the sms-like topic for SECONDS with wrk; its figures."""
+def wrk(
+    port: int, body: bytes, key: str, seconds: int = SECONDS, connections: int = CONNECTIONS
+) -> Load:
+    """POST `body` to the bench's no-op topic for `seconds` with wrk; its figures."""
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "post.lua"
         script.write_text(
@@ -66,21 +69,41 @@ def wrk(port: int, body: bytes, key: str) -> Load:
             f'wrk.headers["Authorization"] = "Bearer {key}"\n'
         )
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", "-s", str(script),
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "--latency",
+             "-s", str(script),
              f"http://127.0.0.1:{port}/v1/events/noop"],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
     if "Requests/sec" not in out:
         raise RuntimeError(f"wrk printed no rate:\n{out}")
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
     p50 = _ms(re.search(r"50%\s+(\S+)", out)[1])  # type: ignore[index]
     p99 = _ms(re.search(r"99%\s+(\S+)", out)[1])  # type: ignore[index]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return Load(rate, p50, p99, int(errors[1]) if errors else 0)
+    return Load(requests, rate, p50, p99, int(errors[1]) if errors else 0)
 
 
 def event(n: int) -> dict[str, object]:
     return {"workspace": f"ws{n % 100}", "data": {"sent_ns": 0, "body": "x" * 40}}
+
+
+INGRESS = [sys.executable, "-m", "runtime", "ingress"]
+CEILING = [sys.executable, "-m", "bench.ceiling"]
+
+
+def ingress_environ(url: str, port: int, key: ApiKey) -> dict[str, str]:
+    """`sluice ingress` on `port`, with the bench's functions and one (admin) key."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    environ.update(
+        REDIS_URL=url,
+        SLUICE_FUNCTIONS=SPEC,
+        SLUICE_LOG_LEVEL="WARNING",
+        SLUICE_INGRESS_HOST="127.0.0.1",
+        SLUICE_INGRESS_PORT=str(port),
+        SLUICE_API_KEYS=msgspec.json.encode([key]).decode(),
+    )
+    return environ
 
 
 def measure(url: str) -> tuple[Load, Load, Load]:
@@ -90,27 +113,18 @@ def measure(url: str) -> tuple[Load, Load, Load]:
     batch = json.dumps([event(i) for i in range(100)]).encode()
 
     port = free_port()
-    ceiling_app = subprocess.Popen([sys.executable, "-m", "bench.ceiling", str(port)])
+    ceiling_app = subprocess.Popen([*CEILING, str(port)])
     try:
-        _wait_listening(port)
+        wait_listening(port)
         ceiling = wrk(port, single, key)
     finally:
         ceiling_app.terminate()
         ceiling_app.wait(timeout=10)
 
     port = free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
-    environ.update(
-        REDIS_URL=url,
-        SLUICE_FUNCTIONS=SPEC,
-        SLUICE_LOG_LEVEL="WARNING",
-        SLUICE_INGRESS_HOST="127.0.0.1",
-        SLUICE_INGRESS_PORT=str(port),
-        SLUICE_API_KEYS=msgspec.json.encode([stored]).decode(),
-    )
-    ingress = subprocess.Popen([sys.executable, "-m", "runtime", "ingress"], env=environ)
+    ingress = subprocess.Popen(INGRESS, env=ingress_environ(url, port, stored))
     try:
-        _wait_listening(port)
+        wait_listening(port)
         one = wrk(port, single, key)
         many = wrk(port, batch, key)
     finally:

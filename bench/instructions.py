@@ -1,5 +1,5 @@
-"""`python -m bench.instructions [limits|tracing]`: what a feature costs a drain, in
-instructions per job.
+"""`python -m bench.instructions [limits|tracing|ingress]`: what a feature costs a
+drain, in instructions per job, or the ingress beside its ceiling, per request.
 
 This machine's speed drifts by a third between runs, so rates and CPU seconds
 cannot tell a 12 % cost from an 18 % one. Callgrind counts instructions, the
@@ -13,12 +13,18 @@ heartbeats, metric flushes) would add as much as the jobs: it is counted
 afterwards over an idle spell of IDLE_S, and its rate times the drain's length
 taken off. What remains uncertain is how the drain went (jobs per read, calls
 per settle), which is printed beside the counts.
+
+`ingress` counts one process per request under wrk: the bare aiohttp app of
+bench.ceiling, then `sluice ingress` taking single-event publishes. Their ratio
+is what the rate ratio would be with the process alone on a core.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import re
 import subprocess
 import tempfile
@@ -28,13 +34,15 @@ from pathlib import Path
 import msgspec
 
 from bench.__main__ import publish_rate
+from bench.ingress import CEILING, INGRESS, event, ingress_environ, wait_listening, wrk
 from bench.worker import SPEC, start_worker, stop, until_completed
 from runtime import Client
+from runtime.ingress.auth import new_key
 from runtime.registry import load
 from streams.connection import Redis, RedisSettings, connect
 from streams.keys import PartitionKeys
 from streams.pause import set_paused
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 
 IDLE_S = 20.0
 
@@ -131,6 +139,49 @@ async def drain_instructions(drained: Drained, n: int, folder: Path) -> tuple[in
         server.stop()
 
 
+def served_instructions(
+    command: list[str], environ: dict[str, str], port: int, key: str, folder: Path
+) -> float:
+    """Instructions per single-event publish of an HTTP server run under callgrind."""
+    body = json.dumps(event(0)).encode()
+    out = folder / "server.cg"
+    server = subprocess.Popen([*callgrind(out), *command], env=environ, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, 120.0)
+        wrk(port, body, key, seconds=5, connections=16)  # warm: imports, caches, scripts
+        control("-z", server.pid)
+        load = wrk(port, body, key, seconds=20, connections=16)
+        control("-d", server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert load.non_2xx == 0, f"{load.non_2xx} requests failed"
+    return totals(out, 1) / load.requests
+
+
+async def ingress(keep: Path | None) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = keep or Path(scratch)
+        server = RedisServer(folder / "redis", appendonly=False)
+        server.start()
+        try:
+            key, stored = new_key("bench", (), admin=True)
+            port = free_port()
+            (folder / "ceiling").mkdir(parents=True, exist_ok=True)
+            (folder / "ingress").mkdir(parents=True, exist_ok=True)
+            ceiling = served_instructions(
+                [*CEILING, str(port)], dict(os.environ), port, key, folder / "ceiling"
+            )
+            port = free_port()
+            environ = ingress_environ(server.url, port, stored)
+            served = served_instructions(INGRESS, environ, port, key, folder / "ingress")
+        finally:
+            server.stop()
+    print(f"ceiling {ceiling:>10,.0f} instructions/request")
+    print(f"ingress {served:>10,.0f} instructions/request")
+    print(f"ingress: {ceiling / served:.0%} of the ceiling")
+
+
 async def compare(name: str, n: int, keep: Path | None) -> None:
     without, with_ = COMPARISONS[name]
     totals_: list[float] = []
@@ -146,8 +197,13 @@ async def compare(name: str, n: int, keep: Path | None) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("comparison", choices=sorted(COMPARISONS), nargs="?", default="limits")
+    parser.add_argument(
+        "comparison", choices=[*sorted(COMPARISONS), "ingress"], nargs="?", default="limits"
+    )
     parser.add_argument("--jobs", type=int, default=8000)
     parser.add_argument("--keep", type=Path, help="a folder to keep callgrind's dumps in")
     args = parser.parse_args()
-    asyncio.run(compare(args.comparison, args.jobs, args.keep))
+    if args.comparison == "ingress":
+        asyncio.run(ingress(args.keep))
+    else:
+        asyncio.run(compare(args.comparison, args.jobs, args.keep))
