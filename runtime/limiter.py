@@ -1,6 +1,7 @@
 """Applying a function's rate limits to what was read: run what fits, defer the rest.
 
-One script call per read takes capacity for every workspace in the batch. Jobs
+One script call per read takes capacity for every workspace in the batch, the
+call that lets the backlogs refill after the read (streams.consume.refill). Jobs
 over the limit go back to the delayed set, each due when its own slot comes
 (the next free one, then one interval apart), so they neither fail, nor get
 dropped, nor come back to be deferred again at once.
@@ -15,9 +16,10 @@ from runtime.declare import Batch, Function
 from runtime.intake import Call, Intake
 from runtime.outcome import deferred
 from streams.connection import Redis
+from streams.consume import Read, refill
 from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
-from streams.ratelimit import Grant, acquire
+from streams.ratelimit import Grant, Rates
 
 log = logging.getLogger(__name__)
 
@@ -31,27 +33,25 @@ def limited(fn: Function[Any]) -> bool:
 
 
 async def apply_limits(
-    client: Redis, keys: PartitionKeys, fn: Function[Any], intake: Intake
+    client: Redis, keys: PartitionKeys, fn: Function[Any], intake: Intake, read: Read
 ) -> Intake:
-    """`intake` with its calls cut to what the limits allow; the rest deferred."""
+    """`intake` with its calls cut to what the limits allow, the rest deferred; the
+    last read's refill (`read`) is made in the same call."""
     asked: dict[str, int] = {}
     for call in intake.calls:
-        asked[call.batch.workspace] = asked.get(call.batch.workspace, 0) + len(call.batch)
-    if not asked:
-        return intake
+        ws = call.batch.workspace
+        asked[ws] = asked.get(ws, 0) + len(call.entry_ids)
     opts = fn.options
+    rates = Rates(opts.rate_per_s / opts.partitions, opts.workspace_rate_per_s, opts.rate_burst_s)
     try:
-        short = await acquire(
-            client,
-            keys,
-            asked,
-            global_rate=opts.rate_per_s / opts.partitions,
-            workspace_rate=opts.workspace_rate_per_s,
-            burst_s=opts.rate_burst_s,
+        short = await refill(
+            client, keys, read.taken, read.drained, opts.share, asked=asked, rates=rates
         )
     except Exception as exc:
         # Whatever went wrong (Redis away, out of memory), the jobs must not sit
-        # held and forgotten: they are deferred, to be checked again.
+        # held and forgotten: they are deferred, to be checked again. The counts
+        # the refill did not lower are healed by a later read that finds the
+        # stream drained.
         level = logging.WARNING if isinstance(exc, RedisUnavailable) else logging.ERROR
         log.log(
             level,

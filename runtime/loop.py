@@ -33,7 +33,7 @@ from runtime.watchdog import Lane, expire_forever
 from streams import envelope as env
 from streams.claims import Held, leave
 from streams.connection import Redis
-from streams.consume import Delivery, ensure_group, read, refill, taken
+from streams.consume import Delivery, Read, ensure_group, read, refill, taken
 from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
 from streams.pause import is_paused
@@ -225,7 +225,7 @@ class PartitionLoop:
                 await self.room.wait()
                 continue
             try:
-                deliveries = await self._read_batch(min(free, batch_size))
+                deliveries, last = await self._read_batch(min(free, batch_size))
             except RedisUnavailable as exc:
                 self.health.down(exc)
                 await asyncio.sleep(backoff.next_delay())
@@ -237,17 +237,19 @@ class PartitionLoop:
             self.health.up()
             backoff.reset()
             if not deliveries:
+                self._refill(last)
                 continue
             intake = take_in(self.fn, deliveries, self.held, env.now_ms())
             # Held before the limits are asked: a heartbeat keeps them meanwhile.
             self.held.update(intake.taken)
-            if self.limited:
-                # Asked while the next read goes on: the limits cost a round trip,
-                # not a stall of the reader.
-                task = asyncio.create_task(self._limit_then_queue(intake))
+            if self.limited and intake.calls:
+                # Asked, with the last read's refill, while the next read goes on:
+                # the limits cost a round trip, not a stall of the reader.
+                task = asyncio.create_task(self._limit_then_queue(intake, last))
                 self.limiting.add(task)
                 task.add_done_callback(self.limiting.discard)
             else:
+                self._refill(last)
                 self._queue(intake)
 
     async def _watch_pause(self) -> None:
@@ -267,16 +269,18 @@ class PartitionLoop:
                 self.unpaused.set()
             await asyncio.sleep(PAUSE_CHECK_S)
 
-    async def _read_batch(self, want: int) -> list[Delivery]:
+    async def _read_batch(self, want: int) -> tuple[list[Delivery], Read]:
         """Block for jobs; with a batching window, keep reading until `want` are in
-        or the window since the first one has passed."""
+        or the window since the first one has passed. Every read but the last is
+        refilled here; the last one's refill is returned, for the caller to make
+        (with the rate limits, in one call)."""
         deliveries = await read(
             self.client, self.keys, self.config.consumer, want, self.config.block_ms
         )
-        self._refill(deliveries, want)
+        last = Read(taken(deliveries), len(deliveries) < want)
         window_s = self.fn.options.batch_window_ms / 1000
         if not window_s or not deliveries or len(deliveries) >= want:
-            return deliveries
+            return deliveries, last
         loop = asyncio.get_running_loop()
         deadline = loop.time() + window_s
         while (
@@ -292,30 +296,31 @@ class PartitionLoop:
                 )
             except RedisUnavailable:
                 break  # run what is in; the next read reports the outage
-            self._refill(more, want - len(deliveries))
+            self._refill(last)
+            last = Read(taken(more), len(more) < want - len(deliveries))
             if not more:
                 break
             deliveries += more
-        return deliveries
+        return deliveries, last
 
-    def _refill(self, deliveries: list[Delivery], want: int) -> None:
+    def _refill(self, read: Read) -> None:
         """Let the backlogs of the workspaces read into the stream, beside the next
         read rather than before it; a read that found too few also heals the counts."""
-        task = asyncio.create_task(self._refill_once(taken(deliveries), len(deliveries) < want))
+        task = asyncio.create_task(self._refill_once(read))
         self.refilling.add(task)
         task.add_done_callback(self.refilling.discard)
 
-    async def _refill_once(self, read: dict[str, int], drained: bool) -> None:
+    async def _refill_once(self, read: Read) -> None:
         try:
-            await refill(self.client, self.keys, read, drained, self.fn.options.share)
+            await refill(self.client, self.keys, read.taken, read.drained, self.fn.options.share)
         except RedisUnavailable as exc:
             # Counts left high are healed by a later read that finds the stream drained.
             self.health.down(exc)
         except Exception:
             log.exception("%s: refill failed", self.keys)
 
-    async def _limit_then_queue(self, intake: Intake) -> None:
-        self._queue(await apply_limits(self.client, self.keys, self.fn, intake))
+    async def _limit_then_queue(self, intake: Intake, read: Read) -> None:
+        self._queue(await apply_limits(self.client, self.keys, self.fn, intake, read))
 
     def _accept(self, deliveries: list[Delivery]) -> None:
         """Hold what the reclaimer took over and queue it, without the rate limits

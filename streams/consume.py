@@ -1,7 +1,8 @@
 """Read jobs from a function partition's stream through the consumer group.
 
 After each read, `refill` lets the workspaces' backlogs into the places their
-entries left in the stream (streams/admit.lua). It is a call of its own, off
+entries left in the stream (streams/admit.lua), and for a function with rate
+limits takes capacity for the jobs about to start. It is a call of its own, off
 the read's path: a Lua read would convert every entry to Lua and back, which
 cost more than twice a plain XREADGROUP's time in Redis (bench profile).
 """
@@ -19,8 +20,9 @@ from streams.errors import wrap_unavailable
 from streams.keys import GROUP, PartitionKeys
 from streams.lua import Arg, Script, packed
 from streams.publish import DEFAULT_SHARE
+from streams.ratelimit import Grant, Rates, grants, take_args
 
-_REFILL = Script.beside(__file__, "refill.lua", uses=["admit.lua"])
+_REFILL = Script.beside(__file__, "refill.lua", uses=["admit.lua", "limits.lua"])
 
 
 class Delivery(msgspec.Struct, frozen=True):
@@ -78,6 +80,15 @@ async def read(
     ]
 
 
+class Read(msgspec.Struct, frozen=True):
+    """What one read took, for its `refill`."""
+
+    # Entries per workspace.
+    taken: dict[str, int]
+    # True when the read got fewer than it asked for.
+    drained: bool
+
+
 def taken(deliveries: list[Delivery]) -> dict[str, int]:
     """Entries read per workspace, for `refill`."""
     counts: dict[str, int] = {}
@@ -93,8 +104,31 @@ async def refill(
     taken: Mapping[str, int],
     drained: bool,
     share: int = DEFAULT_SHARE,
-) -> None:
+    asked: Mapping[str, int] | None = None,
+    rates: Rates | None = None,
+) -> dict[str, Grant]:
     """Tell the partition a read took `taken` entries per workspace; `drained` when
-    it got fewer than it asked for, which lets the counts be checked and healed."""
-    args: list[Arg] = [GROUP, share, int(drained), packed(list(taken)), packed([*taken.values()])]
-    await _REFILL(client, [keys.stream, keys.jobs, keys.backlog, keys.share, keys.stats], args)
+    it got fewer than it asked for, which lets the counts be checked and healed.
+
+    With `asked` and `rates`, the same call takes rate capacity for `asked` jobs
+    per workspace and returns the workspaces that got less (the others got all).
+    """
+    args: list[Arg] = [GROUP, share, int(drained), packed([*taken]), packed([*taken.values()])]
+    if asked and rates:
+        args += take_args(asked, rates)
+    reply = await _REFILL(
+        client,
+        [
+            keys.stream,
+            keys.jobs,
+            keys.backlog,
+            keys.share,
+            keys.stats,
+            keys.rate,
+            keys.limits,
+            keys.deferrals,
+        ],
+        args,
+    )
+    assert isinstance(reply, list)
+    return grants(reply, asked) if asked else {}

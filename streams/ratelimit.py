@@ -1,4 +1,5 @@
-"""Rate limits of a partition: take capacity (GCRA in Lua), set overrides, read deferrals."""
+"""Rate limits of a partition: what taking capacity (limits.lua, GCRA, called by
+consume.refill after each read) is asked and answers, overrides, deferrals."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import msgspec
 from streams.connection import Redis
 from streams.errors import wrap_unavailable
 from streams.keys import PartitionKeys
-from streams.lua import Arg, Script, packed
-
-_ACQUIRE = Script.beside(__file__, "ratelimit.lua")
+from streams.lua import Arg, packed
 
 # The override field of the partition's share of the function's global rate; a
 # workspace's own override is its name ('*' is never one: keys.check_token).
@@ -39,29 +38,31 @@ class Deferral(msgspec.Struct, frozen=True):
     limit: str
 
 
-async def acquire(
-    client: Redis,
-    keys: PartitionKeys,
-    asked: Mapping[str, int],
-    *,
-    global_rate: float,
-    workspace_rate: float,
-    burst_s: float,
-) -> dict[str, Grant]:
-    """Take capacity for `asked` jobs per workspace; overrides in Redis win over the rates.
+class Rates(msgspec.Struct, frozen=True):
+    """A function partition's declared limits; overrides in Redis win over them."""
 
-    Returns the workspaces that got less than they asked for; the others got all.
-    """
-    workspaces = list(asked)
-    args: list[Arg] = [
-        global_rate,
-        workspace_rate,
-        burst_s,
-        packed([*workspaces, GLOBAL]),
-        packed(list(asked.values())),
+    # This partition's share of the function's global rate, jobs/s (0: none).
+    global_rate: float
+    # Each workspace's rate, jobs/s (0: none).
+    workspace_rate: float
+    # Tolerance, in seconds of rate.
+    burst_s: float
+
+
+def take_args(asked: Mapping[str, int], rates: Rates) -> list[Arg]:
+    """The arguments of limits.lua's Limits.take for `asked` jobs per workspace."""
+    return [
+        rates.global_rate,
+        rates.workspace_rate,
+        rates.burst_s,
+        packed([*asked, GLOBAL]),
+        packed([*asked.values()]),
     ]
-    reply = await _ACQUIRE(client, [keys.rate, keys.limits, keys.deferrals], args)
-    assert isinstance(reply, list)
+
+
+def grants(reply: list[Any], asked: Mapping[str, int]) -> dict[str, Grant]:
+    """Limits.take's reply: the workspaces that got less than they asked for."""
+    workspaces = list(asked)
     return {
         workspaces[reply[i] - 1]: Grant(reply[i + 1], reply[i + 2], reply[i + 3])
         for i in range(0, len(reply), 4)

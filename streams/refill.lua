@@ -1,9 +1,15 @@
 -- After a read: the workspaces whose entries a worker took give their places in
--- the stream to their backlogs (admit.lua).
--- KEYS[1] stream, KEYS[2] job records, KEYS[3] backlog, KEYS[4] share, KEYS[5] stats
+-- the stream to their backlogs (admit.lua); for a function with rate limits, the
+-- same call takes capacity for the jobs about to start (limits.lua), so the
+-- limits cost no round trip of their own.
+-- KEYS[1] stream, KEYS[2] job records, KEYS[3] backlog, KEYS[4] share, KEYS[5] stats,
+-- KEYS[6] limiter state, KEYS[7] limit overrides, KEYS[8] deferrals
 -- ARGV[1] group, ARGV[2] each workspace's share, ARGV[3] 1 when the read found the
 -- stream drained (fewer entries than asked), ARGV[4] msgpack array of the
--- workspaces read, ARGV[5] msgpack array of the entries taken from each
+-- workspaces read, ARGV[5] msgpack array of the entries taken from each; with
+-- limits, ARGV[6..10] global rate, workspace rate, burst, workspaces and jobs
+-- asked (Limits.take).
+-- Returns what Limits.take returns ({} without limits).
 local t = redis.call('TIME')
 Admit.setup(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2],
   tostring(t[1] * 1000 + math.floor(t[2] / 1000)))
@@ -50,4 +56,7 @@ else
   end
 end
 Admit.finish()
-return 0
+if ARGV[6] then
+  return Limits.take(t, KEYS[6], KEYS[7], KEYS[8], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+end
+return {}
