@@ -14,6 +14,7 @@ from streams.jobs import counts, get_job
 from streams.keys import PartitionKeys
 from streams.listing import list_jobs
 from streams.publish import Outgoing, publish
+from streams.ratelimit import Rates
 from streams.settle import Settlement, settle
 
 KEYS = PartitionKeys("fair", 0)
@@ -178,3 +179,18 @@ async def test_handed_back_entries_count_as_unread_again(redis: Redis) -> None:
     while batch := await take(redis, 100):
         ids += batch
     assert sorted(ids) == sorted(f"j{i}" for i in range(SHARE + 5))
+
+
+async def test_one_call_after_a_read_refills_and_takes_rate_capacity(redis: Redis) -> None:
+    """A function with limits refills and asks its limits in the same script call."""
+    await ensure_group(redis, KEYS)
+    await publish(redis, KEYS, [job(f"a{i}", "big") for i in range(3 * SHARE)], SHARE)
+    got = await read(redis, KEYS, "c", SHARE, 1)
+    rates = Rates(global_rate=0, workspace_rate=4, burst_s=1)
+    short = await refill(redis, KEYS, taken(got), False, SHARE, asked={"big": SHARE}, rates=rates)
+    # The limits: four of the ten may start now, the rest later.
+    assert short["big"].granted == 4
+    # The refill: the backlog let SHARE more into the stream in the same call.
+    assert [env.decode(d.envelope).id for d in await read(redis, KEYS, "c", 100, 1)] == [
+        f"a{i}" for i in range(SHARE, 2 * SHARE)
+    ]
