@@ -70,5 +70,5 @@ case "${1:-}" in
   test) shift; run_tests "$@" ;;
   bench) shift; setup; need wrk wrk; .venv/bin/python -m bench "$@" ;;
   instructions) shift; setup; need valgrind valgrind; .venv/bin/python -m bench.instructions "$@" ;;
-  *) echo "usage: ./local.sh up | test [--long] [pytest args] | bench [--json FILE] [--jobs N] [--backlog N] | instructions [limits|tracing|ingress] [--jobs N] [--keep DIR]" >&2; exit 2 ;;
+  *) echo "usage: ./local.sh up | test [--long] [pytest args] | bench [--json FILE] [--jobs N] [--backlog N] | instructions [limits|tracing|ingress] [--jobs N] [--rounds N] [--keep DIR]" >&2; exit 2 ;;
 esac

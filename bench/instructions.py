@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import re
+import statistics
 import subprocess
 import tempfile
 import time
@@ -182,17 +183,23 @@ async def ingress(keep: Path | None) -> None:
     print(f"ingress: {ceiling / served:.0%} of the ceiling")
 
 
-async def compare(name: str, n: int, keep: Path | None) -> None:
-    without, with_ = COMPARISONS[name]
-    totals_: list[float] = []
-    for i, drained in enumerate((without, with_)):
-        if keep:  # the dumps stay, for callgrind_annotate
-            counts = await drain_instructions(drained, n, keep / f"{name}-{i}")
-        else:
-            with tempfile.TemporaryDirectory() as folder:
-                counts = await drain_instructions(drained, n, Path(folder))
-        totals_.append(sum(counts) / n)
-    print(f"{name}: {totals_[1] / totals_[0] - 1:+.1%} instructions per job")
+async def compare(name: str, n: int, keep: Path | None, rounds: int) -> None:
+    """Each drain `rounds` times, interleaved; the medians compared (how a drain
+    goes still moves its count by a few percent)."""
+    runs: list[list[float]] = [[], []]
+    for r in range(rounds):
+        for i, drained in enumerate(COMPARISONS[name]):
+            if keep:  # the dumps stay, for callgrind_annotate
+                counts = await drain_instructions(drained, n, keep / f"{name}-{i}-{r}")
+            else:
+                with tempfile.TemporaryDirectory() as folder:
+                    counts = await drain_instructions(drained, n, Path(folder))
+            runs[i].append(sum(counts) / n)
+    without, with_ = (statistics.median(r) for r in runs)
+    print(
+        f"{name}: {with_ / without - 1:+.1%} instructions per job "
+        f"(medians of {rounds}: {without:,.0f} -> {with_:,.0f})"
+    )
 
 
 if __name__ == "__main__":
@@ -201,9 +208,10 @@ if __name__ == "__main__":
         "comparison", choices=[*sorted(COMPARISONS), "ingress"], nargs="?", default="limits"
     )
     parser.add_argument("--jobs", type=int, default=8000)
+    parser.add_argument("--rounds", type=int, default=1, help="drains of each, medians compared")
     parser.add_argument("--keep", type=Path, help="a folder to keep callgrind's dumps in")
     args = parser.parse_args()
     if args.comparison == "ingress":
         asyncio.run(ingress(args.keep))
     else:
-        asyncio.run(compare(args.comparison, args.jobs, args.keep))
+        asyncio.run(compare(args.comparison, args.jobs, args.keep, args.rounds))
