@@ -35,7 +35,15 @@ from pathlib import Path
 import msgspec
 
 from bench.__main__ import publish_rate
-from bench.ingress import CEILING, INGRESS, event, ingress_environ, wait_listening, wrk
+from bench.ingress import (
+    CEILING,
+    CONNECTIONS,
+    INGRESS,
+    event,
+    ingress_environ,
+    wait_listening,
+    wrk,
+)
 from bench.worker import SPEC, start_worker, stop, until_completed
 from runtime import Client
 from runtime.ingress.auth import new_key
@@ -149,9 +157,9 @@ def served_instructions(
     server = subprocess.Popen([*callgrind(out), *command], env=environ, stderr=subprocess.DEVNULL)
     try:
         wait_listening(port, 120.0)
-        wrk(port, body, key, seconds=5, connections=16)  # warm: imports, caches, scripts
+        wrk(port, body, key, seconds=5, connections=CONNECTIONS)  # warm: imports, caches, scripts
         control("-z", server.pid)
-        load = wrk(port, body, key, seconds=20, connections=16)
+        load = wrk(port, body, key, seconds=20, connections=CONNECTIONS)
         control("-d", server.pid)
     finally:
         server.terminate()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -49,6 +49,30 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     # A workspace's high jobs go before its normal ones, normal before low (which
     # still get a turn in five): a password reset is not queued behind a campaign.
     priority: Priority = "normal"
+
+
+class Publishable(Protocol):
+    """What `Client.prepare` reads of an event: an `Event`, or the ingress's decoded
+    HTTP body, taken as it is rather than copied into an Event per request."""
+
+    @property
+    def workspace(self) -> str: ...
+    @property
+    def data(self) -> Any: ...
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def delay_ms(self) -> int | None: ...
+    @property
+    def run_at(self) -> datetime | str | None: ...
+    @property
+    def expires_at(self) -> datetime | str | None: ...
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def tags(self) -> Sequence[str]: ...
+    @property
+    def priority(self) -> str: ...
 
 
 class Receipt(msgspec.Struct, frozen=True):
@@ -111,7 +135,7 @@ class Client:
             return (await self.write([self.prepare(target, events, trace)]))[0]
 
     def prepare(
-        self, target: str, events: Sequence[Event], trace: dict[str, str] | None = None
+        self, target: str, events: Sequence[Publishable], trace: dict[str, str] | None = None
     ) -> Prepared:
         """Validate and encode `events` for `target`, writing nothing; raises on
         any invalid event (the `SluiceError` says which). `trace` is the W3C trace
@@ -194,24 +218,24 @@ class Client:
         return keys
 
 
-def _job_id(event: Event, index: int) -> str:
+def _job_id(event: Publishable, index: int) -> str:
     if event.id is None:
         return env.new_job_id()
     return check_token(f"job id of event {index}", event.id)
 
 
-def _key(event: Event, index: int) -> str:
+def _key(event: Publishable, index: int) -> str:
     return "" if event.key is None else check_token(f"key of event {index}", event.key)
 
 
-def _tags(event: Event, index: int) -> tuple[str, ...]:
+def _tags(event: Publishable, index: int) -> tuple[str, ...]:
     if not event.tags:
         return ()
     # Each tag once, in the order given.
     return tuple(dict.fromkeys(check_token(f"tag of event {index}", t) for t in event.tags))
 
 
-def _priority(event: Event, index: int) -> int:
+def _priority(event: Publishable, index: int) -> int:
     try:
         return PRIORITIES[event.priority]
     except (KeyError, TypeError):

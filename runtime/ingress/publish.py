@@ -8,13 +8,14 @@ field is answered 422 with its path before anything is written, and the answer
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from runtime import tracing
-from runtime.client import Event, Receipt
+from runtime.client import Event, Publishable, Receipt
 from runtime.errors import SluiceError, UnknownFunction
 from runtime.ingress.auth import ApiKey, require_workspace
 from runtime.ingress.bodies import (
@@ -50,25 +51,17 @@ def _decoders(services: Services, topic: str) -> Decoders:
     return found
 
 
-def _event(body: EventBody[Any], idempotency: str | None, index: int | None) -> Event:
-    job_id = body.id
-    if job_id is None and idempotency:
-        job_id = idempotency if index is None else f"{idempotency}:{index}"
-    return Event(
-        workspace=body.workspace,
-        data=body.data,
-        id=job_id,
-        delay_ms=body.delay_ms,
-        run_at=body.run_at,
-        expires_at=body.expires_at,
-        key=body.key,
-        tags=tuple(body.tags),
-        priority=body.priority,
+def _identified(body: EventBody[Any], idempotency: str | None, index: int | None) -> EventBody[Any]:
+    """`body`, with the Idempotency-Key header as its id when it names none."""
+    if body.id is not None or not idempotency:
+        return body
+    return msgspec.structs.replace(
+        body, id=idempotency if index is None else f"{idempotency}:{index}"
     )
 
 
 async def _publish(
-    services: Services, key: ApiKey, topic: str, events: list[Event]
+    services: Services, key: ApiKey, topic: str, events: Sequence[Publishable]
 ) -> list[Receipt]:
     for event in events:
         require_workspace(key, event.workspace)
@@ -80,7 +73,7 @@ async def _publish(
 
 
 async def _write(
-    services: Services, topic: str, events: list[Event], trace: dict[str, str] | None
+    services: Services, topic: str, events: Sequence[Publishable], trace: dict[str, str] | None
 ) -> list[Receipt]:
     try:
         prepared = services.client.prepare(topic, events, trace)
@@ -118,8 +111,9 @@ async def publish_events(
         raise from_validation(exc) from None
     if not bodies:
         raise invalid("$", "no events")
-    events = [_event(b, idempotency, None if single else i) for i, b in enumerate(bodies)]
-    receipts = await _publish(services, key, topic, events)
+    if idempotency:
+        bodies = [_identified(b, idempotency, None if single else i) for i, b in enumerate(bodies)]
+    receipts = await _publish(services, key, topic, bodies)
     status = 200 if all(r.duplicate for r in receipts) else 202
     if single:
         return reply(Published(receipts[0].id, receipts[0].duplicate), status)
