@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import NamedTuple
 
 from runtime.client import Client, Prepared, Receipt
 from runtime.lifecycle import finish
@@ -22,10 +23,24 @@ log = logging.getLogger(__name__)
 WRITERS = 2
 
 
+class Waiting(NamedTuple):
+    """One request's publish, waiting for a writer."""
+
+    prepared: Prepared
+    future: asyncio.Future[list[Receipt]]
+    # Fails the future if no write confirmed it in time.
+    timer: asyncio.TimerHandle
+
+    def fail(self, exc: BaseException) -> None:
+        self.timer.cancel()
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
 class Coalescer:
     def __init__(self, client: Client) -> None:
         self.client = client
-        self.waiting: list[tuple[Prepared, asyncio.Future[list[Receipt]]]] = []
+        self.waiting: list[Waiting] = []
         self.ready = asyncio.Event()
         self.writers: list[asyncio.Task[None]] = []
 
@@ -35,26 +50,24 @@ class Coalescer:
     async def stop(self) -> None:
         for task in self.writers:
             await finish(task)
-        for _, future in self.waiting:
-            if not future.done():
-                future.set_exception(RedisUnavailable("the ingress is shutting down"))
+        for waiting in self.waiting:
+            waiting.fail(RedisUnavailable("the ingress is shutting down"))
 
-    async def publish(self, prepared: Prepared, timeout_s: float) -> list[Receipt]:
-        """Write `prepared` with whatever else is waiting; `RedisUnavailable` when not
-        confirmed within `timeout_s` (it may still be written: publish again with
-        the same ids, which never makes a second job)."""
+    def publish(self, prepared: Prepared, timeout_s: float) -> asyncio.Future[list[Receipt]]:
+        """Write `prepared` with whatever else is waiting: a future of its receipts,
+        failed with `RedisUnavailable` when not confirmed within `timeout_s` (it may
+        still be written: publish again with the same ids, which never makes a
+        second job). A future to await, not a coroutine: one frame fewer for every
+        request to resume through."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Receipt]] = loop.create_future()
-        self.waiting.append((prepared, future))
-        self.ready.set()
         # A timer that fails the future, not a cancel: the write carries other
         # requests too, and goes on after this one gave up (the writer then
         # finds the future done). Cheaper per request than asyncio.wait.
         timer = loop.call_later(timeout_s, _expire, future, timeout_s)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        self.waiting.append(Waiting(prepared, future, timer))
+        self.ready.set()
+        return future
 
     async def _write_forever(self) -> None:
         while True:
@@ -64,17 +77,17 @@ class Coalescer:
             if not batch:
                 continue
             try:
-                results = await self.client.write([prepared for prepared, _ in batch])
+                results = await self.client.write([w.prepared for w in batch])
             except Exception as exc:
                 if not isinstance(exc, RedisUnavailable):
                     log.exception("publish of %d requests failed", len(batch))
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                for waiting in batch:
+                    waiting.fail(exc)
                 continue
-            for (_, future), receipts in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(receipts)
+            for waiting, receipts in zip(batch, results, strict=True):
+                waiting.timer.cancel()
+                if not waiting.future.done():
+                    waiting.future.set_result(receipts)
 
 
 def _expire(future: asyncio.Future[list[Receipt]], timeout_s: float) -> None:

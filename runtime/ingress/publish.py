@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import web
 
 from runtime import tracing
-from runtime.client import Event, Publishable, Receipt
+from runtime.client import Event, Prepared, Publishable, Receipt
 from runtime.errors import SluiceError, UnknownFunction
 from runtime.ingress.auth import ApiKey, require_workspace
 from runtime.ingress.bodies import (
@@ -67,19 +67,22 @@ async def _publish(
         require_workspace(key, event.workspace)
     if not tracing.enabled():
         # No context manager at all while tracing is off: it was 5 % of a request.
-        return await _write(services, topic, events, None)
+        return await services.coalescer.publish(
+            _prepare(services, topic, events, None), services.write_timeout_s
+        )
     with tracing.publishing(topic, len(events)) as trace:
-        return await _write(services, topic, events, trace)
+        return await services.coalescer.publish(
+            _prepare(services, topic, events, trace), services.write_timeout_s
+        )
 
 
-async def _write(
+def _prepare(
     services: Services, topic: str, events: Sequence[Publishable], trace: dict[str, str] | None
-) -> list[Receipt]:
+) -> Prepared:
     try:
-        prepared = services.client.prepare(topic, events, trace)
+        return services.client.prepare(topic, events, trace)
     except SluiceError as exc:
         raise invalid("$", str(exc), "an event cannot be published") from None
-    return await services.coalescer.publish(prepared, services.write_timeout_s)
 
 
 async def publish_events(

@@ -107,7 +107,9 @@ def test_job_ids_sort_by_creation_time() -> None:
     after = env.now_ms()
     # base32hex is Python's base 32: the top 48 of the 130 bits are the ms.
     made = [int(i, 32) >> 82 for i in ids]
-    assert before <= made[0] and made == sorted(made) and made[-1] <= after
+    assert made == sorted(made)
+    assert before <= made[0]
+    assert made[-1] <= after
     assert len(set(ids)) == 1000
     assert all(len(i) == 26 for i in ids)
     first, later = ids[0], ids[-1]
