@@ -8,6 +8,7 @@ run `SECONDS` long; auth and validation included.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -78,10 +79,15 @@ def wrk(
         raise RuntimeError(f"wrk printed no rate:\n{out}")
     requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out)[1])  # type: ignore[index]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out)[1])  # type: ignore[index]
+    p50, p99 = _percentile(out, 50), _percentile(out, 99)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return Load(requests, rate, p50, p99, int(errors[1]) if errors else 0)
+
+
+def _percentile(out: str, p: int) -> float:
+    """A latency percentile of wrk's distribution; NaN when no request completed."""
+    found = re.search(rf"^\s+{p}%\s+(\S+)\s*$", out, re.MULTILINE)
+    return _ms(found[1]) if found else math.nan
 
 
 def event(n: int) -> dict[str, object]:

@@ -157,13 +157,14 @@ def served_instructions(
     server = subprocess.Popen([*callgrind(out), *command], env=environ, stderr=subprocess.DEVNULL)
     try:
         wait_listening(port, 120.0)
-        wrk(port, body, key, seconds=5, connections=CONNECTIONS)  # warm: imports, caches, scripts
+        wrk(port, body, key, seconds=10, connections=CONNECTIONS)  # warm: caches, scripts
         control("-z", server.pid)
         load = wrk(port, body, key, seconds=20, connections=CONNECTIONS)
         control("-d", server.pid)
     finally:
         server.terminate()
         server.wait(timeout=60)
+    assert load.requests, "no request completed: is the machine busy with something else?"
     assert load.non_2xx == 0, f"{load.non_2xx} requests failed"
     return totals(out, 1) / load.requests
 

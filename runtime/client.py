@@ -194,22 +194,27 @@ class Client:
             for keys, batch in merged.items()
             for start in range(0, len(batch), CHUNK)
         ]
-        results = await asyncio.gather(
-            *(publish(self.redis, k, c, self.registry.share(k.function)) for k, c in chunks)
-        )
+        writes = [publish(self.redis, k, c, self.registry.share(k.function)) for k, c in chunks]
+        # One partition (the usual coalesced write) is awaited as it is, not in a task.
+        results = [await writes[0]] if len(writes) == 1 else await asyncio.gather(*writes)
         created = {
             (written.job_id, keys.function)
             for (keys, _), chunk in zip(chunks, results, strict=True)
             for written in chunk
             if written.created
         }
-        return [
-            [
-                Receipt(job_id, p.functions, not any((job_id, n) in created for n in p.functions))
-                for job_id in p.ids
-            ]
-            for p in prepared
-        ]
+        receipts = []
+        for p in prepared:
+            functions = p.functions
+            if len(functions) == 1:  # most topics: no loop over functions per job
+                (name,) = functions
+                receipts.append([Receipt(i, functions, (i, name) not in created) for i in p.ids])
+            else:
+                receipts.append([
+                    Receipt(i, functions, all((i, n) not in created for n in functions))
+                    for i in p.ids
+                ])  # fmt: skip
+        return receipts
 
     def _partition(self, function: str, partition: int) -> PartitionKeys:
         keys = self._keys.get((function, partition))

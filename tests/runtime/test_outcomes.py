@@ -16,10 +16,12 @@ from runtime import (
     Event,
     InvalidPayload,
     InvalidSchedule,
+    Job,
     PayloadTooLarge,
     UnknownFunction,
+    function,
 )
-from runtime.registry import load
+from runtime.registry import Registry, load
 from streams.connection import Redis
 from streams.deadletter import dead_letters
 from streams.jobs import get_job
@@ -34,6 +36,7 @@ from tests.runtime.helpers import (
     wait_until,
     worker_in_process,
 )
+from tests.sample_functions import Task
 
 TASKS = PartitionKeys("tasks", 0)
 
@@ -292,3 +295,22 @@ async def test_a_handler_busy_talking_to_redis_still_times_out(
         record = await get_job(redis, TASKS, receipt.id)
         assert record is not None
         assert (record.state, record.error) == ("dead", "timed out after 2 s")
+
+
+async def test_a_fanned_out_publish_is_a_duplicate_only_when_every_copy_existed(
+    redis: Redis,
+) -> None:
+    async def handler(job: Job[Task]) -> None:
+        del job
+
+    audit = function("audit", input=Task, topics=("task.created",))(handler)
+    notify = function("notify", input=Task, topics=("task.created",))(handler)
+    both = Client(redis, Registry([audit, notify]))
+    only_audit = Client(redis, Registry([audit]))
+    first = await only_audit.publish("task.created", workspace="ws", data={"n": 1}, id="t-1")
+    assert (first.functions, first.duplicate) == (("audit",), False)
+    # notify's copy is new: not a duplicate, though audit's existed.
+    fanned = await both.publish("task.created", workspace="ws", data={"n": 1}, id="t-1")
+    assert (fanned.functions, fanned.duplicate) == (("audit", "notify"), False)
+    again = await both.publish("task.created", workspace="ws", data={"n": 1}, id="t-1")
+    assert again.duplicate
