@@ -19,7 +19,7 @@ from streams.connection import Redis
 from streams.consume import Read, refill
 from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
-from streams.ratelimit import Grant, Rates
+from streams.ratelimit import Ask, Grant, Rates
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,7 @@ async def apply_limits(
     opts = fn.options
     rates = Rates(opts.rate_per_s / opts.partitions, opts.workspace_rate_per_s, opts.rate_burst_s)
     try:
-        short = await refill(
-            client, keys, read.taken, read.drained, opts.share, asked=asked, rates=rates
-        )
+        short = await refill(client, keys, read.taken, read.drained, opts.share, Ask(asked, rates))
     except Exception as exc:
         # Whatever went wrong (Redis away, out of memory), the jobs must not sit
         # held and forgotten: they are deferred, to be checked again. The counts

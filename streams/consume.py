@@ -20,7 +20,7 @@ from streams.errors import wrap_unavailable
 from streams.keys import GROUP, PartitionKeys
 from streams.lua import Arg, Script, packed
 from streams.publish import DEFAULT_SHARE
-from streams.ratelimit import Grant, Rates, grants, take_args
+from streams.ratelimit import Ask, Grant
 
 _REFILL = Script.beside(__file__, "refill.lua", uses=["admit.lua", "limits.lua"])
 
@@ -104,18 +104,17 @@ async def refill(
     taken: Mapping[str, int],
     drained: bool,
     share: int = DEFAULT_SHARE,
-    asked: Mapping[str, int] | None = None,
-    rates: Rates | None = None,
+    ask: Ask | None = None,
 ) -> dict[str, Grant]:
     """Tell the partition a read took `taken` entries per workspace; `drained` when
     it got fewer than it asked for, which lets the counts be checked and healed.
 
-    With `asked` and `rates`, the same call takes rate capacity for `asked` jobs
-    per workspace and returns the workspaces that got less (the others got all).
+    With `ask`, the same call takes rate capacity for the jobs about to start and
+    returns the workspaces that got less than they asked (the others got all).
     """
     args: list[Arg] = [GROUP, share, int(drained), packed([*taken]), packed([*taken.values()])]
-    if asked and rates:
-        args += take_args(asked, rates)
+    if ask is not None and ask.jobs:
+        args += ask.args()
     reply = await _REFILL(
         client,
         [
@@ -131,4 +130,4 @@ async def refill(
         args,
     )
     assert isinstance(reply, list)
-    return grants(reply, asked) if asked else {}
+    return ask.grants(reply) if ask is not None and ask.jobs else {}

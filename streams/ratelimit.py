@@ -3,7 +3,6 @@ consume.refill after each read) is asked and answers, overrides, deferrals."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -49,24 +48,29 @@ class Rates(msgspec.Struct, frozen=True):
     burst_s: float
 
 
-def take_args(asked: Mapping[str, int], rates: Rates) -> list[Arg]:
-    """The arguments of limits.lua's Limits.take for `asked` jobs per workspace."""
-    return [
-        rates.global_rate,
-        rates.workspace_rate,
-        rates.burst_s,
-        packed([*asked, GLOBAL]),
-        packed([*asked.values()]),
-    ]
+class Ask(msgspec.Struct, frozen=True):
+    """Rate capacity asked for: jobs about to start per workspace, under `rates`."""
 
+    jobs: dict[str, int]
+    rates: Rates
 
-def grants(reply: list[Any], asked: Mapping[str, int]) -> dict[str, Grant]:
-    """Limits.take's reply: the workspaces that got less than they asked for."""
-    workspaces = list(asked)
-    return {
-        workspaces[reply[i] - 1]: Grant(reply[i + 1], reply[i + 2], reply[i + 3])
-        for i in range(0, len(reply), 4)
-    }
+    def args(self) -> list[Arg]:
+        """The arguments of limits.lua's Limits.take."""
+        return [
+            self.rates.global_rate,
+            self.rates.workspace_rate,
+            self.rates.burst_s,
+            packed([*self.jobs, GLOBAL]),
+            packed([*self.jobs.values()]),
+        ]
+
+    def grants(self, reply: list[Any]) -> dict[str, Grant]:
+        """Limits.take's reply: the workspaces that got less than they asked for."""
+        workspaces = list(self.jobs)
+        return {
+            workspaces[reply[i] - 1]: Grant(reply[i + 1], reply[i + 2], reply[i + 3])
+            for i in range(0, len(reply), 4)
+        }
 
 
 async def set_limit(client: Redis, keys: PartitionKeys, field: str, rate: float | None) -> None:

@@ -14,7 +14,7 @@ from streams.jobs import counts, get_job
 from streams.keys import PartitionKeys
 from streams.listing import list_jobs
 from streams.publish import Outgoing, publish
-from streams.ratelimit import Rates
+from streams.ratelimit import Ask, Rates
 from streams.settle import Settlement, settle
 
 KEYS = PartitionKeys("fair", 0)
@@ -187,7 +187,7 @@ async def test_one_call_after_a_read_refills_and_takes_rate_capacity(redis: Redi
     await publish(redis, KEYS, [job(f"a{i}", "big") for i in range(3 * SHARE)], SHARE)
     got = await read(redis, KEYS, "c", SHARE, 1)
     rates = Rates(global_rate=0, workspace_rate=4, burst_s=1)
-    short = await refill(redis, KEYS, taken(got), False, SHARE, asked={"big": SHARE}, rates=rates)
+    short = await refill(redis, KEYS, taken(got), False, SHARE, Ask({"big": SHARE}, rates))
     # The limits: four of the ten may start now, the rest later.
     assert short["big"].granted == 4
     # The refill: the backlog let SHARE more into the stream in the same call.

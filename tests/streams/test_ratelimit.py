@@ -6,14 +6,14 @@ from __future__ import annotations
 from streams.connection import Redis
 from streams.consume import refill
 from streams.keys import PartitionKeys
-from streams.ratelimit import GLOBAL, Rates, deferrals, set_limit
+from streams.ratelimit import GLOBAL, Ask, Rates, deferrals, set_limit
 
 KEYS = PartitionKeys("fn", 0)
 
 
 async def take(redis: Redis, asked: dict[str, int], **rates: float) -> dict[str, tuple[int, int]]:
     options = {"global_rate": 0.0, "workspace_rate": 0.0, "burst_s": 1.0, **rates}
-    short = await refill(redis, KEYS, {}, False, asked=asked, rates=Rates(**options))
+    short = await refill(redis, KEYS, {}, False, ask=Ask(asked, Rates(**options)))
     # Workspaces left out got all they asked for.
     return {
         ws: (short[ws].granted, short[ws].wait_ms) if ws in short else (n, 0)
