@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import uvloop
 
-from runtime import logs, settings, telemetry
+from runtime import heap, logs, settings, telemetry
 from runtime.client import Client, Event
 from runtime.declare import Function
 from runtime.errors import SluiceError
@@ -115,6 +115,7 @@ async def _serve(
     stop_on_signals(stop)
     client = connect(config.redis)
     health = RedisHealth(config.redis.redacted_url())
+    heap.settle()
     try:
         async with asyncio.TaskGroup() as group:
             if consume:

@@ -1,0 +1,39 @@
+"""The collector settings a server process runs with (runtime.heap)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from runtime import heap
+
+
+class Node:
+    next: Node | None = None
+
+
+@pytest.fixture
+def restored_gc() -> Iterator[None]:
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("restored_gc")
+def test_settle_freezes_startup_objects_and_spaces_young_passes() -> None:
+    survivor = [object()]  # made "at start-up": frozen, never looked at again
+    heap.settle()
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] == heap.YOUNG_THRESHOLD
+    # A cycle made after start-up is still collected.
+    cycle = Node()
+    cycle.next = cycle
+    gone = weakref.ref(cycle)
+    del cycle
+    gc.collect()
+    assert gone() is None
+    assert survivor
