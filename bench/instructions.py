@@ -149,47 +149,67 @@ async def drain_instructions(drained: Drained, n: int, folder: Path) -> tuple[in
 
 
 def served_instructions(
-    command: list[str], environ: dict[str, str], port: int, key: str, folder: Path
-) -> float:
-    """Instructions per single-event publish of an HTTP server run under callgrind."""
+    command: list[str],
+    environ: dict[str, str],
+    port: int,
+    key: str,
+    folder: Path,
+    beside: RedisServer | None = None,
+) -> tuple[float, float]:
+    """Instructions per single-event publish of an HTTP server run under callgrind,
+    and of `beside` (a redis-server under callgrind too) in the same spell."""
     body = json.dumps(event(0)).encode()
     out = folder / "server.cg"
     server = subprocess.Popen([*callgrind(out), *command], env=environ, stderr=subprocess.DEVNULL)
+    pids = [server.pid]
+    if beside is not None:
+        assert beside.process is not None
+        pids.append(beside.process.pid)
     try:
         wait_listening(port, 120.0)
         wrk(port, body, key, seconds=10, connections=CONNECTIONS)  # warm: caches, scripts
-        control("-z", server.pid)
+        for pid in pids:
+            control("-z", pid)
         load = wrk(port, body, key, seconds=20, connections=CONNECTIONS)
-        control("-d", server.pid)
+        for pid in pids:
+            control("-d", pid)
     finally:
         server.terminate()
         server.wait(timeout=60)
     assert load.requests, "no request completed: is the machine busy with something else?"
     assert load.non_2xx == 0, f"{load.non_2xx} requests failed"
-    return totals(out, 1) / load.requests
+    redis = 0.0 if beside is None else totals(beside.directory / "redis.cg", 1) / load.requests
+    return totals(out, 1) / load.requests, redis
 
 
 async def ingress(keep: Path | None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = keep or Path(scratch)
-        server = RedisServer(folder / "redis", appendonly=False)
+        redis_folder = folder / "redis"
+        server = RedisServer(
+            redis_folder, appendonly=False, wrapper=callgrind(redis_folder / "redis.cg")
+        )
         server.start()
         try:
             key, stored = new_key("bench", (), admin=True)
             port = free_port()
             (folder / "ceiling").mkdir(parents=True, exist_ok=True)
             (folder / "ingress").mkdir(parents=True, exist_ok=True)
-            ceiling = served_instructions(
+            ceiling, _ = served_instructions(
                 [*CEILING, str(port)], dict(os.environ), port, key, folder / "ceiling"
             )
             port = free_port()
             environ = ingress_environ(server.url, port, stored)
-            served = served_instructions(INGRESS, environ, port, key, folder / "ingress")
+            served, redis = served_instructions(
+                INGRESS, environ, port, key, folder / "ingress", beside=server
+            )
         finally:
             server.stop()
     print(f"ceiling {ceiling:>10,.0f} instructions/request")
-    print(f"ingress {served:>10,.0f} instructions/request")
+    print(f"ingress {served:>10,.0f} instructions/request, and redis-server {redis:,.0f}")
     print(f"ingress: {ceiling / served:.0%} of the ceiling")
+    # Sharing the cores with it, Redis takes from the ingress what it spends.
+    print(f"ingress and redis-server: {ceiling / (served + redis):.0%} of the ceiling")
 
 
 async def compare(name: str, n: int, keep: Path | None, rounds: int) -> None:

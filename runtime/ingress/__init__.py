@@ -56,9 +56,8 @@ def services(
         limits=Limits(redis, registry),
         queues=Queues(redis, registry),
         keys=keys,
-        coalescer=Coalescer(client),
+        coalescer=Coalescer(client, write_timeout_s),
         health=health,
-        write_timeout_s=write_timeout_s,
         exposition=Exposition(),
     )
 

@@ -67,13 +67,9 @@ async def _publish(
         require_workspace(key, event.workspace)
     if not tracing.enabled():
         # No context manager at all while tracing is off: it was 5 % of a request.
-        return await services.coalescer.publish(
-            _prepare(services, topic, events, None), services.write_timeout_s
-        )
+        return await services.coalescer.publish(_prepare(services, topic, events, None))
     with tracing.publishing(topic, len(events)) as trace:
-        return await services.coalescer.publish(
-            _prepare(services, topic, events, trace), services.write_timeout_s
-        )
+        return await services.coalescer.publish(_prepare(services, topic, events, trace))
 
 
 def _prepare(

@@ -45,10 +45,9 @@ class Services:
     limits: Limits
     queues: Queues
     keys: KeyRing
+    # Publishes of concurrent requests written together, each confirmed in time or failed.
     coalescer: Coalescer
     health: RedisHealth
-    # How long a publish waits for Redis to confirm before answering 503.
-    write_timeout_s: float
     # What /metrics shows (runtime.ingress.prometheus).
     exposition: Exposition
     # Per topic, the body decoders of its input type (runtime.ingress.publish).

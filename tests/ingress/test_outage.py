@@ -54,3 +54,34 @@ async def test_publishes_get_503_while_redis_is_away_and_202_after(server: Redis
     finally:
         await api.http.close()
         await redis.aclose()
+
+
+async def test_a_write_redis_never_answers_is_503_at_the_write_timeout(
+    server: RedisServer,
+) -> None:
+    # The socket would wait far longer: the ingress's own deadline answers.
+    redis = connect(RedisSettings(url=server.url, socket_timeout_s=60.0))
+    api = await start_api(redis, server.url, WRITE_TIMEOUT_S)
+    try:
+
+        async def publish(n: int) -> tuple[int, float]:
+            started = time.perf_counter()
+            event = {"workspace": "acme", "data": {"n": n}, "id": f"late-{n}"}
+            answer = await api.post("/v1/events/tasks", event)
+            return answer.status, time.perf_counter() - started
+
+        assert (await publish(0))[0] == 202
+        server.pause()
+        first = asyncio.gather(*(publish(n) for n in range(1, 4)))
+        # Later requests, while the first ones' deadline is watched, get their own.
+        await asyncio.sleep(WRITE_TIMEOUT_S / 2)
+        later = await asyncio.gather(*(publish(n) for n in range(4, 6)))
+        for status, waited in [*await first, *later]:
+            assert status == 503
+            assert WRITE_TIMEOUT_S * 0.9 <= waited < WRITE_TIMEOUT_S + 1.5
+        server.resume()
+        # The stalled write completes on the same connection; publishing works again.
+        assert (await publish(100))[0] == 202
+    finally:
+        await api.http.close()
+        await redis.aclose()
