@@ -23,6 +23,10 @@
 -- the workspace may have a backlog: so a read of a workspace without one costs
 -- no look at the backlog. A workspace with a backlog always has a field, which is
 -- how refill.lua finds every backlog when it heals the counts.
+--
+-- Jobs entering the backlog are added to it in one ZADD when the script next
+-- looks at the backlog or finishes, not one ZADD each: a flood of one workspace
+-- puts every job of a publish there.
 local Admit = {}
 
 function Admit.setup(stream, jobs, backlog, share, stats, limit, now_text)
@@ -30,6 +34,18 @@ function Admit.setup(stream, jobs, backlog, share, stats, limit, now_text)
     share, stats
   Admit.limit, Admit.now = tonumber(limit), now_text
   Admit.counts, Admit.waiting, Admit.changed, Admit.seq = {}, {}, {}, nil
+  -- Backlog members not yet added: score ('0', not 0: Redis would format a Lua
+  -- number with printf), member, and so on.
+  Admit.entering = {}
+end
+
+-- Add the jobs that entered the backlog since the last look at it.
+local function add_entering()
+  local entering = Admit.entering
+  for i = 1, #entering, 1000 do
+    redis.call('ZADD', Admit.backlog, unpack(entering, i, math.min(i + 999, #entering)))
+  end
+  Admit.entering = {}
 end
 
 -- Take a workspace's field of the share HASH (a string, or false for none).
@@ -80,11 +96,14 @@ function Admit.enter(workspace, id, priority, envelope)
   Admit.waiting[workspace] = true
   Admit.changed[workspace] = true
   local place = 'b' .. priority .. string.format('%012d', Admit.seq)
-  redis.call('ZADD', Admit.backlog, 0, member(workspace, place, id))
+  local entering = Admit.entering
+  entering[#entering + 1] = '0'
+  entering[#entering + 1] = member(workspace, place, id)
   return place, false
 end
 
 local function range(workspace, from, to, count)
+  add_entering()
   return redis.call('ZRANGEBYLEX', Admit.backlog, '[' .. workspace .. '|' .. from,
     '(' .. workspace .. '|' .. to, 'LIMIT', 0, count)
 end
@@ -149,6 +168,7 @@ end
 -- when a worker holds it (the entry is pending).
 function Admit.withdraw(workspace, place, id, group)
   if string.sub(place, 1, 1) == 'b' then
+    add_entering()
     redis.call('ZREM', Admit.backlog, member(workspace, place, id))
     return true
   end
@@ -160,9 +180,10 @@ function Admit.withdraw(workspace, place, id, group)
   return true
 end
 
--- Write the changed counts back, in one HSET and one HDEL; a workspace with none
--- unread and no backlog drops out.
+-- Write the changed counts and the entering backlog members, in one HSET, one
+-- HDEL and one ZADD; a workspace with none unread and no backlog drops out.
 function Admit.finish()
+  add_entering()
   local set, gone = {}, {}
   for workspace in pairs(Admit.changed) do
     local n, plus = Admit.counts[workspace], Admit.waiting[workspace]
