@@ -73,6 +73,23 @@ _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
 _RANDOM_CHARS = bytes(ord(_ALPHABET[b % 32]) for b in range(256))
 
 
+# Random bytes for ids, 17 each, read from os.urandom POOL at a time: a system
+# call per id was a third of making it. list.pop is one step under the GIL, so
+# threads never share a chunk; a forked child drops its copy of the parent's.
+POOL = 256
+_random: list[bytes] = []
+os.register_at_fork(after_in_child=_random.clear)
+
+
+def _noise() -> bytes:
+    try:
+        return _random.pop()
+    except IndexError:
+        block = os.urandom(17 * POOL)
+        _random.extend(block[i : i + 17] for i in range(0, 17 * POOL, 17))
+        return _random.pop()
+
+
 class _Prefix:
     """The time part of the ids made within one millisecond, made once for them:
     (ms, text), replaced as one tuple so a thread never pairs one ms's text with
@@ -86,15 +103,16 @@ def new_job_id() -> str:
     random bits, in base32hex (which keeps byte order in string order, so ids sort
     like ULIDs).
 
-    The random bits come from os.urandom, not the faster random module, whose
-    output can be predicted from enough ids: a tenant could then publish another's
-    next id first and have that publish dropped as a duplicate. They are turned
+    The random bits come from os.urandom (read for many ids at once), not the
+    faster random module, whose output can be predicted from enough ids: a tenant
+    could then publish another's next id first and have that publish dropped as a
+    duplicate. They are turned
     into characters by one bytes.translate, and the time part is made once per
     millisecond: this runs for every job published, and big-integer arithmetic
     on the whole id was most of preparing a publish (bench.instructions).
     """
     ms = time.time_ns() // 1_000_000
-    noise = os.urandom(17)
+    noise = _noise()
     last_ms, prefix = _Prefix.last
     if last_ms != ms:
         # 45 of the 48 time bits: 9 characters.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -114,3 +115,21 @@ def test_job_ids_sort_by_creation_time() -> None:
     assert all(len(i) == 26 for i in ids)
     first, later = ids[0], ids[-1]
     assert first[:9] <= later[:9]
+
+
+def test_a_forked_child_makes_other_ids_than_its_parent() -> None:
+    env.new_job_id()  # the parent now holds random bytes for its next ids
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write, "".join(env.new_job_id() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    theirs = os.read(read, 1024).decode()
+    os.close(read)
+    ours = "".join(env.new_job_id() for _ in range(3))
+    # The time part may match; the random part may not.
+    assert {theirs[i + 10 : i + 26] for i in (0, 26, 52)}.isdisjoint(
+        ours[i + 10 : i + 26] for i in (0, 26, 52)
+    )
