@@ -195,6 +195,9 @@ class Figures(msgspec.Struct):
     ingress_single_rps: float
     ingress_single_p50_ms: float
     ingress_single_p99_ms: float
+    # CPU µs a request of the ceiling's and of the ingress's process.
+    ingress_ceiling_cpu_us: float
+    ingress_single_cpu_us: float
     ingress_batch_events_per_s: float
 
 
@@ -258,6 +261,8 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
         ingress_single_rps=round(single.requests_per_s),
         ingress_single_p50_ms=single.p50_ms,
         ingress_single_p99_ms=single.p99_ms,
+        ingress_ceiling_cpu_us=round(ceiling.cpu_us, 1),
+        ingress_single_cpu_us=round(single.cpu_us, 1),
         ingress_batch_events_per_s=round(batch.requests_per_s * 100),
     )
 
@@ -317,6 +322,11 @@ def report(f: Figures) -> None:
         f"  ingress, one event a request   {f.ingress_single_rps:>10,.0f} requests/s  "
         f"{f.ingress_single_rps / f.ingress_ceiling_rps:5.0%} of the ceiling  "
         f"p50 {f.ingress_single_p50_ms} ms  p99 {f.ingress_single_p99_ms} ms"
+    )
+    print(
+        f"  CPU a request                  ceiling {f.ingress_ceiling_cpu_us} µs, "
+        f"ingress {f.ingress_single_cpu_us} µs: "
+        f"{f.ingress_ceiling_cpu_us / f.ingress_single_cpu_us:.0%} of the ceiling"
     )
     print(
         f"  ingress, 100 events a request  {f.ingress_batch_events_per_s:>10,.0f} events/s    "
