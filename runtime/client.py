@@ -99,6 +99,7 @@ class Client:
         self.redis = redis
         self.registry = registry
         self._keys: dict[tuple[str, int], PartitionKeys] = {}
+        self._routes: dict[str, tuple[Sequence[Function[Any]], tuple[str, ...]]] = {}
 
     async def publish(
         self,
@@ -140,14 +141,15 @@ class Client:
         """Validate and encode `events` for `target`, writing nothing; raises on
         any invalid event (the `SluiceError` says which). `trace` is the W3C trace
         context the jobs carry (runtime.tracing)."""
-        functions = self.registry.route(target)
+        functions, names = self._route(target)
         created_ms = env.now_ms()
         ids: list[str] = []
         groups: dict[PartitionKeys, list[Outgoing]] = {}
-        # One pass per event, each check once whatever the number of functions:
-        # this runs for every HTTP publish, most of them of one event.
+        # One pass per event, each check once whatever the number of functions,
+        # and the usual event (no id, schedule, key or tags) without a call for
+        # each: this runs for every HTTP publish, most of them of one event.
         for i, event in enumerate(events):
-            job_id = _job_id(event, i)
+            job_id = env.new_job_id() if event.id is None else _job_id(event.id, i)
             ids.append(job_id)
             if event.delay_ms is None and event.run_at is None:
                 due_ms = delay_ms = 0
@@ -159,7 +161,13 @@ class Client:
                 else epoch_ms(event.expires_at, f"event {i}: expires_at")
             )
             workspace = check_token("workspace", event.workspace)
-            key, tags, priority = _key(event, i), _tags(event, i), _priority(event, i)
+            key = "" if event.key is None else check_token(f"key of event {i}", event.key)
+            tags = _tags(event.tags, i) if event.tags else ()
+            priority = PRIORITIES.get(event.priority) if isinstance(event.priority, str) else None
+            if priority is None:
+                raise InvalidPriority(
+                    f"event {i}: priority must be high, normal or low, not {event.priority!r}"
+                )
             for fn in functions:
                 envelope = env.Envelope(
                     id=job_id,
@@ -178,7 +186,7 @@ class Client:
                 groups.setdefault(self._partition(fn.name, part), []).append(
                     Outgoing(envelope, due_ms, delay_ms)
                 )
-        return Prepared(ids, tuple(fn.name for fn in functions), groups)
+        return Prepared(ids, names, groups)
 
     async def write(self, prepared: Sequence[Prepared]) -> list[list[Receipt]]:
         """Write prepared publishes together: one script call per partition (and
@@ -216,6 +224,14 @@ class Client:
                 ])  # fmt: skip
         return receipts
 
+    def _route(self, target: str) -> tuple[Sequence[Function[Any]], tuple[str, ...]]:
+        """The functions `target` routes to, and their names (made once per target)."""
+        found = self._routes.get(target)
+        if found is None:
+            functions = self.registry.route(target)
+            found = self._routes[target] = (functions, tuple(fn.name for fn in functions))
+        return found
+
     def _partition(self, function: str, partition: int) -> PartitionKeys:
         keys = self._keys.get((function, partition))
         if keys is None:
@@ -223,30 +239,13 @@ class Client:
         return keys
 
 
-def _job_id(event: Publishable, index: int) -> str:
-    if event.id is None:
-        return env.new_job_id()
-    return check_token(f"job id of event {index}", event.id)
+def _job_id(given: str, index: int) -> str:
+    return check_token(f"job id of event {index}", given)
 
 
-def _key(event: Publishable, index: int) -> str:
-    return "" if event.key is None else check_token(f"key of event {index}", event.key)
-
-
-def _tags(event: Publishable, index: int) -> tuple[str, ...]:
-    if not event.tags:
-        return ()
+def _tags(given: Sequence[str], index: int) -> tuple[str, ...]:
     # Each tag once, in the order given.
-    return tuple(dict.fromkeys(check_token(f"tag of event {index}", t) for t in event.tags))
-
-
-def _priority(event: Publishable, index: int) -> int:
-    try:
-        return PRIORITIES[event.priority]
-    except (KeyError, TypeError):
-        raise InvalidPriority(
-            f"event {index}: priority must be high, normal or low, not {event.priority!r}"
-        ) from None
+    return tuple(dict.fromkeys(check_token(f"tag of event {index}", t) for t in given))
 
 
 def encode_input(fn: Function[Any], data: Any, index: int = 0) -> msgspec.Raw:

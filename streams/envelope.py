@@ -12,6 +12,7 @@ still decode and old workers ignore what they do not know.
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import msgspec
@@ -71,31 +72,35 @@ _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
 # A random byte to a base32hex character: 256 is a multiple of 32, so each
 # character is uniform.
 _RANDOM_CHARS = bytes(ord(_ALPHABET[b % 32]) for b in range(256))
+# The 10th character of an id holds the last 3 of its 48 time bits, then 2
+# random bits: per value of those time bits, from a random character.
+_TENTH = [{c: _ALPHABET[t << 2 | i & 3] for i, c in enumerate(_ALPHABET)} for t in range(8)]
 
-
-# Random bytes for ids, 17 each, read from os.urandom POOL at a time: a system
-# call per id was a third of making it. list.pop is one step under the GIL, so
-# threads never share a chunk; a forked child drops its copy of the parent's.
+# The random part of ids, 17 random characters each, read from os.urandom POOL
+# ids at a time, translated and split in one go (a system call and a
+# translation per id were most of making one). list.pop is one step under the
+# GIL, so threads never share a part; a forked child drops its copy of the
+# parent's.
 POOL = 256
-_random: list[bytes] = []
+_random: list[str] = []
+_PART = re.compile(".{17}", re.DOTALL)
 os.register_at_fork(after_in_child=_random.clear)
 
 
-def _noise() -> bytes:
+def _random_part() -> str:
     try:
         return _random.pop()
     except IndexError:
-        block = os.urandom(17 * POOL)
-        _random.extend(block[i : i + 17] for i in range(0, 17 * POOL, 17))
+        _random.extend(_PART.findall(os.urandom(17 * POOL).translate(_RANDOM_CHARS).decode()))
         return _random.pop()
 
 
 class _Prefix:
     """The time part of the ids made within one millisecond, made once for them:
-    (ms, text), replaced as one tuple so a thread never pairs one ms's text with
-    another ms."""
+    (ms, its first 9 characters, its 10th per 2 random bits), replaced as one
+    tuple so a thread never pairs one ms's text with another ms."""
 
-    last: tuple[int, str] = (-1, "")
+    last: tuple[int, str, dict[str, str]] = (-1, "", {})
 
 
 def new_job_id() -> str:
@@ -106,29 +111,23 @@ def new_job_id() -> str:
     The random bits come from os.urandom (read for many ids at once), not the
     faster random module, whose output can be predicted from enough ids: a tenant
     could then publish another's next id first and have that publish dropped as a
-    duplicate. They are turned
-    into characters by one bytes.translate, and the time part is made once per
-    millisecond: this runs for every job published, and big-integer arithmetic
-    on the whole id was most of preparing a publish (bench.instructions).
+    duplicate. The time part is made once per millisecond: this runs for every
+    job published (bench.instructions).
     """
     ms = time.time_ns() // 1_000_000
-    noise = _noise()
-    last_ms, prefix = _Prefix.last
+    part = _random_part()
+    last_ms, nine, tenth = _Prefix.last
     if last_ms != ms:
         # 45 of the 48 time bits: 9 characters.
         p = _PAIRS
         high = ms >> 3
-        prefix = (
+        nine = (
             p[high >> 35 & 1023] + p[high >> 25 & 1023] + p[high >> 15 & 1023]
             + p[high >> 5 & 1023] + _ALPHABET[high & 31]
         )  # fmt: skip
-        _Prefix.last = (ms, prefix)
-    # The last 3 time bits and 2 random ones, then 16 random characters.
-    return (
-        prefix
-        + _ALPHABET[(ms & 7) << 2 | noise[16] & 3]
-        + noise[:16].translate(_RANDOM_CHARS).decode()
-    )
+        tenth = _TENTH[ms & 7]
+        _Prefix.last = (ms, nine, tenth)
+    return nine + tenth[part[0]] + part[1:]
 
 
 def now_ms() -> int:

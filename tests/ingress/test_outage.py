@@ -74,6 +74,8 @@ async def test_a_write_redis_never_answers_is_503_at_the_write_timeout(
         server.pause()
         first = asyncio.gather(*(publish(n) for n in range(1, 4)))
         # Later requests, while the first ones' deadline is watched, get their own.
+        # A fixed sleep on purpose: what is tested is requests arriving half a
+        # timeout apart; there is no event to await instead.
         await asyncio.sleep(WRITE_TIMEOUT_S / 2)
         later = await asyncio.gather(*(publish(n) for n in range(4, 6)))
         for status, waited in [*await first, *later]:

@@ -21,6 +21,7 @@ from runtime import (
     UnknownFunction,
     function,
 )
+from runtime.errors import InvalidPriority
 from runtime.registry import Registry, load
 from streams.connection import Redis
 from streams.deadletter import dead_letters
@@ -158,6 +159,15 @@ async def test_unknown_targets_bad_names_and_oversized_payloads_write_nothing(
         await client.publish("tasks", workspace="has space", data={"n": 1})
     with pytest.raises(ValueError, match="job id"):
         await client.publish("tasks", workspace="ws", data={"n": 1}, id="{bad}")
+    for wrong in ("urgent", ["high"]):
+        with pytest.raises(InvalidPriority, match="event 1: priority must be high, normal or low"):
+            await client.publish_many(
+                "tasks",
+                [
+                    Event(workspace="ws", data={"n": 1}),
+                    Event(workspace="ws", data={"n": 2}, priority=wrong),  # type: ignore[arg-type]
+                ],
+            )
     assert await redis.dbsize() == 0
 
 
