@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from runtime import tracing
 from runtime.errors import (
@@ -97,7 +97,7 @@ def _serve(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse
             services = request.app[SERVICES]
             key = None
             if route.access != "public":
-                key = services.keys.identify(request.headers.get("Authorization"))
+                key = services.keys.identify(request.headers.get(hdrs.AUTHORIZATION))
                 if route.access == "admin" and not key.admin:
                     raise Problem(403, "Forbidden", "this route needs an admin key")
             return await route.handler(request, services, key)

@@ -8,11 +8,12 @@ field is answered 422 with its path before anything is written, and the answer
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import msgspec
 from aiohttp import web
+from multidict import istr
 
 from runtime import tracing
 from runtime.client import Event, Prepared, Publishable, Receipt
@@ -30,7 +31,8 @@ from runtime.ingress.bodies import (
 from runtime.ingress.problems import Problem, from_validation, invalid, not_found
 from runtime.ingress.routes import JSON, NDJSON, Route, Services, media_type, read_json, reply
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
+# An istr: looked up in every request's headers without case-folding it first.
+IDEMPOTENCY_HEADER = istr("Idempotency-Key")
 
 
 Decoders = tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]
@@ -60,14 +62,21 @@ def _identified(body: EventBody[Any], idempotency: str | None, index: int | None
     )
 
 
-async def _publish(
+def _publish(
     services: Services, key: ApiKey, topic: str, events: Sequence[Publishable]
-) -> list[Receipt]:
+) -> Awaitable[list[Receipt]]:
+    """The receipts of `events`, once written; raises at once if any is refused.
+    Returns the coalescer's future itself while tracing is off: no coroutine
+    frame of its own for a request to resume through."""
     for event in events:
         require_workspace(key, event.workspace)
     if not tracing.enabled():
         # No context manager at all while tracing is off: it was 5 % of a request.
-        return await services.coalescer.publish(_prepare(services, topic, events, None))
+        return services.coalescer.publish(_prepare(services, topic, events, None))
+    return _traced(services, topic, events)
+
+
+async def _traced(services: Services, topic: str, events: Sequence[Publishable]) -> list[Receipt]:
     with tracing.publishing(topic, len(events)) as trace:
         return await services.coalescer.publish(_prepare(services, topic, events, trace))
 
@@ -113,9 +122,10 @@ async def publish_events(
     if idempotency:
         bodies = [_identified(b, idempotency, None if single else i) for i, b in enumerate(bodies)]
     receipts = await _publish(services, key, topic, bodies)
-    status = 200 if all(r.duplicate for r in receipts) else 202
     if single:
-        return reply(Published(receipts[0].id, receipts[0].duplicate), status)
+        (receipt,) = receipts
+        return reply(Published(receipt.id, receipt.duplicate), 200 if receipt.duplicate else 202)
+    status = 200 if all(r.duplicate for r in receipts) else 202
     return reply(PublishedMany([Published(r.id, r.duplicate) for r in receipts]), status)
 
 
