@@ -4,16 +4,17 @@ the input type of the functions it routes to as `data`."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from runtime.ingress.bodies import Published, PublishedMany, events_of
+from runtime.ingress.bodies import events_of
 from runtime.ingress.problems import CONTENT_TYPE as PROBLEM
 from runtime.ingress.problems import ProblemBody
-from runtime.ingress.routes import JSON, NDJSON, Route
+from runtime.ingress.routes import JSON, Route
 from runtime.registry import Registry
 
 _PARAM = re.compile(r"\{(\w+)\}")
@@ -36,15 +37,8 @@ def topic_routes(routes: Sequence[Route], registry: Registry) -> list[Route]:
     for topic, functions in sorted(registry.by_topic.items()):
         _, body = events_of(functions[0].input)
         out.append(
-            Route(
-                publish.method,
-                f"/v1/events/{topic}",
-                publish.handler,
-                f"Publish {topic} events",
-                "events",
-                body=body,
-                replies={202: (Published, PublishedMany), 200: (Published, PublishedMany)},
-                also_accepts=(NDJSON,),
+            dataclasses.replace(
+                publish, path=f"/v1/events/{topic}", summary=f"Publish {topic} events", body=body
             )
         )
     return out
@@ -85,6 +79,10 @@ def document(routes: Sequence[Route], registry: Registry) -> dict[str, Any]:
                     "schema": msgspec.json.schema(kind),
                 }
                 for name, (kind, text) in route.query.items()
+            ]
+            + [
+                {"name": name, "in": "header", "description": text, "schema": {"type": "string"}}
+                for name, text in route.headers.items()
             ],
             "responses": {},
         }

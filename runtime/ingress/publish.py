@@ -33,6 +33,10 @@ from runtime.ingress.routes import JSON, NDJSON, Route, Services, media_type, re
 
 # An istr: looked up in every request's headers without case-folding it first.
 IDEMPOTENCY_HEADER = istr("Idempotency-Key")
+IDEMPOTENCY = {
+    str(IDEMPOTENCY_HEADER): "the job id of an event that names none (`<key>:<index>` in an"
+    " array): the same key is never a second job"
+}
 
 
 Decoders = tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]
@@ -185,6 +189,7 @@ ROUTES = [
         body=EventBody[Any] | list[EventBody[Any]],
         replies={202: (Published, PublishedMany), 200: (Published, PublishedMany)},
         also_accepts=(NDJSON,),
+        headers=IDEMPOTENCY,
     ),
     Route(
         "POST",
@@ -194,6 +199,7 @@ ROUTES = [
         "compatibility",
         body=SeedEmail,
         replies={202: SeedReply, 200: SeedReply},
+        headers=IDEMPOTENCY,
     ),
     Route(
         "POST",
@@ -203,5 +209,6 @@ ROUTES = [
         "compatibility",
         body=SeedSms,
         replies={202: SeedReply, 200: SeedReply},
+        headers=IDEMPOTENCY,
     ),
 ]

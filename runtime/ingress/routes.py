@@ -75,6 +75,8 @@ class Route:
     replies: Mapping[int, Any] = field(default_factory=dict)
     # Query parameters: name -> (type, description).
     query: Mapping[str, tuple[Any, str]] = field(default_factory=dict)
+    # Request headers the route reads (besides Authorization): name -> description.
+    headers: Mapping[str, str] = field(default_factory=dict)
     # Body media types besides JSON.
     also_accepts: tuple[str, ...] = ()
 

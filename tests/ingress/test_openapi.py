@@ -35,6 +35,8 @@ async def test_the_document_lists_every_route_and_each_topic(api: Api) -> None:
     assert event_schema["properties"]["data"] == {"$ref": "#/components/schemas/Sms"}
     assert schemas["Sms"]["properties"]["to"]["pattern"].startswith("^\\+")
     assert "422" in sms["responses"]
+    (idempotency,) = [p for p in sms["parameters"] if p["name"] == "Idempotency-Key"]
+    assert idempotency["in"] == "header"
     assert "/healthz" in spec["paths"]
     assert "security" not in spec["paths"]["/healthz"]["get"]
 
