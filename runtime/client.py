@@ -149,7 +149,11 @@ class Client:
         # and the usual event (no id, schedule, key or tags) without a call for
         # each: this runs for every HTTP publish, most of them of one event.
         for i, event in enumerate(events):
-            job_id = env.new_job_id() if event.id is None else _job_id(event.id, i)
+            job_id = (
+                env.new_job_id()
+                if event.id is None
+                else check_token(f"job id of event {i}", event.id)
+            )
             ids.append(job_id)
             if event.delay_ms is None and event.run_at is None:
                 due_ms = delay_ms = 0
@@ -237,10 +241,6 @@ class Client:
         if keys is None:
             keys = self._keys[(function, partition)] = PartitionKeys(function, partition)
         return keys
-
-
-def _job_id(given: str, index: int) -> str:
-    return check_token(f"job id of event {index}", given)
 
 
 def _tags(given: Sequence[str], index: int) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class Waiting(NamedTuple):
-    """One request's publish, waiting for a writer."""
+    """One request's publish, waiting for the writer."""
 
     prepared: Prepared
     future: asyncio.Future[list[Receipt]]
@@ -88,10 +88,11 @@ class Coalescer:
         now = loop.time()
         unconfirmed = self.unconfirmed
         while unconfirmed and (unconfirmed[0].future.done() or unconfirmed[0].deadline <= now):
-            _fail(
-                unconfirmed.popleft().future,
-                RedisUnavailable(f"the write was not confirmed within {self.timeout_s:g} s"),
-            )
+            future = unconfirmed.popleft().future
+            if not future.done():
+                future.set_exception(
+                    RedisUnavailable(f"the write was not confirmed within {self.timeout_s:g} s")
+                )
         self.watch = loop.call_at(unconfirmed[0].deadline, self._expire) if unconfirmed else None
 
     async def _write_forever(self) -> None:
