@@ -81,7 +81,7 @@ def wrk(
 ) -> Load:
     """POST `body` to the bench's no-op topic for `seconds` with wrk; its figures,
     with the CPU time of process `server` a request when given."""
-    used = cpu_s(server) if server is not None else math.nan
+    before = cpu_s(server) if server is not None else 0.0
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "post.lua"
         script.write_text(
@@ -102,9 +102,8 @@ def wrk(
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
     p50, p99 = _percentile(out, 50), _percentile(out, 99)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if server is not None:
-        used = (cpu_s(server) - used) / max(requests, 1) * 1e6
-    return Load(requests, rate, p50, p99, int(errors[1]) if errors else 0, used)
+    cpu_us = (cpu_s(server) - before) / max(requests, 1) * 1e6 if server is not None else math.nan
+    return Load(requests, rate, p50, p99, int(errors[1]) if errors else 0, cpu_us)
 
 
 def _percentile(out: str, p: int) -> float:
