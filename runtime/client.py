@@ -17,7 +17,7 @@ from runtime.timing import due, epoch_ms
 from streams import envelope as env
 from streams.connection import Redis
 from streams.keys import PartitionKeys, check_token, partition_of
-from streams.publish import Outgoing, publish
+from streams.publish import Outgoing, Written, publish
 
 # One Lua call writes at most this many jobs, so a huge bulk publish does not
 # hold Redis (single-threaded) for long while other clients wait.
@@ -201,18 +201,13 @@ class Client:
         for p in prepared:
             for keys, jobs in p.groups.items():
                 merged.setdefault(keys, []).extend(jobs)
-        chunks = [
-            (keys, batch[start : start + CHUNK])
-            for keys, batch in merged.items()
-            for start in range(0, len(batch), CHUNK)
-        ]
-        writes = [publish(self.redis, k, c, self.registry.share(k.function)) for k, c in chunks]
+        writes = [self._write_partition(keys, jobs) for keys, jobs in merged.items()]
         # One partition (the usual coalesced write) is awaited as it is, not in a task.
         results = [await writes[0]] if len(writes) == 1 else await asyncio.gather(*writes)
         created = {
             (written.job_id, keys.function)
-            for (keys, _), chunk in zip(chunks, results, strict=True)
-            for written in chunk
+            for keys, partition in zip(merged, results, strict=True)
+            for written in partition
             if written.created
         }
         receipts = []
@@ -227,6 +222,18 @@ class Client:
                     for i in p.ids
                 ])  # fmt: skip
         return receipts
+
+    async def _write_partition(self, keys: PartitionKeys, jobs: list[Outgoing]) -> list[Written]:
+        """A partition's jobs, CHUNK a script call, one call after another: Redis
+        runs calls in turn, and sent at once, the calls of a publish of many
+        thousand jobs would all go before other clients' calls that came meanwhile."""
+        share = self.registry.share(keys.function)
+        if len(jobs) <= CHUNK:
+            return await publish(self.redis, keys, jobs, share)
+        written: list[Written] = []
+        for start in range(0, len(jobs), CHUNK):
+            written += await publish(self.redis, keys, jobs[start : start + CHUNK], share)
+        return written
 
     def _route(self, target: str) -> tuple[Sequence[Function[Any]], tuple[str, ...]]:
         """The functions `target` routes to, and their names (made once per target)."""
