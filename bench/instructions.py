@@ -16,7 +16,12 @@ per settle), which is printed beside the counts.
 
 `ingress` counts one process per request under wrk: the bare aiohttp app of
 bench.ceiling, then `sluice ingress` taking single-event publishes. Their ratio
-is what the rate ratio would be with the process alone on a core.
+is what the rate ratio would be with the process alone on a core. redis-server
+behind the ingress is counted too: it shares the cores. Two cautions: slowed by
+valgrind, the ingress coalesces fewer requests a script call than it does at
+full speed, so its share of each call's cost is larger here; and Redis's timed
+housekeeping (serverCron) adds several thousand instructions a request at the
+rate valgrind allows.
 """
 
 from __future__ import annotations
