@@ -15,8 +15,14 @@ for i = 3, #ARGV do
     lost[#lost + 1] = eid
   end
 end
+-- The ids and JUSTID go in one table: in Lua, `unpack(t), 'JUSTID'` passes only
+-- the first of the ids, which extended one held entry and let the rest be reclaimed.
 for i = 1, #mine, 500 do
-  redis.call('XCLAIM', stream, group, consumer, 0,
-    unpack(mine, i, math.min(i + 499, #mine)), 'JUSTID')
+  local args = {'XCLAIM', stream, group, consumer, 0}
+  for j = i, math.min(i + 499, #mine) do
+    args[#args + 1] = mine[j]
+  end
+  args[#args + 1] = 'JUSTID'
+  redis.call(unpack(args))
 end
 return lost

@@ -185,19 +185,24 @@ async def test_heartbeats_keep_a_job_running_past_its_visibility_timeout(
     client: Client,
     ledger: Path,
 ) -> None:
-    # long-tasks: visibility timeout 1 s; the job runs 3 s while a second worker
-    # looks for idle entries every 0.3 s. Only heartbeats keep it from being taken.
-    receipt = await client.publish("long-tasks", workspace="ws", data={"n": 1, "sleep_ms": 3000})
+    # long-tasks: visibility timeout 1 s, two lanes a worker; six jobs of 1.2 s
+    # while a second worker looks for idle entries every 0.3 s. A worker holds
+    # several at once, running or waiting for a lane: only heartbeats of every
+    # held entry keep each from being taken and run twice.
+    receipts = [
+        await client.publish("long-tasks", workspace="ws", data={"n": n, "sleep_ms": 1200})
+        for n in range(6)
+    ]
     async with (
         worker_in_process(shared_server.url, "long-tasks"),
         worker_in_process(shared_server.url, "long-tasks"),
     ):
 
         async def completed() -> bool:
-            return (await total_counts(redis, "long-tasks")).completed == 1
+            return (await total_counts(redis, "long-tasks")).completed == 6
 
-        await wait_until(completed, what="the long job to complete")
-    assert read_ledger(ledger) == {receipt.id: 1}
+        await wait_until(completed, what="the long jobs to complete")
+    assert read_ledger(ledger) == {r.id: 1 for r in receipts}
     final = await total_counts(redis, "long-tasks")
     assert final.fenced == 0
 

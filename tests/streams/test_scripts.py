@@ -160,6 +160,19 @@ async def test_extend_resets_idle_time_without_stealing(redis: Redis) -> None:
     assert {p["times_delivered"] for p in pending} == {1, 2}
 
 
+async def test_extend_resets_the_idle_time_of_every_held_entry(redis: Redis) -> None:
+    await published(redis, *"abcdef")
+    got = await read(redis, KEYS, "c1", 10, 100)
+    ids = [d.entry_id for d in got]
+    # Make every entry look long idle, as if its heartbeat were about to lapse.
+    await redis.xclaim(KEYS.stream, GROUP, "c1", 0, ids, idle=100_000, justid=True)
+    assert await extend(redis, KEYS, "c1", ids) == []
+    pending: list[dict[str, Any]] = await redis.xpending_range(KEYS.stream, GROUP, "-", "+", 10)
+    assert len(pending) == 6
+    assert all(p["time_since_delivered"] < 100_000 for p in pending), pending
+    assert {p["consumer"] for p in pending} == {b"c1"}
+
+
 async def test_extend_does_not_call_an_entry_settled_meanwhile_lost(redis: Redis) -> None:
     await published(redis, "a")
     (d,) = await read(redis, KEYS, "c1", 10, 100)
