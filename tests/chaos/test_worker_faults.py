@@ -5,12 +5,14 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runtime import Client, Event
 from runtime.registry import load
 from streams.connection import Redis, connect
+from streams.consume import ensure_group
 from streams.jobs import get_job
 from streams.keys import GROUP, PartitionKeys
 from tests.conftest import settings_for
@@ -18,6 +20,7 @@ from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,
     blocked_readers,
+    ledger_order,
     read_ledger,
     start_worker,
     total_counts,
@@ -28,6 +31,8 @@ from tests.runtime.helpers import (
 )
 
 pytestmark = pytest.mark.chaos
+
+TASKS = PartitionKeys("tasks", 0)
 
 
 async def publish_tasks(redis: Redis, function: str, n: int, **data: object) -> set[str]:
@@ -182,3 +187,39 @@ async def test_a_paused_redis_stalls_but_never_hangs_the_worker(
     finally:
         await redis.aclose()
     assert set(read_ledger(ledger)) == published
+
+
+async def test_a_killed_workers_jobs_go_ahead_of_a_full_survivors_queue(
+    redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    # tasks: visibility timeout 2 s, 8 lanes, room for 208 held jobs. The survivor
+    # is full of 1 s jobs for longer than the test runs: the victim's jobs must be
+    # taken over at the first look past the timeout and run before the survivor's
+    # queue, not wait for room that a busy worker never has.
+    await ensure_group(redis, TASKS)
+    lost = await publish_tasks(redis, "tasks", 30, sleep_ms=1000)
+    victim = start_worker(shared_server.url, ledger, functions="tasks")
+    try:
+
+        async def holding_all() -> bool:
+            summary: dict[str, Any] = await redis.xpending(TASKS.stream, GROUP)
+            return int(summary["pending"]) == len(lost)
+
+        await wait_until(holding_all, what="the victim to hold every job")
+    finally:
+        victim.kill()
+        victim.wait(timeout=10)
+    backlog = await publish_tasks(redis, "tasks", 300, sleep_ms=1000)
+    async with worker_in_process(shared_server.url, "tasks"):
+
+        async def recovered() -> bool:
+            return lost <= set(read_ledger(ledger))
+
+        await wait_until(recovered, timeout_s=60, what="the victim's jobs to run again")
+    order = ledger_order(ledger)
+    last_lost = max(i for i, job_id in enumerate(order) if job_id in lost)
+    ahead = sum(1 for job_id in order[:last_lost] if job_id in backlog)
+    # Eight 1 s jobs run when the victim's are taken over (at 2-2.3 s), a few more
+    # may start before they are queued; without going first they wait for about
+    # 100 of the survivor's jobs.
+    assert ahead <= 40, f"{ahead} of the survivor's jobs ran before the victim's last"

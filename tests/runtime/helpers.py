@@ -70,6 +70,11 @@ def read_ledger(path: Path) -> collections.Counter[str]:
     return collections.Counter(line.split()[0] for line in path.read_text().splitlines())
 
 
+def ledger_order(path: Path) -> list[str]:
+    """The job ids of the ledger in the order their calls finished."""
+    return [line.split()[0] for line in path.read_text().splitlines()]
+
+
 def ledger_pids(path: Path) -> set[str]:
     return {line.split()[1] for line in path.read_text().splitlines()}
 
