@@ -163,7 +163,7 @@ async def test_extend_resets_idle_time_without_stealing(redis: Redis) -> None:
 async def test_extend_resets_the_idle_time_of_every_held_entry(redis: Redis) -> None:
     await published(redis, *"abcdef")
     got = await read(redis, KEYS, "c1", 10, 100)
-    ids = [d.entry_id for d in got]
+    ids: list[Any] = [d.entry_id for d in got]
     # Make every entry look long idle, as if its heartbeat were about to lapse.
     await redis.xclaim(KEYS.stream, GROUP, "c1", 0, ids, idle=100_000, justid=True)
     assert await extend(redis, KEYS, "c1", ids) == []
