@@ -128,7 +128,10 @@ class PartitionLoop:
                 min_idle_ms=int(self.fn.options.visibility_timeout_s * 1000),
                 interval_s=self.config.reclaim_interval_s,
                 batch_size=self.fn.options.batch_size,
-                room=lambda: self.capacity - len(self.held),
+                # Past the reader's room: a busy worker never has room for long,
+                # and a lost worker's jobs must not wait for its backlog. One
+                # worker's worth on top bounds what a pass takes over.
+                room=lambda: 2 * self.capacity - len(self.held),
                 accept=self._accept,
             )
         )
@@ -323,20 +326,25 @@ class PartitionLoop:
         self._queue(await apply_limits(self.client, self.keys, self.fn, intake, read))
 
     def _accept(self, deliveries: list[Delivery]) -> None:
-        """Hold what the reclaimer took over and queue it, without the rate limits
-        (lost workers' jobs are few, and were counted when first read)."""
+        """Hold what the reclaimer took over and queue it ahead of what was read,
+        without the rate limits (lost workers' jobs are few, were counted when first
+        read, and have waited a visibility timeout already)."""
         intake = take_in(self.fn, deliveries, self.held, env.now_ms())
         self.held.update(intake.taken)
-        self._queue(intake)
+        self._queue(intake, first=True)
 
-    def _queue(self, intake: Intake) -> None:
-        """Queue handler calls unless shutting down; settle the rest at once."""
+    def _queue(self, intake: Intake, *, first: bool = False) -> None:
+        """Queue handler calls (`first`: ahead of the others) unless shutting down;
+        settle the rest at once."""
         if intake.settlements:
             self.outbox += intake.settlements
             self.outbox_ready.set()
         if self.stopping:
             return
-        self.calls.extend(intake.calls)
+        if first:
+            self.calls.extendleft(reversed(intake.calls))
+        else:
+            self.calls.extend(intake.calls)
         self.calls_ready.set()
 
     async def _lane(self, lane: Lane) -> None:
