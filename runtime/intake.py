@@ -1,11 +1,11 @@
 """What deliveries become before any handler runs: calls to make, or settlements at once.
 
 A delivery that cannot or must not run is settled without its handler: an
-undecodable envelope or a poison job (delivered too often) is dead, a payload
+undecodable envelope or a poison job (running when its worker died too often) is dead, a payload
 the input type refuses is dead (it would fail the same way every attempt, and
 is replayed once the function takes it), a job past its expiry is expired. The
 rest become handler calls: one per workspace group for a batch handler, one per
-job otherwise.
+job otherwise, and one per job taken over from a lost worker.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ class Call(msgspec.Struct):
     batch: Batch[Any]
     entry_ids: list[str]
     envelopes: list[env.Envelope]
+    # A job taken over from a lost worker, called alone: its start is marked in
+    # Redis first (streams.suspects), and once it was running at a crash already,
+    # nothing else runs in the process beside it (runtime.isolation).
+    suspect: bool = False
+    alone: bool = False
 
 
 class Intake(msgspec.Struct):
@@ -47,6 +52,9 @@ def take_in(
     (reclaimed back from ourselves: a call for them is under way)."""
     max_deliveries = fn.options.max_deliveries
     ready: list[tuple[str, Job[Any], env.Envelope]] = []
+    # Taken over from a lost worker: each in a call of its own, so a crash can
+    # be charged to the one job that was running (streams.suspects).
+    suspects: list[Call] = []
     settlements: list[Settlement] = []
     taken: list[tuple[str, str]] = []
     for d in deliveries:
@@ -59,10 +67,11 @@ def take_in(
             envelope = env.Envelope(f"corrupt-{d.entry_id}", fn.name, "", msgspec.Raw(b""), 0)
             settlements.append(_dead(fn, d, envelope, f"undecodable envelope: {exc}"))
         else:
-            if d.deliveries > max_deliveries:
+            if d.deliveries > 1 and d.starts + 1 >= max_deliveries:
+                # Its first run is not marked (streams.suspects): it counts as one.
                 reason = (
-                    f"delivered {d.deliveries} times, above max_deliveries={max_deliveries}: "
-                    "its workers kept dying"
+                    f"its worker died while it ran, {d.starts + 1} times "
+                    f"(max_deliveries={max_deliveries})"
                 )
                 settlements.append(_dead(fn, d, envelope, reason))
             elif envelope.expires_ms and now_ms > envelope.expires_ms:
@@ -79,13 +88,19 @@ def take_in(
                         envelope.id, envelope.workspace, data, envelope.attempt, d.deliveries,
                         envelope.created_ms,
                     )  # fmt: skip
-                    ready.append((d.entry_id, job, envelope))
+                    if d.deliveries > 1:
+                        suspects.append(
+                            Call(Batch(job.workspace, [job]), [d.entry_id], [envelope], True,
+                                 d.starts > 0)
+                        )  # fmt: skip
+                    else:
+                        ready.append((d.entry_id, job, envelope))
         taken.append((d.entry_id, envelope.id))
     if fn.batched:
         calls = _by_workspace(ready)
     else:
         calls = [Call(Batch(job.workspace, [job]), [eid], [e]) for eid, job, e in ready]
-    return Intake(calls, settlements, taken)
+    return Intake(suspects + calls if suspects else calls, settlements, taken)
 
 
 def _dead(fn: Function[Any], d: Delivery, envelope: env.Envelope, reason: str) -> Settlement:

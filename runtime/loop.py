@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from typing import Any
 
@@ -24,6 +25,7 @@ from runtime.health import RedisHealth
 from runtime.heartbeat import heartbeat_forever
 from runtime.intake import Call, Intake, take_in
 from runtime.invoke import invoke, timed_out
+from runtime.isolation import Gate
 from runtime.lifecycle import finish, sleep_unless
 from runtime.limiter import apply_limits, limited
 from runtime.metrics import Recorder, flush_forever, flush_once
@@ -38,6 +40,7 @@ from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
 from streams.pause import is_paused
 from streams.settle import Settlement, settle
+from streams.suspects import forget, mark_started
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,10 @@ class PartitionLoop:
         partition: int,
         config: LoopConfig,
         health: RedisHealth,
+        gate: Gate,
     ) -> None:
         self.client = client
+        self.gate = gate
         self.fn = fn
         self.keys = PartitionKeys(fn.name, partition)
         self.config = config
@@ -83,6 +88,8 @@ class PartitionLoop:
         self.refilling: set[asyncio.Task[None]] = set()
         # Entries read and not yet settled: what heartbeats extend and shutdown hands back.
         self.held: dict[str, str] = {}
+        # Entries taken over from lost workers: their marks go once they settle.
+        self.suspects: set[str] = set()
         # Calls waiting for a lane. A deque and one event rather than an
         # asyncio.Queue: the queue's put and get were a fifth of the worker's time
         # per job with a single-job no-op handler (bench profile).
@@ -331,6 +338,7 @@ class PartitionLoop:
         read, and have waited a visibility timeout already)."""
         intake = take_in(self.fn, deliveries, self.held, env.now_ms())
         self.held.update(intake.taken)
+        self.suspects.update(eid for eid, _ in intake.taken)
         self._queue(intake, first=True)
 
     def _queue(self, intake: Intake, *, first: bool = False) -> None:
@@ -359,6 +367,20 @@ class PartitionLoop:
                 await self.calls_ready.wait()
                 continue
             call = calls.popleft()
+            # The gate's fast path inline: a shared call while no suspect runs.
+            gate = self.gate
+            if call.alone or gate.closed():
+                await gate.enter(call.alone)
+            else:
+                gate.running += 1
+            if call.suspect:
+                # Once through the gate: a suspect waiting there must not be
+                # charged with a crash of the one running alone.
+                try:
+                    await self._mark_started(call)
+                except BaseException:
+                    gate.leave(call.alone)
+                    raise
             batch = call.batch
             logs.job.set(
                 (self.fn.name, batch.workspace, "" if len(batch) > 1 else batch.jobs[0].id)
@@ -383,6 +405,7 @@ class PartitionLoop:
             finally:
                 lane.call = None
                 self.busy -= 1
+                gate.leave(call.alone)
             took = clock() - lane.started
             self.recorder.call(call.batch.workspace, took)
             if instruments.enabled():
@@ -396,6 +419,30 @@ class PartitionLoop:
                 else:
                     append(failed(self.fn, entry_id, envelope, failure))
             outbox.set()
+
+    async def _mark_started(self, call: Call) -> None:
+        """Count the start of a suspect's call in Redis before it runs: run unmarked,
+        a crash it causes would not be charged to it."""
+        backoff = Backoff()
+        while True:
+            try:
+                await mark_started(self.client, self.keys, call.entry_ids)
+                return
+            except RedisUnavailable as exc:
+                self.health.down(exc)
+            except Exception:
+                log.exception("%s: marking a suspect job failed", self.keys)
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _forget_suspects(self, batch: list[Settlement], fenced: set[str]) -> None:
+        """Drop the marks of suspects settled here (those fenced are another's now)."""
+        gone = [s.entry_id for s in batch if s.entry_id in self.suspects]
+        if not gone:
+            return
+        self.suspects.difference_update(gone)
+        # Left behind when Redis is away: the marks expire with their key.
+        with contextlib.suppress(RedisUnavailable):
+            await forget(self.client, self.keys, [eid for eid in gone if eid not in fenced])
 
     async def _invoke_traced(self, call: Call) -> dict[str, Failure]:
         """`invoke` inside the call's spans (runtime.tracing); apart, so that with
@@ -446,6 +493,8 @@ class PartitionLoop:
             for s in batch:
                 held.pop(s.entry_id, None)
             fenced = set(result.fenced)
+            if self.suspects:
+                await self._forget_suspects(batch, fenced)
             self.recorder.settled(batch, fenced)
             if instruments.enabled():
                 instruments.settled(self.fn.name, batch, fenced)

@@ -12,6 +12,7 @@ from typing import Any
 
 from runtime.declare import Function
 from runtime.health import RedisHealth
+from runtime.isolation import Gate
 from runtime.loop import LoopConfig, PartitionLoop
 from runtime.settings import Settings
 from streams.connection import Redis
@@ -41,8 +42,10 @@ class WorkerHost:
             grace_s=settings.grace_s,
         )
         self.consumer = config.consumer
+        # One for the process: a crash takes every function's calls in it.
+        gate = Gate()
         self.loops = [
-            PartitionLoop(client, fn, partition, config, health)
+            PartitionLoop(client, fn, partition, config, health, gate)
             for fn in functions
             for partition in range(fn.options.partitions)
         ]

@@ -35,6 +35,9 @@ class Delivery(msgspec.Struct, frozen=True):
     # The workspace the entry counts against (admit.lua); "" for an entry written
     # without one.
     workspace: str = ""
+    # For an entry taken over from a lost worker: how often its handler started
+    # since (streams.suspects).
+    starts: int = 0
 
 
 async def ensure_group(client: Redis, keys: PartitionKeys) -> None:

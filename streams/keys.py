@@ -66,6 +66,7 @@ class PartitionKeys:
         "share",
         "stats",
         "stream",
+        "suspects",
         "tag",
         "tagged",
         "wake",
@@ -110,6 +111,9 @@ class PartitionKeys:
         self.metrics = f"{self.tag}:metrics"
         # Set while the function is paused: its workers read nothing (streams.pause).
         self.paused = f"{self.tag}:paused"
+        # HASH entry id -> handler starts of a job taken over from a lost worker
+        # (streams.suspects): a crash is charged to the jobs that were running.
+        self.suspects = f"{self.tag}:suspects"
 
     def __repr__(self) -> str:
         return f"PartitionKeys({self.function!r}, {self.partition})"

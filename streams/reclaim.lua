@@ -1,10 +1,12 @@
 -- Take over entries another consumer left pending longer than the visibility timeout.
--- KEYS[1] stream, KEYS[2] stats
+-- KEYS[1] stream, KEYS[2] stats, KEYS[3] suspects (streams/suspects.py)
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] cursor, ARGV[5] count,
 -- ARGV[6] idle ms after which a consumer holding nothing is deleted
--- Returns {next cursor, {{entry id, envelope, deliveries}, ...}, lost, consumers deleted}
+-- Returns {next cursor, {{entry id, envelope, deliveries, starts}, ...}, lost, consumers deleted}
 -- XAUTOCLAIM counts the delivery; the count is read back so the caller can cut
--- poison (a job that kills every worker never reaches the handler's retry path).
+-- poison (a job that kills every worker never reaches the handler's retry path),
+-- with how often its handler started since it was first taken over: a crash is
+-- charged to the jobs that were running, not to all the dead process held.
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
 local out = {}
 for i, entry in ipairs(r[2]) do
@@ -15,7 +17,7 @@ for i, entry in ipairs(r[2]) do
     if fields[f] == 'e' then envelope = fields[f + 1] end
   end
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], eid, eid, 1)
-  out[i] = {eid, envelope, p[1][4]}
+  out[i] = {eid, envelope, p[1][4], tonumber(redis.call('HGET', KEYS[3], eid) or 0)}
 end
 -- Pending ids whose entries are gone: XAUTOCLAIM already dropped them from the
 -- pending list; count them so the loss of an entry is visible, never silent.

@@ -41,13 +41,16 @@ async def reclaim(
     """
     reply = await _RECLAIM(
         client,
-        [keys.stream, keys.stats],
+        [keys.stream, keys.stats, keys.suspects],
         [GROUP, consumer, min_idle_ms, cursor, count, stale_ms],
     )
     assert isinstance(reply, list)
     next_cursor, entries, lost, forgotten = reply
     return Reclaimed(
-        [Delivery(eid.decode(), envelope, int(n)) for eid, envelope, n in entries],
+        [
+            Delivery(eid.decode(), envelope, int(n), starts=int(starts))
+            for eid, envelope, n, starts in entries
+        ],
         next_cursor.decode(),
         int(lost),
         int(forgotten),

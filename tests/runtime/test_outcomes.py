@@ -133,6 +133,42 @@ async def test_a_job_that_kills_its_worker_every_time_is_dead_lettered(
     assert letter.envelope.id == poison.id
 
 
+async def test_a_job_that_kills_its_worker_takes_no_neighbour_with_it(
+    redis: Redis, shared_server: RedisServer, client: Client, tmp_path: Path
+) -> None:
+    # Twenty jobs held by the same workers as the poison, eight run at a time:
+    # each crash hits every job the process held, but only the poison started
+    # every time, so only the poison is dead.
+    events = [Event(workspace="ws", data={"n": n, "sleep_ms": 200}) for n in range(21)]
+    events[2] = Event(workspace="ws", data={"n": 2, "mode": "die"})
+    receipts = await client.publish_many("tasks", events)
+    ledger = tmp_path / "ledger"
+    deaths = 0
+
+    async def settled() -> bool:
+        c = await total_counts(redis, "tasks")
+        return c.dead + c.completed == len(events)
+
+    while True:
+        worker = start_worker(shared_server.url, ledger, functions="tasks")
+
+        async def over(worker: subprocess.Popen[bytes] = worker) -> bool:
+            return worker.poll() is not None or await settled()
+
+        await wait_until(over, what="the worker to die or every job to settle")
+        if worker.poll() is None:
+            worker.terminate()
+            assert worker.wait(timeout=10) == 0
+            break
+        deaths += 1
+        assert deaths <= 3, "the poison kept killing workers past max_deliveries"
+    final = await total_counts(redis, "tasks")
+    assert (final.dead, final.completed) == (1, 20)
+    (letter,) = await dead_letters(redis, TASKS)
+    assert letter.envelope.id == receipts[2].id
+    assert set(read_ledger(ledger)) == {r.id for i, r in enumerate(receipts) if i != 2}
+
+
 async def test_invalid_data_names_the_field_and_writes_nothing(
     redis: Redis, client: Client
 ) -> None:

@@ -14,6 +14,7 @@ from streams.keys import GROUP, PartitionKeys
 from streams.publish import Outgoing, publish
 from streams.reclaim import reclaim
 from streams.settle import Settlement, settle
+from streams.suspects import forget, mark_started
 
 KEYS = PartitionKeys("fn", 0)
 
@@ -277,3 +278,15 @@ async def test_settle_keeps_at_most_the_newest_records_it_is_told_to(redis: Redi
     kept = [job_id for job_id in "abcde" if await get_job(redis, KEYS, job_id) is not None]
     assert kept == ["d", "e"]
     assert await redis.zcard(KEYS.done) == 2
+
+
+async def test_reclaim_tells_how_often_a_taken_over_job_started(redis: Redis) -> None:
+    await published(redis, "a", "b")
+    await read(redis, KEYS, "dead", 10, 100)
+    first = await reclaim(redis, KEYS, "w1", 0, "0-0", 10)
+    assert [d.starts for d in first.deliveries] == [0, 0]
+    await mark_started(redis, KEYS, [first.deliveries[0].entry_id])
+    second = await reclaim(redis, KEYS, "w2", 0, "0-0", 10)
+    assert [(d.deliveries, d.starts) for d in second.deliveries] == [(3, 1), (3, 0)]
+    await forget(redis, KEYS, [first.deliveries[0].entry_id])
+    assert await redis.exists(KEYS.suspects) == 0
