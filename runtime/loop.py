@@ -76,6 +76,7 @@ class PartitionLoop:
         per_call = opts.batch_size if fn.batched else 1
         self.capacity = 2 * opts.batch_size + opts.concurrency * per_call
         self.retention_ms = int(opts.retention_s * 1000)
+        self.dead_retention_ms = int(opts.dead_retention_s * 1000)
         self.limited = limited(fn)
         self.recorder = Recorder()
         # Rate-limit checks and backlog refills in flight, each for one read.
@@ -418,6 +419,8 @@ class PartitionLoop:
                     batch,
                     len(self.held),
                     self.fn.options.retention_count,
+                    dead_retention_ms=self.dead_retention_ms,
+                    dead_retention_count=self.fn.options.dead_retention_count,
                 )
             except RedisUnavailable as exc:
                 # Keep every outcome: nothing finished is forgotten while Redis is away.

@@ -51,12 +51,17 @@ async def settle(
     settlements: Sequence[Settlement],
     owned_limit: int,
     retention_count: int = 0,
+    *,
+    dead_retention_ms: int | None = None,
+    dead_retention_count: int = 0,
 ) -> Settled:
     """Settle `settlements`, fenced to what `consumer` still owns.
 
     Records of completed jobs are kept `retention_ms`, and at most the newest
-    `retention_count` (0: no limit); dead ones until their dead letter is dealt
-    with; a retry waits in the delayed set like a delayed publish.
+    `retention_count` (0: no limit); dead ones as long as their dead letter, which
+    is kept `dead_retention_ms` (None: no limit) and among the newest
+    `dead_retention_count` (0: no limit), unless replayed or purged before; a
+    retry waits in the delayed set like a delayed publish.
 
     `owned_limit` bounds the scan of the consumer's pending list; pass the number
     of entries it holds, so one scan fences the whole batch.
@@ -90,6 +95,8 @@ async def settle(
         len(completed) // 4,
         len(others) // 9,
         retention_count,
+        -1 if dead_retention_ms is None else dead_retention_ms,
+        dead_retention_count,
         *completed,
         *others,
         *linked,
