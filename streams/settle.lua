@@ -10,7 +10,8 @@
 -- then 4 per completed job: entry id, job id, workspace, attempt;
 -- then 9 per other job: entry id, job id, workspace, state
 -- (retry|defer|dead|expired), attempts ended, error, envelope (retry: the next
--- attempt's; defer: its own; dead: the dead letter's), delay ms, priority;
+-- attempt's; defer: its own; dead: the dead letter's), delay ms (or "@" and the
+-- Redis time in ms it is due), priority;
 -- then triples for the jobs with a business key, tags or a result: job id, links,
 -- result (msgpack, kept as a completed record's tail).
 -- Records: see streams/jobs.py.
@@ -92,7 +93,9 @@ for i = split + 1, last, 9 do
       -- A deferral (rate limits) is not a failure and charges no attempt.
       if state == 'retry' then failed = failed + 1 else deferred = deferred + 1 end
       -- The next attempt waits in `delayed` with its envelope, like a delayed publish.
-      local due = now_ms + tonumber(ARGV[i + 7])
+      local wait = ARGV[i + 7]
+      local due = string.sub(wait, 1, 1) == '@' and math.max(now_ms, tonumber(string.sub(wait, 2)))
+        or now_ms + tonumber(wait)
       parked[#parked + 1] = due
       parked[#parked + 1] = id
       if due < soonest then soonest = due end

@@ -35,6 +35,9 @@ class Settlement(msgspec.Struct, frozen=True):
     result: bytes = b""
     # For `retry` and `defer`: the priority it waits at (streams.envelope).
     priority: int = 1
+    # For `defer`: the Redis time (ms) it is due, its rate-limit slot; wins over
+    # `delay_ms` (which counts from the settle, later than the slot was given).
+    due_ms: int = 0
 
 
 class Settled(msgspec.Struct, frozen=True):
@@ -82,7 +85,7 @@ async def settle(
         else:
             others += (
                 s.entry_id, s.job_id, s.workspace, s.state, s.attempt, s.error, s.envelope,
-                s.delay_ms, s.priority,
+                f"@{s.due_ms}" if s.due_ms else s.delay_ms, s.priority,
             )  # fmt: skip
     args: list[Arg] = [
         GROUP,

@@ -183,3 +183,22 @@ async def test_old_dead_letters_go_with_their_records_and_replay_finds_nothing(
         "/v1/jobs?function=doomed-tasks&state=dead", headers=api.auth("admin")
     )
     assert sorted(job["id"] for job in (await listed.json())["jobs"]) == sorted(new)
+
+
+async def test_a_limit_set_over_http_holds_for_a_function_declared_without_one(
+    api: Api, redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    admin = api.auth("admin")
+    put = await api.http.put("/v1/limits/tasks", json={"rate_per_s": 10}, headers=admin)
+    assert put.status == 204
+    events = [{"workspace": "acme", "data": {"n": i}} for i in range(20)]
+    assert (await api.post("/v1/events/tasks", events)).status == 202
+    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+
+        async def all_done() -> bool:
+            return (await total_counts(redis, "tasks")).completed == 20
+
+        await wait_until(all_done, what="20 jobs under a global override")
+    view = await (await api.http.get("/v1/limits/tasks", headers=admin)).json()
+    assert view["deferrals"]["acme"]["limit"] == "global"
+    assert 1 <= view["deferrals"]["acme"]["count"] <= 10
