@@ -26,8 +26,9 @@ def start_worker(
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     environ.update(REDIS_URL=url, SLUICE_FUNCTIONS=SPEC, SLUICE_LOG_LEVEL="WARNING", **extra)
     args = [*wrapper, sys.executable, "-m", "runtime", "worker", "--functions", functions]
-    if scheduler:
-        args.append("--with-scheduler")
+    if not scheduler:
+        # Workers promote by default; the figures without one stay comparable.
+        args.append("--no-scheduler")
     return subprocess.Popen(args, env=environ)
 
 

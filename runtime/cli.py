@@ -38,9 +38,15 @@ def main(argv: list[str] | None = None) -> None:
     worker = roles.add_parser("worker", help="run handler functions")
     worker.add_argument("--functions", help="comma-separated function names (default: all)")
     worker.add_argument(
-        "--with-scheduler",
-        action="store_true",
-        help="also promote due delayed jobs (any number of schedulers may run)",
+        "--no-scheduler",
+        dest="scheduler",
+        action="store_false",
+        default=None,
+        help="leave due jobs to dedicated schedulers (default: SLUICE_WORKER_SCHEDULER, true)",
+    )
+    # Promoting is what a worker does by default now; the old flag still says so.
+    worker.add_argument(
+        "--with-scheduler", dest="scheduler", action="store_true", help=argparse.SUPPRESS
     )
     scheduler = roles.add_parser("scheduler", help="promote delayed jobs when they fall due")
     scheduler.add_argument("--functions", help="comma-separated function names (default: all)")
@@ -58,8 +64,6 @@ def main(argv: list[str] | None = None) -> None:
         return
     consume = args.role in ("worker", "dev")
     ingress = args.role in ("ingress", "dev")
-    schedule = args.role in ("scheduler", "dev") or getattr(args, "with_scheduler", False)
-
     try:
         overrides: dict[str, object] = {}
         if args.role == "dev" and "SLUICE_LOG_FORMAT" not in os.environ:
@@ -84,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     except SluiceError as exc:
         sys.exit(f"sluice: {exc}")
     demo = args.role == "dev" and config.demo
+    schedule = args.role in ("scheduler", "dev") or (
+        args.role == "worker"
+        and (config.worker_scheduler if args.scheduler is None else args.scheduler)
+    )
     try:
         uvloop.run(
             _serve(

@@ -123,6 +123,11 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     # and at most this many per partition, the newest.
     retention_s: float = 86_400.0
     retention_count: int = 100_000
+    # Dead letters, with their jobs' records, are kept this long and at most this
+    # many per partition, the newest (BullMQ's removeOnFail): failures must not
+    # grow Redis's memory without bound. Trimmed as jobs are dead-lettered.
+    dead_retention_s: float = 7 * 86_400.0
+    dead_retention_count: int = 10_000
     max_payload_bytes: int = 256 * 1024
     topics: tuple[str, ...] = ()
 
@@ -151,6 +156,8 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
             (self.workspace_share >= 0, "workspace_share must be 0 (batch_size) or more"),
             (self.retention_s > 0, "retention must be positive"),
             (self.retention_count >= 1, "retention_count must be at least 1"),
+            (self.dead_retention_s > 0, "dead_retention_s must be positive"),
+            (self.dead_retention_count >= 1, "dead_retention_count must be at least 1"),
             (self.rate_per_s >= 0, "rate_per_s must not be negative"),
             (self.workspace_rate_per_s >= 0, "workspace_rate_per_s must not be negative"),
             (self.rate_burst_s > 0, "rate_burst_s must be positive"),

@@ -2,9 +2,10 @@
 
 One script call per read takes capacity for every workspace in the batch, the
 call that lets the backlogs refill after the read (streams.consume.refill). Jobs
-over the limit go back to the delayed set, each due when its own slot comes
-(the next free one, then one interval apart), so they neither fail, nor get
-dropped, nor come back to be deferred again at once.
+over the limit go back to the delayed set, each due at a slot the limits reserve
+for it (the next free ones, up to a horizon), so they neither fail, nor get
+dropped, nor come back to be deferred again: back in its slot, a job runs
+without asking.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from runtime.declare import Batch, Function
 from runtime.intake import Call, Intake
 from runtime.outcome import deferred
+from streams import envelope as env
 from streams.connection import Redis
 from streams.consume import Read, refill
 from streams.errors import RedisUnavailable
@@ -28,19 +30,35 @@ log = logging.getLogger(__name__)
 UNCHECKED_DELAY_MS = 1000
 
 
+# A job holding a reserved slot (limits.lua) starts without asking again, unless
+# it comes back this much after its slot (its scheduler was away, say): a crowd
+# of late jobs must not all start at once.
+SLOT_GRACE_MS = 1000
+
+
 def limited(fn: Function[Any]) -> bool:
+    """Declared with a rate; a function without one is limited only while overrides
+    exist (streams.ratelimit.overridden, checked by the loop)."""
     return fn.options.rate_per_s > 0 or fn.options.workspace_rate_per_s > 0
+
+
+def holds_slot(envelope: env.Envelope, now_ms: int) -> bool:
+    return envelope.slot_ms > 0 and now_ms <= envelope.slot_ms + SLOT_GRACE_MS
 
 
 async def apply_limits(
     client: Redis, keys: PartitionKeys, fn: Function[Any], intake: Intake, read: Read
 ) -> Intake:
     """`intake` with its calls cut to what the limits allow, the rest deferred; the
-    last read's refill (`read`) is made in the same call."""
+    last read's refill (`read`) is made in the same call. Jobs back in their
+    reserved slot run without asking."""
+    now_ms = env.now_ms()
     asked: dict[str, int] = {}
     for call in intake.calls:
         ws = call.batch.workspace
-        asked[ws] = asked.get(ws, 0) + len(call.entry_ids)
+        asking = sum(1 for e in call.envelopes if not holds_slot(e, now_ms))
+        if asking:
+            asked[ws] = asked.get(ws, 0) + asking
     opts = fn.options
     rates = Rates(opts.rate_per_s / opts.partitions, opts.workspace_rate_per_s, opts.rate_burst_s)
     try:
@@ -58,7 +76,7 @@ async def apply_limits(
             exc,
             sum(asked.values()),
         )
-        short = {ws: Grant(0, UNCHECKED_DELAY_MS, 0) for ws in asked}
+        short = {ws: Grant(0) for ws in asked}
     if not short:
         return intake  # everything fits: the common case
     calls: list[Call] = []
@@ -71,13 +89,26 @@ async def apply_limits(
         if grant is None:
             calls.append(call)
             continue
-        run = min(left[ws], len(call.batch))
-        left[ws] -= run
-        if run:
-            jobs = call.batch.jobs[:run]
-            calls.append(Call(Batch(ws, jobs), call.entry_ids[:run], call.envelopes[:run]))
-        for entry_id, envelope in zip(call.entry_ids[run:], call.envelopes[run:], strict=True):
-            delay = grant.wait_ms + denied[ws] * grant.interval_ms
-            settlements.append(deferred(entry_id, envelope, delay))
+        run = Call(Batch(ws, []), [], [])
+        for job, entry_id, envelope in zip(
+            call.batch.jobs, call.entry_ids, call.envelopes, strict=True
+        ):
+            if holds_slot(envelope, now_ms) or left[ws] > 0:
+                if not holds_slot(envelope, now_ms):
+                    left[ws] -= 1
+                run.batch.jobs.append(job)
+                run.entry_ids.append(entry_id)
+                run.envelopes.append(envelope)
+                continue
+            i = denied[ws]
             denied[ws] += 1
+            if i < len(grant.due_ms):
+                due = grant.due_ms[i]
+                settlements.append(
+                    deferred(entry_id, envelope, due_ms=due, slot=i < grant.reserved)
+                )
+            else:
+                settlements.append(deferred(entry_id, envelope, delay_ms=UNCHECKED_DELAY_MS))
+        if run.entry_ids:
+            calls.append(run)
     return Intake(calls, settlements, intake.taken)

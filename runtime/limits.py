@@ -10,8 +10,9 @@ from streams.ratelimit import GLOBAL, Deferral, deferrals, set_limit
 
 
 class Limits:
-    """Overrides for functions declared with a rate limit (`rate_per_s` and/or
-    `workspace_rate_per_s`); functions without one never check."""
+    """Overrides for any function: one declared without a rate is checked while an
+    override exists (its workers look about once a second, and before their first
+    read)."""
 
     def __init__(self, redis: Redis, registry: Registry) -> None:
         self.redis = redis

@@ -39,6 +39,7 @@ from streams.consume import Delivery, Read, ensure_group, read, refill, taken
 from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
 from streams.pause import is_paused
+from streams.ratelimit import overridden
 from streams.settle import Settlement, settle
 from streams.suspects import forget, mark_started
 
@@ -46,7 +47,8 @@ log = logging.getLogger(__name__)
 
 # Loop turns the settler waits at most for more outcomes before it writes.
 GATHER_TURNS = 8
-# How often a worker looks whether its function was paused (runtime.queues).
+# How often a worker looks whether its function was paused (runtime.queues), and
+# whether one declared without a rate has run-time limits (runtime.limits).
 PAUSE_CHECK_S = 1.0
 
 
@@ -81,7 +83,10 @@ class PartitionLoop:
         per_call = opts.batch_size if fn.batched else 1
         self.capacity = 2 * opts.batch_size + opts.concurrency * per_call
         self.retention_ms = int(opts.retention_s * 1000)
-        self.limited = limited(fn)
+        self.dead_retention_ms = int(opts.dead_retention_s * 1000)
+        # Declared with a rate; otherwise limited while overrides exist.
+        self.declared_limited = limited(fn)
+        self.limited = self.declared_limited
         self.recorder = Recorder()
         # Rate-limit checks and backlog refills in flight, each for one read.
         self.limiting: set[asyncio.Task[None]] = set()
@@ -164,6 +169,22 @@ class PartitionLoop:
                 await sleep_unless(stop, backoff.next_delay())
                 continue
             self.health.up()
+            return await self._watch_limits(stop)
+        return False
+
+    async def _watch_limits(self, stop: asyncio.Event) -> bool:
+        """Learn whether overrides exist before the first read, so jobs published
+        under an override never start unchecked."""
+        if self.declared_limited:
+            return True
+        backoff = Backoff()
+        while not stop.is_set():
+            try:
+                self.limited = await overridden(self.client, self.keys)
+            except RedisUnavailable as exc:
+                self.health.down(exc)
+                await sleep_unless(stop, backoff.next_delay())
+                continue
             return True
         return False
 
@@ -266,6 +287,8 @@ class PartitionLoop:
         while True:
             try:
                 paused = await is_paused(self.client, self.keys)
+                if not self.declared_limited:
+                    self.limited = await overridden(self.client, self.keys)
             except Exception as exc:
                 # As it was: the reader reports an outage; anything else is a bug.
                 if not isinstance(exc, RedisUnavailable):
@@ -473,6 +496,8 @@ class PartitionLoop:
                     batch,
                     len(self.held),
                     self.fn.options.retention_count,
+                    dead_retention_ms=self.dead_retention_ms,
+                    dead_retention_count=self.fn.options.dead_retention_count,
                 )
             except RedisUnavailable as exc:
                 # Keep every outcome: nothing finished is forgotten while Redis is away.

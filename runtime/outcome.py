@@ -40,13 +40,16 @@ def expired(entry_id: str, envelope: env.Envelope) -> Settlement:
     return Settlement(entry_id, e.id, e.workspace, "expired", e.attempt - 1, links=links_of(e))
 
 
-def deferred(entry_id: str, envelope: env.Envelope, delay_ms: int) -> Settlement:
-    """Over the rate limits: back to the delayed set until capacity returns, with no
-    attempt charged and nothing counted as failed."""
-    e = envelope
+def deferred(
+    entry_id: str, envelope: env.Envelope, *, delay_ms: int = 0, due_ms: int = 0, slot: bool = False
+) -> Settlement:
+    """Over the rate limits: back to the delayed set until `due_ms` (Redis time), or
+    `delay_ms` from now, with no attempt charged and nothing counted as failed. With
+    `slot`, `due_ms` is a slot the limits reserved for it: it runs then without asking."""
+    e = msgspec.structs.replace(envelope, slot_ms=due_ms if slot else 0)
     return Settlement(
         entry_id, e.id, e.workspace, "defer", e.attempt - 1, "", env.encode(e), delay_ms,
-        links_of(e), priority=e.priority,
+        links_of(e), priority=e.priority, due_ms=due_ms,
     )  # fmt: skip
 
 
@@ -99,7 +102,11 @@ def failed(
         delay_s = retry_delay_s(envelope.attempt, opts.backoff_base_s, opts.backoff_cap_s)
     delay_ms = round(delay_s * 1000)
     following = msgspec.structs.replace(
-        envelope, attempt=envelope.attempt + 1, errors=errors, due_ms=env.now_ms() + delay_ms
+        envelope,
+        attempt=envelope.attempt + 1,
+        errors=errors,
+        due_ms=env.now_ms() + delay_ms,
+        slot_ms=0,
     )
     return Settlement(
         entry_id, envelope.id, envelope.workspace, "retry", envelope.attempt, error,

@@ -20,6 +20,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A scheduler re-checks every delayed set this often even without a wake-up,
     # so a lost notification delays a job by at most this much.
     scheduler_recheck_s: float = 1.0
+    # A worker also promotes its functions' due jobs (delayed, retries, rate-limit
+    # deferrals, repeat ticks), so a lone worker never stalls; off for deployments
+    # that run dedicated schedulers (any number may promote, none twice).
+    worker_scheduler: bool = True
     consumer: str = ""
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -72,6 +76,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_BLOCK_MS": ("", "block_ms"),
     "SLUICE_RECLAIM_INTERVAL_S": ("", "reclaim_interval_s"),
     "SLUICE_SCHEDULER_RECHECK_S": ("", "scheduler_recheck_s"),
+    "SLUICE_WORKER_SCHEDULER": ("", "worker_scheduler"),
     "SLUICE_CONSUMER": ("", "consumer"),
     "SLUICE_LOG_FORMAT": ("", "log_format"),
     "SLUICE_LOG_LEVEL": ("", "log_level"),

@@ -83,7 +83,7 @@ class Counts(msgspec.Struct, frozen=True, kw_only=True):
     fenced: int
     # Pending entries found deleted from the stream.
     lost: int
-    # Dead letters queued again, and deleted for good.
+    # Dead letters queued again, and deleted for good (purged, or past their retention).
     replayed: int
     purged: int
 

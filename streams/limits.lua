@@ -9,11 +9,14 @@
 -- rate/s), deferrals (HASH: workspace -> "count|last ms|jobs asked|limit hit");
 -- global_rate: this partition's share of the global rate (jobs/s, '0': none),
 -- workspace_rate: the per-workspace rate ('0': none), burst: seconds of rate,
+-- horizon_ms: how far ahead slots are reserved for jobs not granted now,
 -- fields: msgpack array of the workspaces then '*', asked: msgpack array of the
 -- jobs each workspace asks for.
 -- Returns, only for the workspaces not granted all they asked, flat quadruples:
--- position in the call (1-based), granted, ms until the next job may start, ms
--- between jobs at the binding rate (the common case, all granted, returns {}).
+-- position in the call (1-based), granted, how many of the rest hold a reserved
+-- slot (the first ones), and the Redis time (ms) each of the rest is due back:
+-- its slot, or for one without, when its slot enters the horizon (the common
+-- case, all granted, returns {}).
 -- Exact across any number of workers: one script holds the partition's state.
 --
 -- A read of 100 jobs from 100 workspaces asks for 100 workspaces, so the cost
@@ -25,8 +28,8 @@
 -- '%x' and tonumber(s, 16) are plain integer conversions.
 local Limits = {}
 
-function Limits.take(t, state, limits, deferrals, global_rate, workspace_rate, burst, packed_fields,
-                     packed_asked)
+function Limits.take(t, state, limits, deferrals, global_rate, workspace_rate, burst, horizon_ms,
+                     packed_fields, packed_asked)
   local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
   local format = string.format
   local now = t[1] * 1000000 + t[2]
@@ -60,30 +63,47 @@ function Limits.take(t, state, limits, deferrals, global_rate, workspace_rate, b
     gtol = tolerance(grate, gint)
   end
   local default_wrate = tonumber(workspace_rate)
+  local ahead = tonumber(horizon_ms) * 1000
   local out, updates, u = {}, {}, 0
   for j = 1, n do
     local want = asked[j]
     local wrate = tonumber(overrides[j]) or default_wrate
-    local gk, wk, wint, wait = want, want, 0, 0
+    local gk, wk, wint, wtol, wtat = want, want, 0, 0, 0
     if grate > 0 then gk = room(gint, gtol, gtat, want) end
     local k = gk
     if wrate > 0 then
       wint = 1000000 / wrate
-      local wtol = tolerance(wrate, wint)
-      local wtat = tonumber(tats[j] or '0', 16)
+      wtol = tolerance(wrate, wint)
+      wtat = tonumber(tats[j] or '0', 16)
       wk = room(wint, wtol, wtat, want)
       k = min(k, wk)
       wtat = max(wtat, now) + k * wint
-      wait = wtat - wtol - now
-      updates[u + 1] = fields[j]
-      updates[u + 2] = format('%x', ceil(wtat))
-      u = u + 2
     end
-    if grate > 0 then
-      gtat = max(gtat, now) + k * gint
-      wait = max(wait, gtat - gtol - now)
-    end
+    if grate > 0 then gtat = max(gtat, now) + k * gint end
     if k < want then
+      -- Each job not granted gets the next slot both limits allow, reserved in
+      -- their state, so it is granted when it comes back (streams.envelope
+      -- slot_ms) and neither it nor another job is deferred twice for one slot.
+      -- Only slots within `ahead` are reserved, so a workspace's flood never books
+      -- the global rate far ahead of the others; a job past it comes back when
+      -- its slot enters the horizon, to ask again.
+      local interval = max(gint, wint)
+      local dues, reserved = {}, 0
+      for i = 1, want - k do
+        local slot = now
+        if grate > 0 then slot = max(slot, gtat - gtol) end
+        if wrate > 0 then slot = max(slot, wtat - wtol) end
+        if slot - now > ahead then
+          for r = 0, want - k - i do
+            dues[#dues + 1] = ceil((slot - ahead + r * interval) / 1000)
+          end
+          break
+        end
+        if grate > 0 then gtat = max(gtat, slot) + gint end
+        if wrate > 0 then wtat = max(wtat, slot) + wint end
+        reserved = reserved + 1
+        dues[#dues + 1] = ceil(slot / 1000)
+      end
       local workspace = fields[j]
       local hit = (gk <= wk) and 'global' or 'workspace'
       local prev = redis.call('HGET', deferrals, workspace)
@@ -92,8 +112,13 @@ function Limits.take(t, state, limits, deferrals, global_rate, workspace_rate, b
         (count + want - k) .. '|' .. floor(now / 1000) .. '|' .. want .. '|' .. hit)
       out[#out + 1] = j
       out[#out + 1] = k
-      out[#out + 1] = ceil(wait / 1000)
-      out[#out + 1] = ceil(max(gint, wint) / 1000)
+      out[#out + 1] = reserved
+      out[#out + 1] = dues
+    end
+    if wrate > 0 then
+      updates[u + 1] = fields[j]
+      updates[u + 2] = format('%x', ceil(wtat))
+      u = u + 2
     end
   end
   if grate > 0 then

@@ -17,13 +17,21 @@ from streams.lua import Arg, packed
 GLOBAL = "*"
 
 
+# Slots are reserved for jobs not granted at most this far ahead (limits.lua), so
+# one workspace's flood books the global rate no further ahead of the others.
+RESERVE_AHEAD_MS = 2000
+
+
 class Grant(msgspec.Struct, frozen=True):
     """What a workspace's jobs got from the limits."""
 
     granted: int
-    # Until the next job may start, and between jobs at the binding rate.
-    wait_ms: int
-    interval_ms: int
+    # Of the jobs not granted, how many (the first ones) hold a reserved slot.
+    reserved: int = 0
+    # Redis time (ms) each job not granted is due back: its reserved slot, or
+    # when its slot comes within RESERVE_AHEAD_MS, to ask again. Empty: the
+    # limits were not read at all.
+    due_ms: list[int] = []
 
 
 class Deferral(msgspec.Struct, frozen=True):
@@ -60,6 +68,7 @@ class Ask(msgspec.Struct, frozen=True):
             self.rates.global_rate,
             self.rates.workspace_rate,
             self.rates.burst_s,
+            RESERVE_AHEAD_MS,
             packed([*self.jobs, GLOBAL]),
             packed([*self.jobs.values()]),
         ]
@@ -68,7 +77,7 @@ class Ask(msgspec.Struct, frozen=True):
         """Limits.take's reply: the workspaces that got less than they asked for."""
         workspaces = list(self.jobs)
         return {
-            workspaces[reply[i] - 1]: Grant(reply[i + 1], reply[i + 2], reply[i + 3])
+            workspaces[reply[i] - 1]: Grant(reply[i + 1], reply[i + 2], list(reply[i + 3]))
             for i in range(0, len(reply), 4)
         }
 
@@ -80,6 +89,13 @@ async def set_limit(client: Redis, keys: PartitionKeys, field: str, rate: float 
             await client.hdel(keys.limits, field)
         else:
             await client.hset(keys.limits, field, rate)
+
+
+async def overridden(client: Redis, keys: PartitionKeys) -> bool:
+    """Whether any override exists: a function declared without a rate is limited
+    only then."""
+    with wrap_unavailable():
+        return bool(await client.exists(keys.limits))
 
 
 async def deferrals(client: Redis, keys: PartitionKeys) -> dict[str, Deferral]:

@@ -5,11 +5,13 @@
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] retention ms, ARGV[4] pending scan limit,
 -- ARGV[5] and ARGV[6] the lowest and highest entry id of the batch, ARGV[7] wake
 -- channel, ARGV[8] how many completed jobs follow, ARGV[9] how many others,
--- ARGV[10] most finished records kept (0: no limit);
+-- ARGV[10] most finished records kept (0: no limit), ARGV[11] how long dead letters
+-- are kept (ms, -1: no limit), ARGV[12] how many (0: no limit);
 -- then 4 per completed job: entry id, job id, workspace, attempt;
 -- then 9 per other job: entry id, job id, workspace, state
 -- (retry|defer|dead|expired), attempts ended, error, envelope (retry: the next
--- attempt's; defer: its own; dead: the dead letter's), delay ms, priority;
+-- attempt's; defer: its own; dead: the dead letter's), delay ms (or "@" and the
+-- Redis time in ms it is due), priority;
 -- then triples for the jobs with a business key, tags or a result: job id, links,
 -- result (msgpack, kept as a completed record's tail).
 -- Records: see streams/jobs.py.
@@ -42,7 +44,7 @@ local function chunked(cmd, key, items, step)
 end
 
 local settled, fenced, records, finished, parked = {}, {}, {}, {}, {}
-local split = 10 + 4 * tonumber(ARGV[8])
+local split = 12 + 4 * tonumber(ARGV[8])
 local last = split + 9 * tonumber(ARGV[9])
 local links, results = {}, {}
 for i = last + 1, #ARGV, 3 do
@@ -57,8 +59,8 @@ local function unlink(id)
   Links.release(KEYS[7], KEYS[8], l, id)
   return l
 end
-local completed, failed, expired, deferred = 0, 0, 0, 0
-for i = 11, split, 4 do
+local completed, failed, expired, deferred, lettered = 0, 0, 0, 0, 0
+for i = 13, split, 4 do
   local eid, id = ARGV[i], ARGV[i + 1]
   if mine(eid) then
     settled[#settled + 1] = eid
@@ -91,7 +93,9 @@ for i = split + 1, last, 9 do
       -- A deferral (rate limits) is not a failure and charges no attempt.
       if state == 'retry' then failed = failed + 1 else deferred = deferred + 1 end
       -- The next attempt waits in `delayed` with its envelope, like a delayed publish.
-      local due = now_ms + tonumber(ARGV[i + 7])
+      local wait = ARGV[i + 7]
+      local due = string.sub(wait, 1, 1) == '@' and math.max(now_ms, tonumber(string.sub(wait, 2)))
+        or now_ms + tonumber(wait)
       parked[#parked + 1] = due
       parked[#parked + 1] = id
       if due < soonest then soonest = due end
@@ -101,7 +105,9 @@ for i = split + 1, last, 9 do
     else
       failed = failed + 1
       -- A dead job's record lives as long as its dead letter: not indexed for expiry.
-      local dead_id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[i + 6], 'r', ARGV[i + 5])
+      -- The letter names its job (i), so trimming it can drop the record too.
+      local dead_id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[i + 6], 'r', ARGV[i + 5], 'i', id)
+      lettered = lettered + 1
       records[#records + 1] = 'dead|' .. workspace .. '|' .. eid .. '|'
         .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 4] .. '|' .. now .. '|'
         .. dead_id .. '|' .. unlink(id) .. '|' .. ARGV[i + 5]
@@ -154,6 +160,50 @@ if keep > 0 then
     local oldest = redis.call('ZRANGE', KEYS[5], 0, over - 1)
     redis.call('HDEL', KEYS[4], unpack(oldest))
     redis.call('ZREMRANGEBYRANK', KEYS[5], 0, over - 1)
+  end
+end
+
+-- Dead letters are kept ARGV[11] ms and at most ARGV[12], the newest; checked when
+-- this call wrote one, as only then do they grow, and at most as many per call as
+-- it wrote plus some (to catch up after a limit is lowered). A letter goes with its
+-- job's record (while that still names it), so a lookup, a listing and the counts
+-- agree; a replay of it finds nothing.
+local function job_of(fields)
+  local named = {}
+  for f = 1, #fields, 2 do named[fields[f]] = fields[f + 1] end
+  if named['i'] then return named['i'] end
+  -- Written before letters named their job: the envelope's first field is its id.
+  local ok, envelope = pcall(cmsgpack.unpack, named['e'] or '')
+  if ok and type(envelope) == 'table' and type(envelope[1]) == 'string' then
+    return envelope[1]
+  end
+end
+
+local function drop_letters(letters)
+  for _, letter in ipairs(letters) do
+    local eid = letter[1]
+    redis.call('XDEL', KEYS[3], eid)
+    local id = job_of(letter[2])
+    local record = id and redis.call('HGET', KEYS[4], id)
+    if record and string.match(record, '^dead|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|') == eid then
+      redis.call('HDEL', KEYS[4], id)
+    end
+  end
+  if #letters > 0 then redis.call('HINCRBY', KEYS[2], 'purged', #letters) end
+end
+
+if lettered > 0 then
+  local bound = lettered + 100
+  local keep_letters = tonumber(ARGV[12])
+  if keep_letters > 0 then
+    local over = math.min(redis.call('XLEN', KEYS[3]) - keep_letters, bound)
+    if over > 0 then drop_letters(redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', over)) end
+  end
+  local kept_ms = tonumber(ARGV[11])
+  -- Entry ids are Redis's clock at the XADD: those of letters older than kept_ms go.
+  local before = now_ms - kept_ms - 1
+  if kept_ms >= 0 and before >= 0 then
+    drop_letters(redis.call('XRANGE', KEYS[3], '-', tostring(before), 'COUNT', bound))
   end
 end
 return {#settled, fenced}

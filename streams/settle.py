@@ -35,6 +35,9 @@ class Settlement(msgspec.Struct, frozen=True):
     result: bytes = b""
     # For `retry` and `defer`: the priority it waits at (streams.envelope).
     priority: int = 1
+    # For `defer`: the Redis time (ms) it is due, its rate-limit slot; wins over
+    # `delay_ms` (which counts from the settle, later than the slot was given).
+    due_ms: int = 0
 
 
 class Settled(msgspec.Struct, frozen=True):
@@ -51,12 +54,17 @@ async def settle(
     settlements: Sequence[Settlement],
     owned_limit: int,
     retention_count: int = 0,
+    *,
+    dead_retention_ms: int | None = None,
+    dead_retention_count: int = 0,
 ) -> Settled:
     """Settle `settlements`, fenced to what `consumer` still owns.
 
     Records of completed jobs are kept `retention_ms`, and at most the newest
-    `retention_count` (0: no limit); dead ones until their dead letter is dealt
-    with; a retry waits in the delayed set like a delayed publish.
+    `retention_count` (0: no limit); dead ones as long as their dead letter, which
+    is kept `dead_retention_ms` (None: no limit) and among the newest
+    `dead_retention_count` (0: no limit), unless replayed or purged before; a
+    retry waits in the delayed set like a delayed publish.
 
     `owned_limit` bounds the scan of the consumer's pending list; pass the number
     of entries it holds, so one scan fences the whole batch.
@@ -77,7 +85,7 @@ async def settle(
         else:
             others += (
                 s.entry_id, s.job_id, s.workspace, s.state, s.attempt, s.error, s.envelope,
-                s.delay_ms, s.priority,
+                f"@{s.due_ms}" if s.due_ms else s.delay_ms, s.priority,
             )  # fmt: skip
     args: list[Arg] = [
         GROUP,
@@ -90,6 +98,8 @@ async def settle(
         len(completed) // 4,
         len(others) // 9,
         retention_count,
+        -1 if dead_retention_ms is None else dead_retention_ms,
+        dead_retention_count,
         *completed,
         *others,
         *linked,

@@ -198,6 +198,11 @@ run_tier_task = function(
     rate_burst_s=0.2,
 )(_run)
 
+# Fails for good at once; only the newest 3 dead letters are kept.
+run_doomed_task = function(
+    "doomed-tasks", input=Task, attempts=1, timeout_s=2.0, dead_retention_count=3
+)(_run)
+
 FUNCTIONS = (
     run_task,
     run_batch,
@@ -209,4 +214,5 @@ FUNCTIONS = (
     run_windowed_batch,
     run_limited_task,
     run_tier_task,
+    run_doomed_task,
 )

@@ -6,12 +6,21 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from runtime import Client, DeadLetters, Event, Jobs
+from runtime.registry import load
 from streams.connection import Redis
 from streams.jobs import counts
 from streams.keys import PartitionKeys
 from tests.ingress.conftest import Api
 from tests.redis_server import RedisServer
-from tests.runtime.helpers import blocked_readers, read_ledger, wait_until, worker_in_process
+from tests.runtime.helpers import (
+    SAMPLE,
+    blocked_readers,
+    read_ledger,
+    total_counts,
+    wait_until,
+    worker_in_process,
+)
 
 
 async def queue_of(api: Api, function: str) -> dict[str, object]:
@@ -135,3 +144,61 @@ async def test_prometheus_text_has_the_deployments_figures(
         for m in ("1", "5", "15")
     }
     assert due == {"1": 1, "5": 1, "15": 2}
+
+
+async def test_old_dead_letters_go_with_their_records_and_replay_finds_nothing(
+    api: Api, redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    registry = load(SAMPLE)
+    client = Client(redis, registry)
+    reject = {"n": 0, "mode": "reject"}
+    async with worker_in_process(shared_server.url, "doomed-tasks"):
+        old = [(await client.publish("doomed-tasks", workspace="acme", data=reject)).id]
+        old.append((await client.publish("doomed-tasks", workspace="acme", data=reject)).id)
+
+        async def dead(n: int) -> bool:
+            return (await total_counts(redis, "doomed-tasks")).failed == n
+
+        await wait_until(lambda: dead(2), what="two dead letters")
+        events = [Event(workspace="acme", data=reject) for _ in range(3)]
+        new = [r.id for r in await client.publish_many("doomed-tasks", events)]
+        await wait_until(lambda: dead(5), what="five dead letters")
+    # Only the newest 3 (dead_retention_count) are kept, with their records.
+    letters = await DeadLetters(redis, registry).read("doomed-tasks")
+    assert sorted(letter.envelope.id for letter in letters) == sorted(new)
+    assert (await total_counts(redis, "doomed-tasks")).dead == 3
+    jobs = Jobs(redis, registry)
+    assert [await jobs.get("doomed-tasks", job_id) for job_id in old] == [None, None]
+    for job_id in new:
+        record = await jobs.get("doomed-tasks", job_id)
+        assert record is not None
+        assert record.state == "dead"
+    # A trimmed letter is not found: nothing replayed, the job unknown.
+    assert await DeadLetters(redis, registry).replay("doomed-tasks", ids=old) == 0
+    replay = await api.post("/v1/dead-letters/doomed-tasks/replay", {"ids": old}, who="acme")
+    assert (replay.status, await replay.json()) == (200, {"replayed": 0})
+    gone = await api.http.get(f"/v1/jobs/{old[0]}", headers=api.auth("acme"))
+    assert gone.status == 404
+    listed = await api.http.get(
+        "/v1/jobs?function=doomed-tasks&state=dead", headers=api.auth("admin")
+    )
+    assert sorted(job["id"] for job in (await listed.json())["jobs"]) == sorted(new)
+
+
+async def test_a_limit_set_over_http_holds_for_a_function_declared_without_one(
+    api: Api, redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    admin = api.auth("admin")
+    put = await api.http.put("/v1/limits/tasks", json={"rate_per_s": 10}, headers=admin)
+    assert put.status == 204
+    events = [{"workspace": "acme", "data": {"n": i}} for i in range(20)]
+    assert (await api.post("/v1/events/tasks", events)).status == 202
+    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+
+        async def all_done() -> bool:
+            return (await total_counts(redis, "tasks")).completed == 20
+
+        await wait_until(all_done, what="20 jobs under a global override")
+    view = await (await api.http.get("/v1/limits/tasks", headers=admin)).json()
+    assert view["deferrals"]["acme"]["limit"] == "global"
+    assert 1 <= view["deferrals"]["acme"]["count"] <= 10

@@ -8,7 +8,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from runtime.health import RedisHealth
@@ -31,8 +31,11 @@ def start_worker(
     grace_s: float = 5.0,
     log: Path | None = None,
     role: str = "worker",
+    options: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A `sluice worker` (or other `role`) process running the sample functions."""
+    """A `sluice worker` (or other `role`) process running the sample functions, with
+    command-line `options` and extra `environ` variables."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")},
         "REDIS_URL": url,
@@ -43,8 +46,9 @@ def start_worker(
         "SLUICE_GRACE_S": str(grace_s),
         "SLUICE_REDIS_SOCKET_TIMEOUT_S": "2",
         "SLUICE_REDIS_CONNECT_TIMEOUT_S": "0.5",
+        **(environ or {}),
     }
-    args = [sys.executable, "-m", "runtime", role]
+    args = [sys.executable, "-m", "runtime", role, *options]
     if functions:
         args += ["--functions", functions]
     if log is None:

@@ -17,6 +17,7 @@ from tests.runtime.helpers import (
     read_ledger,
     start_worker,
     total_counts,
+    wait_completed,
     wait_until,
     worker_in_process,
 )
@@ -106,3 +107,40 @@ async def test_a_tier_override_gives_one_workspace_its_own_rate(
     # Gold runs at four times the pace: done long before free.
     assert max(by_ws["gold"]) < max(by_ws["free"]) - 1
     assert set(read_ledger(ledger)) == set(workspace_of)
+
+
+async def test_a_run_time_override_limits_a_function_declared_without_one(
+    redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    registry = load(SAMPLE)
+    client, limits = Client(redis, registry), Limits(redis, registry)
+    # "tasks" declares no rate; 10/s with a burst of 1 s lets 10 start at once.
+    await limits.set_workspace("tasks", "acme", 10)
+    await client.publish_many("tasks", [Event(workspace="acme", data={"n": i}) for i in range(20)])
+    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+
+        async def all_done() -> bool:
+            return (await total_counts(redis, "tasks")).completed == 20
+
+        await wait_until(all_done, what="20 jobs under an override")
+    deferred = (await limits.deferrals("tasks"))["acme"]
+    assert deferred.limit == "workspace"
+    # The other 10 waited their turn, each once.
+    assert 1 <= deferred.count <= 10
+
+
+async def test_jobs_over_a_limit_are_each_deferred_once(
+    redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    registry = load(SAMPLE)
+    n = 60
+    client = Client(redis, registry)
+    # 50/s with bursts of 10: 10 start at once, the other 50 get the next slots.
+    await client.publish_many(
+        "limited-tasks", [Event(workspace="acme", data={"n": i}) for i in range(n)]
+    )
+    async with worker_in_process(shared_server.url, "limited-tasks", scheduler=True):
+        await wait_completed(redis, "limited-tasks", n)
+    deferred = (await Limits(redis, registry).deferrals("limited-tasks"))["acme"]
+    assert deferred.count <= n - 10
+    assert set(read_ledger(ledger).values()) == {1}

@@ -6,17 +6,28 @@ from __future__ import annotations
 from streams.connection import Redis
 from streams.consume import refill
 from streams.keys import PartitionKeys
-from streams.ratelimit import GLOBAL, Ask, Rates, deferrals, set_limit
+from streams.ratelimit import GLOBAL, RESERVE_AHEAD_MS, Ask, Grant, Rates, deferrals, set_limit
 
 KEYS = PartitionKeys("fn", 0)
 
 
-async def take(redis: Redis, asked: dict[str, int], **rates: float) -> dict[str, tuple[int, int]]:
+async def redis_ms(redis: Redis) -> int:
+    seconds, micros = await redis.time()
+    return seconds * 1000 + micros // 1000
+
+
+async def grants(redis: Redis, asked: dict[str, int], **rates: float) -> dict[str, Grant]:
     options = {"global_rate": 0.0, "workspace_rate": 0.0, "burst_s": 1.0, **rates}
-    short = await refill(redis, KEYS, {}, False, ask=Ask(asked, Rates(**options)))
+    return await refill(redis, KEYS, {}, False, ask=Ask(asked, Rates(**options)))
+
+
+async def take(redis: Redis, asked: dict[str, int], **rates: float) -> dict[str, tuple[int, int]]:
+    """Per workspace: jobs granted, and ms until the first one not granted is due."""
+    now = await redis_ms(redis)
+    short = await grants(redis, asked, **rates)
     # Workspaces left out got all they asked for.
     return {
-        ws: (short[ws].granted, short[ws].wait_ms) if ws in short else (n, 0)
+        ws: (short[ws].granted, short[ws].due_ms[0] - now) if ws in short else (n, 0)
         for ws, n in asked.items()
     }
 
@@ -26,7 +37,7 @@ async def test_a_burst_of_one_seconds_worth_then_nothing_until_capacity_returns(
 ) -> None:
     first = await take(redis, {"a": 25}, global_rate=10)
     assert first["a"][0] == 10
-    assert 90 <= first["a"][1] <= 100  # the next slot: one interval on
+    assert 90 <= first["a"][1] <= 110  # the next slot: one interval on
     again = await take(redis, {"a": 5, "b": 5}, global_rate=10)
     assert [g for g, _ in again.values()] == [0, 0]
     assert (await deferrals(redis, KEYS))["a"].count == 20
@@ -46,3 +57,29 @@ async def test_overrides_in_redis_win_over_the_declared_rates(redis: Redis) -> N
     assert {ws: g for ws, (g, _) in grants.items()} == {"vip": 100, "free": 10}
     await set_limit(redis, KEYS, "vip", None)
     assert (await take(redis, {"vip": 1}, workspace_rate=10))["vip"][0] == 0
+
+
+async def test_jobs_not_granted_get_reserved_slots_that_no_later_job_takes(
+    redis: Redis,
+) -> None:
+    first = (await grants(redis, {"a": 25}, global_rate=10))["a"]
+    # 10 now, the other 15 each hold the next slot, one interval apart.
+    assert (first.granted, first.reserved, len(first.due_ms)) == (10, 15, 15)
+    gaps = [b - a for a, b in zip(first.due_ms, first.due_ms[1:], strict=False)]
+    assert all(99 <= gap <= 101 for gap in gaps)
+    # A later job, of any workspace, comes after them: their slots stay theirs.
+    later = (await grants(redis, {"b": 1}, global_rate=10))["b"]
+    assert (later.granted, later.reserved) == (0, 1)
+    assert later.due_ms[0] >= first.due_ms[-1] + 99
+
+
+async def test_slots_are_reserved_only_within_the_horizon(redis: Redis) -> None:
+    n = 10 + RESERVE_AHEAD_MS // 100 + 5
+    grant = (await grants(redis, {"a": n}, global_rate=10))["a"]
+    # At 10/s: a burst of 10, then a slot every 100 ms up to the horizon.
+    assert (grant.granted, grant.reserved) == (10, RESERVE_AHEAD_MS // 100)
+    # The rest come back as their slots enter the horizon, to ask again.
+    now = await redis_ms(redis)
+    unreserved = grant.due_ms[grant.reserved :]
+    assert len(unreserved) == 5
+    assert all(now < due <= now + 600 for due in unreserved)

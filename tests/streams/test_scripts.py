@@ -8,7 +8,7 @@ from streams import envelope as env
 from streams.claims import Held, extend, leave
 from streams.connection import Redis
 from streams.consume import ensure_group, read
-from streams.deadletter import dead_letters
+from streams.deadletter import dead_letters, replay
 from streams.jobs import counts, get_job
 from streams.keys import GROUP, PartitionKeys
 from streams.publish import Outgoing, publish
@@ -290,3 +290,63 @@ async def test_reclaim_tells_how_often_a_taken_over_job_started(redis: Redis) ->
     assert [(d.deliveries, d.starts) for d in second.deliveries] == [(3, 1), (3, 0)]
     await forget(redis, KEYS, [first.deliveries[0].entry_id])
     assert await redis.exists(KEYS.suspects) == 0
+
+
+async def dead_lettered(redis: Redis, job_ids: str, **retention: int) -> None:
+    """Publish, read and dead-letter `job_ids` (one character each), one settle each."""
+    await published(redis, *job_ids)
+    got = await read(redis, KEYS, "c1", 10, 100)
+    for d, job_id in zip(got, job_ids, strict=True):
+        dead = [Settlement(d.entry_id, job_id, "ws", "dead", 1, "poison", d.envelope)]
+        await settle(redis, KEYS, "c1", 60_000, dead, len(got), **retention)
+
+
+async def test_settle_keeps_at_most_the_newest_dead_letters_with_their_records(
+    redis: Redis,
+) -> None:
+    await dead_lettered(redis, "abcde", dead_retention_count=2)
+    assert [letter.envelope.id for letter in await dead_letters(redis, KEYS)] == ["d", "e"]
+    kept = [job_id for job_id in "abcde" if await get_job(redis, KEYS, job_id) is not None]
+    assert kept == ["d", "e"]
+    assert (await counts(redis, KEYS)).dead == 2
+    # Once dropped, the id may be published again.
+    assert (await publish(redis, KEYS, [job("a")]))[0].created
+
+
+async def test_settle_drops_dead_letters_past_their_retention(redis: Redis) -> None:
+    await dead_lettered(redis, "ab", dead_retention_ms=3_600_000)
+    assert (await counts(redis, KEYS)).dead == 2
+    newest = int((await dead_letters(redis, KEYS))[-1].entry_id.split("-")[0])
+
+    async def later() -> bool:
+        seconds, micros = await redis.time()
+        return seconds * 1000 + micros // 1000 > newest
+
+    # Redis's clock moves on within a millisecond: no sleep needed.
+    while not await later():
+        pass
+    # Kept no time at all: every letter older than this settle goes, its own stays.
+    await dead_lettered(redis, "c", dead_retention_ms=0)
+    assert [letter.envelope.id for letter in await dead_letters(redis, KEYS)] == ["c"]
+    assert await get_job(redis, KEYS, "a") is None
+    assert await get_job(redis, KEYS, "b") is None
+    assert await get_job(redis, KEYS, "c") is not None
+    assert (await counts(redis, KEYS)).dead == 1
+
+
+async def test_trimming_dead_letters_spares_a_replayed_jobs_new_letter(
+    redis: Redis,
+) -> None:
+    await dead_lettered(redis, "ab")
+    letters = await dead_letters(redis, KEYS)
+    # "a" is replayed and dead again (a new letter); its old letter is gone already,
+    # "b"'s goes with its record.
+    assert await replay(redis, KEYS, letters[:1]) == 1
+    (d,) = await read(redis, KEYS, "c1", 10, 100)
+    dead = [Settlement(d.entry_id, "a", "ws", "dead", 1, "poison", d.envelope)]
+    await settle(redis, KEYS, "c1", 60_000, dead, 1, dead_retention_count=1)
+    assert [letter.envelope.id for letter in await dead_letters(redis, KEYS)] == ["a"]
+    record = await get_job(redis, KEYS, "a")
+    assert record is not None
+    assert record.state == "dead"
+    assert await get_job(redis, KEYS, "b") is None
