@@ -7,8 +7,13 @@ effect of importing a module. A deployment lists its functions explicitly (see
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import inspect
+import logging
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -17,6 +22,8 @@ from streams.errors import ConfigurationError
 from streams.keys import check_function_name
 
 T = TypeVar("T", bound=msgspec.Struct)
+
+log = logging.getLogger(__name__)
 
 
 class Job(msgspec.Struct, Generic[T], frozen=True):
@@ -170,6 +177,11 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 BatchHandler = Callable[[Batch[T]], Awaitable[None]]
 JobHandler = Callable[[Job[T]], Awaitable[object]]
+# A plain `def` handler: it runs in a thread of the function's own, so blocking
+# code (a sync SDK, a CPU-bound step) does not stop the worker's event loop and
+# with it the heartbeats that keep its jobs claimed.
+SyncBatchHandler = Callable[[Batch[T]], None]
+SyncJobHandler = Callable[[Job[T]], object]
 
 
 class Function(Generic[T]):
@@ -216,29 +228,67 @@ def _single(handler: JobHandler[T]) -> BatchHandler[T]:
     return run
 
 
+def _in_threads(name: str, threads: int, handler: Callable[[Any], object]) -> Callable[..., Any]:
+    """Run a plain `def` handler in a pool of `threads` (the function's concurrency).
+
+    A thread cannot be cancelled: when the watchdog's timeout (or shutdown past
+    the grace period) cancels the call, the call goes on waiting for the thread
+    and its outcome stands, rather than the job being retried, and so run twice,
+    while the thread still runs it.
+    """
+    pool: list[ThreadPoolExecutor] = []
+
+    async def run(arg: object) -> object:
+        if not pool:
+            pool.append(ThreadPoolExecutor(threads, thread_name_prefix=f"sluice-{name}"))
+        loop = asyncio.get_running_loop()
+        # The caller's context (log fields, the trace) goes with the call.
+        future = loop.run_in_executor(pool[0], contextvars.copy_context().run, handler, arg)
+        warned = False
+        while True:
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                if not warned:
+                    warned = True
+                    log.warning(
+                        "%s: a plain def handler cannot be stopped: waiting for its thread", name
+                    )
+
+    run.__qualname__ = getattr(handler, "__qualname__", "handler")
+    return run
+
+
 def function(
     name: str, *, input: type[T], example: T | None = None, **options: object
-) -> Callable[[JobHandler[T]], Function[T]]:
-    """Declare a handler that receives one `Job` at a time.
+) -> Callable[[JobHandler[T] | SyncJobHandler[T]], Function[T]]:
+    """Declare a handler that receives one `Job` at a time: an `async def`, or a
+    plain `def`, which runs in a thread (one per unit of concurrency).
 
     Options are those of `Options` (batch_size, concurrency, timeout_s, ...);
     a misspelt or ill-typed option raises at declaration, not at run time.
     """
     opts = _options(name, options)
 
-    def declare(handler: JobHandler[T]) -> Function[T]:
-        return Function(name, input, _single(handler), opts, batched=False, example=example)
+    def declare(handler: JobHandler[T] | SyncJobHandler[T]) -> Function[T]:
+        if not inspect.iscoroutinefunction(handler):
+            handler = _in_threads(name, opts.concurrency, handler)
+        single = _single(handler)
+        return Function(name, input, single, opts, batched=False, example=example)
 
     return declare
 
 
 def batch_function(
     name: str, *, input: type[T], example: T | None = None, **options: object
-) -> Callable[[BatchHandler[T]], Function[T]]:
-    """Declare a handler that receives a `Batch` of jobs of one workspace per call."""
+) -> Callable[[BatchHandler[T] | SyncBatchHandler[T]], Function[T]]:
+    """Declare a handler that receives a `Batch` of jobs of one workspace per call
+    (a plain `def` runs in a thread, as for `function`)."""
     opts = _options(name, options)
 
-    def declare(handler: BatchHandler[T]) -> Function[T]:
+    def declare(handler: BatchHandler[T] | SyncBatchHandler[T]) -> Function[T]:
+        if not inspect.iscoroutinefunction(handler):
+            handler = _in_threads(name, opts.concurrency, handler)
         return Function(name, input, handler, opts, batched=True, example=example)
 
     return declare

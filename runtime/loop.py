@@ -112,11 +112,20 @@ class PartitionLoop:
         # Calls running in lanes now: while any run, the settler waits a few loop
         # turns for their outcomes to share its round trip.
         self.busy = 0
+        self.lanes: list[Lane] = []
+
+    def running(self) -> list[str]:
+        """The calls in the lanes now, for a report of a blocked loop (runtime.stall)."""
+        return [
+            f"{self.fn.name} job {', '.join(e.id for e in lane.call.envelopes)}"
+            for lane in self.lanes
+            if isinstance(lane.call, Call)
+        ]
 
     async def run(self, stop: asyncio.Event) -> None:
         if not await self._join(stop):
             return
-        lanes = [Lane() for _ in range(self.fn.options.concurrency)]
+        self.lanes = lanes = [Lane() for _ in range(self.fn.options.concurrency)]
         for lane in lanes:
             lane.task = asyncio.create_task(self._lane(lane))
         watchdog = asyncio.create_task(expire_forever(lanes, self.fn.options.timeout_s))

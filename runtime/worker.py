@@ -15,6 +15,7 @@ from runtime.health import RedisHealth
 from runtime.isolation import Gate
 from runtime.loop import LoopConfig, PartitionLoop
 from runtime.settings import Settings
+from runtime.stall import Claims, StallWatch
 from streams.connection import Redis
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class WorkerHost:
             grace_s=settings.grace_s,
         )
         self.consumer = config.consumer
+        self.redis = settings.redis
         # One for the process: a crash takes every function's calls in it.
         gate = Gate()
         self.loops = [
@@ -53,7 +55,23 @@ class WorkerHost:
     async def run(self, stop: asyncio.Event) -> None:
         names = sorted({loop.fn.name for loop in self.loops})
         log.info("worker %s consuming %s", self.consumer, ", ".join(names))
-        async with asyncio.TaskGroup() as group:
-            for loop in self.loops:
-                group.create_task(loop.run(stop))
+        watch = StallWatch(
+            self.redis,
+            self._claims,
+            self._running,
+            min((loop.fn.options.visibility_timeout_s for loop in self.loops), default=60) / 3,
+        )
+        watch.start(asyncio.get_running_loop())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for loop in self.loops:
+                    group.create_task(loop.run(stop))
+        finally:
+            watch.stop()
         log.info("worker %s stopped", self.consumer)
+
+    def _claims(self) -> list[Claims]:
+        return [(loop.keys, self.consumer, list(loop.held)) for loop in self.loops if loop.held]
+
+    def _running(self) -> list[str]:
+        return [call for loop in self.loops for call in loop.running()]

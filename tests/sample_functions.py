@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Literal
@@ -203,6 +204,29 @@ run_doomed_task = function(
     "doomed-tasks", input=Task, attempts=1, timeout_s=2.0, dead_retention_count=3
 )(_run)
 
+
+async def _run_blocking(job: Job[Task]) -> None:
+    """Blocks the event loop for `sleep_ms`: the mistake runtime.stall survives."""
+    ledger.attempt(job)
+    time.sleep(job.data.sleep_ms / 1000)  # noqa: ASYNC251 - blocking on purpose
+    ledger.record([job.id])
+
+
+# A 1 s visibility timeout, and a handler that blocks the loop for longer.
+run_blocking_task = function(
+    "blocking-tasks", input=Task, concurrency=1, timeout_s=30.0, visibility_timeout_s=1.0
+)(_run_blocking)
+
+
+def _run_in_thread(job: Job[Task]) -> dict[str, object]:
+    """A plain def handler: it runs in a thread, so it may block."""
+    time.sleep(job.data.sleep_ms / 1000)
+    ledger.record([job.id])
+    return {"n": job.data.n, "thread": threading.current_thread().name}
+
+
+run_thread_task = function("thread-tasks", input=Task, concurrency=2, timeout_s=0.5)(_run_in_thread)
+
 FUNCTIONS = (
     run_task,
     run_batch,
@@ -215,4 +239,6 @@ FUNCTIONS = (
     run_limited_task,
     run_tier_task,
     run_doomed_task,
+    run_blocking_task,
+    run_thread_task,
 )
