@@ -31,7 +31,7 @@ async def heartbeat_forever(
         if not held:
             continue
         try:
-            lost = await extend(client, keys, consumer, list(held))
+            lost = (await extend(client, keys, consumer, list(held))).lost
         except RedisUnavailable as exc:
             health.down(exc)
             continue

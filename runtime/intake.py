@@ -36,6 +36,9 @@ class Call(msgspec.Struct):
     # nothing else runs in the process beside it (runtime.isolation).
     suspect: bool = False
     alone: bool = False
+    # When it was read (host clock, ms): a call that waited long for a lane is
+    # checked to be still this worker's before it runs (runtime.loop).
+    read_ms: int = 0
 
 
 class Intake(msgspec.Struct):
@@ -91,15 +94,17 @@ def take_in(
                     if d.deliveries > 1:
                         suspects.append(
                             Call(Batch(job.workspace, [job]), [d.entry_id], [envelope], True,
-                                 d.starts > 0)
+                                 d.starts > 0, now_ms)
                         )  # fmt: skip
                     else:
                         ready.append((d.entry_id, job, envelope))
         taken.append((d.entry_id, envelope.id))
     if fn.batched:
-        calls = _by_workspace(ready)
+        calls = _by_workspace(ready, now_ms)
     else:
-        calls = [Call(Batch(job.workspace, [job]), [eid], [e]) for eid, job, e in ready]
+        calls = [
+            Call(Batch(job.workspace, [job]), [eid], [e], read_ms=now_ms) for eid, job, e in ready
+        ]
     return Intake(suspects + calls if suspects else calls, settlements, taken)
 
 
@@ -108,12 +113,14 @@ def _dead(fn: Function[Any], d: Delivery, envelope: env.Envelope, reason: str) -
     return dead(d.entry_id, envelope, reason, d.envelope)
 
 
-def _by_workspace(ready: list[tuple[str, Job[Any], env.Envelope]]) -> list[Call]:
+def _by_workspace(ready: list[tuple[str, Job[Any], env.Envelope]], now_ms: int) -> list[Call]:
     calls: dict[str, Call] = {}
     for entry_id, job, envelope in ready:
         call = calls.get(job.workspace)
         if call is None:
-            calls[job.workspace] = Call(Batch(job.workspace, [job]), [entry_id], [envelope])
+            calls[job.workspace] = Call(
+                Batch(job.workspace, [job]), [entry_id], [envelope], read_ms=now_ms
+            )
         else:
             call.batch.jobs.append(job)
             call.entry_ids.append(entry_id)

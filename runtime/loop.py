@@ -20,7 +20,7 @@ import msgspec
 
 from runtime import instruments, logs, tracing
 from runtime.backoff import Backoff
-from runtime.declare import Failure, Function
+from runtime.declare import Batch, Failure, Function
 from runtime.health import RedisHealth
 from runtime.heartbeat import heartbeat_forever
 from runtime.intake import Call, Intake, take_in
@@ -33,7 +33,7 @@ from runtime.outcome import completed, failed
 from runtime.reclaimer import reclaim_forever
 from runtime.watchdog import Lane, expire_forever
 from streams import envelope as env
-from streams.claims import Held, leave
+from streams.claims import Held, extend, leave
 from streams.connection import Redis
 from streams.consume import Delivery, Read, ensure_group, read, refill, taken
 from streams.errors import RedisUnavailable
@@ -83,6 +83,8 @@ class PartitionLoop:
         per_call = opts.batch_size if fn.batched else 1
         self.capacity = 2 * opts.batch_size + opts.concurrency * per_call
         self.retention_ms = int(opts.retention_s * 1000)
+        # A call that waited this long for a lane may have been taken over meanwhile.
+        self.late_ms = int(opts.visibility_timeout_s * 500)
         self.dead_retention_ms = int(opts.dead_retention_s * 1000)
         # Declared with a rate; otherwise limited while overrides exist.
         self.declared_limited = limited(fn)
@@ -405,14 +407,20 @@ class PartitionLoop:
                 await gate.enter(call.alone)
             else:
                 gate.running += 1
-            if call.suspect:
-                # Once through the gate: a suspect waiting there must not be
-                # charged with a crash of the one running alone.
-                try:
+            try:
+                if env.now_ms() - call.read_ms > self.late_ms:
+                    kept = await self._still_held(call)
+                    if kept is None:
+                        gate.leave(call.alone)
+                        continue
+                    call = kept
+                if call.suspect:
+                    # Once through the gate: a suspect waiting there must not be
+                    # charged with a crash of the one running alone.
                     await self._mark_started(call)
-                except BaseException:
-                    gate.leave(call.alone)
-                    raise
+            except BaseException:
+                gate.leave(call.alone)
+                raise
             batch = call.batch
             logs.job.set(
                 (self.fn.name, batch.workspace, "" if len(batch) > 1 else batch.jobs[0].id)
@@ -451,6 +459,35 @@ class PartitionLoop:
                 else:
                     append(failed(self.fn, entry_id, envelope, failure))
             outbox.set()
+
+    async def _still_held(self, call: Call) -> Call | None:
+        """The part of a late call that is still this worker's, claims renewed.
+
+        A worker that froze (a stopped process, a long GC pause, a blocked loop)
+        past the visibility timeout finds its queued jobs taken over, and maybe
+        finished, by another: settling them would be fenced, but running them
+        again is the harm. What Redis cannot confirm (it is away) runs.
+        """
+        try:
+            extension = await extend(self.client, self.keys, self.config.consumer, call.entry_ids)
+        except RedisUnavailable:
+            return call
+        gone = {*extension.lost, *extension.gone}
+        if not gone:
+            return call
+        for eid in gone:
+            self.held.pop(eid, None)
+        self.room.set()
+        log.warning("%s: %d late jobs not run: another worker took them over", self.keys, len(gone))
+        keep = [i for i, eid in enumerate(call.entry_ids) if eid not in gone]
+        if not keep:
+            return None
+        return msgspec.structs.replace(
+            call,
+            batch=Batch(call.batch.workspace, [call.batch.jobs[i] for i in keep]),
+            entry_ids=[call.entry_ids[i] for i in keep],
+            envelopes=[call.envelopes[i] for i in keep],
+        )
 
     async def _mark_started(self, call: Call) -> None:
         """Count the start of a suspect's call in Redis before it runs: run unmarked,

@@ -113,7 +113,7 @@ class StallWatch:
             try:
                 lost = 0
                 for keys, consumer, entry_ids in self.claims():
-                    lost += len(await extend(client, keys, consumer, entry_ids))
+                    lost += len((await extend(client, keys, consumer, entry_ids)).lost)
                 return lost
             finally:
                 await client.aclose()

@@ -21,6 +21,14 @@ class Held(msgspec.Struct, frozen=True):
     job_id: str
 
 
+class Extension(msgspec.Struct, frozen=True):
+    # Held entries another consumer owns now (it took them over from this one).
+    lost: list[str]
+    # Held entries pending for no one: settled, by this consumer while the call was
+    # on its way, or by another that took them over (this one was frozen).
+    gone: list[str]
+
+
 class Left(msgspec.Struct, frozen=True):
     handed_back: int
     # False when entries this process never saw (a read cut off by a dropped
@@ -30,13 +38,14 @@ class Left(msgspec.Struct, frozen=True):
 
 async def extend(
     client: Redis, keys: PartitionKeys, consumer: str, entry_ids: Sequence[str]
-) -> list[str]:
-    """Reset the idle time of held entries; returns those another consumer took."""
+) -> Extension:
+    """Reset the idle time of held entries; says which are no longer this consumer's."""
     if not entry_ids:
-        return []
+        return Extension([], [])
     reply = await _EXTEND(client, [keys.stream], [GROUP, consumer, *entry_ids])
     assert isinstance(reply, list)
-    return [eid.decode() for eid in reply]
+    lost, gone = reply
+    return Extension([eid.decode() for eid in lost], [eid.decode() for eid in gone])
 
 
 async def leave(client: Redis, keys: PartitionKeys, consumer: str, held: Sequence[Held]) -> Left:

@@ -223,3 +223,41 @@ async def test_a_killed_workers_jobs_go_ahead_of_a_full_survivors_queue(
     # may start before they are queued; without going first they wait for about
     # 100 of the survivor's jobs.
     assert ahead <= 40, f"{ahead} of the survivor's jobs ran before the victim's last"
+
+
+async def test_a_zombie_worker_does_not_run_jobs_finished_elsewhere(
+    redis: Redis, shared_server: RedisServer, tmp_path: Path, ledger: Path
+) -> None:
+    # long-tasks: visibility timeout 1 s, two lanes. The zombie holds four 2 s jobs,
+    # runs two, and freezes; the survivor takes all four over and finishes them.
+    # Thawed, the zombie's two running calls end (their settles are fenced), and
+    # the two it never started must not run: they are another's, and done.
+    keys = PartitionKeys("long-tasks", 0)
+    await ensure_group(redis, keys)
+    jobs = await publish_tasks(redis, "long-tasks", 4, sleep_ms=2000)
+    log = tmp_path / "zombie.log"
+    zombie = start_worker(shared_server.url, ledger, functions="long-tasks", log=log)
+    try:
+
+        async def holding_all() -> bool:
+            summary: dict[str, Any] = await redis.xpending(keys.stream, GROUP)
+            return int(summary["pending"]) == len(jobs)
+
+        await wait_until(holding_all, what="the zombie to hold every job")
+        zombie.send_signal(signal.SIGSTOP)
+        async with worker_in_process(shared_server.url, "long-tasks"):
+            await wait_completed(redis, "long-tasks", len(jobs))
+        zombie.send_signal(signal.SIGCONT)
+
+        async def skipped() -> bool:
+            return "late jobs not run" in log.read_text()
+
+        await wait_until(skipped, what="the zombie to skip the jobs done elsewhere")
+    finally:
+        zombie.send_signal(signal.SIGCONT)
+        zombie.send_signal(signal.SIGTERM)
+        assert zombie.wait(timeout=15) == 0
+    handled = read_ledger(ledger)
+    assert set(handled) == jobs
+    # The survivor ran all four; the zombie only the two it was running.
+    assert sum(handled.values()) == len(jobs) + 2

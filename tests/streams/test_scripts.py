@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from streams import envelope as env
-from streams.claims import Held, extend, leave
+from streams.claims import Extension, Held, extend, leave
 from streams.connection import Redis
 from streams.consume import ensure_group, read
 from streams.deadletter import dead_letters, replay
@@ -152,8 +152,8 @@ async def test_extend_resets_idle_time_without_stealing(redis: Redis) -> None:
     await published(redis, "a", "b")
     got = await read(redis, KEYS, "c1", 10, 100)
     await reclaim(redis, KEYS, "c2", 0, "0-0", 1)  # c2 takes "a"
-    lost = await extend(redis, KEYS, "c1", [d.entry_id for d in got])
-    assert lost == [got[0].entry_id]
+    extension = await extend(redis, KEYS, "c1", [d.entry_id for d in got])
+    assert (extension.lost, extension.gone) == ([got[0].entry_id], [])
     pending: list[dict[str, Any]] = await redis.xpending_range(KEYS.stream, GROUP, "-", "+", 10)
     owners = {p["message_id"].decode(): p["consumer"].decode() for p in pending}
     assert owners == {got[0].entry_id: "c2", got[1].entry_id: "c1"}
@@ -167,7 +167,7 @@ async def test_extend_resets_the_idle_time_of_every_held_entry(redis: Redis) -> 
     ids: list[Any] = [d.entry_id for d in got]
     # Make every entry look long idle, as if its heartbeat were about to lapse.
     await redis.xclaim(KEYS.stream, GROUP, "c1", 0, ids, idle=100_000, justid=True)
-    assert await extend(redis, KEYS, "c1", ids) == []
+    assert await extend(redis, KEYS, "c1", ids) == Extension([], [])
     pending: list[dict[str, Any]] = await redis.xpending_range(KEYS.stream, GROUP, "-", "+", 10)
     assert len(pending) == 6
     assert all(p["time_since_delivered"] < 100_000 for p in pending), pending
@@ -178,7 +178,7 @@ async def test_extend_does_not_call_an_entry_settled_meanwhile_lost(redis: Redis
     await published(redis, "a")
     (d,) = await read(redis, KEYS, "c1", 10, 100)
     await settle(redis, KEYS, "c1", 60_000, [Settlement(d.entry_id, "a", "ws", "completed", 1)], 1)
-    assert await extend(redis, KEYS, "c1", [d.entry_id]) == []
+    assert await extend(redis, KEYS, "c1", [d.entry_id]) == Extension([], [d.entry_id])
 
 
 async def test_leave_hands_back_at_once_and_deletes_the_consumer(redis: Redis) -> None:
