@@ -55,7 +55,7 @@ async def test_delayed_and_duplicate_publishes(api: Api, redis: Redis) -> None:
     again = await api.post("/v1/events/tasks", event)
     assert again.status == 200
     assert await again.json() == {"id": "order-1", "duplicate": True}
-    record = await Jobs(redis, registry()).get("tasks", "order-1")
+    record = await Jobs(redis, registry()).get("tasks", "order-1", workspace="acme")
     assert record is not None
     assert record.state == "delayed"
     # The Idempotency-Key header names the job when the body does not.
@@ -65,6 +65,40 @@ async def test_delayed_and_duplicate_publishes(api: Api, redis: Redis) -> None:
         answer = await api.http.post("/v1/events/tasks", json=body, headers=headers)
         assert answer.status == status
         assert (await answer.json())["id"] == "req-7"
+
+
+async def test_an_id_or_idempotency_key_is_per_workspace(api: Api, redis: Redis) -> None:
+    # acme and other each give the same id, in the body and in the header: neither
+    # learns of the other's job nor makes it vanish; each sees its own by that id.
+    for who in ("acme", "other"):
+        event = {"workspace": who, "data": {"n": 1}, "id": "order-9", "delay_ms": 60_000}
+        answer = await api.post("/v1/events/tasks", event, who=who)
+        assert (answer.status, await answer.json()) == (202, {"id": "order-9", "duplicate": False})
+        headers = {**api.auth(who), "Idempotency-Key": "req-9"}
+        body = {"workspace": who, "data": {"n": 2}, "delay_ms": 60_000}
+        answer = await api.http.post("/v1/events/tasks", json=body, headers=headers)
+        assert (answer.status, await answer.json()) == (202, {"id": "req-9", "duplicate": False})
+    repeat = {"workspace": "acme", "data": {"n": 3}, "id": "order-9"}
+    again = await api.post("/v1/events/tasks", repeat)
+    assert (again.status, await again.json()) == (200, {"id": "order-9", "duplicate": True})
+    assert (await Jobs(redis, registry()).counts("tasks")).delayed == 4
+    for who in ("acme", "other"):
+        for job_id in ("order-9", "req-9"):
+            answer = await api.http.get(f"/v1/jobs/{job_id}", headers=api.auth(who))
+            found = await answer.json()
+            assert (answer.status, found["id"], found["workspace"]) == (200, job_id, who)
+    cancelled = await api.http.delete("/v1/jobs/order-9", headers=api.auth("acme"))
+    assert (await cancelled.json())["state"] == "cancelled"
+    theirs = await api.http.get("/v1/jobs/order-9", headers=api.auth("other"))
+    assert (await theirs.json())["state"] == "delayed"
+    # An admin names the workspace of an id its publisher gave.
+    admin = await api.http.get("/v1/jobs/order-9?workspace=other", headers=api.auth("admin"))
+    assert ((await admin.json())["workspace"], (await admin.json())["state"]) == (
+        "other", "delayed",
+    )  # fmt: skip
+    unnamed = await api.http.get("/v1/jobs/order-9", headers=api.auth("admin"))
+    assert unnamed.status == 404
+    assert "?workspace=" in (await unnamed.json())["detail"]
 
 
 async def test_the_seed_routes_publish_to_email_and_sms(api: Api, redis: Redis) -> None:
