@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runtime import Jobs
+from runtime import DeadLetters, Jobs
 from streams.connection import Redis
 from tests.ingress.conftest import MAX_BODY, Api, registry
 from tests.redis_server import RedisServer
@@ -99,6 +99,35 @@ async def test_an_id_or_idempotency_key_is_per_workspace(api: Api, redis: Redis)
     unnamed = await api.http.get("/v1/jobs/order-9", headers=api.auth("admin"))
     assert unnamed.status == 404
     assert "?workspace=" in (await unnamed.json())["detail"]
+
+
+async def test_dead_letters_of_one_id_are_each_workspaces_own(
+    api: Api, redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    dead = DeadLetters(redis, registry())
+    async with worker_in_process(shared_server.url, "tasks"):
+        for who in ("acme", "other"):
+            event = {"workspace": who, "data": {"n": 1, "mode": "reject"}, "id": "order-7"}
+            assert (await api.post("/v1/events/tasks", event, who=who)).status == 202
+
+        async def both_dead() -> bool:
+            return len(await dead.read("tasks")) == 2
+
+        await wait_until(both_dead, what="two dead letters")
+    # A handler (and so a letter's envelope) has the id unique across workspaces.
+    (letter,) = await dead.read("tasks", workspace="acme")
+    assert letter.envelope.id == "acme~order-7"
+    for who in ("acme", "other"):
+        answer = await api.http.get("/v1/dead-letters/tasks", headers=api.auth(who))
+        ((view,),) = [(await answer.json())["letters"]]
+        assert (view["id"], view["workspace"]) == ("order-7", who)
+    replayed = await api.post("/v1/dead-letters/tasks/replay", {"ids": ["order-7"]})
+    assert await replayed.json() == {"replayed": 1}
+    (left,) = await dead.read("tasks")
+    assert left.envelope.workspace == "other"
+    record = await Jobs(redis, registry()).get("tasks", "order-7", workspace="acme")
+    assert record is not None
+    assert record.state == "queued"
 
 
 async def test_the_seed_routes_publish_to_email_and_sms(api: Api, redis: Redis) -> None:
