@@ -9,8 +9,10 @@ import pytest
 
 from runtime import Client, JobNotFound, Jobs, WrongJobState
 from runtime.registry import load
+from streams import envelope as env
 from streams.connection import Redis
 from streams.listing import Listable
+from streams.publish import Outgoing, publish
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, read_ledger, total_counts, wait_until, worker_in_process
 
@@ -272,3 +274,26 @@ async def test_a_workspace_never_reaches_another_workspaces_job_by_its_id(redis:
     assert record.state == "delayed"  # untouched by acme's attempts
     # An admin (no workspace) finds a generated id as it is.
     assert await jobs.get("tasks", theirs.id) == record
+
+
+async def test_a_job_written_before_ids_were_per_workspace_is_still_found(redis: Redis) -> None:
+    # The earlier version stored a given id as it was: such a record is its
+    # workspace's by that id, and no other workspace's.
+    registry = load(SAMPLE)
+    jobs = Jobs(redis, registry)
+    (keys,) = registry.partitions("tasks", "acme")
+    payload = env.encode_payload({"n": 1})
+    old = env.Envelope("legacy-1", "tasks", "acme", payload, env.now_ms())
+    await publish(redis, keys, [Outgoing(old, delay_ms=HOUR)])
+    assert await jobs.get("tasks", "legacy-1", workspace="other") is None
+    assert await jobs.get("tasks", "legacy-1") is not None  # an admin's, as before
+    await jobs.cancel("tasks", "legacy-1", workspace="acme")
+    record = await jobs.get("tasks", "legacy-1", workspace="acme")
+    assert record is not None
+    assert (record.id, record.state) == ("legacy-1", "cancelled")
+    # A given id is also found by its stored form (a handler's job.id), in its workspace only.
+    await Client(redis, registry).publish("tasks", workspace="acme", data={"n": 2}, id="new-1")
+    stored = await jobs.get("tasks", "acme~new-1")
+    assert stored is not None
+    assert (stored.id, stored.workspace) == ("new-1", "acme")
+    assert await jobs.get("tasks", "acme~new-1", workspace="other") is None
