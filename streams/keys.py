@@ -69,6 +69,7 @@ def job_ref(job_id: str, workspace: str | None) -> tuple[str | None, list[str]]:
     check_token("job id", job_id)
     if workspace is None:
         return None, [job_id]
+    check_token("workspace", workspace)
     # Its own given id first; a generated id (or one stored before ids were per
     # workspace) only if its record is of this workspace (the scripts check).
     return workspace, [given_id(workspace, job_id), job_id]
