@@ -16,7 +16,7 @@ from runtime.registry import Registry
 from runtime.timing import due, epoch_ms
 from streams import envelope as env
 from streams.connection import Redis
-from streams.keys import PartitionKeys, check_token, partition_of
+from streams.keys import PartitionKeys, check_token, given_id, partition_of
 from streams.publish import Outgoing, Written, publish
 
 # One Lua call writes at most this many jobs, so a huge bulk publish does not
@@ -78,6 +78,7 @@ class Publishable(Protocol):
 class Receipt(msgspec.Struct, frozen=True):
     """What a publish wrote: one job id, shared by every function the topic routes to."""
 
+    # As given (ids are per workspace), or as generated.
     id: str
     functions: tuple[str, ...]
     # True when every copy already existed: nothing was written.
@@ -87,7 +88,9 @@ class Receipt(msgspec.Struct, frozen=True):
 class Prepared(msgspec.Struct, frozen=True):
     """Events validated and encoded for their partitions, not yet written."""
 
+    # The jobs' stored ids, and each as the API shows it (keys.shown_id).
     ids: list[str]
+    shown: list[str]
     functions: tuple[str, ...]
     groups: dict[PartitionKeys, list[Outgoing]]
 
@@ -144,16 +147,20 @@ class Client:
         functions, names = self._route(target)
         created_ms = env.now_ms()
         ids: list[str] = []
+        shown: list[str] = []
         groups: dict[PartitionKeys, list[Outgoing]] = {}
         # One pass per event, each check once whatever the number of functions,
         # and the usual event (no id, schedule, key or tags) without a call for
         # each: this runs for every HTTP publish, most of them of one event.
         for i, event in enumerate(events):
-            job_id = (
-                env.new_job_id()
-                if event.id is None
-                else check_token(f"job id of event {i}", event.id)
-            )
+            workspace = check_token("workspace", event.workspace)
+            # A given id is kept per workspace (keys.given_id); a generated one as it is.
+            if event.id is None:
+                job_id = env.new_job_id()
+                shown.append(job_id)
+            else:
+                shown.append(check_token(f"job id of event {i}", event.id))
+                job_id = given_id(workspace, event.id)
             ids.append(job_id)
             if event.delay_ms is None and event.run_at is None:
                 due_ms = delay_ms = 0
@@ -164,7 +171,6 @@ class Client:
                 if event.expires_at is None
                 else epoch_ms(event.expires_at, f"event {i}: expires_at")
             )
-            workspace = check_token("workspace", event.workspace)
             key = "" if event.key is None else check_token(f"key of event {i}", event.key)
             tags = _tags(event.tags, i) if event.tags else ()
             priority = PRIORITIES.get(event.priority) if isinstance(event.priority, str) else None
@@ -190,7 +196,7 @@ class Client:
                 groups.setdefault(self._partition(fn.name, part), []).append(
                     Outgoing(envelope, due_ms, delay_ms)
                 )
-        return Prepared(ids, names, groups)
+        return Prepared(ids, shown, names, groups)
 
     async def write(self, prepared: Sequence[Prepared]) -> list[list[Receipt]]:
         """Write prepared publishes together: one script call per partition (and
@@ -215,11 +221,14 @@ class Client:
             functions = p.functions
             if len(functions) == 1:  # most topics: no loop over functions per job
                 (name,) = functions
-                receipts.append([Receipt(i, functions, (i, name) not in created) for i in p.ids])
+                receipts.append([
+                    Receipt(s, functions, (i, name) not in created)
+                    for i, s in zip(p.ids, p.shown, strict=True)
+                ])  # fmt: skip
             else:
                 receipts.append([
-                    Receipt(i, functions, all((i, n) not in created for n in functions))
-                    for i in p.ids
+                    Receipt(s, functions, all((i, n) not in created for n in functions))
+                    for i, s in zip(p.ids, p.shown, strict=True)
                 ])  # fmt: skip
         return receipts
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from runtime.registry import Registry
 from streams.connection import Redis
 from streams.deadletter import DeadLetter, dead_letters, newest_letter, purge, replay
-from streams.keys import PartitionKeys
+from streams.keys import PartitionKeys, shown_id
 
 # Letters read per round trip while walking a dead-letter stream.
 PAGE = 500
@@ -41,7 +41,10 @@ class DeadLetters:
         workspace: str | None = None,
     ) -> int:
         """Queue dead jobs of `function` again (those with `ids`, or all, optionally
-        of one workspace); each starts over at attempt 1. Returns how many."""
+        of one workspace); each starts over at attempt 1. Returns how many.
+
+        An id matches as its publisher gave it or as stored (`job.id` in the
+        handler); ids are per workspace, so give `workspace` to keep to one."""
         share = self.registry.share(function)
 
         async def requeue(redis: Redis, keys: PartitionKeys, page: Sequence[DeadLetter]) -> int:
@@ -87,7 +90,11 @@ class DeadLetters:
                 page = [
                     letter
                     for letter in letters
-                    if (wanted is None or letter.envelope.id in wanted)
+                    if (
+                        wanted is None
+                        or letter.envelope.id in wanted
+                        or shown_id(letter.envelope.id) in wanted
+                    )
                     and (workspace is None or letter.envelope.workspace == workspace)
                 ]
                 if page:

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 class Job(msgspec.Struct, Generic[T], frozen=True):
     """One delivery of one event to one function, as a handler sees it."""
 
+    # Unique across workspaces: an id its publisher gave reads "<workspace>~<id>"
+    # (streams.keys.given_id), so a handler's own records of done jobs never take
+    # one tenant's job for another's of the same id.
     id: str
     workspace: str
     data: T

@@ -12,8 +12,8 @@ from runtime.registry import Registry
 from runtime.timing import due
 from streams import cancel as scripts
 from streams.connection import Redis
-from streams.jobs import Counts, JobRecord, counts, get_job
-from streams.keys import PartitionKeys, check_token
+from streams.jobs import Counts, JobRecord, counts, find_job
+from streams.keys import PartitionKeys, check_token, job_ref, shown_id
 from streams.listing import Listable, Page, list_jobs
 
 
@@ -30,6 +30,11 @@ class Jobs:
 
     A job lives in one partition of its function: the one its workspace maps to.
     Pass `workspace` when known; otherwise each partition is asked in turn.
+
+    Ids are per workspace: given `workspace`, a job is found by the id its
+    publisher gave or was given, and only if it is of that workspace. Without it
+    only a generated id (or a stored one, `ws~id`, as `job.id` in a handler)
+    finds its job: the same given id may name a job in each workspace.
     """
 
     def __init__(self, redis: Redis, registry: Registry) -> None:
@@ -39,8 +44,9 @@ class Jobs:
     async def get(
         self, function: str, job_id: str, *, workspace: str | None = None
     ) -> JobRecord | None:
-        for keys in self.registry.partitions(function, workspace):
-            record = await get_job(self.redis, keys, check_token("job id", job_id))
+        owner, ids = job_ref(job_id, workspace)
+        for keys in self.registry.partitions(function, owner):
+            record = await find_job(self.redis, keys, ids, owner or "")
             if record is not None:
                 return record
         return None
@@ -50,9 +56,9 @@ class Jobs:
         has read. Cancelling a cancelled job does nothing, so callers may retry.
         Raises `WrongJobState` for a running or finished job."""
 
-        async def cancel(keys: PartitionKeys) -> str:
+        async def cancel(keys: PartitionKeys, ids: list[str], owner: str) -> str:
             share = self.registry.share(function)
-            return (await scripts.cancel(self.redis, keys, "id", job_id, share=share))[job_id]
+            return await scripts.cancel_job(self.redis, keys, ids, owner, share)
 
         await self._change(
             function, job_id, workspace, cancel, done="cancelled", action="cancelled"
@@ -74,10 +80,10 @@ class Jobs:
             raise JobNotFound(
                 f"no live job of function {function!r} has key {key!r} in {workspace!r}"
             )
-        ((job_id, state),) = outcome.items()
+        ((stored, state),) = outcome.items()
         if state != "cancelled":
-            raise WrongJobState(job_id, state, "cancelled")
-        return job_id
+            raise WrongJobState(shown_id(stored), state, "cancelled")
+        return shown_id(stored)
 
     async def cancel_tag(
         self, tag: str, *, workspace: str, functions: Iterable[str] | None = None
@@ -97,9 +103,9 @@ class Jobs:
                 )
             ).items():
                 if state == "cancelled":
-                    cancelled.append(job_id)
+                    cancelled.append(shown_id(job_id))
                 elif state == "active":
-                    running.append(job_id)
+                    running.append(shown_id(job_id))
         return Cancelled(tuple(cancelled), tuple(running))
 
     async def reschedule(
@@ -115,8 +121,10 @@ class Jobs:
         schedulers' wake-up). Raises `WrongJobState` for any other job."""
         due_ms, delay = due(delay_ms, run_at, f"job {job_id}")
 
-        async def move(keys: PartitionKeys) -> str:
-            return await scripts.reschedule(self.redis, keys, job_id, due_ms=due_ms, delay_ms=delay)
+        async def move(keys: PartitionKeys, ids: list[str], owner: str) -> str:
+            return await scripts.reschedule(
+                self.redis, keys, ids, owner, due_ms=due_ms, delay_ms=delay
+            )
 
         await self._change(function, job_id, workspace, move, done="delayed", action="rescheduled")
 
@@ -163,14 +171,14 @@ class Jobs:
         function: str,
         job_id: str,
         workspace: str | None,
-        script: Callable[[PartitionKeys], Awaitable[str]],
+        script: Callable[[PartitionKeys, list[str], str], Awaitable[str]],
         *,
         done: str,
         action: str,
     ) -> None:
-        check_token("job id", job_id)
-        for keys in self.registry.partitions(function, workspace):
-            state = await script(keys)
+        owner, ids = job_ref(job_id, workspace)
+        for keys in self.registry.partitions(function, owner):
+            state = await script(keys, ids, owner or "")
             if state == done:
                 return
             if state != "missing":

@@ -4,12 +4,13 @@
 -- KEYS[1] job records, KEYS[2] delayed, KEYS[3] stream, KEYS[4] stats,
 -- KEYS[5] retention index, KEYS[6] keyed, KEYS[7] tagged, KEYS[8] backlog,
 -- KEYS[9] share
--- ARGV[1] group, ARGV[2] 'id' | 'key' | 'tag', ARGV[3] the job id, "ws/key", or
--- "ws/tag/" (a prefix of the tag's members), ARGV[4] each workspace's share of
--- the stream (admit.lua): a cancelled entry's place goes to the next in its backlog
--- Returns pairs {job id, outcome}: 'cancelled' (now, or already before), else
--- what kept it, changing nothing: 'missing', 'active' (a worker holds it) or a
--- finished state. Records: see streams/jobs.py.
+-- ARGV[1] group, ARGV[2] 'id' | 'key' | 'tag', ARGV[3] the job's workspace ('':
+-- any), "ws/key", or "ws/tag/" (a prefix of the tag's members), ARGV[4] each
+-- workspace's share of the stream (admit.lua): a cancelled entry's place goes to
+-- the next in its backlog; by id, then the stored ids it may have (lookup.lua)
+-- Returns pairs {stored job id, outcome}: 'cancelled' (now, or already before),
+-- else what kept it, changing nothing: 'active' (a worker holds it) or a
+-- finished state; none for a job not found. Records: see streams/jobs.py.
 local mode, selector = ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
@@ -38,7 +39,8 @@ end
 
 local ids = {}
 if mode == 'id' then
-  ids[1] = selector
+  ids[1] = Lookup.find(KEYS[1], selector, 5)
+  if not ids[1] then return {} end
 elseif mode == 'key' then
   ids[1] = redis.call('HGET', KEYS[6], selector)
   if not ids[1] then return {} end

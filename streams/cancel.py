@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from streams.connection import Redis
 from streams.keys import GROUP, PartitionKeys, tag_member
-from streams.lua import Script
+from streams.lua import Arg, Script
 from streams.publish import DEFAULT_SHARE
 
-_CANCEL = Script.beside(__file__, "cancel.lua", uses=["admit.lua", "links.lua"])
-_RESCHEDULE = Script.beside(__file__, "reschedule.lua")
+_CANCEL = Script.beside(__file__, "cancel.lua", uses=["admit.lua", "links.lua", "lookup.lua"])
+_RESCHEDULE = Script.beside(__file__, "reschedule.lua", uses=["lookup.lua"])
 
-Selector = Literal["id", "key", "tag"]
+Selector = Literal["key", "tag"]
 
 
 async def cancel(
@@ -20,16 +21,36 @@ async def cancel(
     keys: PartitionKeys,
     by: Selector,
     value: str,
-    workspace: str = "",
+    workspace: str,
     share: int = DEFAULT_SHARE,
 ) -> dict[str, str]:
-    """Cancel the job with id `value`, or the job of business key `value`, or every
-    job of tag `value` (key and tag within `workspace`).
+    """Cancel the job of business key `value`, or every job of tag `value`, in
+    `workspace`.
 
-    Returns each job considered with its outcome: 'cancelled' (now, or before),
-    or the state that kept it ('missing', 'active', or a finished state).
+    Returns each job considered (by stored id) with its outcome: 'cancelled' (now,
+    or before), or the state that kept it ('active', or a finished state).
     """
-    selector = {"id": value, "key": f"{workspace}/{value}", "tag": tag_member(workspace, value, "")}
+    selector = f"{workspace}/{value}" if by == "key" else tag_member(workspace, value, "")
+    return await _cancel(client, keys, [by, selector, share])
+
+
+async def cancel_job(
+    client: Redis,
+    keys: PartitionKeys,
+    ids: Sequence[str],
+    workspace: str = "",
+    share: int = DEFAULT_SHARE,
+) -> str:
+    """Cancel the first job of `ids` (stored ids, see `keys.job_ref`) that is of
+    `workspace` ("": any). Returns 'cancelled' (now, or before), or the state
+    that kept it ('missing', 'active', or a finished state)."""
+    if not ids:
+        return "missing"
+    outcome = await _cancel(client, keys, ["id", workspace, share, *ids])
+    return next(iter(outcome.values()), "missing")
+
+
+async def _cancel(client: Redis, keys: PartitionKeys, args: list[Arg]) -> dict[str, str]:
     reply = await _CANCEL(
         client,
         [
@@ -43,19 +64,29 @@ async def cancel(
             keys.backlog,
             keys.share,
         ],
-        [GROUP, by, selector[by], share],
+        [GROUP, *args],
     )
     assert isinstance(reply, list)
     return {reply[i].decode(): reply[i + 1].decode() for i in range(0, len(reply), 2)}
 
 
 async def reschedule(
-    client: Redis, keys: PartitionKeys, job_id: str, *, due_ms: int = 0, delay_ms: int = 0
+    client: Redis,
+    keys: PartitionKeys,
+    ids: Sequence[str],
+    workspace: str = "",
+    *,
+    due_ms: int = 0,
+    delay_ms: int = 0,
 ) -> str:
-    """Move a delayed job's due time (epoch ms, or `delay_ms` from now by Redis's clock);
-    returns 'delayed' when moved, else the state that kept it ('missing', 'queued', ...)."""
+    """Move the due time (epoch ms, or `delay_ms` from now by Redis's clock) of the
+    first delayed job of `ids` (stored ids, see `keys.job_ref`) that is of
+    `workspace` ("": any); returns 'delayed' when moved, else the state that kept
+    it ('missing', 'queued', ...)."""
+    if not ids:
+        return "missing"
     reply = await _RESCHEDULE(
-        client, [keys.jobs, keys.delayed], [keys.wake, job_id, due_ms, delay_ms]
+        client, [keys.jobs, keys.delayed], [keys.wake, due_ms, delay_ms, workspace, *ids]
     )
     assert isinstance(reply, bytes)
     return reply.decode()

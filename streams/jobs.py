@@ -13,6 +13,7 @@ a completed job's result (msgpack).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -20,10 +21,10 @@ import msgspec
 from streams import envelope as env
 from streams.connection import Redis
 from streams.errors import wrap_unavailable
-from streams.keys import GROUP, PartitionKeys
+from streams.keys import GROUP, PartitionKeys, shown_id
 from streams.lua import Script
 
-_STATUS = Script.beside(__file__, "status.lua")
+_STATUS = Script.beside(__file__, "status.lua", uses=["lookup.lua"])
 
 PRIORITY_NAMES = {env.HIGH: "high", env.NORMAL: "normal", env.LOW: "low"}
 
@@ -92,14 +93,25 @@ class Counts(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def get_job(client: Redis, keys: PartitionKeys, job_id: str) -> JobRecord | None:
-    reply = await _STATUS(client, [keys.jobs, keys.stream], [GROUP, job_id])
+    """The job of stored id `job_id`, shown with the id its publisher gave or was given."""
+    return await find_job(client, keys, [job_id])
+
+
+async def find_job(
+    client: Redis, keys: PartitionKeys, ids: Sequence[str], workspace: str = ""
+) -> JobRecord | None:
+    """The first job of `ids` (stored ids, see `keys.job_ref`) that is of `workspace`
+    ("": any)."""
+    if not ids:
+        return None
+    reply = await _STATUS(client, [keys.jobs, keys.stream], [GROUP, workspace, *ids])
     if not reply:
         return None
     assert isinstance(reply, list)
-    record, consumer, deliveries, entry = reply
+    stored, record, consumer, deliveries, entry = reply
     # See the module's docstring. A delayed job's envelope holds the errors of
     # earlier attempts.
-    state, workspace, place, at, attempts, finished, _, links, tail = record.split(b"|", 8)
+    state, owner, place, at, attempts, finished, _, links, tail = record.split(b"|", 8)
     keyfield, *members = links.decode().split(" ")
     result = None
     priority = env.NORMAL
@@ -116,9 +128,9 @@ async def get_job(client: Redis, keys: PartitionKeys, job_id: str) -> JobRecord 
     if state == b"queued" and consumer:
         state = b"active"
     return JobRecord(
-        id=job_id,
+        id=shown_id(stored.decode()),
         function=keys.function,
-        workspace=workspace.decode(),
+        workspace=owner.decode(),
         state=msgspec.convert(state.decode(), JobState),
         queued_ms=0 if state == b"delayed" else int(at),
         due_ms=int(at) if state == b"delayed" else 0,

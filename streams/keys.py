@@ -35,6 +35,46 @@ def check_token(kind: str, value: str) -> str:
     return value
 
 
+# An id its publisher gave is kept as "<workspace>~<id>" (`~` cannot occur in a
+# token, nor is it the `/`, space or `|` the scripts split links, backlog members
+# and records on), so each workspace has ids of its own: one tenant's id is never
+# a duplicate of another's, nor tells it the other used it. A generated id is
+# unguessable and kept as it is, so it alone finds its job in any workspace.
+SEP = "~"
+
+
+def given_id(workspace: str, job_id: str) -> str:
+    """The stored id of a job whose publisher gave it `job_id`."""
+    return f"{workspace}{SEP}{job_id}"
+
+
+def shown_id(stored: str) -> str:
+    """The id as its publisher gave it (or was given): what the API shows."""
+    return stored[stored.find(SEP) + 1 :]
+
+
+def job_ref(job_id: str, workspace: str | None) -> tuple[str | None, list[str]]:
+    """Where to look for the job asked for by `job_id` within `workspace` (None: any):
+    the workspace its record must be in and the stored ids it may have, in order.
+
+    `job_id` is the id its publisher gave or was given, or the stored id (what a
+    handler's `job.id` and the logs show): a stored id of another workspace has
+    none. Raises `InvalidName` for anything else.
+    """
+    owner, sep, given = job_id.partition(SEP)
+    if sep:
+        check_token("workspace of job id", owner)
+        check_token("job id", given)
+        return owner, [job_id] if workspace in (None, owner) else []
+    check_token("job id", job_id)
+    if workspace is None:
+        return None, [job_id]
+    check_token("workspace", workspace)
+    # Its own given id first; a generated id (or one stored before ids were per
+    # workspace) only if its record is of this workspace (the scripts check).
+    return workspace, [given_id(workspace, job_id), job_id]
+
+
 def partition_of(workspace: str, partitions: int) -> int:
     """Map a workspace to its partition: stable across processes, hosts and versions.
 

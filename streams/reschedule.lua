@@ -1,12 +1,12 @@
 -- Move the due time of one delayed job.
--- KEYS[1] job records, KEYS[2] delayed; ARGV[1] wake channel, ARGV[2] job id,
--- ARGV[3] due at (epoch ms, 0: none), ARGV[4] delay ms
+-- KEYS[1] job records, KEYS[2] delayed; ARGV[1] wake channel, ARGV[2] due at
+-- (epoch ms, 0: none), ARGV[3] delay ms, ARGV[4] the job's workspace ('': any),
+-- then the stored ids it may have (lookup.lua)
 -- Returns the job's state: 'delayed' when moved; anything else changes nothing.
 -- A due time not in the future still waits for the scheduler, which promotes it
 -- at once on the wake-up.
-local id = ARGV[2]
-local record = redis.call('HGET', KEYS[1], id)
-if not record then return 'missing' end
+local id, record = Lookup.find(KEYS[1], ARGV[4], 5)
+if not id then return 'missing' end
 local state, workspace, priority, attempts, rest = string.match(record,
   '^([^|]*)|([^|]*)|([^|]*)|[^|]*|([^|]*)|(.*)$')
 if state ~= 'delayed' then
@@ -14,8 +14,8 @@ if state ~= 'delayed' then
 end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local due = tonumber(ARGV[3])
-if due == 0 then due = now + tonumber(ARGV[4]) end
+local due = tonumber(ARGV[2])
+if due == 0 then due = now + tonumber(ARGV[3]) end
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 redis.call('ZADD', KEYS[2], due, id)
 redis.call('HSET', KEYS[1], id, 'delayed|' .. workspace .. '|' .. priority .. '|' .. due .. '|'

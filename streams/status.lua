@@ -1,10 +1,11 @@
 -- Read one job's record and, for a queued job, whether a worker holds it now.
--- KEYS[1] job records, KEYS[2] stream; ARGV[1] group, ARGV[2] job id
--- Returns false, or {record, holding consumer or '', deliveries, envelope or ''}
--- (a backlogged job's envelope is its record's tail).
+-- KEYS[1] job records, KEYS[2] stream; ARGV[1] group, ARGV[2] its workspace ('':
+-- any), then the stored ids it may have, in order (lookup.lua)
+-- Returns false, or {stored id, record, holding consumer or '', deliveries,
+-- envelope or ''} (a backlogged job's envelope is its record's tail).
 -- Done in one script so a job settled between the reads cannot show as queued.
-local record = redis.call('HGET', KEYS[1], ARGV[2])
-if not record then return false end
+local id, record = Lookup.find(KEYS[1], ARGV[2], 3)
+if not id then return false end
 local state, eid = string.match(record, '^([^|]*)|[^|]*|([^|]*)|')
 if state == 'queued' and string.sub(eid, 1, 1) ~= 'b' then
   -- The entry's envelope carries the errors of earlier attempts.
@@ -13,8 +14,8 @@ if state == 'queued' and string.sub(eid, 1, 1) ~= 'b' then
   if entry[1] then envelope = entry[1][2][2] end
   local p = redis.pcall('XPENDING', KEYS[2], ARGV[1], eid, eid, 1)
   if type(p) == 'table' and p[1] then
-    return {record, p[1][2], p[1][4], envelope}
+    return {id, record, p[1][2], p[1][4], envelope}
   end
-  return {record, '', 0, envelope}
+  return {id, record, '', 0, envelope}
 end
-return {record, '', 0, ''}
+return {id, record, '', 0, ''}

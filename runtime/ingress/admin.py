@@ -24,7 +24,7 @@ from runtime.ingress.bodies import (
 )
 from runtime.ingress.problems import not_found
 from runtime.ingress.routes import Route, Services, query_int, read_json, reply
-from streams.keys import check_token
+from streams.keys import check_token, shown_id
 
 
 def _function(services: Services, name: str) -> str:
@@ -74,7 +74,7 @@ async def dead_letters(
             [
                 DeadLetterView(
                     letter.entry_id,
-                    letter.envelope.id,
+                    shown_id(letter.envelope.id),
                     letter.envelope.workspace,
                     letter.reason,
                     list(letter.envelope.errors),

@@ -25,7 +25,8 @@ class EventBody(msgspec.Struct, Generic[T], kw_only=True, forbid_unknown_fields=
 
     workspace: Token
     data: T
-    # Makes the publish idempotent: the same id is never a second job.
+    # Makes the publish idempotent: the same id is never a second job of the
+    # workspace (each workspace has ids of its own).
     id: Token | None = None
     # Run later: `delay_ms` from now, or at `run_at` (RFC 3339); not both.
     delay_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
@@ -96,7 +97,8 @@ class DeadLetterList(msgspec.Struct, frozen=True):
 
 
 class Replay(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Which letters: these job ids, or all (of `workspace`, if given)."""
+    """Which letters: these job ids (as given: ids are per workspace), or all (of
+    `workspace`, if given)."""
 
     ids: list[Token] | None = None
     workspace: Token | None = None

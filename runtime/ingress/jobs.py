@@ -1,7 +1,8 @@
 """Jobs over HTTP: look up, list, cancel, reschedule.
 
 A workspace key sees only its workspaces' jobs: another workspace's job is
-answered 404, exactly as a job that does not exist, so ids do not leak.
+answered 404, exactly as a job that does not exist, so ids do not leak. Ids
+are per workspace (streams.keys.given_id): each may use any id.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, get_args
 from aiohttp import web
 
 from runtime.errors import JobNotFound, UnknownFunction
-from runtime.ingress.auth import ApiKey, scope
+from runtime.ingress.auth import ApiKey, require_workspace, scope
 from runtime.ingress.bodies import JobsPage, Reschedule
 from runtime.ingress.problems import Problem, not_found
 from runtime.ingress.routes import Route, Services, query_int, read_json, reply
@@ -34,15 +35,23 @@ def _functions(services: Services, request: web.Request) -> list[str]:
 
 
 async def _find(services: Services, request: web.Request, key: ApiKey, job_id: str) -> JobRecord:
-    """The job, searched in the key's workspaces only (all, for an admin key)."""
-    check_token("job id", job_id)
-    scopes: list[str | None] = [None] if key.admin else list(key.workspaces)
+    """The job, searched in the workspace named by `?workspace=`, or in the key's
+    workspaces (for an admin key: any, which finds only a generated id, as an id
+    its publisher gave is one of that workspace's own)."""
+    named = request.query.get("workspace")
+    scopes: list[str | None]
+    if named is not None:
+        require_workspace(key, check_token("workspace", named))
+        scopes = [named]
+    else:
+        scopes = [None] if key.admin else list(key.workspaces)
     for function in _functions(services, request):
         for workspace in scopes:
             record = await services.jobs.get(function, job_id, workspace=workspace)
             if record is not None and key.may(record.workspace):
                 return record
-    raise not_found(f"no job {job_id!r}")
+    hint = " (an id its publisher gave is found with ?workspace=)" if scopes == [None] else ""
+    raise not_found(f"no job {job_id!r}{hint}")
 
 
 async def get_job(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
@@ -72,7 +81,7 @@ async def cancel_job(request: web.Request, services: Services, key: ApiKey | Non
     assert key is not None
     record = await _find(services, request, key, request.match_info["id"])
     await services.jobs.cancel(record.function, record.id, workspace=record.workspace)
-    return reply(await _find(services, request, key, record.id))
+    return reply(await _again(services, record))
 
 
 async def reschedule_job(
@@ -91,11 +100,25 @@ async def reschedule_job(
         )
     except JobNotFound:
         raise not_found(f"no job {record.id!r}") from None
-    return reply(await _find(services, request, key, record.id))
+    return reply(await _again(services, record))
+
+
+async def _again(services: Services, record: JobRecord) -> JobRecord:
+    """The job found before, as it is now: in its own workspace, as the same id may
+    name a job in each of a key's workspaces."""
+    now = await services.jobs.get(record.function, record.id, workspace=record.workspace)
+    if now is None:  # dropped by retention meanwhile
+        raise not_found(f"no job {record.id!r}")
+    return now
 
 
 FUNCTION_QUERY: dict[str, tuple[Any, str]] = {
-    "function": (str, "look in this function only (default: every function)")
+    "function": (str, "look in this function only (default: every function)"),
+    "workspace": (
+        str,
+        "the job's workspace (default: the key's): ids are per workspace, so an admin"
+        " key finds an id its publisher gave only with it",
+    ),
 }
 
 ROUTES = [

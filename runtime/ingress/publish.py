@@ -35,7 +35,7 @@ from runtime.ingress.routes import JSON, NDJSON, Route, Services, media_type, re
 IDEMPOTENCY_HEADER = istr("Idempotency-Key")
 IDEMPOTENCY = {
     str(IDEMPOTENCY_HEADER): "the job id of an event that names none (`<key>:<index>` in an"
-    " array): the same key is never a second job"
+    " array): the same key is never a second job of the workspace"
 }
 
 

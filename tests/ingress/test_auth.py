@@ -69,12 +69,17 @@ async def test_a_workspace_key_never_reaches_another_workspace(jobs: Api) -> Non
     moves: list[tuple[str, object]] = [("GET", None), ("DELETE", None), ("PATCH", {"delay_ms": 1})]
     for method, move in moves:
         assert await call(jobs, method, "/v1/jobs/other-job", acme, move) == 404
+        # Nor by its stored id (as its handler sees it).
+        assert await call(jobs, method, "/v1/jobs/other~other-job", acme, move) == 404
+    assert await call(jobs, "GET", "/v1/jobs/acme~acme-job", acme, None) == 200
     assert await call(jobs, "GET", "/v1/jobs/other-job", jobs.auth("other"), None) == 200
-    assert await call(jobs, "GET", "/v1/jobs/other-job", jobs.auth("admin"), None) == 200
+    admin = jobs.auth("admin")
+    assert await call(jobs, "GET", "/v1/jobs/other-job?workspace=other", admin, None) == 200
     # Naming another workspace is refused.
     refused: list[tuple[str, str, object]] = [
         ("POST", "/v1/events/tasks", {"workspace": "other", "data": {"n": 2}}),
         ("GET", "/v1/jobs?function=tasks&state=delayed&workspace=other", None),
+        ("GET", "/v1/jobs/other-job?workspace=other", None),
         ("GET", "/v1/metrics/workspace/other", None),
         ("GET", "/api/metrics/workspace/other", None),
         ("GET", "/v1/dead-letters/tasks?workspace=other", None),

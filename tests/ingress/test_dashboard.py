@@ -83,8 +83,9 @@ async def test_the_dashboard_shows_counts_and_replays_a_dead_letter(
 
     await wait_until(replayed, what="the replay clicked")
     await expect(page.locator("#dead tbody tr")).to_have_count(1)
-    # Job lookup by id.
+    # Job lookup by id: one its publisher gave, with its workspace.
     await page.fill("#job-id", "later-1")
+    await page.fill("#job-workspace", "acme")
     await page.click("#lookup button")
     await expect(page.locator("#job")).to_contain_text('"state": "delayed"')
     assert problems == []

@@ -50,7 +50,7 @@ async def test_publishes_get_503_while_redis_is_away_and_202_after(server: Redis
         assert await publish(100) == 202
         jobs = Jobs(redis, registry())
         for job_id in accepted:
-            assert await jobs.get("tasks", job_id) is not None
+            assert await jobs.get("tasks", job_id, workspace="acme") is not None
     finally:
         await api.http.close()
         await redis.aclose()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runtime import Jobs
+from runtime import DeadLetters, Jobs
 from streams.connection import Redis
 from tests.ingress.conftest import MAX_BODY, Api, registry
 from tests.redis_server import RedisServer
@@ -55,7 +55,7 @@ async def test_delayed_and_duplicate_publishes(api: Api, redis: Redis) -> None:
     again = await api.post("/v1/events/tasks", event)
     assert again.status == 200
     assert await again.json() == {"id": "order-1", "duplicate": True}
-    record = await Jobs(redis, registry()).get("tasks", "order-1")
+    record = await Jobs(redis, registry()).get("tasks", "order-1", workspace="acme")
     assert record is not None
     assert record.state == "delayed"
     # The Idempotency-Key header names the job when the body does not.
@@ -65,6 +65,69 @@ async def test_delayed_and_duplicate_publishes(api: Api, redis: Redis) -> None:
         answer = await api.http.post("/v1/events/tasks", json=body, headers=headers)
         assert answer.status == status
         assert (await answer.json())["id"] == "req-7"
+
+
+async def test_an_id_or_idempotency_key_is_per_workspace(api: Api, redis: Redis) -> None:
+    # acme and other each give the same id, in the body and in the header: neither
+    # learns of the other's job nor makes it vanish; each sees its own by that id.
+    for who in ("acme", "other"):
+        event = {"workspace": who, "data": {"n": 1}, "id": "order-9", "delay_ms": 60_000}
+        answer = await api.post("/v1/events/tasks", event, who=who)
+        assert (answer.status, await answer.json()) == (202, {"id": "order-9", "duplicate": False})
+        headers = {**api.auth(who), "Idempotency-Key": "req-9"}
+        body = {"workspace": who, "data": {"n": 2}, "delay_ms": 60_000}
+        answer = await api.http.post("/v1/events/tasks", json=body, headers=headers)
+        assert (answer.status, await answer.json()) == (202, {"id": "req-9", "duplicate": False})
+    repeat = {"workspace": "acme", "data": {"n": 3}, "id": "order-9"}
+    again = await api.post("/v1/events/tasks", repeat)
+    assert (again.status, await again.json()) == (200, {"id": "order-9", "duplicate": True})
+    assert (await Jobs(redis, registry()).counts("tasks")).delayed == 4
+    for who in ("acme", "other"):
+        for job_id in ("order-9", "req-9"):
+            answer = await api.http.get(f"/v1/jobs/{job_id}", headers=api.auth(who))
+            found = await answer.json()
+            assert (answer.status, found["id"], found["workspace"]) == (200, job_id, who)
+    cancelled = await api.http.delete("/v1/jobs/order-9", headers=api.auth("acme"))
+    assert (await cancelled.json())["state"] == "cancelled"
+    theirs = await api.http.get("/v1/jobs/order-9", headers=api.auth("other"))
+    assert (await theirs.json())["state"] == "delayed"
+    # An admin names the workspace of an id its publisher gave.
+    admin = await api.http.get("/v1/jobs/order-9?workspace=other", headers=api.auth("admin"))
+    assert ((await admin.json())["workspace"], (await admin.json())["state"]) == (
+        "other", "delayed",
+    )  # fmt: skip
+    unnamed = await api.http.get("/v1/jobs/order-9", headers=api.auth("admin"))
+    assert unnamed.status == 404
+    assert "?workspace=" in (await unnamed.json())["detail"]
+
+
+async def test_dead_letters_of_one_id_are_each_workspaces_own(
+    api: Api, redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    dead = DeadLetters(redis, registry())
+    async with worker_in_process(shared_server.url, "tasks"):
+        for who in ("acme", "other"):
+            event = {"workspace": who, "data": {"n": 1, "mode": "reject"}, "id": "order-7"}
+            assert (await api.post("/v1/events/tasks", event, who=who)).status == 202
+
+        async def both_dead() -> bool:
+            return len(await dead.read("tasks")) == 2
+
+        await wait_until(both_dead, what="two dead letters")
+    # A handler (and so a letter's envelope) has the id unique across workspaces.
+    (letter,) = await dead.read("tasks", workspace="acme")
+    assert letter.envelope.id == "acme~order-7"
+    for who in ("acme", "other"):
+        answer = await api.http.get("/v1/dead-letters/tasks", headers=api.auth(who))
+        ((view,),) = [(await answer.json())["letters"]]
+        assert (view["id"], view["workspace"]) == ("order-7", who)
+    replayed = await api.post("/v1/dead-letters/tasks/replay", {"ids": ["order-7"]})
+    assert await replayed.json() == {"replayed": 1}
+    (left,) = await dead.read("tasks")
+    assert left.envelope.workspace == "other"
+    record = await Jobs(redis, registry()).get("tasks", "order-7", workspace="acme")
+    assert record is not None
+    assert record.state == "queued"
 
 
 async def test_the_seed_routes_publish_to_email_and_sms(api: Api, redis: Redis) -> None:

@@ -9,10 +9,14 @@ import pytest
 
 from runtime import Client, JobNotFound, Jobs, WrongJobState
 from runtime.registry import load
+from streams import envelope as env
 from streams.connection import Redis
 from streams.listing import Listable
+from streams.publish import Outgoing, publish
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, read_ledger, total_counts, wait_until, worker_in_process
+
+HOUR = 3_600_000
 
 
 async def test_cancel_and_reschedule_find_the_partition_and_refuse_the_wrong_state(
@@ -223,3 +227,73 @@ async def test_jobs_are_listed_by_state_and_workspace_page_by_page(
         await wait_until(done, what="the five queued jobs")
     assert sorted(await all_pages(jobs, "batch-tasks", "completed")) == sorted(r.id for r in now)
     assert await all_pages(jobs, "batch-tasks", "waiting") == []
+
+
+async def test_an_explicit_id_is_per_workspace(redis: Redis) -> None:
+    registry = load(SAMPLE)
+    client, jobs = Client(redis, registry), Jobs(redis, registry)
+    acme, other = [
+        await client.publish("tasks", workspace=w, data={"n": 1}, id="order-42", delay_ms=HOUR)
+        for w in ("acme", "other")
+    ]
+    # Neither is a duplicate of the other: each tenant's job is written, under the id it gave.
+    assert (acme.id, acme.duplicate, other.id, other.duplicate) == (
+        "order-42", False, "order-42", False,
+    )  # fmt: skip
+    again = await client.publish("tasks", workspace="acme", data={"n": 3}, id="order-42")
+    assert (again.id, again.duplicate) == ("order-42", True)
+    found = {w: await jobs.get("tasks", "order-42", workspace=w) for w in ("acme", "other")}
+    for workspace, record in found.items():
+        assert record is not None
+        assert (record.id, record.workspace, record.state) == ("order-42", workspace, "delayed")
+    assert (await jobs.counts("tasks")).delayed == 2
+    # Each one's moves touch its own job only.
+    await jobs.cancel("tasks", "order-42", workspace="acme")
+    await jobs.reschedule("tasks", "order-42", workspace="other", delay_ms=7_200_000)
+    mine = await jobs.get("tasks", "order-42", workspace="acme")
+    theirs = await jobs.get("tasks", "order-42", workspace="other")
+    assert mine is not None
+    assert theirs is not None
+    assert (mine.state, theirs.state) == ("cancelled", "delayed")
+    before = found["other"]
+    assert before is not None
+    assert theirs.due_ms > before.due_ms + 3_000_000
+
+
+async def test_a_workspace_never_reaches_another_workspaces_job_by_its_id(redis: Redis) -> None:
+    registry = load(SAMPLE)
+    client, jobs = Client(redis, registry), Jobs(redis, registry)
+    theirs = await client.publish("tasks", workspace="other", data={"n": 1}, delay_ms=3_600_000)
+    assert await jobs.get("tasks", theirs.id, workspace="acme") is None
+    with pytest.raises(JobNotFound):
+        await jobs.cancel("tasks", theirs.id, workspace="acme")
+    with pytest.raises(JobNotFound):
+        await jobs.reschedule("tasks", theirs.id, workspace="acme", delay_ms=1)
+    record = await jobs.get("tasks", theirs.id, workspace="other")
+    assert record is not None
+    assert record.state == "delayed"  # untouched by acme's attempts
+    # An admin (no workspace) finds a generated id as it is.
+    assert await jobs.get("tasks", theirs.id) == record
+
+
+async def test_a_job_written_before_ids_were_per_workspace_is_still_found(redis: Redis) -> None:
+    # The earlier version stored a given id as it was: such a record is its
+    # workspace's by that id, and no other workspace's.
+    registry = load(SAMPLE)
+    jobs = Jobs(redis, registry)
+    (keys,) = registry.partitions("tasks", "acme")
+    payload = env.encode_payload({"n": 1})
+    old = env.Envelope("legacy-1", "tasks", "acme", payload, env.now_ms())
+    await publish(redis, keys, [Outgoing(old, delay_ms=HOUR)])
+    assert await jobs.get("tasks", "legacy-1", workspace="other") is None
+    assert await jobs.get("tasks", "legacy-1") is not None  # an admin's, as before
+    await jobs.cancel("tasks", "legacy-1", workspace="acme")
+    record = await jobs.get("tasks", "legacy-1", workspace="acme")
+    assert record is not None
+    assert (record.id, record.state) == ("legacy-1", "cancelled")
+    # A given id is also found by its stored form (a handler's job.id), in its workspace only.
+    await Client(redis, registry).publish("tasks", workspace="acme", data={"n": 2}, id="new-1")
+    stored = await jobs.get("tasks", "acme~new-1")
+    assert stored is not None
+    assert (stored.id, stored.workspace) == ("new-1", "acme")
+    assert await jobs.get("tasks", "acme~new-1", workspace="other") is None

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from streams import envelope as env
-from streams.cancel import cancel
+from streams.cancel import cancel_job
 from streams.claims import Held, leave
 from streams.connection import Redis
 from streams.consume import Delivery, ensure_group, read, refill, taken
@@ -92,9 +92,9 @@ async def test_cancelling_a_backlogged_job_or_an_unread_entry(redis: Redis) -> N
     await ensure_group(redis, KEYS)
     await publish(redis, KEYS, [job(f"j{i}", "ws") for i in range(SHARE + 3)], SHARE)
     # Waiting in the backlog: removed from it.
-    assert await cancel(redis, KEYS, "id", f"j{SHARE}", share=SHARE) == {f"j{SHARE}": "cancelled"}
+    assert await cancel_job(redis, KEYS, [f"j{SHARE}"], share=SHARE) == "cancelled"
     # An unread entry: its place goes to the backlog once half the share is free.
-    assert await cancel(redis, KEYS, "id", "j0", share=SHARE) == {"j0": "cancelled"}
+    assert await cancel_job(redis, KEYS, ["j0"], share=SHARE) == "cancelled"
     assert await redis.xlen(KEYS.stream) == SHARE - 1
     ids: list[str] = []
     while batch := await take(redis, 100):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from streams import envelope as env
-from streams.cancel import cancel, reschedule
+from streams.cancel import cancel_job, reschedule
 from streams.connection import Redis
 from streams.consume import ensure_group, read, refill, taken
 from streams.delayed import promote_due
@@ -24,7 +24,7 @@ def job(job_id: str, *, due_ms: int = 0, delay_ms: int = 0) -> Outgoing:
 
 
 async def cancel_id(redis: Redis, job_id: str) -> str:
-    return (await cancel(redis, KEYS, "id", job_id))[job_id]
+    return await cancel_job(redis, KEYS, [job_id])
 
 
 async def redis_now_ms(redis: Redis) -> int:
@@ -181,7 +181,7 @@ async def test_reschedule_moves_only_a_delayed_job_and_wakes_schedulers(redis: R
     pubsub = redis.pubsub()
     await pubsub.subscribe(KEYS.wake)
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
-    assert await reschedule(redis, KEYS, "later", delay_ms=60_000) == "delayed"
+    assert await reschedule(redis, KEYS, ["later"], delay_ms=60_000) == "delayed"
     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
     await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
     record = await get_job(redis, KEYS, "later")
@@ -189,10 +189,10 @@ async def test_reschedule_moves_only_a_delayed_job_and_wakes_schedulers(redis: R
     assert message is not None
     assert int(message["data"]) == record.due_ms
     assert record.due_ms - await redis_now_ms(redis) <= 60_000
-    assert await reschedule(redis, KEYS, "now", delay_ms=1) == "queued"
-    assert await reschedule(redis, KEYS, "nope", delay_ms=1) == "missing"
+    assert await reschedule(redis, KEYS, ["now"], delay_ms=1) == "queued"
+    assert await reschedule(redis, KEYS, ["nope"], delay_ms=1) == "missing"
     # Due at once: the next promotion moves it, with its envelope intact.
-    assert await reschedule(redis, KEYS, "later", due_ms=1) == "delayed"
+    assert await reschedule(redis, KEYS, ["later"], due_ms=1) == "delayed"
     assert (await promote_due(redis, KEYS, 10)).moved == 1
     got = await read(redis, KEYS, "c1", 10, 100)
     assert [env.decode(d.envelope).id for d in got] == ["now", "later"]

@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 
 from streams import envelope as env
 from streams.errors import InvalidName
-from streams.keys import PartitionKeys, check_function_name, check_token, partition_of
+from streams.keys import (
+    PartitionKeys,
+    check_function_name,
+    check_token,
+    given_id,
+    job_ref,
+    partition_of,
+    shown_id,
+)
 
 tokens = st.from_regex(r"[A-Za-z0-9_.:\-]{1,128}", fullmatch=True)
 
@@ -133,3 +141,21 @@ def test_a_forked_child_makes_other_ids_than_its_parent() -> None:
     assert {theirs[i + 10 : i + 26] for i in (0, 26, 52)}.isdisjoint(
         ours[i + 10 : i + 26] for i in (0, 26, 52)
     )
+
+
+@given(workspace=tokens, other=tokens, job_id=tokens)
+def test_a_given_id_is_its_workspaces_own_and_shown_as_given(
+    workspace: str, other: str, job_id: str
+) -> None:
+    stored = given_id(workspace, job_id)
+    assert shown_id(stored) == job_id
+    assert (given_id(other, job_id) == stored) == (other == workspace)
+    # Found by the id as given in its workspace, or by the stored id in it only.
+    assert stored in job_ref(job_id, workspace)[1]
+    assert job_ref(stored, None) == (workspace, [stored])
+    assert job_ref(stored, other)[1] == ([stored] if other == workspace else [])
+    # A generated id stays as it is: found in any workspace, the scripts check whose.
+    generated = env.new_job_id()
+    assert shown_id(generated) == generated
+    assert job_ref(generated, None) == (None, [generated])
+    assert job_ref(generated, other) == (other, [given_id(other, generated), generated])

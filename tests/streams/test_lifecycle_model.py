@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from streams import envelope as env
-from streams.cancel import cancel, reschedule
+from streams.cancel import cancel_job, reschedule
 from streams.connection import RedisSettings, connect
 from streams.consume import ensure_group, read, refill, taken
 from streams.delayed import promote_due
@@ -93,7 +93,7 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         job_id = data.draw(st.sampled_from(sorted(self.state)))
-        outcome = self.run(cancel(self.redis, KEYS, "id", job_id, share=SHARE))[job_id]
+        outcome = self.run(cancel_job(self.redis, KEYS, [job_id], share=SHARE))
         before = self.state[job_id]
         if before in ("delayed", "queued", "cancelled"):
             assert outcome == "cancelled"
@@ -107,9 +107,9 @@ class Lifecycle(RuleBasedStateMachine):
     def reschedule(self, data: st.DataObject, past: bool) -> None:
         job_id = data.draw(st.sampled_from(sorted(self.state)))
         if past:
-            outcome = self.run(reschedule(self.redis, KEYS, job_id, due_ms=1))
+            outcome = self.run(reschedule(self.redis, KEYS, [job_id], due_ms=1))
         else:
-            outcome = self.run(reschedule(self.redis, KEYS, job_id, delay_ms=LATER_MS))
+            outcome = self.run(reschedule(self.redis, KEYS, [job_id], delay_ms=LATER_MS))
         if self.state[job_id] == "delayed":
             assert outcome == "delayed"
             if past:
@@ -192,7 +192,7 @@ class Lifecycle(RuleBasedStateMachine):
             self.runner.close()
 
     def reschedule_past(self, job_id: str) -> None:
-        assert self.run(reschedule(self.redis, KEYS, job_id, due_ms=1)) == "delayed"
+        assert self.run(reschedule(self.redis, KEYS, [job_id], due_ms=1)) == "delayed"
         self.due.add(job_id)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from streams import envelope as env
-from streams.cancel import cancel
+from streams.cancel import cancel, cancel_job
 from streams.connection import Redis
 from streams.consume import ensure_group, read
 from streams.jobs import get_job
@@ -103,5 +103,5 @@ async def test_keys_replace_and_cancel_work_before_any_worker_made_the_group(
     await publish(redis, KEYS, [job("a", key="k", delay_ms=0), job("b", delay_ms=0)])
     await publish(redis, KEYS, [job("c", key="k", delay_ms=0)])
     assert await live(redis) == ["b", "c"]
-    assert await cancel(redis, KEYS, "id", "b", "ws") == {"b": "cancelled"}
+    assert await cancel_job(redis, KEYS, ["b"], "ws") == "cancelled"
     assert await live(redis) == ["c"]
