@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
+
 from runtime.declare import Batch, Function
 from runtime.intake import Call, Intake
 from runtime.outcome import deferred
@@ -30,20 +32,18 @@ log = logging.getLogger(__name__)
 UNCHECKED_DELAY_MS = 1000
 
 
-# A job holding a reserved slot (limits.lua) starts without asking again, unless
-# it comes back this much after its slot (its scheduler was away, say): a crowd
-# of late jobs must not all start at once.
-SLOT_GRACE_MS = 1000
-
-
 def limited(fn: Function[Any]) -> bool:
     """Declared with a rate; a function without one is limited only while overrides
     exist (streams.ratelimit.overridden, checked by the loop)."""
     return fn.options.rate_per_s > 0 or fn.options.workspace_rate_per_s > 0
 
 
-def holds_slot(envelope: env.Envelope, now_ms: int) -> bool:
-    return envelope.slot_ms > 0 and now_ms <= envelope.slot_ms + SLOT_GRACE_MS
+def holds_slot(envelope: env.Envelope, now_ms: int, grace_ms: int) -> bool:
+    """A job back in the slot the limits reserved for it (limits.lua) starts without
+    asking again, unless it comes back more than the burst after its slot (its
+    scheduler was away, the worker busy): late jobs starting together beyond the
+    burst would break the limit, so they ask again."""
+    return envelope.slot_ms > 0 and now_ms <= envelope.slot_ms + grace_ms
 
 
 async def apply_limits(
@@ -53,13 +53,14 @@ async def apply_limits(
     last read's refill (`read`) is made in the same call. Jobs back in their
     reserved slot run without asking."""
     now_ms = env.now_ms()
+    opts = fn.options
+    grace_ms = int(opts.rate_burst_s * 1000)
     asked: dict[str, int] = {}
     for call in intake.calls:
         ws = call.batch.workspace
-        asking = sum(1 for e in call.envelopes if not holds_slot(e, now_ms))
+        asking = sum(1 for e in call.envelopes if not holds_slot(e, now_ms, grace_ms))
         if asking:
             asked[ws] = asked.get(ws, 0) + asking
-    opts = fn.options
     rates = Rates(opts.rate_per_s / opts.partitions, opts.workspace_rate_per_s, opts.rate_burst_s)
     try:
         short = await refill(client, keys, read.taken, read.drained, opts.share, Ask(asked, rates))
@@ -89,12 +90,13 @@ async def apply_limits(
         if grant is None:
             calls.append(call)
             continue
-        run = Call(Batch(ws, []), [], [])
+        run = msgspec.structs.replace(call, batch=Batch(ws, []), entry_ids=[], envelopes=[])
         for job, entry_id, envelope in zip(
             call.batch.jobs, call.entry_ids, call.envelopes, strict=True
         ):
-            if holds_slot(envelope, now_ms) or left[ws] > 0:
-                if not holds_slot(envelope, now_ms):
+            held = holds_slot(envelope, now_ms, grace_ms)
+            if held or left[ws] > 0:
+                if not held:
                     left[ws] -= 1
                 run.batch.jobs.append(job)
                 run.entry_ids.append(entry_id)
