@@ -133,7 +133,8 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
     return Problem(404, "Not found", f"no route for {request.path}").response()
 
 
-UNMATCHED = "/{path:.*}"
+# Any path, a decoded newline (%0A) in it too: "." would stop there.
+UNMATCHED = r"/{path:[\s\S]*}"
 
 
 def build_app(

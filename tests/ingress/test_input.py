@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from runtime.ingress.jobs import STATES
@@ -167,6 +167,8 @@ def test_no_query_or_path_segment_gets_a_server_error(
             ),
             who=st.sampled_from(["admin", "acme"]),
         )
+        # A decoded newline once slipped past every route to aiohttp's plain 404.
+        @example(segment="\n{", query={"function": "", "state": "", "cursor": ""}, who="admin")
         def check(segment: str, query: dict[str, str], who: str) -> None:
             runner.run(answer(api, path, segment, query, who))
 
