@@ -5,6 +5,7 @@ from runtime.deadletters import DeadLetters
 from runtime.declare import Batch, Function, Job, Options, batch_function, function
 from runtime.errors import (
     ConfigurationError,
+    InvalidCursor,
     InvalidName,
     InvalidPayload,
     InvalidSchedule,
@@ -29,6 +30,7 @@ __all__ = [
     "DeadLetters",
     "Event",
     "Function",
+    "InvalidCursor",
     "InvalidName",
     "InvalidPayload",
     "InvalidSchedule",

@@ -169,7 +169,7 @@ class Client:
             expires_ms = (
                 0
                 if event.expires_at is None
-                else epoch_ms(event.expires_at, f"event {i}: expires_at")
+                else epoch_ms(event.expires_at, f"event {i}", "expires_at")
             )
             key = "" if event.key is None else check_token(f"key of event {i}", event.key)
             tags = _tags(event.tags, i) if event.tags else ()
@@ -271,10 +271,30 @@ def encode_input(fn: Function[Any], data: Any, index: int = 0) -> msgspec.Raw:
             data = msgspec.convert(data, fn.input)
         except msgspec.ValidationError as exc:
             raise InvalidPayload(fn.name, index, str(exc)) from None
-    payload = env.encode_payload(data)
+    try:
+        payload = env.encode_payload(data)
+    except OverflowError:
+        # msgpack carries integers of 64 bits at most; JSON and Python have no bound.
+        at = _oversized(msgspec.to_builtins(data), "$")
+        raise InvalidPayload(fn.name, index, f"Integer beyond 64 bits - at `{at}`") from None
     if len(payload) > fn.options.max_payload_bytes:
         raise PayloadTooLarge(
             f"event {index} for function {fn.name!r}: payload is {len(payload)} bytes, "
             f"the limit is {fn.options.max_payload_bytes}"
         )
     return payload
+
+
+def _oversized(value: object, path: str) -> str:
+    """The path of the first integer in `value` beyond 64 bits ("" for none)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "" if -(2**63) <= value < 2**64 else path
+    items: list[tuple[str, object]] = []
+    if isinstance(value, dict):
+        items = [(f"{path}.{k}", v) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    for at, inner in items:
+        if found := _oversized(inner, at):
+            return found
+    return ""

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from streams.errors import ConfigurationError, InvalidName, RedisUnavailable, SluiceError
+from streams.errors import (
+    ConfigurationError,
+    InvalidCursor,
+    InvalidName,
+    RedisUnavailable,
+    SluiceError,
+)
 
 __all__ = [
     "ConfigurationError",
+    "InvalidCursor",
     "InvalidName",
     "InvalidPayload",
     "InvalidSchedule",
@@ -48,7 +55,12 @@ class InvalidPriority(SluiceError, ValueError):
 
 
 class InvalidSchedule(SluiceError, ValueError):
-    """Raised when a publish's delay or run-at time is malformed or ambiguous."""
+    """Raised when a publish's delay or run-at time is malformed, ambiguous, or
+    beyond the horizon (runtime.timing); `field` names it ("delay_ms") when one does."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class JobNotFound(SluiceError, LookupError):

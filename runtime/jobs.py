@@ -7,14 +7,14 @@ from datetime import datetime
 
 import msgspec
 
-from runtime.errors import JobNotFound, WrongJobState
+from runtime.errors import InvalidCursor, JobNotFound, WrongJobState
 from runtime.registry import Registry
 from runtime.timing import due
 from streams import cancel as scripts
 from streams.connection import Redis
 from streams.jobs import Counts, JobRecord, counts, find_job
 from streams.keys import PartitionKeys, check_token, job_ref, shown_id
-from streams.listing import Listable, Page, list_jobs
+from streams.listing import Listable, Page, list_jobs, offset
 
 
 class Cancelled(msgspec.Struct, frozen=True):
@@ -143,8 +143,7 @@ class Jobs:
         may hold fewer than `limit` jobs (some filtered out) and still have more.
         """
         partitions = self.registry.partitions(function, workspace)
-        index, _, inner = cursor.partition(":")
-        start = int(index or 0)
+        start, inner = _position(cursor, len(partitions))
         for i in range(start, len(partitions)):
             page = await list_jobs(
                 self.redis, partitions[i], state, inner if i == start else "", limit
@@ -184,3 +183,14 @@ class Jobs:
             if state != "missing":
                 raise WrongJobState(job_id, state, action)
         raise JobNotFound(f"no job {job_id!r} of function {function!r}")
+
+
+def _position(cursor: str, partitions: int) -> tuple[int, str]:
+    """(partition index, that partition's cursor) of a page's cursor "<index>:<inner>"."""
+    if not cursor:
+        return 0, ""
+    index, sep, inner = cursor.partition(":")
+    start = offset(index, "listing") if sep and index else partitions
+    if start >= partitions:
+        raise InvalidCursor(f"cursor {cursor!r} is not one a page of this listing returned")
+    return start, inner

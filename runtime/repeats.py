@@ -18,6 +18,7 @@ from runtime.cron import Cron
 from runtime.errors import InvalidSchedule
 from runtime.jobs import Jobs
 from runtime.registry import Registry
+from runtime.timing import HORIZON_MS
 from streams import envelope as env
 from streams.connection import Redis
 from streams.keys import PartitionKeys, check_token
@@ -57,8 +58,12 @@ class Repeats:
             raise InvalidSchedule(f"schedule {name!r}: give cron or every_ms, one of them")
         if cron is not None:
             Cron(cron, zone).next_after(datetime.now(UTC))  # refuses a bad one now
-        if every_ms is not None and every_ms < 1000:
-            raise InvalidSchedule(f"schedule {name!r}: every_ms must be at least 1000")
+        if every_ms is not None and not 1000 <= every_ms <= HORIZON_MS:
+            raise InvalidSchedule(
+                f"schedule {name!r}: every_ms must be at least 1000 and at most"
+                f" {HORIZON_MS} (10 years)",
+                "every_ms",
+            )
         schedule = Schedule(
             name=name,
             workspace=workspace,

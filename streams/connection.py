@@ -36,7 +36,8 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
         scheme = urllib.parse.urlsplit(self.url).scheme
         if scheme not in ("redis", "rediss", "unix"):
             raise ConfigurationError(
-                f"Redis URL must start with redis://, rediss:// or unix://, got {self.url!r}"
+                "Redis URL must start with redis://, rediss:// or unix://, "
+                f"got {self.redacted_url()!r}"
             )
         if self.connect_timeout_s <= 0 or self.socket_timeout_s <= 0:
             raise ConfigurationError("Redis timeouts must be positive")
@@ -44,12 +45,18 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError("Redis retries must be 0 or more")
 
     def redacted_url(self) -> str:
-        """The URL without its password, for logs."""
-        parts = urllib.parse.urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        """The URL without its password, for logs: in the user part, or (as redis-py
+        also reads it) a `password=` in the query."""
+        password = urllib.parse.urlsplit(self.url).password
+        base, mark, rest = self.url.partition("?")
+        query, hash_mark, fragment = rest.partition("#")
+        if password is not None:
+            base = base.replace(f":{password}@", ":***@", 1)
+        query = "&".join(
+            f"{name}=***" if name.lower() == "password" and sep else f"{name}{sep}{value}"
+            for name, sep, value in (p.partition("=") for p in query.split("&"))
+        )
+        return base + mark + query + hash_mark + fragment
 
 
 def connect(settings: RedisSettings) -> Redis:

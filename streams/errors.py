@@ -24,6 +24,10 @@ class InvalidName(SluiceError, ValueError):
     """Raised when a function name, workspace or job id could not be used in a key."""
 
 
+class InvalidCursor(SluiceError, ValueError):
+    """Raised when a listing cursor is not one a page of that listing returned."""
+
+
 class ConfigurationError(SluiceError, ValueError):
     """Raised when a setting or declaration has a value Sluice cannot run with."""
 

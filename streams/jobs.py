@@ -132,8 +132,8 @@ async def find_job(
         function=keys.function,
         workspace=owner.decode(),
         state=msgspec.convert(state.decode(), JobState),
-        queued_ms=0 if state == b"delayed" else int(at),
-        due_ms=int(at) if state == b"delayed" else 0,
+        queued_ms=0 if state == b"delayed" else _ms(at),
+        due_ms=_ms(at) if state == b"delayed" else 0,
         finished_ms=int(finished),
         attempts=int(attempts),
         error=error,
@@ -144,6 +144,15 @@ async def find_job(
         deliveries=int(deliveries),
         priority=PRIORITY_NAMES.get(priority, "normal"),
     )
+
+
+def _ms(field: bytes) -> int:
+    """A time of the record. Before due times were bounded (runtime.timing), Lua
+    wrote one of 1e14 ms or more as "2.53402300799e+14"; such records may remain."""
+    try:
+        return int(field)
+    except ValueError:
+        return round(float(field))
 
 
 async def counts(client: Redis, keys: PartitionKeys) -> Counts:

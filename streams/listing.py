@@ -5,23 +5,32 @@ set by due time, waiting and active ones from the stream (waiting ones then
 from the workspaces' backlogs, cursor "b<offset>"), finished ones from
 the retention index (newest first), dead ones from the dead-letter stream. The
 cursor is a position in that source; a job that moves meanwhile may be missed
-or shown twice, which suits a status page.
+or shown twice, which suits a status page. A cursor comes back from a client,
+so it is checked before Redis sees it: anything but a position this listing
+hands out is `InvalidCursor`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, Literal
 
 import msgspec
 
 from streams import envelope as env
 from streams.connection import Redis
-from streams.errors import wrap_unavailable
+from streams.errors import InvalidCursor, wrap_unavailable
 from streams.jobs import JobRecord, get_job
 from streams.keys import PartitionKeys
 
 Listable = Literal["delayed", "waiting", "active", "completed", "cancelled", "expired", "dead"]
+
+# An offset into a sorted set (bounded: ZRANGE takes a 64-bit integer), and a
+# stream entry id "<ms>-<seq>", each part a 64-bit unsigned integer.
+_OFFSET = re.compile(r"[0-9]{1,15}")
+_ENTRY = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_U64 = 2**64 - 1
 
 
 class Page(msgspec.Struct, frozen=True):
@@ -46,13 +55,15 @@ async def _ids(
 ) -> tuple[list[str], str]:
     with wrap_unavailable():
         if state in ("delayed", "completed", "cancelled", "expired"):
-            start = int(cursor or 0)
+            start = offset(cursor, state)
             key = keys.delayed if state == "delayed" else keys.done
             found: Any = await client.zrange(key, start, start + limit - 1, desc=key == keys.done)
             ids = [i.decode() for i in found]
             return ids, str(start + limit) if len(ids) == limit else ""
-        if cursor.startswith("b"):
-            return await _backlog_ids(client, keys, int(cursor[1:]), limit)
+        if state == "waiting" and cursor.startswith("b"):
+            # "b" alone is no position ("b0" is the backlog's first): refused as itself.
+            return await _backlog_ids(client, keys, offset(cursor[1:] or cursor, state), limit)
+        _check_entry(cursor, state)
         stream = keys.dead if state == "dead" else keys.stream
         entries: Any = await client.xrange(stream, min=f"({cursor}" if cursor else "-", count=limit)
     ids = [job_id for _, fields in entries if (job_id := _job_id(fields[b"e"]))]
@@ -61,6 +72,22 @@ async def _ids(
     if state == "waiting":
         return ids, "b0"
     return ids, ""
+
+
+def offset(cursor: str, state: str) -> int:
+    """A cursor that is a position in a sorted set ("" for the first)."""
+    if not cursor:
+        return 0
+    if not _OFFSET.fullmatch(cursor):
+        raise InvalidCursor(f"cursor {cursor!r} is not one a {state} page returned")
+    return int(cursor)
+
+
+def _check_entry(cursor: str, state: str) -> None:
+    """A cursor that is the stream entry id a page ended on ("" for the first)."""
+    entry = _ENTRY.fullmatch(cursor)
+    if cursor and (entry is None or max(int(entry[1]), int(entry[2])) > _U64):
+        raise InvalidCursor(f"cursor {cursor!r} is not one a {state} page returned")
 
 
 async def _backlog_ids(

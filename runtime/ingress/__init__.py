@@ -14,7 +14,7 @@ from aiohttp import web
 from runtime.client import Client
 from runtime.deadletters import DeadLetters
 from runtime.health import RedisHealth
-from runtime.ingress.app import build_app
+from runtime.ingress.app import RUNNER_OPTIONS, build_app
 from runtime.ingress.auth import KeyRing
 from runtime.ingress.coalesce import Coalescer
 from runtime.ingress.prometheus import Exposition
@@ -65,7 +65,7 @@ def services(
 async def serve(config: Settings, built: Services, stop: asyncio.Event) -> None:
     """Serve HTTP on the configured address until `stop` is set."""
     app = build_app(built, config.ingress_max_body_bytes)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **RUNNER_OPTIONS)
     await runner.setup()
     site = web.TCPSite(runner, config.ingress_host, config.ingress_port)
     await site.start()

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import msgspec
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from runtime import tracing
 from runtime.errors import (
+    InvalidCursor,
     InvalidPayload,
     InvalidPriority,
     InvalidSchedule,
@@ -69,8 +72,12 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             return Problem(413, "Body too large", exc.text or "").response()
         case web.HTTPException() if exc.status >= 400:
             return Problem(exc.status, exc.reason, "").response()
+        case InvalidSchedule() if exc.field:
+            return invalid(f"$.{exc.field}", str(exc)).response()
         case InvalidName() | InvalidPayload() | InvalidSchedule() | InvalidPriority():
             return invalid("$", str(exc)).response()
+        case InvalidCursor():
+            return Problem(422, "Invalid request", str(exc)).response()
         case PayloadTooLarge():
             return Problem(413, "Body too large", str(exc)).response()
         case UnknownFunction() | JobNotFound():
@@ -126,7 +133,8 @@ async def unmatched(request: web.Request) -> web.StreamResponse:
     return Problem(404, "Not found", f"no route for {request.path}").response()
 
 
-UNMATCHED = "/{path:.*}"
+# Any path, a decoded newline (%0A) in it too: "." would stop there.
+UNMATCHED = r"/{path:[\s\S]*}"
 
 
 def build_app(
@@ -158,4 +166,27 @@ def build_app(
     return app
 
 
-__all__ = ["ROUTES", "build_app", "reply"]
+class _ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server log, less the tracebacks of requests it could not parse.
+
+    A request line or header over aiohttp's limits (8190 bytes; 128 headers) is
+    refused by its parser with a 400 before any route runs, and logged as an
+    ERROR with a traceback; it is the client's mistake, so it is one INFO line,
+    without the parser's message (which quotes the line: it may hold a key).
+    """
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError) and exc_info.code < 500:
+            remote = args[0] if args else "?"
+            kind = type(exc_info).__name__
+            self.logger.info("refused a malformed request from %s (%d, %s)", remote,
+                             exc_info.code, kind)  # fmt: skip
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kw)
+
+
+# What every aiohttp runner of the ingress is given (the tests' too).
+RUNNER_OPTIONS: dict[str, Any] = {"logger": _ServerLog(logging.getLogger("aiohttp.server"))}
+
+
+__all__ = ["ROUTES", "RUNNER_OPTIONS", "build_app", "reply"]

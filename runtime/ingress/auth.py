@@ -5,12 +5,19 @@ create`. What is stored is its SHA-256: the keys are random, so a plain hash
 cannot be reversed by guessing, and a lookup costs one hash per request. A key
 is never logged; a rejected request is logged with the key's first 6 characters
 at most.
+
+Keys from a file are reloaded when the file changes (checked at most once a
+second, on a request), so a revoked key stops working within seconds on every
+ingress; a new file that does not load keeps the keys loaded before.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import secrets
+import time
 from pathlib import Path
 
 import msgspec
@@ -20,6 +27,8 @@ from streams.errors import ConfigurationError
 from streams.keys import check_token
 
 PREFIX = "sk_"
+
+log = logging.getLogger(__name__)
 
 
 class ApiKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -54,35 +63,89 @@ def new_key(name: str, workspaces: tuple[str, ...], admin: bool) -> tuple[str, A
 
 
 class KeyRing:
-    """The configured keys, by hash."""
+    """The configured keys, by hash; from a file, reloaded when it changes."""
 
     # Headers already identified, so a client sending the same key on every
     # request is not hashed every time (a hash was 2 % of an ingress request).
-    # Only known keys are remembered; bounded, and emptied when full.
+    # Only known keys are remembered; bounded, and emptied when full or reloaded.
     SEEN_MAX = 1024
 
-    def __init__(self, keys: list[ApiKey]) -> None:
-        self.by_hash = {k.hash: k for k in keys}
-        if len(self.by_hash) != len(keys):
-            raise ConfigurationError("the same API key is configured twice")
+    def __init__(
+        self, keys: list[ApiKey], source: Path | None = None, check_every_s: float = 1.0
+    ) -> None:
+        self.by_hash = self._by_hash(keys)
         self.seen: dict[str, ApiKey] = {}
+        self.source = source
+        # How often the file's size, time and inode are looked at (a stat call).
+        self.check_every_s = check_every_s
+        self._checked = time.monotonic()
+        self._signature = self._stat()
 
-    @classmethod
-    def parse(cls, text: str | bytes, source: str) -> KeyRing:
+    @staticmethod
+    def _by_hash(keys: list[ApiKey]) -> dict[str, ApiKey]:
+        by_hash = {k.hash: k for k in keys}
+        if len(by_hash) != len(keys):
+            raise ConfigurationError("the same API key is configured twice")
+        return by_hash
+
+    @staticmethod
+    def decode(text: str | bytes, source: str) -> list[ApiKey]:
         try:
-            return cls(msgspec.json.decode(text, type=list[ApiKey]))
+            return msgspec.json.decode(text, type=list[ApiKey])
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise ConfigurationError(f"API keys in {source}: {exc}") from None
 
     @classmethod
-    def load(cls, path: Path) -> KeyRing:
+    def parse(cls, text: str | bytes, source: str) -> KeyRing:
+        return cls(cls.decode(text, source))
+
+    @staticmethod
+    def read(path: Path) -> list[ApiKey]:
         try:
-            return cls.parse(path.read_bytes(), str(path))
+            return KeyRing.decode(path.read_bytes(), str(path))
         except OSError as exc:
             raise ConfigurationError(f"API keys file {path}: {exc.strerror}") from None
 
+    @classmethod
+    def load(cls, path: Path) -> KeyRing:
+        return cls(cls.read(path), source=path)
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        if self.source is None:
+            return None
+        try:
+            found = os.stat(self.source)
+        except OSError:
+            return None
+        return found.st_mtime_ns, found.st_size, found.st_ino
+
+    def _reload_if_changed(self) -> None:
+        """Load the keys file again if it changed since last seen; on a file that does
+        not load (bad JSON, a bad key, gone), keep the keys and log it once."""
+        now = time.monotonic()
+        if now - self._checked < self.check_every_s:
+            return
+        self._checked = now
+        signature = self._stat()
+        if signature == self._signature:
+            return
+        self._signature = signature
+        assert self.source is not None
+        try:
+            by_hash = self._by_hash(self.read(self.source))
+        except ConfigurationError as exc:
+            count = len(self.by_hash)
+            log.error("%s; keeping the %d key%s loaded before", exc, count, "s"[: count != 1])
+            return
+        self.by_hash = by_hash
+        # A revoked key may be remembered: forget them all.
+        self.seen = {}
+        log.info("API keys reloaded from %s: %d keys", self.source, len(by_hash))
+
     def identify(self, authorization: str | None) -> ApiKey:
         """The key of an `Authorization: Bearer <key>` header; 401 without a known one."""
+        if self.source is not None:
+            self._reload_if_changed()
         if authorization is not None and (known := self.seen.get(authorization)):
             return known
         scheme, _, key = (authorization or "").partition(" ")

@@ -153,6 +153,7 @@ ROUTES = [
         "Cancel a job that has not started (409 for a running or finished one)",
         "jobs",
         replies={200: JobRecord},
+        errors={409: "The job is running or finished: it cannot be cancelled"},
         query=FUNCTION_QUERY,
     ),
     Route(
@@ -163,6 +164,7 @@ ROUTES = [
         "jobs",
         body=Reschedule,
         replies={200: JobRecord},
+        errors={409: "The job is not delayed: only a delayed job's due time moves"},
         query=FUNCTION_QUERY,
     ),
 ]

@@ -104,7 +104,7 @@ def document(routes: Sequence[Route], registry: Registry) -> dict[str, Any]:
             elif kind is not None:
                 answer["content"] = {JSON: {"schema": schema_of[id(kind)]}}
             operation["responses"][str(status)] = answer
-        for status, text in _ERRORS.items():
+        for status, text in {**_ERRORS, **route.errors}.items():
             operation["responses"].setdefault(
                 str(status), {"description": text, "content": problem}
             )

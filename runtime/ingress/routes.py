@@ -73,6 +73,9 @@ class Route:
     # tuple: one of them; a string: a media type, not JSON).
     body: Any = None
     replies: Mapping[int, Any] = field(default_factory=dict)
+    # Problems this route answers besides those every route may (the OpenAPI
+    # document's list): status -> when.
+    errors: Mapping[int, str] = field(default_factory=dict)
     # Query parameters: name -> (type, description).
     query: Mapping[str, tuple[Any, str]] = field(default_factory=dict)
     # Request headers the route reads (besides Authorization): name -> description.

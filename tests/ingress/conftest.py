@@ -14,7 +14,7 @@ from functions.email import send_email
 from functions.sms import send_sms
 from runtime.health import RedisHealth
 from runtime.ingress import services
-from runtime.ingress.app import build_app
+from runtime.ingress.app import RUNNER_OPTIONS, build_app
 from runtime.ingress.auth import KeyRing, new_key
 from runtime.registry import Registry, load
 from streams.connection import Redis
@@ -52,7 +52,9 @@ async def start_api(redis: Redis, url: str, write_timeout_s: float = 2.0) -> Api
         keys[who], key = new_key(who, workspaces, admin)
         stored.append(key)
     built = services(redis, registry(), KeyRing(stored), RedisHealth(url), write_timeout_s)
-    http = TestClient(TestServer(build_app(built, MAX_BODY), host="127.0.0.1"))
+    server = TestServer(build_app(built, MAX_BODY), host="127.0.0.1")
+    await server.start_server(**RUNNER_OPTIONS)
+    http = TestClient(server)
     await http.start_server()
     return Api(http, keys)
 

@@ -3,13 +3,18 @@ workspace, and an admin key, for every route of the table."""
 
 from __future__ import annotations
 
+import logging
 import re
+from pathlib import Path
 
+import msgspec
 import pytest
 
+from runtime.ingress import load_keys
 from runtime.ingress.app import ROUTES
 from runtime.ingress.auth import KeyRing, new_key
 from runtime.ingress.problems import Problem
+from runtime.settings import Settings
 from tests.ingress.conftest import Api
 
 # Values for the path parameters of every route, all naming acme's things.
@@ -109,3 +114,32 @@ def test_the_keyring_remembers_known_keys_only_and_within_its_bound() -> None:
     ring.seen.update({f"Bearer filler-{i}": stored for i in range(KeyRing.SEEN_MAX - 1)})
     ring.identify(f"bearer {acme}")
     assert list(ring.seen) == [f"bearer {acme}"]
+
+
+def test_keys_reload_when_the_keys_file_changes_and_a_bad_file_keeps_the_old(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (admin, admin_key), (acme, acme_key) = new_key("a", (), True), new_key("b", ("acme",), False)
+    path = tmp_path / "keys.json"
+    path.write_bytes(msgspec.json.encode([admin_key, acme_key]))
+    ring = load_keys(Settings(api_keys_file=str(path)))
+    # At most once a second in service; every request here, so the test need not wait.
+    ring.check_every_s = 0
+    assert ring.identify(f"Bearer {acme}").name == "b"  # and remembered
+    path.write_bytes(msgspec.json.encode([admin_key]))  # acme's key revoked
+    with pytest.raises(Problem) as revoked:
+        ring.identify(f"Bearer {acme}")
+    assert revoked.value.status == 401
+    path.write_bytes(b"[{not json")
+    with caplog.at_level(logging.ERROR):
+        assert ring.identify(f"Bearer {admin}").admin
+        assert ring.identify(f"Bearer {admin}").admin
+    (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert str(path) in error.getMessage()
+    assert "keeping the 1 key" in error.getMessage()
+    path.unlink()
+    assert ring.identify(f"Bearer {admin}").admin
+    path.write_bytes(msgspec.json.encode([acme_key]))
+    assert ring.identify(f"Bearer {acme}").name == "b"
+    with pytest.raises(Problem):
+        ring.identify(f"Bearer {admin}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -12,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.ingress.app import ROUTES
-from streams.connection import RedisSettings, connect
+from streams.connection import Redis, RedisSettings, connect
 from tests.ingress.conftest import Api, start_api
 from tests.redis_server import RedisServer
+from tests.runtime.helpers import read_ledger, wait_until, worker_in_process
 
 
 async def test_the_document_lists_every_route_and_each_topic(api: Api) -> None:
@@ -60,6 +62,7 @@ def test_no_input_gets_a_server_error(shared_server: RedisServer) -> None:
     redis = connect(RedisSettings(url=shared_server.url))
     api = runner.run(start_api(redis, shared_server.url))
     try:
+        spec = runner.run(document_of(api))
 
         @settings(
             max_examples=300,
@@ -83,7 +86,8 @@ def test_no_input_gets_a_server_error(shared_server: RedisServer) -> None:
             route: Any, who: str, params: dict[str, str], body: object, query: dict[str, str]
         ) -> None:
             path = re.sub(r"\{(\w+)\}", lambda m: params[m[1]], route.path)
-            runner.run(answer_of(api, route, who, path, body, query))
+            status = runner.run(answer_of(api, route, who, path, body, query))
+            assert status in documented(spec, route), (route.method, route.path, status)
 
         check()
     finally:
@@ -92,9 +96,20 @@ def test_no_input_gets_a_server_error(shared_server: RedisServer) -> None:
         runner.close()
 
 
+async def document_of(api: Api) -> dict[str, Any]:
+    spec: dict[str, Any] = await (await api.http.get("/openapi.json")).json()
+    return spec
+
+
+def documented(spec: dict[str, Any], route: Any) -> set[int]:
+    """The statuses the document gives for `route` (a topic's for the publish route)."""
+    path = route.path.replace("{topic}", "tasks")
+    return {int(status) for status in spec["paths"][path][route.method.lower()]["responses"]}
+
+
 async def answer_of(
     api: Api, route: Any, who: str, path: str, body: object, query: dict[str, str]
-) -> None:
+) -> int:
     answer = await api.http.request(
         route.method, path, json=body, params=query, headers=api.auth(who)
     )
@@ -104,21 +119,55 @@ async def answer_of(
         assert answer.content_type == "application/problem+json"
         problem = msgspec.json.decode(data)
         assert problem["status"] == answer.status
-        return
+        return answer.status
     declared = route.replies.get(answer.status, "undeclared")
     assert declared != "undeclared", (route.path, answer.status)
     if declared is None:
         assert data == b""
-        return
+        return answer.status
     if isinstance(declared, str):
         assert answer.content_type == declared
-        return
+        return answer.status
     kinds = declared if isinstance(declared, tuple) else (declared,)
     errors = []
     for kind in kinds:
         try:
             msgspec.json.decode(data, type=kind)
-            return
+            return answer.status
         except msgspec.ValidationError as exc:
             errors.append(exc)
     raise AssertionError(f"{route.path}: {data!r} matches no declared body: {errors}")
+
+
+async def test_every_status_the_job_routes_answer_is_documented(
+    api: Api, redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    spec = await document_of(api)
+    acme = api.auth("acme")
+    seen: list[tuple[str, int]] = []
+
+    async def call(method: str, job_id: str, body: object = None) -> None:
+        answer = await api.http.request(method, f"/v1/jobs/{job_id}", json=body, headers=acme)
+        seen.append((method, answer.status))
+
+    queued = await api.post("/v1/events/tasks", {"workspace": "acme", "data": {"n": 1}, "id": "q"})
+    assert queued.status == 202
+    await call("PATCH", "q", {"delay_ms": 1000})  # queued: only a delayed job moves
+    await call("PATCH", "q", {"delay_ms": -1})
+    await call("PATCH", "nope", {"delay_ms": 1})
+    await call("DELETE", "nope")
+    await call("GET", "nope")
+    async with worker_in_process(shared_server.url, "tasks"):
+
+        async def ran() -> bool:
+            return read_ledger(ledger)["q"] == 1
+
+        await wait_until(ran, what="the job to run")
+    await call("DELETE", "q")  # completed: too late to cancel
+    assert ("PATCH", 409) in seen
+    assert ("DELETE", 409) in seen
+    route = {r.method: r for r in ROUTES if r.path == "/v1/jobs/{id}"}
+    for method, status in seen:
+        assert status in documented(spec, route[method]), (method, status)
+    conflict = spec["paths"]["/v1/jobs/{id}"]["patch"]["responses"]["409"]
+    assert conflict["content"]["application/problem+json"]

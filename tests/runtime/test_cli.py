@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import redis.asyncio
 
 from streams.connection import Redis
 from tests.redis_server import RedisServer, free_port
-from tests.runtime.helpers import wait_completed
+from tests.runtime.helpers import start_worker, wait_completed, wait_until
 
 
 def start_dev(url: str, log: Path, port: int) -> subprocess.Popen[bytes]:
@@ -56,3 +57,28 @@ async def test_dev_runs_the_demo_and_stops_cleanly(
     assert "demo: published" in text
     assert "sms " in text
     assert "RISK OF LOSING JOBS: appendonly is no" in text  # the shared test server has no AOF
+
+
+async def test_no_log_line_of_a_process_start_holds_the_redis_password(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    """The password in the URL's query (redis-py reads it there too), never in a log."""
+    admin = redis.asyncio.Redis(port=server.port)
+    await admin.config_set("requirepass", "s3cret-pw")
+    await admin.aclose()
+    log = tmp_path / "scheduler.log"
+    process = start_worker(
+        f"{server.url}?password=s3cret-pw", tmp_path / "ledger", role="scheduler", log=log
+    )
+    try:
+
+        async def reported() -> bool:
+            return "maxmemory-policy" in log.read_text()
+
+        await wait_until(reported, what="the scheduler to report the server")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    text = log.read_text()
+    assert "password=***" in text
+    assert "s3cret" not in text

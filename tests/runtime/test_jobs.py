@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import get_args
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime import Client, JobNotFound, Jobs, WrongJobState
+from runtime.errors import InvalidCursor, InvalidSchedule, SluiceError
 from runtime.registry import load
+from runtime.timing import HORIZON
 from streams import envelope as env
-from streams.connection import Redis
+from streams.connection import Redis, RedisSettings, connect
 from streams.listing import Listable
 from streams.publish import Outgoing, publish
 from tests.redis_server import RedisServer
@@ -297,3 +304,60 @@ async def test_a_job_written_before_ids_were_per_workspace_is_still_found(redis:
     assert stored is not None
     assert (stored.id, stored.workspace) == ("new-1", "acme")
     assert await jobs.get("tasks", "acme~new-1", workspace="other") is None
+
+
+def test_a_malformed_cursor_raises_invalid_cursor_never_another_error(
+    shared_server: RedisServer,
+) -> None:
+    """Any text as a cursor, in any state: a page, or `InvalidCursor` (a SluiceError)."""
+    runner = asyncio.Runner()
+    redis = connect(RedisSettings(url=shared_server.url))
+    jobs = Jobs(redis, load(SAMPLE))
+    try:
+
+        @settings(max_examples=200, deadline=None)
+        @given(
+            state=st.sampled_from(get_args(Listable)),
+            cursor=st.text(max_size=12)
+            | st.builds(
+                "{}:{}".format,
+                st.integers(-2, 3),
+                st.from_regex(r"[0-9b(x.-]{0,24}", fullmatch=True) | st.text(max_size=8),
+            ),
+        )
+        def check(state: Listable, cursor: str) -> None:
+            with contextlib.suppress(InvalidCursor):
+                runner.run(jobs.page("batch-tasks", state, cursor=cursor, limit=2))
+
+        check()
+        for cursor in ("abc", "0:abc", "0:b-x", "-1", "0:(", "0:1-x", "2:", "0:b1"):
+            with pytest.raises(SluiceError, match="cursor"):
+                runner.run(jobs.page("batch-tasks", "delayed", cursor=cursor))
+    finally:
+        runner.run(redis.aclose())
+        runner.close()
+
+
+async def test_a_due_time_beyond_the_horizon_is_refused_naming_the_field(redis: Redis) -> None:
+    registry = load(SAMPLE)
+    client, jobs = Client(redis, registry), Jobs(redis, registry)
+    beyond = datetime.now(UTC) + HORIZON + timedelta(days=1)
+    for when, field in (
+        ({"delay_ms": 10**15}, "delay_ms"),
+        ({"delay_ms": int(HORIZON.total_seconds() * 1000) + 1}, "delay_ms"),
+        ({"run_at": beyond}, "run_at"),
+        ({"run_at": "9999-12-31T23:59:59Z"}, "run_at"),
+    ):
+        with pytest.raises(InvalidSchedule, match=field) as raised:
+            await client.publish("tasks", workspace="acme", data={"n": 1}, **when)
+        assert raised.value.field == field
+    assert await redis.dbsize() == 0  # nothing written
+    later = await client.publish(
+        "tasks", workspace="acme", data={"n": 1}, run_at=beyond - timedelta(days=2)
+    )
+    for when, field in (({"delay_ms": 10**15}, "delay_ms"), ({"run_at": beyond}, "run_at")):
+        with pytest.raises(InvalidSchedule, match=field):
+            await jobs.reschedule("tasks", later.id, **when)
+    record = await jobs.get("tasks", later.id)
+    assert record is not None
+    assert record.due_ms < (beyond - timedelta(days=1)).timestamp() * 1000

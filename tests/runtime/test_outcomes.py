@@ -181,6 +181,10 @@ async def test_invalid_data_names_the_field_and_writes_nothing(
     with pytest.raises(InvalidPayload) as missing:
         await client.publish("tasks", workspace="ws", data={"mode": "ok"})
     assert "missing required field `n`" in str(missing.value)
+    # JSON and Python integers have no bound; msgpack's stop at 64 bits.
+    with pytest.raises(InvalidPayload, match="beyond 64 bits") as huge:
+        await client.publish("tasks", workspace="ws", data={"n": 2**64})
+    assert huge.value.path == "$.n"
     assert await redis.dbsize() == 0
 
 

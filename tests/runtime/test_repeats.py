@@ -98,6 +98,7 @@ async def test_schedules_are_listed_replaced_and_removed_with_their_pending_tick
         ({"cron": "0 3 * *"}, "5 fields"),
         ({"cron": "0 3 * * *", "zone": "Nowhere/Land"}, "unknown time zone"),
         ({"every_ms": 10}, "at least 1000"),
+        ({"every_ms": 10**15}, "10 years"),
         ({}, "give cron or every_ms"),
         ({"cron": "0 3 * * *", "every_ms": 5000}, "give cron or every_ms"),
     ],

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from runtime.errors import ConfigurationError
 from runtime.settings import Settings, from_env
+from streams.connection import RedisSettings
 
 
 def test_defaults() -> None:
@@ -56,3 +57,20 @@ def test_the_cli_exits_with_the_error_not_a_traceback() -> None:
 def test_redacted_url_hides_the_password() -> None:
     s = from_env({"REDIS_URL": "rediss://user:secret@host:6380/0"})
     assert s.redis.redacted_url() == "rediss://user:***@host:6380/0"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://h:6379/0?password=s3cret", "redis://h:6379/0?password=***"),
+        ("redis://h/0?db=1&password=s3cret&x=1", "redis://h/0?db=1&password=***&x=1"),
+        ("redis://u:s3cret@h/0?password=s3cret", "redis://u:***@h/0?password=***"),
+        ("unix:///run/r.sock?password=s%33cret&db=0", "unix:///run/r.sock?password=***&db=0"),
+        ("redis://h/0?PASSWORD=s3cret", "redis://h/0?PASSWORD=***"),
+    ],
+)
+def test_redacted_url_hides_a_password_given_in_the_query(url: str, shown: str) -> None:
+    assert RedisSettings(url=url).redacted_url() == shown
+    with pytest.raises(ConfigurationError) as refused:
+        RedisSettings(url="http" + url.partition(":")[1] + url.partition(":")[2])
+    assert "s3cret" not in str(refused.value)
