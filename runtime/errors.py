@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from streams.errors import ConfigurationError, InvalidName, RedisUnavailable, SluiceError
+from streams.errors import (
+    ConfigurationError,
+    InvalidName,
+    RedisFull,
+    RedisUnavailable,
+    SluiceError,
+)
 
 __all__ = [
     "ConfigurationError",
@@ -13,6 +19,7 @@ __all__ = [
     "InvalidSchedule",
     "JobNotFound",
     "PayloadTooLarge",
+    "RedisFull",
     "RedisUnavailable",
     "Reject",
     "Retry",
