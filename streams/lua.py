@@ -44,7 +44,7 @@ class Script:
             # may grow memory, having written nothing, so every script stays atomic;
             # with `allow-oom` it runs whole. Only for scripts that move or finish
             # work Redis already holds: refusing those would leave a full Redis full
-            # for good, as only they drain it (DESIGN.md, "Redis full").
+            # for good, as only they drain it (README, Production Redis).
             parts.insert(0, b"#!lua flags=allow-oom")
         self.source = b"\n".join(parts)
         self.sha = hashlib.sha1(self.source).hexdigest()
