@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import urllib.parse
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import hiredis
@@ -120,8 +118,13 @@ class _Bounded(aioredis.Redis):
     call_timeout_s = 5.0
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        async with _deadline(self.call_timeout_s + _blocking_s(args)):
-            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        # Inline rather than a shared context manager: this runs for every command.
+        limit = self.call_timeout_s + _blocking_s(args)
+        try:
+            async with asyncio.timeout(limit):
+                return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except TimeoutError:
+            raise _late(limit) from None
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
         pipe = _BoundedPipeline(
@@ -137,19 +140,17 @@ class _BoundedPipeline(aioredis.client.Pipeline):
     call_timeout_s = 5.0
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        async with _deadline(self.call_timeout_s):
-            return await super().execute(raise_on_error)
+        try:
+            async with asyncio.timeout(self.call_timeout_s):
+                return await super().execute(raise_on_error)
+        except TimeoutError:
+            raise _late(self.call_timeout_s) from None
 
 
-@contextlib.asynccontextmanager
-async def _deadline(seconds: float) -> AsyncIterator[None]:
-    """Raise redis-py's TimeoutError (`RedisUnavailable` at streams.errors) once
-    `seconds` have passed."""
-    try:
-        async with asyncio.timeout(seconds):
-            yield
-    except TimeoutError:
-        raise redis.exceptions.TimeoutError(f"no reply from Redis within {seconds:g} s") from None
+def _late(limit_s: float) -> redis.exceptions.TimeoutError:
+    """redis-py's own timeout, which streams.errors turns into `RedisUnavailable`.
+    (redis-py raises its TimeoutError, never the builtin one asyncio.timeout does.)"""
+    return redis.exceptions.TimeoutError(f"no reply from Redis within {limit_s:g} s")
 
 
 def _blocking_s(args: tuple[Any, ...]) -> float:
