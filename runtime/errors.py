@@ -8,6 +8,7 @@ from streams.errors import (
     ConfigurationError,
     InvalidCursor,
     InvalidName,
+    RedisFull,
     RedisUnavailable,
     SluiceError,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "InvalidSchedule",
     "JobNotFound",
     "PayloadTooLarge",
+    "RedisFull",
     "RedisUnavailable",
     "Reject",
     "Retry",

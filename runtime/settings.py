@@ -70,6 +70,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_REDIS_CONNECT_TIMEOUT_S": ("redis", "connect_timeout_s"),
     "SLUICE_REDIS_SOCKET_TIMEOUT_S": ("redis", "socket_timeout_s"),
     "SLUICE_REDIS_RETRIES": ("redis", "retries"),
+    "SLUICE_REDIS_CALL_TIMEOUT_S": ("redis", "call_timeout_s"),
     "SLUICE_REDIS_MAX_CONNECTIONS": ("redis", "max_connections"),
     "SLUICE_FUNCTIONS": ("", "functions"),
     "SLUICE_GRACE_S": ("", "grace_s"),

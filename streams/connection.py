@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import msgspec
 import redis.asyncio as aioredis
+import redis.exceptions
 from redis.asyncio import connection as aioconnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -24,10 +26,14 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     username: str | None = None
     password: str | None = None
     connect_timeout_s: float = 2.0
-    # Every command waits at most this long. Blocking reads use a shorter BLOCK,
+    # One reply waits at most this long. Blocking reads use a shorter BLOCK,
     # so a silent server is noticed within this bound, never hangs a process.
     socket_timeout_s: float = 5.0
     retries: int = 3
+    # A whole call (retries, reconnects and backoff included) waits at most this
+    # long, a blocking read its BLOCK on top; None: the socket timeout. Without it
+    # a silent server held each call (1 + retries) socket timeouts.
+    call_timeout_s: float | None = None
     backoff_base_s: float = 0.05
     backoff_cap_s: float = 2.0
     max_connections: int = 64
@@ -43,6 +49,12 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError("Redis timeouts must be positive")
         if self.retries < 0:
             raise ConfigurationError("Redis retries must be 0 or more")
+        if self.call_timeout_s is not None and self.call_timeout_s <= 0:
+            raise ConfigurationError("the Redis call timeout must be positive")
+
+    def call_timeout(self) -> float:
+        """The longest any one call waits for Redis, beyond a blocking read's BLOCK."""
+        return self.socket_timeout_s if self.call_timeout_s is None else self.call_timeout_s
 
     def redacted_url(self) -> str:
         """The URL without its password, for logs: in the user part, or (as redis-py
@@ -87,7 +99,8 @@ def connect(settings: RedisSettings) -> Redis:
         **options,
     )
     # from_pool: the client owns the pool, so aclose() closes its connections too.
-    client = aioredis.Redis.from_pool(pool)
+    client = cast(_Bounded, _Bounded.from_pool(pool))
+    client.call_timeout_s = settings.call_timeout()
     # XREADGROUP replies reach streams.consume as the server sent them: redis-py
     # would build a dict per entry, which cost a tenth of a single-job worker's
     # time (bench profile) and is thrown away at once.
@@ -97,6 +110,63 @@ def connect(settings: RedisSettings) -> Redis:
 
 def _as_sent(response: object, **options: object) -> object:
     return response
+
+
+class _Bounded(aioredis.Redis):
+    """A client whose every call ends within `call_timeout_s` (a blocking read's
+    BLOCK on top), however many retries redis-py's Retry has left.
+
+    A call cut short disconnects its connection (redis-py drops a connection whose
+    send or read is cancelled), so no late reply is read as the next call's. A
+    script cut short may still run in Redis: every Sluice script is idempotent
+    under a retry (see `connect`), and its caller sees `RedisUnavailable`.
+    """
+
+    call_timeout_s = 5.0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        # Inline rather than a shared context manager: this runs for every command.
+        limit = self.call_timeout_s + _blocking_s(args)
+        try:
+            async with asyncio.timeout(limit):
+                return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except TimeoutError:
+            raise _late(limit) from None
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
+        pipe = _BoundedPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+        pipe.call_timeout_s = self.call_timeout_s
+        return pipe
+
+
+class _BoundedPipeline(aioredis.client.Pipeline):
+    """A pipeline sent and answered within `call_timeout_s`, like `_Bounded`'s calls."""
+
+    call_timeout_s = 5.0
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        try:
+            async with asyncio.timeout(self.call_timeout_s):
+                return await super().execute(raise_on_error)
+        except TimeoutError:
+            raise _late(self.call_timeout_s) from None
+
+
+def _late(limit_s: float) -> redis.exceptions.TimeoutError:
+    """redis-py's own timeout, which streams.errors turns into `RedisUnavailable`.
+    (redis-py raises its TimeoutError, never the builtin one asyncio.timeout does.)"""
+    return redis.exceptions.TimeoutError(f"no reply from Redis within {limit_s:g} s")
+
+
+def _blocking_s(args: tuple[Any, ...]) -> float:
+    """The BLOCK of an XREADGROUP, in seconds: the time Redis may take on purpose."""
+    if args and args[0] in ("XREADGROUP", b"XREADGROUP"):
+        for i, arg in enumerate(args):
+            if arg in ("BLOCK", b"BLOCK"):
+                return int(args[i + 1]) / 1000
+    return 0.0
 
 
 class _HiredisPacking:

@@ -22,7 +22,7 @@ from streams.lua import Arg, Script, packed
 from streams.publish import DEFAULT_SHARE
 from streams.ratelimit import Ask, Grant
 
-_REFILL = Script.beside(__file__, "refill.lua", uses=["admit.lua", "limits.lua"])
+_REFILL = Script.beside(__file__, "refill.lua", uses=["admit.lua", "limits.lua"], allow_oom=True)
 
 
 class Delivery(msgspec.Struct, frozen=True):
@@ -44,14 +44,27 @@ async def ensure_group(client: Redis, keys: PartitionKeys) -> None:
     """Create the consumer group (and the stream) if missing.
 
     The group starts at id 0, so jobs published before any worker ever ran are
-    read too; "$" would silently skip them.
+    read too; "$" would silently skip them. A full Redis refuses XGROUP CREATE
+    even for a group that exists: then a group that exists is joined (reads go
+    on), and a missing one raises `RedisFull` for the caller to retry.
     """
     with wrap_unavailable():
         try:
             await client.xgroup_create(keys.stream, GROUP, id="0", mkstream=True)
+        except redis.exceptions.OutOfMemoryError:
+            if not await _group_exists(client, keys):
+                raise
         except redis.exceptions.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+
+async def _group_exists(client: Redis, keys: PartitionKeys) -> bool:
+    try:
+        groups: Any = await client.xinfo_groups(keys.stream)
+    except redis.exceptions.ResponseError:
+        return False  # no stream
+    return any(g["name"] in (GROUP, GROUP.encode()) for g in groups)
 
 
 async def read(

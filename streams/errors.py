@@ -1,7 +1,8 @@
 """Every exception Sluice raises derives from `SluiceError`.
 
 redis-py's connection and timeout errors are wrapped as `RedisUnavailable` at
-this layer's boundary, so callers above handle one type for "Redis is not there".
+this layer's boundary, so callers above handle one type for "Redis is not there";
+a Redis at its `maxmemory` (noeviction) refusing writes is `RedisFull`, one kind of it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ class SluiceError(Exception):
 
 class RedisUnavailable(SluiceError):
     """Raised when Redis cannot be reached, times out, or is still loading its data."""
+
+
+class RedisFull(RedisUnavailable):
+    """Raised when Redis refuses a write because it is at its `maxmemory` (noeviction).
+
+    A kind of `RedisUnavailable`: it clears by itself once memory is freed (workers
+    settle and delete jobs) or raised, so callers retry it with backoff like an outage.
+    """
 
 
 class InvalidName(SluiceError, ValueError):
@@ -49,6 +58,10 @@ def wrap_unavailable() -> Iterator[None]:
         yield
     except _UNAVAILABLE as exc:
         raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    except redis.exceptions.OutOfMemoryError as exc:
+        # "-OOM command not allowed when used memory > 'maxmemory'": refused before
+        # anything was written (a script stops at its first write; see streams.lua).
+        raise RedisFull(f"Redis is full: {exc}") from exc
     except redis.exceptions.ResponseError as exc:
         # A restarted server still loading its AOF, or a replica mid-failover, answers
         # with these; they clear by themselves, so they are availability, not bugs.

@@ -34,18 +34,29 @@ class Script:
 
     __slots__ = ("name", "sha", "source")
 
-    def __init__(self, path: Path, uses: Sequence[Path] = ()) -> None:
+    def __init__(self, path: Path, uses: Sequence[Path] = (), *, allow_oom: bool = False) -> None:
         self.name = path.name
         # Shared Lua (a library of local functions) goes first, as Redis runs one text.
-        self.source = b"\n".join([*(p.read_bytes() for p in uses), path.read_bytes()])
+        parts = [*(p.read_bytes() for p in uses), path.read_bytes()]
+        if allow_oom:
+            # Redis 7 script flags, which must open the text. Without them a script
+            # on a full Redis (maxmemory, noeviction) fails at its first write that
+            # may grow memory, having written nothing, so every script stays atomic;
+            # with `allow-oom` it runs whole. Only for scripts that move or finish
+            # work Redis already holds: refusing those would leave a full Redis full
+            # for good, as only they drain it (README, Production Redis).
+            parts.insert(0, b"#!lua flags=allow-oom")
+        self.source = b"\n".join(parts)
         self.sha = hashlib.sha1(self.source).hexdigest()
 
     @classmethod
-    def beside(cls, module_file: str, name: str, uses: Sequence[str] = ()) -> Script:
+    def beside(
+        cls, module_file: str, name: str, uses: Sequence[str] = (), *, allow_oom: bool = False
+    ) -> Script:
         """Load `name` from the folder of the calling module (pass `__file__`),
         after the shared files named in `uses` from the same folder."""
         folder = Path(module_file).parent
-        return cls(folder / name, [folder / u for u in uses])
+        return cls(folder / name, [folder / u for u in uses], allow_oom=allow_oom)
 
     async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Arg]) -> object:
         with wrap_unavailable():

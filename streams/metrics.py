@@ -18,7 +18,7 @@ from streams.errors import wrap_unavailable
 from streams.keys import PartitionKeys
 from streams.lua import Arg, Script
 
-_FLUSH = Script.beside(__file__, "metrics.lua")
+_FLUSH = Script.beside(__file__, "metrics.lua", allow_oom=True)
 
 FUNCTION_SCOPE = "*"
 COUNTERS = (

@@ -26,7 +26,7 @@ from runtime.ingress import admin, dashboard, health, jobs, prometheus, publish
 from runtime.ingress.openapi import document
 from runtime.ingress.problems import Problem, invalid
 from runtime.ingress.routes import Route, Services, reply
-from streams.errors import InvalidName, RedisUnavailable
+from streams.errors import InvalidName, RedisFull, RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,10 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             return Problem(404, "Not found", str(exc)).response()
         case WrongJobState():
             return Problem(409, "Conflict", str(exc)).response()
+        case RedisFull():
+            log.warning("%s %s: answered 503: %s", request.method, request.path, exc)
+            return Problem(503, "Unavailable", "Redis is full (maxmemory); nothing was accepted",
+                           retry_after_s=RETRY_AFTER_S).response()  # fmt: skip
         case RedisUnavailable():
             log.warning("%s %s: answered 503: %s", request.method, request.path, exc)
             return Problem(503, "Unavailable", "Redis is unavailable; nothing was accepted",

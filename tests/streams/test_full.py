@@ -1,0 +1,94 @@
+"""A full Redis (at `maxmemory`, policy noeviction): new work is refused with
+`RedisFull`, and the work Redis already holds still moves (backlog to stream,
+due jobs to stream, outcomes settled), so workers drain it and free memory."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams import envelope as env
+from streams.connection import Redis, connect
+from streams.consume import ensure_group, read, refill, taken
+from streams.delayed import promote_due
+from streams.errors import RedisFull, RedisUnavailable
+from streams.jobs import counts, get_job
+from streams.keys import PartitionKeys
+from streams.publish import Outgoing, publish
+from streams.settle import Settlement, settle
+from tests.conftest import settings_for
+from tests.redis_server import RedisServer
+
+KEYS = PartitionKeys("full", 0)
+SHARE = 10
+
+
+def job(job_id: str, workspace: str = "big") -> Outgoing:
+    return Outgoing(env.Envelope(job_id, "full", workspace, env.encode_payload({"x": 1}), 0))
+
+
+async def fill(redis: Redis) -> None:
+    """1 byte: Redis is over its `maxmemory` whatever it holds."""
+    await redis.config_set("maxmemory", 1)
+
+
+async def test_a_publish_to_a_full_redis_raises_redis_full_and_writes_nothing(
+    server: RedisServer,
+) -> None:
+    redis = connect(settings_for(server.url))
+    try:
+        await fill(redis)
+        with pytest.raises(RedisFull) as raised:
+            await publish(redis, KEYS, [job("a"), job("b")], SHARE)
+        # Callers that retry an outage retry this too.
+        assert isinstance(raised.value, RedisUnavailable)
+        assert await get_job(redis, KEYS, "a") is None
+        await redis.config_set("maxmemory", 0)
+        assert [w.created for w in await publish(redis, KEYS, [job("a")], SHARE)] == [True]
+    finally:
+        await redis.aclose()
+
+
+async def test_a_worker_joins_its_group_while_redis_is_full(server: RedisServer) -> None:
+    redis = connect(settings_for(server.url))
+    try:
+        await ensure_group(redis, KEYS)
+        await fill(redis)
+        # Redis refuses XGROUP CREATE even for a group that exists: that one is joined.
+        await ensure_group(redis, KEYS)
+        with pytest.raises(RedisFull):
+            await ensure_group(redis, PartitionKeys("other", 0))
+    finally:
+        await redis.aclose()
+
+
+async def test_the_work_redis_holds_moves_on_while_it_is_full(server: RedisServer) -> None:
+    """Backlogged jobs enter the stream, a retry is promoted and everything settles:
+    refusing these would leave a full Redis full for good, its backlog stranded."""
+    redis = connect(settings_for(server.url))
+    try:
+        await ensure_group(redis, KEYS)
+        written = await publish(redis, KEYS, [job(f"j{i}") for i in range(3 * SHARE)], SHARE)
+        assert sum(w.backlogged for w in written) == 2 * SHARE
+        await fill(redis)
+        retried = False
+        for _ in range(10):
+            got = await read(redis, KEYS, "c", SHARE, 1)
+            await refill(redis, KEYS, taken(got), len(got) < SHARE, SHARE)
+            outcomes = []
+            for d in got:
+                e = env.decode(d.envelope)
+                if not retried:
+                    retried = True
+                    outcomes.append(
+                        Settlement(d.entry_id, e.id, e.workspace, "retry", 1, "x", d.envelope)
+                    )
+                else:
+                    outcomes.append(Settlement(d.entry_id, e.id, e.workspace, "completed", 1))
+            await settle(redis, KEYS, "c", 60_000, outcomes, len(outcomes))
+            await promote_due(redis, KEYS, 100, SHARE)
+        done = await counts(redis, KEYS)
+        assert (done.completed, done.waiting, done.delayed) == (3 * SHARE, 0, 0)
+        with pytest.raises(RedisFull):
+            await publish(redis, KEYS, [job("late")], SHARE)
+    finally:
+        await redis.aclose()
