@@ -19,6 +19,7 @@ import uvloop
 
 from bench.functions import Ping
 from bench.ingress import measure as measure_ingress
+from bench.limits import limit_held
 from bench.scheduling import delayed_bytes_per_job, lateness, promote_rate
 from bench.worker import SPEC, start_worker, stop, until_completed
 from runtime import Client, Event
@@ -190,6 +191,10 @@ class Figures(msgspec.Struct):
     lateness_backlog_p99_ms: float
     delayed_bytes_per_job: float
     promote_rate: float
+    # A global limit under steady overload (bench.limits).
+    limit_held_rate: float
+    limit_held_ratio: float
+    limit_deferrals_per_job: float
     # One ingress process under wrk (bench.ingress), and the bare aiohttp ceiling.
     ingress_ceiling_rps: float
     ingress_single_rps: float
@@ -229,6 +234,8 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
             await redis.flushall()
             promote = await promote_rate(client, redis, n)
             await redis.flushall()
+            held = await limit_held(client, redis, server.url, 5_000)
+            await redis.flushall()
             ceiling, single, batch = await asyncio.to_thread(measure_ingress, server.url)
             await redis.aclose()
         finally:
@@ -257,6 +264,9 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
         lateness_backlog_p99_ms=round(late_backlog[int(len(late_backlog) * 0.99)], 3),
         delayed_bytes_per_job=round(per_job, 1),
         promote_rate=round(promote),
+        limit_held_rate=round(held.jobs_per_s, 1),
+        limit_held_ratio=round(held.jobs_per_s / held.limit_per_s, 3),
+        limit_deferrals_per_job=round(held.deferrals_per_job, 2),
         ingress_ceiling_rps=round(ceiling.requests_per_s),
         ingress_single_rps=round(single.requests_per_s),
         ingress_single_p50_ms=single.p50_ms,
@@ -317,6 +327,11 @@ def report(f: Figures) -> None:
         f"  memory per delayed job         {f.delayed_bytes_per_job:,.0f} bytes beyond its payload"
     )
     print(f"  promote (delayed -> stream)    {f.promote_rate:>10,.0f} jobs/s")
+    print(
+        f"  5,000 jobs over a 500/s limit  {f.limit_held_rate:>10,.1f} jobs/s  "
+        f"{f.limit_held_ratio:5.1%} of the limit, "
+        f"{f.limit_deferrals_per_job} deferrals a job"
+    )
     print(f"  ingress ceiling (bare aiohttp)  {f.ingress_ceiling_rps:>10,.0f} requests/s")
     print(
         f"  ingress, one event a request   {f.ingress_single_rps:>10,.0f} requests/s  "

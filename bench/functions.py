@@ -64,6 +64,22 @@ async def noop_batch_unshared(batch: Batch[Ping]) -> None:
     del batch
 
 
+# A global limit that a backlog overloads: how close to it the function runs.
+LIMITED_RATE = 500.0
+
+
+@batch_function(
+    "noop-rate",
+    input=Ping,
+    batch_size=100,
+    concurrency=4,
+    rate_per_s=LIMITED_RATE,
+    rate_burst_s=0.2,
+)
+async def noop_rate(batch: Batch[Ping]) -> None:
+    del batch
+
+
 class _Latencies:
     """Appends publish->handler latencies (ns) to LATENCY_FILE, one write per 100."""
 
@@ -92,4 +108,4 @@ async def timed(job: Job[Ping]) -> None:
         latencies.add(job.data.sent_ns)
 
 
-FUNCTIONS = (noop, noop_batch, noop_batch_limited, noop_batch_unshared, timed)
+FUNCTIONS = (noop, noop_batch, noop_batch_limited, noop_batch_unshared, noop_rate, timed)

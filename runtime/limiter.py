@@ -1,11 +1,14 @@
-"""Applying a function's rate limits to what was read: run what fits, defer the rest.
+"""Applying a function's rate limits to what was read: run what fits, hold or defer
+the rest.
 
 One script call per read takes capacity for every workspace in the batch, the
-call that lets the backlogs refill after the read (streams.consume.refill). Jobs
-over the limit go back to the delayed set, each due at a slot the limits reserve
-for it (the next free ones, up to a horizon), so they neither fail, nor get
-dropped, nor come back to be deferred again: back in its slot, a job runs
-without asking.
+call that lets the backlogs refill after the read (streams.consume.refill). A
+job over the limit whose next free slot is within the horizon (RESERVE_AHEAD_MS)
+gets that slot reserved and stays held by this worker until it comes: sent back
+to the stream, it would queue behind every unread entry and miss it. One whose
+slot lies beyond goes to the delayed set until its slot enters the horizon, and
+the reader pauses as long, rather than read jobs only to defer them: a campaign
+far over its limit costs one deferral a job at most, not a spin of reads.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import msgspec
 from runtime.declare import Batch, Function
 from runtime.intake import Call, Intake
 from runtime.outcome import deferred
-from streams import envelope as env
 from streams.connection import Redis
 from streams.consume import Read, refill
 from streams.errors import RedisUnavailable
@@ -32,35 +34,34 @@ log = logging.getLogger(__name__)
 UNCHECKED_DELAY_MS = 1000
 
 
+class Limited(msgspec.Struct):
+    """What the limits let a read do."""
+
+    # Calls to make now, and the settlements of deferred jobs.
+    intake: Intake
+    # Calls of jobs holding a reserved slot: (ms from now, the call).
+    later: list[tuple[int, Call]]
+    # How long the reader should wait: the function's global limit is booked
+    # beyond the horizon for this long.
+    pause_ms: int
+
+
 def limited(fn: Function[Any]) -> bool:
     """Declared with a rate; a function without one is limited only while overrides
     exist (streams.ratelimit.overridden, checked by the loop)."""
     return fn.options.rate_per_s > 0 or fn.options.workspace_rate_per_s > 0
 
 
-def holds_slot(envelope: env.Envelope, now_ms: int, grace_ms: int) -> bool:
-    """A job back in the slot the limits reserved for it (limits.lua) starts without
-    asking again, unless it comes back more than the burst after its slot (its
-    scheduler was away, the worker busy): late jobs starting together beyond the
-    burst would break the limit, so they ask again."""
-    return envelope.slot_ms > 0 and now_ms <= envelope.slot_ms + grace_ms
-
-
 async def apply_limits(
     client: Redis, keys: PartitionKeys, fn: Function[Any], intake: Intake, read: Read
-) -> Intake:
-    """`intake` with its calls cut to what the limits allow, the rest deferred; the
-    last read's refill (`read`) is made in the same call. Jobs back in their
-    reserved slot run without asking."""
-    now_ms = env.now_ms()
-    opts = fn.options
-    grace_ms = int(opts.rate_burst_s * 1000)
+) -> Limited:
+    """`intake` cut to what the limits allow now; the last read's refill (`read`) is
+    made in the same call."""
     asked: dict[str, int] = {}
     for call in intake.calls:
         ws = call.batch.workspace
-        asking = sum(1 for e in call.envelopes if not holds_slot(e, now_ms, grace_ms))
-        if asking:
-            asked[ws] = asked.get(ws, 0) + asking
+        asked[ws] = asked.get(ws, 0) + len(call.entry_ids)
+    opts = fn.options
     rates = Rates(opts.rate_per_s / opts.partitions, opts.workspace_rate_per_s, opts.rate_burst_s)
     try:
         short = await refill(client, keys, read.taken, read.drained, opts.share, Ask(asked, rates))
@@ -79,9 +80,15 @@ async def apply_limits(
         )
         short = {ws: Grant(0) for ws in asked}
     if not short:
-        return intake  # everything fits: the common case
+        return Limited(intake, [], 0)  # everything fits: the common case
+    return _cut(intake, short, sum(asked.values()))
+
+
+def _cut(intake: Intake, short: dict[str, Grant], read: int) -> Limited:
     calls: list[Call] = []
     settlements = list(intake.settlements)
+    later: list[tuple[int, Call]] = []
+    pause_ms = 0
     left = {ws: g.granted for ws, g in short.items()}
     denied = dict.fromkeys(short, 0)
     for call in intake.calls:
@@ -94,23 +101,35 @@ async def apply_limits(
         for job, entry_id, envelope in zip(
             call.batch.jobs, call.entry_ids, call.envelopes, strict=True
         ):
-            held = holds_slot(envelope, now_ms, grace_ms)
-            if held or left[ws] > 0:
-                if not held:
-                    left[ws] -= 1
+            if left[ws] > 0:
+                left[ws] -= 1
                 run.batch.jobs.append(job)
                 run.entry_ids.append(entry_id)
                 run.envelopes.append(envelope)
                 continue
             i = denied[ws]
             denied[ws] += 1
-            if i < len(grant.due_ms):
-                due = grant.due_ms[i]
-                settlements.append(
-                    deferred(entry_id, envelope, due_ms=due, slot=i < grant.reserved)
+            if i < grant.reserved:
+                one = msgspec.structs.replace(
+                    call, batch=Batch(ws, [job]), entry_ids=[entry_id], envelopes=[envelope]
                 )
+                later.append((max(0, grant.due_ms[i] - grant.now_ms), one))
+            elif i < len(grant.due_ms):
+                settlements.append(deferred(entry_id, envelope, due_ms=grant.due_ms[i]))
             else:
                 settlements.append(deferred(entry_id, envelope, delay_ms=UNCHECKED_DELAY_MS))
         if run.entry_ids:
             calls.append(run)
-    return Intake(calls, settlements, intake.taken)
+        if grant.global_hit and len(grant.due_ms) > grant.reserved:
+            pause_ms = max(pause_ms, _room_for(grant, read))
+    return Limited(Intake(calls, settlements, intake.taken), later, pause_ms)
+
+
+def _room_for(grant: Grant, read: int) -> int:
+    """Milliseconds until the global limit's horizon has room for a read as large
+    as this one: the jobs past it are due when their slots enter it, one interval
+    apart, so the room for `read` comes `read` intervals after the first."""
+    unreserved = grant.due_ms[grant.reserved :]
+    first = unreserved[0]
+    step = (unreserved[-1] - first) / (len(unreserved) - 1) if len(unreserved) > 1 else 0
+    return max(0, round(first + step * (read - 1)) - grant.now_ms)

@@ -92,6 +92,11 @@ class PartitionLoop:
         self.recorder = Recorder()
         # Rate-limit checks and backlog refills in flight, each for one read.
         self.limiting: set[asyncio.Task[None]] = set()
+        # Calls of jobs waiting for the rate-limit slot reserved for them, and
+        # until when (loop time) the reader waits, the global limit being booked
+        # beyond its horizon (runtime.limiter).
+        self.slotted: dict[int, asyncio.TimerHandle] = {}
+        self.read_after = 0.0
         self.refilling: set[asyncio.Task[None]] = set()
         # Entries read and not yet settled: what heartbeats extend and shutdown hands back.
         self.held: dict[str, str] = {}
@@ -224,6 +229,10 @@ class PartitionLoop:
         # brings is held, not run.
         await finish(reader, (self.config.block_ms + self.fn.options.batch_window_ms) / 1000 + 1)
         await asyncio.gather(*(finish(task, 1.0) for task in [*self.limiting, *self.refilling]))
+        # Jobs waiting for their slot are handed back with the rest.
+        for handle in self.slotted.values():
+            handle.cancel()
+        self.slotted.clear()
         self.calls.clear()
         self.lanes_done = True
         self.calls_ready.set()
@@ -265,6 +274,13 @@ class PartitionLoop:
             if free <= 0:
                 self.room.clear()
                 await self.room.wait()
+                continue
+            if (wait_s := self.read_after - asyncio.get_running_loop().time()) > 0:
+                # Read nothing only to defer it: wait for the limit (or shutdown).
+                self.room.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_s):
+                        await self.room.wait()
                 continue
             try:
                 deliveries, last = await self._read_batch(min(free, batch_size))
@@ -363,17 +379,40 @@ class PartitionLoop:
         except Exception:
             log.exception("%s: refill failed", self.keys)
 
-    async def _limit_then_queue(self, intake: Intake, read: Read) -> None:
-        self._queue(await apply_limits(self.client, self.keys, self.fn, intake, read))
+    async def _limit_then_queue(self, intake: Intake, read: Read, *, first: bool = False) -> None:
+        limited = await apply_limits(self.client, self.keys, self.fn, intake, read)
+        self._queue(limited.intake, first=first)
+        loop = asyncio.get_running_loop()
+        for wait_ms, call in limited.later:
+            # Held (heartbeats keep it) until its reserved slot comes.
+            self.slotted[id(call)] = loop.call_later(wait_ms / 1000, self._release, call)
+        if limited.pause_ms:
+            self.read_after = max(self.read_after, loop.time() + limited.pause_ms / 1000)
+
+    def _release(self, call: Call) -> None:
+        """A held job's reserved slot has come: queue its call."""
+        del self.slotted[id(call)]
+        if not self.stopping:
+            self.calls.append(call)
+            self.calls_ready.set()
 
     def _accept(self, deliveries: list[Delivery]) -> None:
-        """Hold what the reclaimer took over and queue it ahead of what was read,
-        without the rate limits (lost workers' jobs are few, were counted when first
-        read, and have waited a visibility timeout already)."""
+        """Hold what the reclaimer took over and queue it ahead of what was read.
+
+        Under the rate limits too: a lost worker may have held many jobs waiting
+        for their slots, and run at once they would break the limit (their slots
+        go unused: a crash costs that much of the rate)."""
         intake = take_in(self.fn, deliveries, self.held, env.now_ms())
         self.held.update(intake.taken)
         self.suspects.update(eid for eid, _ in intake.taken)
-        self._queue(intake, first=True)
+        if self.limited and intake.calls:
+            task = asyncio.create_task(
+                self._limit_then_queue(intake, Read({}, drained=False), first=True)
+            )
+            self.limiting.add(task)
+            task.add_done_callback(self.limiting.discard)
+        else:
+            self._queue(intake, first=True)
 
     def _queue(self, intake: Intake, *, first: bool = False) -> None:
         """Queue handler calls (`first`: ahead of the others) unless shutting down;

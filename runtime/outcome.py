@@ -41,12 +41,12 @@ def expired(entry_id: str, envelope: env.Envelope) -> Settlement:
 
 
 def deferred(
-    entry_id: str, envelope: env.Envelope, *, delay_ms: int = 0, due_ms: int = 0, slot: bool = False
+    entry_id: str, envelope: env.Envelope, *, delay_ms: int = 0, due_ms: int = 0
 ) -> Settlement:
-    """Over the rate limits: back to the delayed set until `due_ms` (Redis time), or
-    `delay_ms` from now, with no attempt charged and nothing counted as failed. With
-    `slot`, `due_ms` is a slot the limits reserved for it: it runs then without asking."""
-    e = msgspec.structs.replace(envelope, slot_ms=due_ms if slot else 0)
+    """Over the rate limits, with no slot within reach: back to the delayed set until
+    `due_ms` (Redis time), or `delay_ms` from now, with no attempt charged and
+    nothing counted as failed."""
+    e = envelope
     return Settlement(
         entry_id, e.id, e.workspace, "defer", e.attempt - 1, "", env.encode(e), delay_ms,
         links_of(e), priority=e.priority, due_ms=due_ms,
@@ -106,7 +106,6 @@ def failed(
         attempt=envelope.attempt + 1,
         errors=errors,
         due_ms=env.now_ms() + delay_ms,
-        slot_ms=0,
     )
     return Settlement(
         entry_id, envelope.id, envelope.workspace, "retry", envelope.attempt, error,

@@ -43,9 +43,6 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True)
     # Epoch ms it was due, by the publisher's clock, for one published for later
     # or a retry (0: at once): how late it started is measured from it.
     due_ms: int = 0
-    # Redis time (ms) of the rate-limit slot a deferred job holds (0: none): it
-    # starts without asking the limits again (streams/limits.lua reserved it).
-    slot_ms: int = 0
 
 
 # Priorities as the scripts store them (streams/admit.lua): lower goes first.

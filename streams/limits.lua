@@ -9,14 +9,16 @@
 -- rate/s), deferrals (HASH: workspace -> "count|last ms|jobs asked|limit hit");
 -- global_rate: this partition's share of the global rate (jobs/s, '0': none),
 -- workspace_rate: the per-workspace rate ('0': none), burst: seconds of rate,
--- horizon_ms: how far ahead slots are reserved for jobs not granted now,
+-- horizon_ms: how far ahead slots are reserved for jobs not granted now, where
+-- the global limit holds them back, workspace_horizon_ms: where their own does,
 -- fields: msgpack array of the workspaces then '*', asked: msgpack array of the
 -- jobs each workspace asks for.
--- Returns, only for the workspaces not granted all they asked, flat quadruples:
--- position in the call (1-based), granted, how many of the rest hold a reserved
--- slot (the first ones), and the Redis time (ms) each of the rest is due back:
--- its slot, or for one without, when its slot enters the horizon (the common
--- case, all granted, returns {}).
+-- Returns {} when every workspace got all it asked (the common case); otherwise
+-- Redis's time (ms), then for each workspace not granted all it asked a
+-- quintuple: position in the call (1-based), granted, how many of the rest hold
+-- a reserved slot (the first ones), the Redis time (ms) each of the rest is due:
+-- its slot, or for one without, when its slot enters the horizon, and 1 when the
+-- global limit is what held it back (0: its own).
 -- Exact across any number of workers: one script holds the partition's state.
 --
 -- A read of 100 jobs from 100 workspaces asks for 100 workspaces, so the cost
@@ -29,7 +31,7 @@
 local Limits = {}
 
 function Limits.take(t, state, limits, deferrals, global_rate, workspace_rate, burst, horizon_ms,
-                     packed_fields, packed_asked)
+                     workspace_horizon_ms, packed_fields, packed_asked)
   local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
   local format = string.format
   local now = t[1] * 1000000 + t[2]
@@ -63,7 +65,8 @@ function Limits.take(t, state, limits, deferrals, global_rate, workspace_rate, b
     gtol = tolerance(grate, gint)
   end
   local default_wrate = tonumber(workspace_rate)
-  local ahead = tonumber(horizon_ms) * 1000
+  local gahead = tonumber(horizon_ms) * 1000
+  local wahead = tonumber(workspace_horizon_ms) * 1000
   local out, updates, u = {}, {}, 0
   for j = 1, n do
     local want = asked[j]
@@ -82,25 +85,30 @@ function Limits.take(t, state, limits, deferrals, global_rate, workspace_rate, b
     if grate > 0 then gtat = max(gtat, now) + k * gint end
     if k < want then
       -- Each job not granted gets the next slot both limits allow, reserved in
-      -- their state, so it is granted when it comes back (streams.envelope
-      -- slot_ms) and neither it nor another job is deferred twice for one slot.
-      -- Only slots within `ahead` are reserved, so a workspace's flood never books
-      -- the global rate far ahead of the others; a job past it comes back when
-      -- its slot enters the horizon, to ask again.
+      -- their state: the worker holds it until then (runtime.limiter), and no
+      -- other job takes that slot. Reserved only within a horizon: where the
+      -- global limit binds, far (a worker holds no more than its capacity, so
+      -- its reads slow to the limit); where the workspace's own does, near, so
+      -- one workspace's flood fills no worker with its jobs. A job past it comes
+      -- back when its slot enters the horizon, to ask again. A reservation
+      -- moves each limiter on by one interval from now, never to the slot: a
+      -- workspace's slot far ahead must not book the global rate up to it.
       local interval = max(gint, wint)
       local dues, reserved = {}, 0
       for i = 1, want - k do
-        local slot = now
-        if grate > 0 then slot = max(slot, gtat - gtol) end
-        if wrate > 0 then slot = max(slot, wtat - wtol) end
+        local gslot, wslot = now, now
+        if grate > 0 then gslot = max(now, gtat - gtol) end
+        if wrate > 0 then wslot = max(now, wtat - wtol) end
+        local slot, ahead = gslot, gahead
+        if wslot > gslot then slot, ahead = wslot, wahead end
         if slot - now > ahead then
           for r = 0, want - k - i do
             dues[#dues + 1] = ceil((slot - ahead + r * interval) / 1000)
           end
           break
         end
-        if grate > 0 then gtat = max(gtat, slot) + gint end
-        if wrate > 0 then wtat = max(wtat, slot) + wint end
+        if grate > 0 then gtat = max(gtat, now) + gint end
+        if wrate > 0 then wtat = max(wtat, now) + wint end
         reserved = reserved + 1
         dues[#dues + 1] = ceil(slot / 1000)
       end
@@ -114,6 +122,7 @@ function Limits.take(t, state, limits, deferrals, global_rate, workspace_rate, b
       out[#out + 1] = k
       out[#out + 1] = reserved
       out[#out + 1] = dues
+      out[#out + 1] = hit == 'global' and 1 or 0
     end
     if wrate > 0 then
       updates[u + 1] = fields[j]
@@ -129,5 +138,6 @@ function Limits.take(t, state, limits, deferrals, global_rate, workspace_rate, b
   if u > 0 then
     redis.call('HSET', state, unpack(updates))
   end
+  if #out > 0 then table.insert(out, 1, floor(now / 1000)) end
   return out
 end

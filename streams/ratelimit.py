@@ -17,9 +17,15 @@ from streams.lua import Arg, packed
 GLOBAL = "*"
 
 
-# Slots are reserved for jobs not granted at most this far ahead (limits.lua), so
-# one workspace's flood books the global rate no further ahead of the others.
-RESERVE_AHEAD_MS = 2000
+# Slots are reserved for jobs not granted at most this far ahead (limits.lua) when
+# the global limit holds them back: a worker holds them until their slot, no more
+# than its capacity, so its reads slow to the limit and a campaign far over it is
+# deferred no job at all. A minute also bounds how long a lost worker's reserved
+# jobs wait for their slot before they are taken over.
+RESERVE_AHEAD_MS = 60_000
+# ... and when a workspace's own limit does: held jobs of one workspace must not
+# fill a worker that other workspaces' jobs need.
+WORKSPACE_AHEAD_MS = 2_000
 
 
 class Grant(msgspec.Struct, frozen=True):
@@ -28,10 +34,14 @@ class Grant(msgspec.Struct, frozen=True):
     granted: int
     # Of the jobs not granted, how many (the first ones) hold a reserved slot.
     reserved: int = 0
-    # Redis time (ms) each job not granted is due back: its reserved slot, or
-    # when its slot comes within RESERVE_AHEAD_MS, to ask again. Empty: the
-    # limits were not read at all.
+    # Redis time (ms) each job not granted is due: its reserved slot, or when its
+    # slot comes within the horizon, to ask again. Empty: the limits were not
+    # read at all.
     due_ms: list[int] = []
+    # Redis's time (ms) when the limits were taken, to make `due_ms` waits.
+    now_ms: int = 0
+    # The function's global limit held these jobs back, not the workspace's own.
+    global_hit: bool = False
 
 
 class Deferral(msgspec.Struct, frozen=True):
@@ -69,16 +79,22 @@ class Ask(msgspec.Struct, frozen=True):
             self.rates.workspace_rate,
             self.rates.burst_s,
             RESERVE_AHEAD_MS,
+            WORKSPACE_AHEAD_MS,
             packed([*self.jobs, GLOBAL]),
             packed([*self.jobs.values()]),
         ]
 
     def grants(self, reply: list[Any]) -> dict[str, Grant]:
         """Limits.take's reply: the workspaces that got less than they asked for."""
+        if not reply:
+            return {}
         workspaces = list(self.jobs)
+        now_ms = reply[0]
         return {
-            workspaces[reply[i] - 1]: Grant(reply[i + 1], reply[i + 2], list(reply[i + 3]))
-            for i in range(0, len(reply), 4)
+            workspaces[reply[i] - 1]: Grant(
+                reply[i + 1], reply[i + 2], list(reply[i + 3]), now_ms, reply[i + 4] == 1
+            )
+            for i in range(1, len(reply), 5)
         }
 
 

@@ -7,8 +7,8 @@
 -- ARGV[1] group, ARGV[2] each workspace's share, ARGV[3] 1 when the read found the
 -- stream drained (fewer entries than asked), ARGV[4] msgpack array of the
 -- workspaces read, ARGV[5] msgpack array of the entries taken from each; with
--- limits, ARGV[6..11] global rate, workspace rate, burst, reservation horizon,
--- workspaces and jobs asked (Limits.take).
+-- limits, ARGV[6..12] global rate, workspace rate, burst, reservation horizons
+-- (global, workspace), workspaces and jobs asked (Limits.take).
 -- Returns what Limits.take returns ({} without limits).
 local t = redis.call('TIME')
 Admit.setup(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2],
@@ -58,6 +58,6 @@ end
 Admit.finish()
 if ARGV[6] then
   return Limits.take(t, KEYS[6], KEYS[7], KEYS[8], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
-    ARGV[11])
+    ARGV[11], ARGV[12])
 end
 return {}

@@ -144,3 +144,23 @@ async def test_jobs_over_a_limit_are_each_deferred_once(
     deferred = (await Limits(redis, registry).deferrals("limited-tasks"))["acme"]
     assert deferred.count <= n - 10
     assert set(read_ledger(ledger).values()) == {1}
+
+
+async def test_a_backlog_far_over_the_limit_waits_in_the_worker_not_in_deferrals(
+    redis: Redis, shared_server: RedisServer, ledger: Path, attempts: Path
+) -> None:
+    # Three seconds' worth at 50/s (burst 10): each job past the burst holds a
+    # reserved slot and waits for it in the worker, whose reads slow to the
+    # limit; none goes round the delayed set, none starts early.
+    n = 150
+    client = Client(redis, load(SAMPLE))
+    await client.publish_many(
+        "limited-tasks", [Event(workspace=f"ws{i % 3}", data={"n": i}) for i in range(n)]
+    )
+    async with worker_in_process(shared_server.url, "limited-tasks", scheduler=True):
+        await wait_completed(redis, "limited-tasks", n)
+    final = await total_counts(redis, "limited-tasks")
+    assert final.promoted == 0  # no job was deferred through the delayed set
+    assert set(read_ledger(ledger).values()) == {1}
+    starts = [t for ts in start_times(attempts).values() for t in ts]
+    assert busiest_second(starts) <= 50 + 10

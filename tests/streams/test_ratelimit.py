@@ -6,7 +6,16 @@ from __future__ import annotations
 from streams.connection import Redis
 from streams.consume import refill
 from streams.keys import PartitionKeys
-from streams.ratelimit import GLOBAL, RESERVE_AHEAD_MS, Ask, Grant, Rates, deferrals, set_limit
+from streams.ratelimit import (
+    GLOBAL,
+    RESERVE_AHEAD_MS,
+    WORKSPACE_AHEAD_MS,
+    Ask,
+    Grant,
+    Rates,
+    deferrals,
+    set_limit,
+)
 
 KEYS = PartitionKeys("fn", 0)
 
@@ -83,3 +92,22 @@ async def test_slots_are_reserved_only_within_the_horizon(redis: Redis) -> None:
     unreserved = grant.due_ms[grant.reserved :]
     assert len(unreserved) == 5
     assert all(now < due <= now + 600 for due in unreserved)
+
+
+async def test_a_workspace_over_its_own_limit_reserves_near_and_books_no_global_rate(
+    redis: Redis,
+) -> None:
+    # "a" floods its own 10/s; the function's 1,000/s must stay the others'.
+    flood = (await grants(redis, {"a": 100}, workspace_rate=10, global_rate=1000))["a"]
+    assert not flood.global_hit
+    # A burst of 10, then slots 100 ms apart only within the workspace horizon.
+    assert (flood.granted, flood.reserved) == (10, WORKSPACE_AHEAD_MS // 100)
+    others = await grants(redis, {"b": 10, "c": 10}, workspace_rate=10, global_rate=1000)
+    assert others == {}  # granted in full: a's far slots booked no global rate
+
+
+async def test_the_global_limit_reserves_far_and_says_it_binds(redis: Redis) -> None:
+    grant = (await grants(redis, {"a": 500}, global_rate=10))["a"]
+    assert grant.global_hit
+    assert (grant.granted, grant.reserved) == (10, 490)
+    assert grant.due_ms[-1] - grant.now_ms <= RESERVE_AHEAD_MS
