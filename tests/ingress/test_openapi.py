@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from runtime.ingress.app import ROUTES
 from streams.connection import Redis, RedisSettings, connect
+from streams.keys import given_id
 from tests.ingress.conftest import Api, start_api
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import read_ledger, wait_until, worker_in_process
@@ -160,7 +161,8 @@ async def test_every_status_the_job_routes_answer_is_documented(
     async with worker_in_process(shared_server.url, "tasks"):
 
         async def ran() -> bool:
-            return read_ledger(ledger)["q"] == 1
+            # The handler sees the stored id: ids given are per workspace.
+            return read_ledger(ledger)[given_id("acme", "q")] == 1
 
         await wait_until(ran, what="the job to run")
     await call("DELETE", "q")  # completed: too late to cancel
