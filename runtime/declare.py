@@ -20,6 +20,7 @@ import msgspec
 from runtime.errors import Reject, Retry
 from streams.errors import ConfigurationError
 from streams.keys import check_function_name
+from streams.ratelimit import MAX_RATE_PER_S, MIN_RATE_PER_S
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -112,7 +113,8 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     attempts: int = 3
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 3600.0
-    # A job delivered more often than this (its workers died) is dead-lettered.
+    # A job whose worker died while it ran this many times is dead-lettered (the
+    # jobs only held beside it are not charged: runtime.intake, streams.suspects).
     max_deliveries: int = 5
     # A held job idle this long is presumed lost and reclaimed by another worker;
     # heartbeats keep a long-running job's claim alive well within it.
@@ -168,14 +170,24 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
             (self.retention_count >= 1, "retention_count must be at least 1"),
             (self.dead_retention_s > 0, "dead_retention_s must be positive"),
             (self.dead_retention_count >= 1, "dead_retention_count must be at least 1"),
-            (self.rate_per_s >= 0, "rate_per_s must not be negative"),
-            (self.workspace_rate_per_s >= 0, "workspace_rate_per_s must not be negative"),
+            (_no_rate_or_one(self.rate_per_s), f"rate_per_s must be 0 or {RATES}"),
+            (
+                _no_rate_or_one(self.workspace_rate_per_s),
+                f"workspace_rate_per_s must be 0 or {RATES}",
+            ),
             (self.rate_burst_s > 0, "rate_burst_s must be positive"),
             (self.max_payload_bytes > 0, "max_payload_bytes must be positive"),
         )
         for ok, message in checks:
             if not ok:
                 raise ConfigurationError(message)
+
+
+RATES = f"from {MIN_RATE_PER_S:.3g} (one a day) to {MAX_RATE_PER_S:g}"
+
+
+def _no_rate_or_one(rate: float) -> bool:
+    return rate == 0 or MIN_RATE_PER_S <= rate <= MAX_RATE_PER_S
 
 
 BatchHandler = Callable[[Batch[T]], Awaitable[None]]

@@ -8,9 +8,26 @@ from typing import Any
 import msgspec
 
 from streams.connection import Redis
-from streams.errors import wrap_unavailable
+from streams.errors import ConfigurationError, wrap_unavailable
 from streams.keys import PartitionKeys
 from streams.lua import Arg, packed
+
+# The rates a limit may have, jobs/s: from one a day to a million. limits.lua keeps
+# times as integer microseconds, which a rate near zero would push past any
+# number it can hold, and a rate of NaN or infinity would poison.
+MIN_RATE_PER_S = 1 / 86_400
+MAX_RATE_PER_S = 1_000_000.0
+
+
+def check_rate(rate_per_s: float) -> float:
+    """Return `rate_per_s` if a limit may have it, else raise `ConfigurationError`."""
+    if not MIN_RATE_PER_S <= rate_per_s <= MAX_RATE_PER_S:
+        raise ConfigurationError(
+            f"a rate limit must be from {MIN_RATE_PER_S:.3g} (one a day) to "
+            f"{MAX_RATE_PER_S:g} jobs/s, got {rate_per_s!r}"
+        )
+    return rate_per_s
+
 
 # The override field of the partition's share of the function's global rate; a
 # workspace's own override is its name ('*' is never one: keys.check_token).
@@ -100,6 +117,8 @@ class Ask(msgspec.Struct, frozen=True):
 
 async def set_limit(client: Redis, keys: PartitionKeys, field: str, rate: float | None) -> None:
     """Override a rate (`GLOBAL` or a workspace), or drop the override with None."""
+    if rate is not None:
+        check_rate(rate)
     with wrap_unavailable():
         if rate is None:
             await client.hdel(keys.limits, field)

@@ -12,7 +12,7 @@ import msgspec
 
 from runtime.metrics import Snapshot
 from streams.jobs import Counts, JobRecord
-from streams.ratelimit import Deferral
+from streams.ratelimit import MAX_RATE_PER_S, MIN_RATE_PER_S, Deferral
 
 T = TypeVar("T")
 
@@ -123,7 +123,7 @@ class MetricsReset(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RateLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Jobs started per second; null goes back to the declared rate."""
 
-    rate_per_s: Annotated[float, msgspec.Meta(gt=0)] | None
+    rate_per_s: Annotated[float, msgspec.Meta(ge=MIN_RATE_PER_S, le=MAX_RATE_PER_S)] | None
 
 
 class LimitsView(msgspec.Struct, frozen=True):

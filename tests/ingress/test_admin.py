@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runtime import Client, DeadLetters, Event, Jobs
@@ -202,3 +203,14 @@ async def test_a_limit_set_over_http_holds_for_a_function_declared_without_one(
     view = await (await api.http.get("/v1/limits/tasks", headers=admin)).json()
     assert view["deferrals"]["acme"]["limit"] == "global"
     assert 1 <= view["deferrals"]["acme"]["count"] <= 10
+
+
+@pytest.mark.parametrize("rate", [0, -5, 1e-300, 2e6, "fast"])
+async def test_a_rate_no_limit_can_have_is_a_client_error(
+    api: Api, redis: Redis, rate: object
+) -> None:
+    admin = api.auth("admin")
+    for path in ("/v1/limits/tasks", "/v1/limits/tasks/workspace/acme"):
+        put = await api.http.put(path, json={"rate_per_s": rate}, headers=admin)
+        assert put.status == 422, (path, rate, await put.text())
+    assert await redis.exists(PartitionKeys("tasks", 0).limits) == 0

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Client, Event, Limits
+from runtime import Client, Event, Job, Limits, function
 from runtime.registry import load
 from streams.connection import Redis
+from streams.errors import ConfigurationError
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,
@@ -21,6 +22,7 @@ from tests.runtime.helpers import (
     wait_until,
     worker_in_process,
 )
+from tests.sample_functions import Task
 
 
 def start_times(path: Path) -> dict[str, list[float]]:
@@ -164,3 +166,27 @@ async def test_a_backlog_far_over_the_limit_waits_in_the_worker_not_in_deferrals
     assert set(read_ledger(ledger).values()) == {1}
     starts = [t for ts in start_times(attempts).values() for t in ts]
     assert busiest_second(starts) <= 50 + 10
+
+
+@pytest.mark.parametrize("rate", [0.0, -1.0, 1e-300, float("nan"), float("inf"), 2e6])
+async def test_a_rate_no_limit_can_have_is_refused_and_writes_nothing(
+    redis: Redis, rate: float
+) -> None:
+    limits = Limits(redis, load(SAMPLE))
+    with pytest.raises(ConfigurationError, match="rate limit must be"):
+        await limits.set_global("tasks", rate)
+    with pytest.raises(ConfigurationError, match="rate limit must be"):
+        await limits.set_workspace("tasks", "acme", rate)
+    assert await redis.dbsize() == 0
+
+
+@pytest.mark.parametrize("rate", [-1.0, 1e-300, float("nan"), 2e6])
+def test_a_function_declared_with_such_a_rate_is_refused(rate: float) -> None:
+    with pytest.raises(ConfigurationError, match="rate_per_s must be 0 or"):
+        function("bad", input=Task, rate_per_s=rate)(_noop)
+    with pytest.raises(ConfigurationError, match="workspace_rate_per_s must be 0 or"):
+        function("bad", input=Task, workspace_rate_per_s=rate)(_noop)
+
+
+async def _noop(job: Job[Task]) -> None:
+    del job
