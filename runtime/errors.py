@@ -90,6 +90,10 @@ class PayloadTooLarge(SluiceError, ValueError):
     """Raised when an encoded payload exceeds the function's `max_payload_bytes`."""
 
 
+# Kept here, not imported from runtime.timing, which imports this module.
+RETRY_HORIZON_S = 3653 * 86_400.0
+
+
 class Retry(Exception):
     """Raised by a handler to retry its job `after` seconds (or a timedelta) from now.
 
@@ -98,8 +102,12 @@ class Retry(Exception):
 
     def __init__(self, reason: str = "", *, after: float | timedelta) -> None:
         self.after_s = after.total_seconds() if isinstance(after, timedelta) else float(after)
-        if self.after_s < 0:
-            raise ValueError(f"Retry(after=...) must not be negative, got {self.after_s:g} s")
+        # As for a publish (runtime.timing.HORIZON): Redis keeps due times in ms.
+        if not 0 <= self.after_s <= RETRY_HORIZON_S:
+            raise ValueError(
+                f"Retry(after=...) must be 0 to {RETRY_HORIZON_S:g} s (ten years), "
+                f"got {self.after_s:g} s"
+            )
         super().__init__(reason or f"retry requested after {self.after_s:g} s")
 
 

@@ -25,6 +25,10 @@ class Cancelled(msgspec.Struct, frozen=True):
     running: tuple[str, ...]
 
 
+# The most jobs one page lists.
+MAX_PAGE = 1000
+
+
 class Jobs:
     """Operate on single jobs of the functions in `registry`.
 
@@ -142,6 +146,8 @@ class Jobs:
         Pass the returned cursor back for the next page; "" means no more. A page
         may hold fewer than `limit` jobs (some filtered out) and still have more.
         """
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be 1 to {MAX_PAGE}, got {limit}")
         partitions = self.registry.partitions(function, workspace)
         start, inner = _position(cursor, len(partitions))
         for i in range(start, len(partitions)):

@@ -16,6 +16,7 @@ from runtime.ingress.auth import ApiKey, require_workspace, scope
 from runtime.ingress.bodies import JobsPage, Reschedule
 from runtime.ingress.problems import Problem, not_found
 from runtime.ingress.routes import Route, Services, query_int, read_json, reply
+from runtime.jobs import MAX_PAGE
 from streams.jobs import JobRecord
 from streams.keys import check_token
 from streams.listing import Listable
@@ -72,7 +73,7 @@ async def list_jobs(request: web.Request, services: Services, key: ApiKey | None
         state,  # type: ignore[arg-type]
         workspace=workspace,
         cursor=request.query.get("cursor", ""),
-        limit=query_int(request, "limit", 100, 1, 1000),
+        limit=query_int(request, "limit", 100, 1, MAX_PAGE),
     )
     return reply(JobsPage(page.jobs, page.cursor))
 

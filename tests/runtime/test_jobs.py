@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime import Client, JobNotFound, Jobs, WrongJobState
+from runtime import Client, JobNotFound, Jobs, Retry, WrongJobState
 from runtime.errors import InvalidCursor, InvalidSchedule, SluiceError
 from runtime.registry import load
 from runtime.timing import HORIZON
@@ -361,3 +361,15 @@ async def test_a_due_time_beyond_the_horizon_is_refused_naming_the_field(redis: 
     record = await jobs.get("tasks", later.id)
     assert record is not None
     assert record.due_ms < (beyond - timedelta(days=1)).timestamp() * 1000
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1001])
+async def test_a_page_limit_out_of_range_is_refused(redis: Redis, limit: int) -> None:
+    with pytest.raises(ValueError, match="limit must be 1 to 1000"):
+        await Jobs(redis, load(SAMPLE)).page("tasks", "waiting", limit=limit)
+
+
+@pytest.mark.parametrize("after", [-1.0, 3654 * 86_400.0, float("nan"), float("inf")])
+def test_a_retry_beyond_the_horizon_is_refused(after: float) -> None:
+    with pytest.raises(ValueError, match="must be 0 to"):
+        Retry(after=after)
