@@ -13,7 +13,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 import msgspec
 
@@ -183,6 +183,33 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
                 raise ConfigurationError(message)
 
 
+class FunctionOptions(TypedDict, total=False):
+    """The options `function` and `batch_function` take, as keyword arguments: those
+    of `Options`, kept in step with it by a test, so mypy catches a misspelt or
+    ill-typed one where it is written."""
+
+    batch_size: int
+    batch_window_ms: int
+    concurrency: int
+    timeout_s: float
+    attempts: int
+    backoff_base_s: float
+    backoff_cap_s: float
+    max_deliveries: int
+    visibility_timeout_s: float
+    partitions: int
+    workspace_share: int
+    rate_per_s: float
+    workspace_rate_per_s: float
+    rate_burst_s: float
+    retention_s: float
+    retention_count: int
+    dead_retention_s: float
+    dead_retention_count: int
+    max_payload_bytes: int
+    topics: tuple[str, ...]
+
+
 RATES = f"from {MIN_RATE_PER_S:.3g} (one a day) to {MAX_RATE_PER_S:g}"
 
 
@@ -275,7 +302,7 @@ def _in_threads(name: str, threads: int, handler: Callable[[Any], object]) -> Ca
 
 
 def function(
-    name: str, *, input: type[T], example: T | None = None, **options: object
+    name: str, *, input: type[T], example: T | None = None, **options: Unpack[FunctionOptions]
 ) -> Callable[[JobHandler[T] | SyncJobHandler[T]], Function[T]]:
     """Declare a handler that receives one `Job` at a time: an `async def`, or a
     plain `def`, which runs in a thread (one per unit of concurrency).
@@ -295,7 +322,7 @@ def function(
 
 
 def batch_function(
-    name: str, *, input: type[T], example: T | None = None, **options: object
+    name: str, *, input: type[T], example: T | None = None, **options: Unpack[FunctionOptions]
 ) -> Callable[[BatchHandler[T] | SyncBatchHandler[T]], Function[T]]:
     """Declare a handler that receives a `Batch` of jobs of one workspace per call
     (a plain `def` runs in a thread, as for `function`)."""
@@ -309,7 +336,7 @@ def batch_function(
     return declare
 
 
-def _options(name: str, options: dict[str, object]) -> Options:
+def _options(name: str, options: FunctionOptions) -> Options:
     try:
         return msgspec.convert(options, Options)
     except msgspec.ValidationError as exc:

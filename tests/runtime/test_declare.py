@@ -6,11 +6,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import get_type_hints
 
 import msgspec
 import pytest
 
 from runtime import ConfigurationError, Job, function
+from runtime.declare import FunctionOptions, Options
 from runtime.errors import InvalidName
 from runtime.registry import Registry, load
 from tests.sample_functions import FUNCTIONS, Task
@@ -21,14 +23,21 @@ class Note(msgspec.Struct):
 
 
 def test_a_misspelt_or_bad_option_fails_at_declaration() -> None:
+    # mypy refuses the first and third as well (FunctionOptions); at run time too.
     with pytest.raises(ConfigurationError, match="concurency"):
-        function("x", input=Note, concurency=3)
+        function("x", input=Note, concurency=3)  # type: ignore[call-arg]
     with pytest.raises(ConfigurationError, match="batch_size must be at least 1"):
         function("x", input=Note, batch_size=0)
     with pytest.raises(ConfigurationError, match="Expected `int`"):
-        function("x", input=Note, concurrency="many")
+        function("x", input=Note, concurrency="many")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="a third of the visibility timeout"):
         function("x", input=Note, batch_window_ms=5_000, visibility_timeout_s=10)
+
+
+def test_the_typed_options_are_the_options() -> None:
+    typed = get_type_hints(FunctionOptions)
+    declared = {f.name: f.type for f in msgspec.structs.fields(Options)}
+    assert typed == declared
 
 
 def test_a_bad_name_fails_at_declaration() -> None:
