@@ -34,6 +34,12 @@ log = logging.getLogger("sluice")
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sluice", description="Handlers on Redis Streams.")
+    parser.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        help="the deployment's functions, imported from the working directory first "
+        "(default: SLUICE_FUNCTIONS, functions:FUNCTIONS)",
+    )
     roles = parser.add_subparsers(dest="role", required=True)
     worker = roles.add_parser("worker", help="run handler functions")
     worker.add_argument("--functions", help="comma-separated function names (default: all)")
@@ -70,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
             overrides["log_format"] = "text"
         if args.role == "dev" and "SLUICE_INGRESS_HOST" not in os.environ:
             overrides["ingress_host"] = "127.0.0.1"
+        if args.app:
+            overrides["functions"] = args.app
         config = settings.from_env(os.environ, **overrides)
         registry = load(config.functions)
         keyring = load_keys(config) if ingress else KeyRing([])

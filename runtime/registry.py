@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -65,10 +67,15 @@ class Registry:
 
 
 def load(spec: str) -> Registry:
-    """Import `module:attr`, a sequence of `Function` values."""
+    """Import `module:attr`, a sequence of `Function` values, from the working
+    directory first (as `celery -A` and arq do): the `sluice` console script's own
+    path holds only the library, and a project's `functions/` is beside it."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigurationError(f"functions must be given as module:attr, got {spec!r}")
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
