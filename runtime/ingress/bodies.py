@@ -10,7 +10,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from runtime.metrics import Snapshot
+from runtime.client.metrics import Snapshot
 from streams.jobs import Counts, JobRecord
 from streams.ratelimit import Deferral
 

@@ -22,7 +22,7 @@ import logging
 from collections import deque
 from typing import NamedTuple
 
-from runtime.client import CHUNK, Client, Prepared, Receipt
+from runtime.client.publish import CHUNK, Client, Prepared, Receipt
 from runtime.lifecycle import finish
 from streams.errors import RedisUnavailable
 

@@ -15,8 +15,7 @@ import msgspec
 from aiohttp import web
 from multidict import istr
 
-from runtime import tracing
-from runtime.client import Event, Prepared, Publishable, Receipt
+from runtime.client.publish import Event, Prepared, Publishable, Receipt
 from runtime.errors import SluiceError, UnknownFunction
 from runtime.ingress.auth import ApiKey, require_workspace
 from runtime.ingress.bodies import (
@@ -30,6 +29,7 @@ from runtime.ingress.bodies import (
 )
 from runtime.ingress.problems import Problem, from_validation, invalid, not_found
 from runtime.ingress.routes import JSON, NDJSON, Route, Services, media_type, read_json, reply
+from runtime.telemetry import tracing
 
 # An istr: looked up in every request's headers without case-folding it first.
 IDEMPOTENCY_HEADER = istr("Idempotency-Key")
