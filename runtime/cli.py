@@ -124,7 +124,7 @@ async def _serve(
     stop_on_signals(stop)
     client = connect(config.redis)
     health = RedisHealth(config.redis.redacted_url())
-    gc_tuning.settle()
+    gc_tuning.tune_collector()
     try:
         async with asyncio.TaskGroup() as group:
             if consume:

@@ -8,7 +8,7 @@ from streams.connection import Redis
 from streams.pause import is_paused, set_paused
 
 
-class Queues:
+class Pauses:
     def __init__(self, redis: Redis, registry: Registry) -> None:
         self.redis = redis
         self.registry = registry

@@ -15,7 +15,7 @@ from runtime.client.deadletters import DeadLetters
 from runtime.client.jobs import Jobs
 from runtime.client.limits import Limits
 from runtime.client.metrics import Metrics
-from runtime.client.pauses import Queues
+from runtime.client.pauses import Pauses
 from runtime.client.publish import Client
 from runtime.health import RedisHealth
 from runtime.ingress.app import RUNNER_OPTIONS, build_app
@@ -54,7 +54,7 @@ def services(
         dead=DeadLetters(redis, registry),
         metrics=Metrics(redis, registry),
         limits=Limits(redis, registry),
-        queues=Queues(redis, registry),
+        pauses=Pauses(redis, registry),
         keys=keys,
         coalescer=Coalescer(client, write_timeout_s),
         health=health,

@@ -14,7 +14,7 @@ from runtime.client.deadletters import DeadLetters
 from runtime.client.jobs import Jobs
 from runtime.client.limits import Limits
 from runtime.client.metrics import Metrics
-from runtime.client.pauses import Queues
+from runtime.client.pauses import Pauses
 from runtime.client.publish import Client
 from runtime.health import RedisHealth
 from runtime.ingress.auth import ApiKey, KeyRing
@@ -43,7 +43,7 @@ class Services:
     dead: DeadLetters
     metrics: Metrics
     limits: Limits
-    queues: Queues
+    pauses: Pauses
     keys: KeyRing
     # Publishes of concurrent requests written together, each confirmed in time or failed.
     coalescer: Coalescer

@@ -21,7 +21,7 @@ from typing import Any
 from runtime.backoff import Backoff
 from runtime.declare import Function
 from runtime.health import RedisHealth
-from runtime.lifecycle import finish
+from runtime.lifecycle import stop_task
 from runtime.scheduler.ticks import upcoming_ticks
 from runtime.telemetry import tracing
 from streams import envelope as env
@@ -72,7 +72,7 @@ class Scheduler:
         # Promotion holds no state between calls: cancelling it at stop loses nothing.
         task = asyncio.create_task(self._forever())
         await stop.wait()
-        await finish(task)
+        await stop_task(task)
 
     async def _forever(self) -> None:
         loop = asyncio.get_running_loop()

@@ -21,7 +21,7 @@ import msgspec
 from runtime.backoff import Backoff
 from runtime.declare import Batch, Failure, Function
 from runtime.health import RedisHealth
-from runtime.lifecycle import finish, sleep_unless
+from runtime.lifecycle import sleep_unless, stop_task
 from runtime.telemetry import instruments, logs, tracing
 from runtime.worker.heartbeat import heartbeat_forever
 from runtime.worker.intake import Call, Intake, take_in
@@ -169,11 +169,11 @@ class PartitionLoop:
             flush_forever(self.client, self.keys, self.recorder, self.health)
         )
         await stop.wait()
-        await finish(pause)
+        await stop_task(pause)
         await self._shut_down(
             [lane.task for lane in lanes], settler, heartbeat, reclaimer, reader, metrics
         )
-        await finish(watchdog)
+        await stop_task(watchdog)
 
     async def _join(self, stop: asyncio.Event) -> bool:
         backoff = Backoff()
@@ -224,11 +224,11 @@ class PartitionLoop:
         self.stopping = True
         self.room.set()
         self.unpaused.set()
-        await finish(reclaimer)
+        await stop_task(reclaimer)
         # A read in progress returns within BLOCK (and a batching window); what it
         # brings is held, not run.
-        await finish(reader, (self.config.block_ms + self.fn.options.batch_window_ms) / 1000 + 1)
-        await asyncio.gather(*(finish(task, 1.0) for task in [*self.limiting, *self.refilling]))
+        await stop_task(reader, (self.config.block_ms + self.fn.options.batch_window_ms) / 1000 + 1)
+        await asyncio.gather(*(stop_task(task, 1.0) for task in [*self.limiting, *self.refilling]))
         # Jobs waiting for their slot are handed back with the rest.
         for handle in self.slotted.values():
             handle.cancel()
@@ -237,12 +237,12 @@ class PartitionLoop:
         self.lanes_done = True
         self.calls_ready.set()
         _, late = await asyncio.wait(lanes, timeout=max(0.0, deadline - loop.time()))
-        await asyncio.gather(*(finish(task) for task in late))
+        await asyncio.gather(*(stop_task(task) for task in late))
         self.closing = True
         self.outbox_ready.set()
-        await finish(settler, max(1.0, deadline - loop.time()))
-        await finish(heartbeat)
-        await finish(metrics)
+        await stop_task(settler, max(1.0, deadline - loop.time()))
+        await stop_task(heartbeat)
+        await stop_task(metrics)
         try:
             await flush_once(self.client, self.keys, self.recorder)
         except RedisUnavailable:

@@ -26,7 +26,7 @@ def restored_gc() -> Iterator[None]:
 @pytest.mark.usefixtures("restored_gc")
 def test_settle_freezes_startup_objects_and_spaces_young_passes() -> None:
     started = Node()  # made "at start-up": frozen, never looked at again
-    gc_tuning.settle()
+    gc_tuning.tune_collector()
     assert gc.get_freeze_count() > 0
     assert all(o is not started for o in gc.get_objects())  # no generation holds it
     assert gc.get_threshold()[0] == gc_tuning.YOUNG_THRESHOLD
