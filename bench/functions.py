@@ -9,7 +9,8 @@ import msgspec
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from runtime import Batch, Job, batch_function, function, tracing
+from runtime import Batch, Job, batch_function, function
+from runtime.telemetry import tracing
 
 
 class _Discard(SpanExporter):

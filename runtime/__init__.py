@@ -1,7 +1,10 @@
 """The public API of the runtime: the only names `functions/` imports."""
 
-from runtime.client import Client, Event, Receipt
-from runtime.deadletters import DeadLetters
+from runtime.client.deadletters import DeadLetters
+from runtime.client.jobs import Cancelled, Jobs
+from runtime.client.limits import Limits
+from runtime.client.metrics import Metrics
+from runtime.client.publish import Client, Event, Receipt
 from runtime.declare import Batch, Function, Job, Options, batch_function, function
 from runtime.errors import (
     ConfigurationError,
@@ -19,9 +22,6 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
-from runtime.jobs import Cancelled, Jobs
-from runtime.limits import Limits
-from runtime.metrics import Metrics
 
 __all__ = [
     "Batch",

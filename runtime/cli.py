@@ -14,8 +14,8 @@ from typing import Any
 import msgspec
 import uvloop
 
-from runtime import heap, logs, settings, telemetry
-from runtime.client import Client, Event
+from runtime import gc_tuning, settings
+from runtime.client.publish import Client, Event
 from runtime.declare import Function
 from runtime.errors import SluiceError
 from runtime.health import RedisHealth, report_server
@@ -24,8 +24,9 @@ from runtime.ingress import serve as serve_http
 from runtime.ingress.auth import KeyRing, new_key
 from runtime.lifecycle import stop_on_signals
 from runtime.registry import Registry, load
-from runtime.scheduler import Scheduler
-from runtime.worker import WorkerHost
+from runtime.scheduler.host import Scheduler
+from runtime.telemetry import export, logs
+from runtime.worker.host import WorkerHost
 from streams.connection import connect
 from streams.errors import RedisUnavailable
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"sluice: {exc}")
     logs.configure(config.log_format, config.log_level)
     try:
-        traced = telemetry.configure(args.role, os.environ, config.trace_mode)
+        traced = export.configure(args.role, os.environ, config.trace_mode)
     except SluiceError as exc:
         sys.exit(f"sluice: {exc}")
     demo = args.role == "dev" and config.demo
@@ -131,7 +132,7 @@ async def _serve(
     stop_on_signals(stop)
     client = connect(config.redis)
     health = RedisHealth(config.redis.redacted_url())
-    heap.settle()
+    gc_tuning.tune_collector()
     try:
         async with asyncio.TaskGroup() as group:
             if consume:

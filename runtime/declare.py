@@ -127,7 +127,7 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     workspace_share: int = 0
     # Rate limits, jobs started per second: for the function (all workspaces
     # together) and for each workspace; 0 is none. Bursts of up to rate_burst_s
-    # seconds' worth start at once. Overrides set at run time win (runtime.limits).
+    # seconds' worth start at once. Overrides set at run time win (runtime.client.limits).
     rate_per_s: float = 0.0
     workspace_rate_per_s: float = 0.0
     rate_burst_s: float = 1.0

@@ -58,7 +58,7 @@ class InvalidPriority(SluiceError, ValueError):
 
 class InvalidSchedule(SluiceError, ValueError):
     """Raised when a publish's delay or run-at time is malformed, ambiguous, or
-    beyond the horizon (runtime.timing); `field` names it ("delay_ms") when one does."""
+    beyond the horizon (runtime.client.timing); `field` names it ("delay_ms") when one does."""
 
     def __init__(self, message: str, field: str = "") -> None:
         super().__init__(message)

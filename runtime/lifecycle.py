@@ -34,7 +34,7 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
         pass
 
 
-async def finish(task: asyncio.Task[Any], timeout_s: float = 0.0) -> None:
+async def stop_task(task: asyncio.Task[Any], timeout_s: float = 0.0) -> None:
     """Let `task` end by itself within `timeout_s`, then cancel it until it has ended.
 
     Cancelled again and again, not once: on Python 3.11, `asyncio.wait_for`, which

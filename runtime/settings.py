@@ -29,7 +29,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     demo: bool = False
     # parent: a job's spans are children of its publish span (one trace per job);
-    # link: each delivery starts a trace linked to it (runtime.tracing).
+    # link: each delivery starts a trace linked to it (runtime.telemetry.tracing).
     trace_mode: Literal["parent", "link"] = "parent"
     # The ingress (`sluice ingress`, and in `sluice dev`).
     ingress_host: str = "0.0.0.0"

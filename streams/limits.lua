@@ -85,7 +85,7 @@ function Limits.take(t, state, limits, deferrals, global_rate, workspace_rate, b
     if grate > 0 then gtat = max(gtat, now) + k * gint end
     if k < want then
       -- Each job not granted gets the next slot both limits allow, reserved in
-      -- their state: the worker holds it until then (runtime.limiter), and no
+      -- their state: the worker holds it until then (runtime.worker.limiter), and no
       -- other job takes that slot. Reserved only within a horizon: where the
       -- global limit binds, far (a worker holds no more than its capacity, so
       -- its reads slow to the limit); where the workspace's own does, near, so

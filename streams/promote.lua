@@ -5,7 +5,7 @@
 -- ARGV[2] each workspace's share of the stream, ARGV[3] 1 to return trace contexts
 -- Returns {moved, ms until the next job is due (-1: none waiting), traced}:
 -- traced holds, with ARGV[3] 1, pairs of job id and the traceparent its envelope
--- carries (for a promotion span in the job's trace; runtime.tracing).
+-- carries (for a promotion span in the job's trace; runtime.telemetry.tracing).
 -- One script reads and removes each id, so however many schedulers call it at
 -- once, a job is promoted by exactly one of them.
 local t = redis.call('TIME')

@@ -206,7 +206,7 @@ run_doomed_task = function(
 
 
 async def _run_blocking(job: Job[Task]) -> None:
-    """Blocks the event loop for `sleep_ms`: the mistake runtime.stall survives."""
+    """Blocks the event loop for `sleep_ms`: the mistake runtime.worker.stall survives."""
     ledger.attempt(job)
     time.sleep(job.data.sleep_ms / 1000)  # noqa: ASYNC251 - blocking on purpose
     ledger.record([job.id])

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from streams.keys import PartitionKeys
+from tests.test_layout import NEVER, ROLES
 
 DOC = Path(__file__).parent.parent / "ARCHITECTURE.md"
 
@@ -29,3 +30,21 @@ def test_every_key_carries_the_partitions_hash_tag() -> None:
     keys = PartitionKeys("sms.send", 3)
     for name in key_table():
         assert getattr(keys, name) == f"sluice:{{sms.send#3}}:{name}"
+
+
+def role_table() -> dict[str, set[str]]:
+    """Role -> the roles ARCHITECTURE.md says it may import."""
+    section = DOC.read_text().split("## Layers", 1)[1].split("\n## ", 1)[0]
+    table: dict[str, set[str]] = {}
+    for role, imports in re.findall(
+        r"^\| (base|`\w+/`)[^|]* \| [^|]+ \| ([^|]+) \|$", section, re.M
+    ):
+        name = role.strip("`/")
+        table[name] = set() if imports.startswith("no role") else set(imports.split(", "))
+    return table
+
+
+def test_the_role_table_says_what_the_layout_test_enforces() -> None:
+    everything = ROLES | {"base"}
+    expected = {role: everything - NEVER[role] - {role} for role in everything}
+    assert role_table() == expected

@@ -1,10 +1,11 @@
-"""House rules that code review forgets: import direction, documented settings."""
+"""House rules that code review forgets: import direction, runtime's roles, documented settings."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import runtime
 from runtime.settings import VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,14 +34,111 @@ def test_imports_point_one_way() -> None:
 
 
 def test_functions_import_only_the_public_runtime_api() -> None:
+    wrong = []
     for path in (ROOT / "functions").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (
-                isinstance(node, ast.ImportFrom)
-                and node.module
-                and node.module.startswith("runtime")
-            ):
-                assert node.module == "runtime", f"{path.name} imports {node.module}"
+            if isinstance(node, ast.Import):
+                wrong += [a.name for a in node.names if a.name.startswith("runtime.")]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("runtime"):
+                if node.module != "runtime":
+                    wrong.append(node.module or "")
+                wrong += [f"runtime.{a.name}" for a in node.names if a.name not in runtime.__all__]
+    assert wrong == []
+
+
+def test_imports_are_absolute() -> None:
+    """The rules here read absolute imports only."""
+    relative = [
+        str(path.relative_to(ROOT))
+        for package in ALLOWED
+        for path in (ROOT / package).rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.level
+    ]
+    assert relative == []
+
+
+# runtime/ by role: a module's role is its folder; the base (declare, errors,
+# registry, settings, ...) is at the top. "api" is runtime/__init__.py, the public
+# names, which gathers the client role. The worker, scheduler and telemetry never
+# import the client API or the ingress; the base imports no role. A new folder
+# under runtime/ needs its line here.
+ROLES = {"worker", "scheduler", "client", "telemetry", "ingress"}
+NEVER = {
+    "base": ROLES | {"api"},
+    "telemetry": {"worker", "scheduler", "client", "ingress", "api"},
+    "worker": {"scheduler", "client", "ingress", "api"},
+    "scheduler": {"worker", "client", "ingress", "api"},
+    "client": {"worker", "ingress", "api"},
+    "ingress": {"worker", "scheduler", "api"},
+}
+# The process shell and the public API gather the roles.
+GATHERERS = {"__init__.py", "__main__.py", "cli.py"}
+
+
+def role_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "runtime":
+        return None
+    if len(parts) == 1:
+        return "api"
+    return parts[1] if parts[1] in ROLES else "base"
+
+
+def runtime_imports(path: Path, package: Path) -> list[str]:
+    """The runtime modules `path` imports; `from runtime import x` names module x when
+    there is one, else the public API."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "runtime":
+            for alias in node.names:
+                module = package / alias.name
+                exists = module.is_dir() or module.with_suffix(".py").exists()
+                found.append(f"runtime.{alias.name}" if exists else "runtime")
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append(node.module)
+    return [module for module in found if role_of(module) is not None]
+
+
+def role_crossings(root: Path) -> list[str]:
+    package = root / "runtime"
+    wrong = []
+    for path in sorted(package.rglob("*.py")):
+        where = path.relative_to(package)
+        if where.as_posix() in GATHERERS:
+            continue
+        role = where.parts[0] if len(where.parts) > 1 else "base"
+        for module in runtime_imports(path, package):
+            if role_of(module) in NEVER[role]:
+                wrong.append(f"runtime/{where.as_posix()} ({role}) imports {module}")
+    return wrong
+
+
+def test_runtime_roles_import_what_their_role_may() -> None:
+    assert role_crossings(ROOT) == []
+
+
+def test_the_role_rules_catch_a_crossing(tmp_path: Path) -> None:
+    files = {
+        "worker/loop.py": "from runtime.client.jobs import Jobs\n",
+        "scheduler/host.py": "import runtime.ingress.app\n",
+        "telemetry/tracing.py": "from runtime import Jobs\n",
+        "health.py": "from runtime.worker import loop\n",
+        "worker/intake.py": "from runtime import declare\nfrom runtime.telemetry import logs\n",
+        "client/repeats.py": "from runtime.scheduler.cron import Cron\n",
+        "declare.py": "",
+    }
+    for name, text in files.items():
+        (tmp_path / "runtime" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "runtime" / name).write_text(text)
+    assert role_crossings(tmp_path) == [
+        "runtime/health.py (base) imports runtime.worker",
+        "runtime/scheduler/host.py (scheduler) imports runtime.ingress.app",
+        "runtime/telemetry/tracing.py (telemetry) imports runtime",
+        "runtime/worker/loop.py (worker) imports runtime.client.jobs",
+    ]
 
 
 def test_readme_lists_every_setting() -> None:

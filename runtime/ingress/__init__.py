@@ -11,18 +11,18 @@ from pathlib import Path
 
 from aiohttp import web
 
-from runtime.client import Client
-from runtime.deadletters import DeadLetters
+from runtime.client.deadletters import DeadLetters
+from runtime.client.jobs import Jobs
+from runtime.client.limits import Limits
+from runtime.client.metrics import Metrics
+from runtime.client.pauses import Pauses
+from runtime.client.publish import Client
 from runtime.health import RedisHealth
 from runtime.ingress.app import RUNNER_OPTIONS, build_app
 from runtime.ingress.auth import KeyRing
 from runtime.ingress.coalesce import Coalescer
 from runtime.ingress.prometheus import Exposition
 from runtime.ingress.routes import Services
-from runtime.jobs import Jobs
-from runtime.limits import Limits
-from runtime.metrics import Metrics
-from runtime.queues import Queues
 from runtime.registry import Registry
 from runtime.settings import Settings
 from streams.connection import Redis
@@ -54,7 +54,7 @@ def services(
         dead=DeadLetters(redis, registry),
         metrics=Metrics(redis, registry),
         limits=Limits(redis, registry),
-        queues=Queues(redis, registry),
+        pauses=Pauses(redis, registry),
         keys=keys,
         coalescer=Coalescer(client, write_timeout_s),
         health=health,

@@ -43,7 +43,7 @@ async def queues(request: web.Request, services: Services, key: ApiKey | None) -
             fn.name,
             list(fn.topics),
             await services.jobs.counts(fn.name),
-            await services.queues.paused(fn.name),
+            await services.pauses.paused(fn.name),
         )
         for fn in services.registry
     ]
@@ -51,12 +51,12 @@ async def queues(request: web.Request, services: Services, key: ApiKey | None) -
 
 
 async def pause(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
-    await services.queues.pause(_function(services, request.match_info["function"]))
+    await services.pauses.pause(_function(services, request.match_info["function"]))
     return web.Response(status=204)
 
 
 async def resume(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
-    await services.queues.resume(_function(services, request.match_info["function"]))
+    await services.pauses.resume(_function(services, request.match_info["function"]))
     return web.Response(status=204)
 
 

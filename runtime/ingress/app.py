@@ -11,7 +11,6 @@ import msgspec
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from runtime import tracing
 from runtime.errors import (
     InvalidCursor,
     InvalidPayload,
@@ -26,6 +25,7 @@ from runtime.ingress import admin, dashboard, health, jobs, prometheus, publish
 from runtime.ingress.openapi import document
 from runtime.ingress.problems import Problem, invalid
 from runtime.ingress.routes import Route, Services, reply
+from runtime.telemetry import tracing
 from streams.errors import InvalidName, RedisFull, RedisUnavailable
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from runtime.metrics import Snapshot
+from runtime.client.metrics import Snapshot
 from streams.jobs import Counts, JobRecord
 from streams.ratelimit import MAX_RATE_PER_S, MIN_RATE_PER_S, Deferral
 
@@ -138,7 +138,7 @@ class Health(msgspec.Struct, frozen=True):
     detail: str = ""
 
 
-class SeedEmail(msgspec.Struct, frozen=True, kw_only=True):
+class BullMQEmail(msgspec.Struct, frozen=True, kw_only=True):
     """POST /api/schedule-email, as the BullMQ service took it."""
 
     to: str
@@ -150,7 +150,7 @@ class SeedEmail(msgspec.Struct, frozen=True, kw_only=True):
     delay: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
-class SeedSms(msgspec.Struct, frozen=True, kw_only=True):
+class BullMQSms(msgspec.Struct, frozen=True, kw_only=True):
     """POST /api/schedule-sms, as the BullMQ service took it."""
 
     phoneNumber: str
@@ -161,6 +161,6 @@ class SeedSms(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] = {}
 
 
-class SeedReply(msgspec.Struct, frozen=True):
+class BullMQReply(msgspec.Struct, frozen=True):
     success: bool
     jobId: str

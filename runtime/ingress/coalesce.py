@@ -22,8 +22,8 @@ import logging
 from collections import deque
 from typing import NamedTuple
 
-from runtime.client import CHUNK, Client, Prepared, Receipt
-from runtime.lifecycle import finish
+from runtime.client.publish import CHUNK, Client, Prepared, Receipt
+from runtime.lifecycle import stop_task
 from streams.errors import RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Coalescer:
     async def stop(self) -> None:
         tasks = [*self.alone] if self.writer is None else [self.writer, *self.alone]
         for task in tasks:
-            await finish(task)
+            await stop_task(task)
         if self.watch is not None:
             self.watch.cancel()
         for waiting in self.unconfirmed:

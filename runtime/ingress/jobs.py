@@ -11,12 +11,12 @@ from typing import Any, get_args
 
 from aiohttp import web
 
+from runtime.client.jobs import MAX_PAGE
 from runtime.errors import JobNotFound, UnknownFunction
 from runtime.ingress.auth import ApiKey, require_workspace, scope
 from runtime.ingress.bodies import JobsPage, Reschedule
 from runtime.ingress.problems import Problem, not_found
 from runtime.ingress.routes import Route, Services, query_int, read_json, reply
-from runtime.jobs import MAX_PAGE
 from streams.jobs import JobRecord
 from streams.keys import check_token
 from streams.listing import Listable

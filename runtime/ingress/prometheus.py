@@ -25,9 +25,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from runtime.client.metrics import Snapshot
 from runtime.ingress.auth import ApiKey
 from runtime.ingress.routes import Route, Services
-from runtime.metrics import Snapshot
 from streams.errors import wrap_unavailable
 from streams.jobs import Counts
 
@@ -78,7 +78,7 @@ class Exposition:
         meter.create_observable_counter(
             "sluice.jobs.rate_limited", [self._deferred], "1", "jobs deferred by rate limits"
         )
-        # From the metrics in Redis (runtime.metrics), which an operator may reset:
+        # From the metrics in Redis (runtime.client.metrics), which an operator may reset:
         # Prometheus reads a counter that drops as a reset, not as negative work.
         for name, read, text in (
             ("sluice.jobs.processed", lambda s: s.processed, "jobs a handler ran"),

@@ -15,21 +15,21 @@ import msgspec
 from aiohttp import web
 from multidict import istr
 
-from runtime import tracing
-from runtime.client import Event, Prepared, Publishable, Receipt
+from runtime.client.publish import Event, Prepared, Publishable, Receipt
 from runtime.errors import SluiceError, UnknownFunction
 from runtime.ingress.auth import ApiKey, require_workspace
 from runtime.ingress.bodies import (
+    BullMQEmail,
+    BullMQReply,
+    BullMQSms,
     EventBody,
     Published,
     PublishedMany,
-    SeedEmail,
-    SeedReply,
-    SeedSms,
     events_of,
 )
 from runtime.ingress.problems import Problem, from_validation, invalid, not_found
 from runtime.ingress.routes import JSON, NDJSON, Route, Services, media_type, read_json, reply
+from runtime.telemetry import tracing
 
 # An istr: looked up in every request's headers without case-folding it first.
 IDEMPOTENCY_HEADER = istr("Idempotency-Key")
@@ -137,9 +137,9 @@ async def schedule_email(
     request: web.Request, services: Services, key: ApiKey | None
 ) -> web.StreamResponse:
     assert key is not None
-    body = await read_json(request, SeedEmail)
+    body = await read_json(request, BullMQEmail)
     data = {"to": body.to, "subject": body.subject, "html": body.html, "contact_id": body.contactId}
-    return await _seed(request, services, key, "email.send", body.workspaceId, data,
+    return await _publish_bullmq(request, services, key, "email.send", body.workspaceId, data,
                        delay_ms=body.delay or None)  # fmt: skip
 
 
@@ -147,13 +147,13 @@ async def schedule_sms(
     request: web.Request, services: Services, key: ApiKey | None
 ) -> web.StreamResponse:
     assert key is not None
-    body = await read_json(request, SeedSms)
+    body = await read_json(request, BullMQSms)
     data = {"to": body.phoneNumber, "body": body.message, "metadata": body.metadata}
-    return await _seed(request, services, key, "sms.send", body.workspaceId, data,
+    return await _publish_bullmq(request, services, key, "sms.send", body.workspaceId, data,
                        run_at=body.scheduledFor)  # fmt: skip
 
 
-async def _seed(
+async def _publish_bullmq(
     request: web.Request,
     services: Services,
     key: ApiKey,
@@ -176,7 +176,7 @@ async def _seed(
         run_at=run_at,
     )
     (receipt,) = await _publish(services, key, topic, [event])
-    return reply(SeedReply(True, receipt.id), 200 if receipt.duplicate else 202)
+    return reply(BullMQReply(True, receipt.id), 200 if receipt.duplicate else 202)
 
 
 ROUTES = [
@@ -197,8 +197,8 @@ ROUTES = [
         schedule_email,
         "Schedule an email (the BullMQ service's route)",
         "compatibility",
-        body=SeedEmail,
-        replies={202: SeedReply, 200: SeedReply},
+        body=BullMQEmail,
+        replies={202: BullMQReply, 200: BullMQReply},
         headers=IDEMPOTENCY,
     ),
     Route(
@@ -207,8 +207,8 @@ ROUTES = [
         schedule_sms,
         "Schedule an SMS (the BullMQ service's route)",
         "compatibility",
-        body=SeedSms,
-        replies={202: SeedReply, 200: SeedReply},
+        body=BullMQSms,
+        replies={202: BullMQReply, 200: BullMQReply},
         headers=IDEMPOTENCY,
     ),
 ]

@@ -10,16 +10,16 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import msgspec
 from aiohttp import hdrs, web
 
-from runtime.client import Client
-from runtime.deadletters import DeadLetters
+from runtime.client.deadletters import DeadLetters
+from runtime.client.jobs import Jobs
+from runtime.client.limits import Limits
+from runtime.client.metrics import Metrics
+from runtime.client.pauses import Pauses
+from runtime.client.publish import Client
 from runtime.health import RedisHealth
 from runtime.ingress.auth import ApiKey, KeyRing
 from runtime.ingress.coalesce import Coalescer
 from runtime.ingress.problems import Problem, from_validation
-from runtime.jobs import Jobs
-from runtime.limits import Limits
-from runtime.metrics import Metrics
-from runtime.queues import Queues
 from runtime.registry import Registry
 from streams.connection import Redis
 
@@ -43,7 +43,7 @@ class Services:
     dead: DeadLetters
     metrics: Metrics
     limits: Limits
-    queues: Queues
+    pauses: Pauses
     keys: KeyRing
     # Publishes of concurrent requests written together, each confirmed in time or failed.
     coalescer: Coalescer

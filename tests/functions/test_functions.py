@@ -12,7 +12,7 @@ from runtime import Client
 from runtime.health import RedisHealth
 from runtime.registry import Registry
 from runtime.settings import from_env
-from runtime.worker import WorkerHost
+from runtime.worker.host import WorkerHost
 from streams.connection import Redis, RedisSettings, connect
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import total_counts, wait_until

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from runtime import Client, Event
-from runtime.client import CHUNK
+from runtime.client.publish import CHUNK
 from runtime.ingress.coalesce import Coalescer
 from streams.connection import Redis
 from tests.ingress.conftest import registry

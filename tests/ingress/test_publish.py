@@ -130,7 +130,7 @@ async def test_dead_letters_of_one_id_are_each_workspaces_own(
     assert record.state == "queued"
 
 
-async def test_the_seed_routes_publish_to_email_and_sms(api: Api, redis: Redis) -> None:
+async def test_the_bullmq_routes_publish_to_email_and_sms(api: Api, redis: Redis) -> None:
     answer = await api.post(
         "/api/schedule-email",
         {

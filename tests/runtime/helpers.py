@@ -13,9 +13,9 @@ from pathlib import Path
 
 from runtime.health import RedisHealth
 from runtime.registry import load
-from runtime.scheduler import Scheduler
+from runtime.scheduler.host import Scheduler
 from runtime.settings import from_env
-from runtime.worker import WorkerHost
+from runtime.worker.host import WorkerHost
 from streams.connection import Redis, RedisSettings, connect
 from streams.jobs import Counts, counts
 from streams.keys import PartitionKeys

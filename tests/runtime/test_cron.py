@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runtime import InvalidSchedule
-from runtime.cron import Cron
+from runtime.scheduler.cron import Cron
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

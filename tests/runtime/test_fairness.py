@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from runtime import Client, Event
-from runtime.client import Priority
+from runtime.client.publish import Priority
 from runtime.registry import load
 from streams.connection import Redis
 from tests.redis_server import RedisServer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from runtime.isolation import Gate
+from runtime.worker.isolation import Gate
 
 
 async def test_a_suspect_waits_for_running_calls_and_holds_new_ones_back() -> None:

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime import Client, JobNotFound, Jobs, Retry, WrongJobState
+from runtime.client.timing import HORIZON
 from runtime.errors import InvalidCursor, InvalidSchedule, SluiceError
 from runtime.registry import load
-from runtime.timing import HORIZON
 from streams import envelope as env
 from streams.connection import Redis, RedisSettings, connect
 from streams.listing import Listable

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from runtime import InvalidSchedule, Jobs
+from runtime.client.repeats import Repeats
 from runtime.registry import load
-from runtime.repeats import Repeats
 from streams.connection import Redis
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, read_ledger, start_worker, wait_until, worker_in_process

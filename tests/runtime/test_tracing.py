@@ -21,8 +21,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from runtime import Client, Event, instruments, logs, telemetry, tracing
+from runtime import Client, Event
 from runtime.registry import load
+from runtime.telemetry import export, instruments, logs, tracing
 from streams.connection import Redis
 from streams.errors import ConfigurationError
 from tests.ingress.conftest import start_api
@@ -42,7 +43,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracing.use(provider)
-    # As runtime.telemetry does: handlers' outgoing aiohttp calls carry the trace.
+    # As runtime.telemetry.export does: handlers' outgoing aiohttp calls carry the trace.
     client = AioHttpClientInstrumentor()
     client.instrument(tracer_provider=provider)
     yield exporter
@@ -246,8 +247,8 @@ async def test_workers_measure_handler_time_latency_and_lateness(
 
 
 def test_telemetry_is_configured_from_the_otel_variables() -> None:
-    assert telemetry.configure("worker", {}, "parent") == []
+    assert export.configure("worker", {}, "parent") == []
     assert not tracing.enabled()
     with pytest.raises(ConfigurationError, match="OTEL_TRACES_EXPORTER='zipkin'"):
-        telemetry.configure("worker", {"OTEL_TRACES_EXPORTER": "zipkin"}, "parent")
-    assert telemetry.configure("worker", {"OTEL_SDK_DISABLED": "true"}, "parent") == []
+        export.configure("worker", {"OTEL_TRACES_EXPORTER": "zipkin"}, "parent")
+    assert export.configure("worker", {"OTEL_SDK_DISABLED": "true"}, "parent") == []

@@ -1,7 +1,7 @@
 """OpenTelemetry set up from the standard OTEL_* variables, once per process.
 
 Traces are exported when OTEL_TRACES_EXPORTER is `otlp` or `console`, metrics
-(runtime.instruments) when OTEL_METRICS_EXPORTER is `otlp`, both when
+(runtime.telemetry.instruments) when OTEL_METRICS_EXPORTER is `otlp`, both when
 OTEL_EXPORTER_OTLP_ENDPOINT is set (OTLP over HTTP); otherwise each stays off
 and costs nothing. The SDK itself reads the rest:
 OTEL_SERVICE_NAME (default here: sluice-<role>), OTEL_RESOURCE_ATTRIBUTES,
@@ -23,7 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-from runtime import instruments, tracing
+from runtime.telemetry import instruments, tracing
 from streams.errors import ConfigurationError
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from runtime.declare import Batch, Function, Job
-from runtime.outcome import dead, expired
+from runtime.worker.outcome import dead, expired
 from streams import envelope as env
 from streams.consume import Delivery
 from streams.settle import Settlement
@@ -33,11 +33,11 @@ class Call(msgspec.Struct):
     envelopes: list[env.Envelope]
     # A job taken over from a lost worker, called alone: its start is marked in
     # Redis first (streams.suspects), and once it was running at a crash already,
-    # nothing else runs in the process beside it (runtime.isolation).
+    # nothing else runs in the process beside it (runtime.worker.isolation).
     suspect: bool = False
     alone: bool = False
     # When it was read (host clock, ms): a call that waited long for a lane is
-    # checked to be still this worker's before it runs (runtime.loop).
+    # checked to be still this worker's before it runs (runtime.worker.loop).
     read_ms: int = 0
 
 

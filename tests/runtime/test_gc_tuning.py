@@ -1,4 +1,4 @@
-"""The collector settings a server process runs with (runtime.heap)."""
+"""The collector settings a server process runs with (runtime.gc_tuning)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runtime import heap
+from runtime import gc_tuning
 
 
 class Node:
@@ -26,10 +26,10 @@ def restored_gc() -> Iterator[None]:
 @pytest.mark.usefixtures("restored_gc")
 def test_settle_freezes_startup_objects_and_spaces_young_passes() -> None:
     started = Node()  # made "at start-up": frozen, never looked at again
-    heap.settle()
+    gc_tuning.tune_collector()
     assert gc.get_freeze_count() > 0
     assert all(o is not started for o in gc.get_objects())  # no generation holds it
-    assert gc.get_threshold()[0] == heap.YOUNG_THRESHOLD
+    assert gc.get_threshold()[0] == gc_tuning.YOUNG_THRESHOLD
     # A cycle made after start-up is still collected.
     cycle = Node()
     cycle.next = cycle

@@ -7,9 +7,9 @@ from datetime import datetime
 
 import msgspec
 
+from runtime.client.timing import due
 from runtime.errors import InvalidCursor, JobNotFound, WrongJobState
 from runtime.registry import Registry
-from runtime.timing import due
 from streams import cancel as scripts
 from streams.connection import Redis
 from streams.jobs import Counts, JobRecord, counts, find_job

@@ -1,7 +1,7 @@
 """One trace from publish to handler: W3C trace context travels in the envelope.
 
 Tracing is off until a tracer provider is installed (`use`, called by
-runtime.telemetry from the standard OTEL_* variables, or by a test with its own
+runtime.telemetry.export from the standard OTEL_* variables, or by a test with its own
 exporter); while off, every function here returns at its first line, so the hot
 path pays one attribute test per call.
 

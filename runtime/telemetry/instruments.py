@@ -3,7 +3,7 @@ latency (publish to handler start, first attempts), lateness (due time to
 handler start, for jobs published for later, retries and repeat ticks), and
 settled jobs by outcome. Labelled by function only, so series stay bounded.
 
-Off until a meter provider is installed (runtime.telemetry exports over OTLP;
+Off until a meter provider is installed (runtime.telemetry.export exports over OTLP;
 a test reads its own); while off, the loop skips every call here. Counts of the
 whole deployment, from Redis, are on the ingress's /metrics.
 """

@@ -19,8 +19,8 @@ from typing import Any
 import msgspec
 
 from runtime.declare import Batch, Function
-from runtime.intake import Call, Intake
-from runtime.outcome import deferred
+from runtime.worker.intake import Call, Intake
+from runtime.worker.outcome import deferred
 from streams.connection import Redis
 from streams.consume import Read, refill
 from streams.errors import RedisUnavailable

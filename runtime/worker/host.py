@@ -12,10 +12,10 @@ from typing import Any
 
 from runtime.declare import Function
 from runtime.health import RedisHealth
-from runtime.isolation import Gate
-from runtime.loop import LoopConfig, PartitionLoop
 from runtime.settings import Settings
-from runtime.stall import Claims, StallWatch
+from runtime.worker.isolation import Gate
+from runtime.worker.loop import LoopConfig, PartitionLoop
+from runtime.worker.stall import Claims, StallWatch
 from streams.connection import Redis
 
 log = logging.getLogger(__name__)

@@ -18,20 +18,20 @@ from typing import Any
 
 import msgspec
 
-from runtime import instruments, logs, tracing
 from runtime.backoff import Backoff
 from runtime.declare import Batch, Failure, Function
 from runtime.health import RedisHealth
-from runtime.heartbeat import heartbeat_forever
-from runtime.intake import Call, Intake, take_in
-from runtime.invoke import invoke, timed_out
-from runtime.isolation import Gate
-from runtime.lifecycle import finish, sleep_unless
-from runtime.limiter import apply_limits, limited
-from runtime.metrics import Recorder, flush_forever, flush_once
-from runtime.outcome import completed, failed
-from runtime.reclaimer import reclaim_forever
-from runtime.watchdog import Lane, expire_forever
+from runtime.lifecycle import sleep_unless, stop_task
+from runtime.telemetry import instruments, logs, tracing
+from runtime.worker.heartbeat import heartbeat_forever
+from runtime.worker.intake import Call, Intake, take_in
+from runtime.worker.invoke import invoke, timed_out
+from runtime.worker.isolation import Gate
+from runtime.worker.limiter import apply_limits, limited
+from runtime.worker.outcome import completed, failed
+from runtime.worker.reclaimer import reclaim_forever
+from runtime.worker.recorder import Recorder, flush_forever, flush_once
+from runtime.worker.watchdog import Lane, expire_forever
 from streams import envelope as env
 from streams.claims import Held, extend, leave
 from streams.connection import Redis
@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 
 # Loop turns the settler waits at most for more outcomes before it writes.
 GATHER_TURNS = 8
-# How often a worker looks whether its function was paused (runtime.queues), and
-# whether one declared without a rate has run-time limits (runtime.limits).
+# How often a worker looks whether its function was paused (runtime.client.pauses), and
+# whether one declared without a rate has run-time limits (runtime.client.limits).
 PAUSE_CHECK_S = 1.0
 
 
@@ -94,7 +94,7 @@ class PartitionLoop:
         self.limiting: set[asyncio.Task[None]] = set()
         # Calls of jobs waiting for the rate-limit slot reserved for them, and
         # until when (loop time) the reader waits, the global limit being booked
-        # beyond its horizon (runtime.limiter).
+        # beyond its horizon (runtime.worker.limiter).
         self.slotted: dict[int, asyncio.TimerHandle] = {}
         self.read_after = 0.0
         self.refilling: set[asyncio.Task[None]] = set()
@@ -122,7 +122,7 @@ class PartitionLoop:
         self.lanes: list[Lane] = []
 
     def running(self) -> list[str]:
-        """The calls in the lanes now, for a report of a blocked loop (runtime.stall)."""
+        """The calls in the lanes now, for a report of a blocked loop (runtime.worker.stall)."""
         return [
             f"{self.fn.name} job {', '.join(e.id for e in lane.call.envelopes)}"
             for lane in self.lanes
@@ -169,11 +169,11 @@ class PartitionLoop:
             flush_forever(self.client, self.keys, self.recorder, self.health)
         )
         await stop.wait()
-        await finish(pause)
+        await stop_task(pause)
         await self._shut_down(
             [lane.task for lane in lanes], settler, heartbeat, reclaimer, reader, metrics
         )
-        await finish(watchdog)
+        await stop_task(watchdog)
 
     async def _join(self, stop: asyncio.Event) -> bool:
         backoff = Backoff()
@@ -224,11 +224,11 @@ class PartitionLoop:
         self.stopping = True
         self.room.set()
         self.unpaused.set()
-        await finish(reclaimer)
+        await stop_task(reclaimer)
         # A read in progress returns within BLOCK (and a batching window); what it
         # brings is held, not run.
-        await finish(reader, (self.config.block_ms + self.fn.options.batch_window_ms) / 1000 + 1)
-        await asyncio.gather(*(finish(task, 1.0) for task in [*self.limiting, *self.refilling]))
+        await stop_task(reader, (self.config.block_ms + self.fn.options.batch_window_ms) / 1000 + 1)
+        await asyncio.gather(*(stop_task(task, 1.0) for task in [*self.limiting, *self.refilling]))
         # Jobs waiting for their slot are handed back with the rest.
         for handle in self.slotted.values():
             handle.cancel()
@@ -237,12 +237,12 @@ class PartitionLoop:
         self.lanes_done = True
         self.calls_ready.set()
         _, late = await asyncio.wait(lanes, timeout=max(0.0, deadline - loop.time()))
-        await asyncio.gather(*(finish(task) for task in late))
+        await asyncio.gather(*(stop_task(task) for task in late))
         self.closing = True
         self.outbox_ready.set()
-        await finish(settler, max(1.0, deadline - loop.time()))
-        await finish(heartbeat)
-        await finish(metrics)
+        await stop_task(settler, max(1.0, deadline - loop.time()))
+        await stop_task(heartbeat)
+        await stop_task(metrics)
         try:
             await flush_once(self.client, self.keys, self.recorder)
         except RedisUnavailable:
@@ -553,7 +553,7 @@ class PartitionLoop:
             await forget(self.client, self.keys, [eid for eid in gone if eid not in fenced])
 
     async def _invoke_traced(self, call: Call) -> dict[str, Failure]:
-        """`invoke` inside the call's spans (runtime.tracing); apart, so that with
+        """`invoke` inside the call's spans (runtime.telemetry.tracing); apart, so that with
         tracing off a call pays for no context manager."""
         with tracing.processing(self.fn.name, call.envelopes, self.fn.batched) as spans:
             failures = await invoke(self.fn, call.batch)
@@ -631,6 +631,6 @@ class PartitionLoop:
 
 def _uncancel(task: asyncio.Task[None]) -> None:
     """Clear every cancel the watchdog sent this call: it may have sent several, when
-    the first was swallowed (see runtime.watchdog)."""
+    the first was swallowed (see runtime.worker.watchdog)."""
     while task.cancelling():
         task.uncancel()

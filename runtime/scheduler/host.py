@@ -7,7 +7,7 @@ script says how long until the next one, so host clock skew does not matter.
 Promotion is one atomic script per partition, so any number of schedulers may
 run (inside workers too); none promotes a job twice.
 
-It also publishes the ticks of repeatable jobs (runtime.repeats), re-read every
+It also publishes the ticks of repeatable jobs (runtime.scheduler.ticks), re-read every
 re-check interval.
 """
 
@@ -18,12 +18,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from runtime import tracing
 from runtime.backoff import Backoff
 from runtime.declare import Function
 from runtime.health import RedisHealth
-from runtime.lifecycle import finish
-from runtime.repeats import upcoming_ticks
+from runtime.lifecycle import stop_task
+from runtime.scheduler.ticks import upcoming_ticks
+from runtime.telemetry import tracing
 from streams import envelope as env
 from streams.connection import Redis
 from streams.delayed import promote_due
@@ -72,7 +72,7 @@ class Scheduler:
         # Promotion holds no state between calls: cancelling it at stop loses nothing.
         task = asyncio.create_task(self._forever())
         await stop.wait()
-        await finish(task)
+        await stop_task(task)
 
     async def _forever(self) -> None:
         loop = asyncio.get_running_loop()

@@ -24,7 +24,7 @@ import gc
 YOUNG_THRESHOLD = 10_000
 
 
-def settle() -> None:
+def tune_collector() -> None:
     """Freeze what start-up made and space the young passes out; call once, when
     the process has loaded everything and before it starts serving."""
     gc.collect()

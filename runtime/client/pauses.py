@@ -1,5 +1,5 @@
 """Pause and resume functions at run time: their workers stop starting jobs within
-about a second (runtime.loop), and take up where they were on resume."""
+about a second (runtime.worker.loop), and take up where they were on resume."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from streams.connection import Redis
 from streams.pause import is_paused, set_paused
 
 
-class Queues:
+class Pauses:
     def __init__(self, redis: Redis, registry: Registry) -> None:
         self.redis = redis
         self.registry = registry

@@ -9,11 +9,11 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from runtime import tracing
+from runtime.client.timing import due, epoch_ms
 from runtime.declare import Function
 from runtime.errors import InvalidPayload, InvalidPriority, PayloadTooLarge
 from runtime.registry import Registry
-from runtime.timing import due, epoch_ms
+from runtime.telemetry import tracing
 from streams import envelope as env
 from streams.connection import Redis
 from streams.keys import PartitionKeys, check_token, given_id, partition_of
@@ -143,7 +143,7 @@ class Client:
     ) -> Prepared:
         """Validate and encode `events` for `target`, writing nothing; raises on
         any invalid event (the `SluiceError` says which). `trace` is the W3C trace
-        context the jobs carry (runtime.tracing)."""
+        context the jobs carry (runtime.telemetry.tracing)."""
         functions, names = self._route(target)
         created_ms = env.now_ms()
         ids: list[str] = []
