@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -100,35 +101,41 @@ async def test_a_batch_handler_fails_only_the_jobs_it_names(
         assert record.state == ("dead" if event.data["mode"] == "raise" else "completed")
 
 
+async def restart_until_settled(
+    url: str, ledger: Path, settled: Callable[[], Awaitable[bool]], most: int
+) -> int:
+    """Run `tasks` workers one after another, each until it dies (SIGKILLed by a
+    poison job) or `settled`; returns how many died, failing past `most`."""
+    deaths = 0
+    while True:
+        worker = start_worker(url, ledger, functions="tasks")
+
+        async def over(worker: subprocess.Popen[bytes] = worker) -> bool:
+            return worker.poll() is not None or await settled()
+
+        await wait_until(over, what="the worker to die or the jobs to settle")
+        if worker.poll() is None:
+            worker.terminate()
+            assert worker.wait(timeout=10) == 0
+            return deaths
+        assert worker.returncode == -signal.SIGKILL
+        deaths += 1
+        assert deaths <= most, "the poison kept killing workers past max_deliveries"
+
+
 async def test_a_job_that_kills_its_worker_every_time_is_dead_lettered(
     redis: Redis, shared_server: RedisServer, client: Client, tmp_path: Path
 ) -> None:
     poison = await client.publish("tasks", workspace="ws", data={"n": 1, "mode": "die"})
-    ledger = tmp_path / "ledger"
-    deaths = 0
 
     async def dead() -> bool:
         return (await total_counts(redis, "tasks")).dead == 1
 
-    while True:
-        worker = start_worker(shared_server.url, ledger, functions="tasks")
-
-        async def over(worker: subprocess.Popen[bytes] = worker) -> bool:
-            return worker.poll() is not None or await dead()
-
-        await wait_until(over, what="the worker to die or the job to be dead-lettered")
-        if worker.poll() is None:
-            worker.terminate()
-            assert worker.wait(timeout=10) == 0
-            break
-        assert worker.returncode == -signal.SIGKILL
-        deaths += 1
-        assert deaths <= 3, "the job kept killing workers past max_deliveries"
+    assert await restart_until_settled(shared_server.url, tmp_path / "ledger", dead, 3) == 3
     record = await get_job(redis, TASKS, poison.id)
     assert record is not None
     assert record.state == "dead"
     assert "max_deliveries=3" in record.error
-    assert deaths == 3
     (letter,) = await dead_letters(redis, TASKS)
     assert letter.envelope.id == poison.id
 
@@ -143,25 +150,12 @@ async def test_a_job_that_kills_its_worker_takes_no_neighbour_with_it(
     events[2] = Event(workspace="ws", data={"n": 2, "mode": "die"})
     receipts = await client.publish_many("tasks", events)
     ledger = tmp_path / "ledger"
-    deaths = 0
 
     async def settled() -> bool:
         c = await total_counts(redis, "tasks")
         return c.dead + c.completed == len(events)
 
-    while True:
-        worker = start_worker(shared_server.url, ledger, functions="tasks")
-
-        async def over(worker: subprocess.Popen[bytes] = worker) -> bool:
-            return worker.poll() is not None or await settled()
-
-        await wait_until(over, what="the worker to die or every job to settle")
-        if worker.poll() is None:
-            worker.terminate()
-            assert worker.wait(timeout=10) == 0
-            break
-        deaths += 1
-        assert deaths <= 3, "the poison kept killing workers past max_deliveries"
+    await restart_until_settled(shared_server.url, ledger, settled, 3)
     final = await total_counts(redis, "tasks")
     assert (final.dead, final.completed) == (1, 20)
     (letter,) = await dead_letters(redis, TASKS)
