@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--app",
         metavar="MODULE:ATTR",
-        help="the deployment's functions, imported from the working directory first "
+        help="the deployment's functions, imported from the working directory "
         "(default: SLUICE_FUNCTIONS, functions:FUNCTIONS)",
     )
     roles = parser.add_subparsers(dest="role", required=True)

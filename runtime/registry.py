@@ -68,14 +68,16 @@ class Registry:
 
 def load(spec: str) -> Registry:
     """Import `module:attr`, a sequence of `Function` values, from the working
-    directory first (as `celery -A` and arq do): the `sluice` console script's own
-    path holds only the library, and a project's `functions/` is beside it."""
+    directory too (as `celery -A` and arq do): the `sluice` console script's own
+    path holds only the library, and a project's `functions/` is beside it. Last
+    on the path, so a project folder named like one of Sluice's packages cannot
+    take its place."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigurationError(f"functions must be given as module:attr, got {spec!r}")
     here = os.getcwd()
     if here not in sys.path:
-        sys.path.insert(0, here)
+        sys.path.append(here)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
