@@ -24,7 +24,7 @@ from streams.errors import wrap_unavailable
 from streams.keys import GROUP, PartitionKeys, shown_id
 from streams.lua import Script
 
-_STATUS = Script.beside(__file__, "status.lua", uses=["lookup.lua"])
+_STATUS = Script.beside(__file__, "status.lua", uses=["lookup"])
 
 PRIORITY_NAMES = {env.HIGH: "high", env.NORMAL: "normal", env.LOW: "low"}
 
