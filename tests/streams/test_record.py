@@ -144,7 +144,7 @@ async def test_a_delayed_record_of_the_previous_release_is_promoted_run_and_sett
 
 async def test_a_queued_record_of_the_previous_release_is_cancelled(redis: Redis) -> None:
     await ensure_group(redis, KEYS)
-    eid = await redis.xadd(KEYS.stream, {"e": env.encode(_envelope("old")), "w": "ws"})
+    eid: Any = await redis.xadd(KEYS.stream, {"e": env.encode(_envelope("old")), "w": "ws"})
     await redis.hset(KEYS.jobs, "old", b"queued|ws|" + eid + b"|1000|0|0|||")
     assert await cancel_job(redis, KEYS, ["old"]) == "cancelled"
     assert await redis.xlen(KEYS.stream) == 0

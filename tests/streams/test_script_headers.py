@@ -55,7 +55,7 @@ def callers() -> dict[str, Caller]:
                 and ast.unparse(node.value.func) == "Script.beside"
             ):
                 name = ast.literal_eval(node.value.args[1])
-                uses = next(
+                uses: list[str] = next(
                     (ast.literal_eval(k.value) for k in node.value.keywords if k.arg == "uses"), []
                 )
                 caller = Caller(module, name, uses)
