@@ -1,8 +1,9 @@
 -- Cancel jobs that have not started: by id, by business key, or every job of a
 -- tag. A delayed one leaves the delayed set; a queued one its stream entry (only
 -- while unread, so no worker ever sees it).
--- KEYS[1] job records, KEYS[2] delayed, KEYS[3] stream, KEYS[4] stats,
--- KEYS[5] retention index, KEYS[6] keyed, KEYS[7] tagged, KEYS[8] backlog,
+-- uses: record admit links lookup
+-- KEYS[1] jobs, KEYS[2] delayed, KEYS[3] stream, KEYS[4] stats,
+-- KEYS[5] done (the retention index), KEYS[6] keyed, KEYS[7] tagged, KEYS[8] backlog,
 -- KEYS[9] share
 -- ARGV[1] group, ARGV[2] 'id' | 'key' | 'tag', ARGV[3] the job's workspace ('':
 -- any), "ws/key", or "ws/tag/" (a prefix of the tag's members), ARGV[4] each
@@ -10,7 +11,7 @@
 -- the next in its backlog; by id, then the stored ids it may have (lookup.lua)
 -- Returns pairs {stored job id, outcome}: 'cancelled' (now, or already before),
 -- else what kept it, changing nothing: 'active' (a worker holds it) or a
--- finished state; none for a job not found. Records: see streams/jobs.py.
+-- finished state; none for a job not found. Records: see streams/record.py.
 local mode, selector = ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
@@ -19,18 +20,18 @@ Admit.setup(KEYS[3], KEYS[1], KEYS[8], KEYS[9], KEYS[4], ARGV[4], now)
 local function cancel(id)
   local record = redis.call('HGET', KEYS[1], id)
   if not record then return 'missing' end
-  local state, workspace, eid, at, attempts, links = string.match(record,
-    '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|[^|]*|[^|]*|([^|]*)|')
-  if state == 'queued' then
-    if not Admit.withdraw(workspace, eid, id, ARGV[1]) then return 'active' end
-  elseif state == 'delayed' then
+  local r = Record.parse(record)
+  if not r then return 'missing' end
+  if r.state == 'queued' then
+    if not Admit.withdraw(r, id, ARGV[1]) then return 'active' end
+  elseif r.state == 'delayed' then
     redis.call('ZREM', KEYS[2], id)
   else
-    return state
+    return r.state
   end
-  Links.release(KEYS[6], KEYS[7], links, id)
-  redis.call('HSET', KEYS[1], id, 'cancelled|' .. workspace .. '|' .. eid .. '|' .. at .. '|'
-    .. attempts .. '|' .. now .. '||' .. links .. '|')
+  Links.release(KEYS[6], KEYS[7], r.links, id)
+  r.state, r.finished, r.dead, r.tail = 'cancelled', now, '', ''
+  redis.call('HSET', KEYS[1], id, Record.format(r))
   -- Kept, then dropped, like a completed job's record.
   redis.call('ZADD', KEYS[5], now, id)
   redis.call('HINCRBY', KEYS[4], 'cancelled', 1)

@@ -10,8 +10,8 @@ from streams.keys import GROUP, PartitionKeys, tag_member
 from streams.lua import Arg, Script
 from streams.publish import DEFAULT_SHARE
 
-_CANCEL = Script.beside(__file__, "cancel.lua", uses=["admit.lua", "links.lua", "lookup.lua"])
-_RESCHEDULE = Script.beside(__file__, "reschedule.lua", uses=["lookup.lua"])
+_CANCEL = Script.beside(__file__, "cancel.lua", uses=["record", "admit", "links", "lookup"])
+_RESCHEDULE = Script.beside(__file__, "reschedule.lua", uses=["record", "lookup"])
 
 Selector = Literal["key", "tag"]
 

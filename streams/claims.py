@@ -11,7 +11,7 @@ from streams.keys import GROUP, PartitionKeys
 from streams.lua import Script
 
 _EXTEND = Script.beside(__file__, "extend.lua")
-_LEAVE = Script.beside(__file__, "leave.lua", uses=["admit.lua"], allow_oom=True)
+_LEAVE = Script.beside(__file__, "leave.lua", uses=["record", "admit"], allow_oom=True)
 
 
 class Held(msgspec.Struct, frozen=True):

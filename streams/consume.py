@@ -22,7 +22,7 @@ from streams.lua import Arg, Script, packed
 from streams.publish import DEFAULT_SHARE
 from streams.ratelimit import Ask, Grant
 
-_REFILL = Script.beside(__file__, "refill.lua", uses=["admit.lua", "limits.lua"], allow_oom=True)
+_REFILL = Script.beside(__file__, "refill.lua", uses=["record", "admit", "limits"], allow_oom=True)
 
 
 class Delivery(msgspec.Struct, frozen=True):

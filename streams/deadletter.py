@@ -14,8 +14,8 @@ from streams.keys import PartitionKeys, links
 from streams.lua import Arg, Script
 from streams.publish import DEFAULT_SHARE
 
-_REPLAY = Script.beside(__file__, "replay.lua", uses=["admit.lua"])
-_PURGE = Script.beside(__file__, "purge.lua")
+_REPLAY = Script.beside(__file__, "replay.lua", uses=["record", "admit"])
+_PURGE = Script.beside(__file__, "purge.lua", uses=["record"])
 
 
 class DeadLetter(msgspec.Struct, frozen=True):

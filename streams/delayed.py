@@ -9,7 +9,7 @@ from streams.keys import PartitionKeys
 from streams.lua import Script
 from streams.publish import DEFAULT_SHARE
 
-_PROMOTE = Script.beside(__file__, "promote.lua", uses=["admit.lua"], allow_oom=True)
+_PROMOTE = Script.beside(__file__, "promote.lua", uses=["record", "admit"], allow_oom=True)
 
 
 class Promoted(msgspec.Struct, frozen=True):

@@ -1,14 +1,7 @@
 """Job records and per-partition counts, read for status pages and tests.
 
-A job's record is one field of the partition's `jobs` HASH, written only by the
-scripts: "state|workspace|place|at ms|attempts|finished ms|dead id|links|tail".
-`place` is the stream entry id of a job in the stream (and of a finished one,
-its last), "b<priority><sequence>" for a queued job waiting in its workspace's
-backlog (streams/admit.lua), and a delayed job's priority digit. `at` is when it
-was queued, or for a delayed job when it falls due; `attempts` counts ended
-attempts; `links` is its business key and tags (`keys.links`); the tail, which
-may hold any byte, is the last error, a delayed or backlogged job's envelope, or
-a completed job's result (msgpack).
+A job's record is written only by the scripts; its format is documented in
+streams/record.py, which reads it here.
 """
 
 from __future__ import annotations
@@ -19,12 +12,13 @@ from typing import Any, Literal
 import msgspec
 
 from streams import envelope as env
+from streams import record as rec
 from streams.connection import Redis
 from streams.errors import wrap_unavailable
 from streams.keys import GROUP, PartitionKeys, shown_id
 from streams.lua import Script
 
-_STATUS = Script.beside(__file__, "status.lua", uses=["lookup.lua"])
+_STATUS = Script.beside(__file__, "status.lua", uses=["record", "lookup"])
 
 PRIORITY_NAMES = {env.HIGH: "high", env.NORMAL: "normal", env.LOW: "low"}
 
@@ -108,34 +102,34 @@ async def find_job(
     if not reply:
         return None
     assert isinstance(reply, list)
-    stored, record, consumer, deliveries, entry = reply
-    # See the module's docstring. A delayed job's envelope holds the errors of
-    # earlier attempts.
-    state, owner, place, at, attempts, finished, _, links, tail = record.split(b"|", 8)
-    keyfield, *members = links.decode().split(" ")
+    stored, data, consumer, deliveries, entry = reply
+    record = rec.parse(data)
+    keyfield, *members = record.links.split(" ")
     result = None
     priority = env.NORMAL
-    waiting = state == b"delayed" or (state == b"queued" and place.startswith(b"b"))
+    delayed = record.state == "delayed"
+    # A delayed or backlogged job's envelope is its record's tail; it holds the
+    # errors of earlier attempts.
+    waiting = delayed or bool(record.backlog)
     if waiting or entry:
-        envelope = env.decode(tail if waiting else entry)
+        envelope = env.decode(record.tail if waiting else entry)
         error = envelope.errors[-1] if envelope.errors else ""
         priority = envelope.priority
-    elif state == b"completed":
+    elif record.state == "completed":
         error = ""
-        result = msgspec.msgpack.decode(tail) if tail else None
+        result = msgspec.msgpack.decode(record.tail) if record.tail else None
     else:
-        error = tail.decode()
-    if state == b"queued" and consumer:
-        state = b"active"
+        error = record.tail.decode()
+    state: JobState = "active" if record.state == "queued" and consumer else record.state
     return JobRecord(
         id=shown_id(stored.decode()),
         function=keys.function,
-        workspace=owner.decode(),
-        state=msgspec.convert(state.decode(), JobState),
-        queued_ms=0 if state == b"delayed" else _ms(at),
-        due_ms=_ms(at) if state == b"delayed" else 0,
-        finished_ms=int(finished),
-        attempts=int(attempts),
+        workspace=record.workspace,
+        state=state,
+        queued_ms=0 if delayed else record.at,
+        due_ms=record.at if delayed else 0,
+        finished_ms=record.finished,
+        attempts=record.attempts,
         error=error,
         key=keyfield.partition("/")[2],
         tags=tuple(m.split("/")[1] for m in members),
@@ -144,15 +138,6 @@ async def find_job(
         deliveries=int(deliveries),
         priority=PRIORITY_NAMES.get(priority, "normal"),
     )
-
-
-def _ms(field: bytes) -> int:
-    """A time of the record. Before due times were bounded (runtime.timing), Lua
-    wrote one of 1e14 ms or more as "2.53402300799e+14"; such records may remain."""
-    try:
-        return int(field)
-    except ValueError:
-        return round(float(field))
 
 
 async def counts(client: Redis, keys: PartitionKeys) -> Counts:

@@ -1,5 +1,6 @@
 -- A consumer leaves the group: hand its unfinished entries back, then delete it.
--- KEYS[1] stream, KEYS[2] job records, KEYS[3] share (admit.lua)
+-- uses: record admit
+-- KEYS[1] stream, KEYS[2] jobs, KEYS[3] share (admit.lua)
 -- ARGV[1] group, ARGV[2] consumer, then pairs: entry id, job id
 -- Returns {handed back, consumer deleted (1/0)}.
 -- Each owned entry is re-added at the stream's tail with the same envelope (no
@@ -19,11 +20,11 @@ for i = 3, #ARGV, 2 do
       -- Unread again: it counts against its workspace's share of the stream.
       if fields[4] then Admit.set(fields[4], Admit.unread(fields[4]) + 1) end
       local record = redis.call('HGET', KEYS[2], id)
-      if record then
+      local r = record and Record.parse(record)
+      if r then
         -- The record points at the new entry and when it was queued again.
-        local state, workspace, rest = string.match(record, '^([^|]*)|([^|]*)|[^|]*|[^|]*|(.*)$')
-        redis.call('HSET', KEYS[2], id, state .. '|' .. workspace .. '|' .. fresh .. '|'
-          .. string.match(fresh, '^%d+') .. '|' .. rest)
+        r.entry, r.backlog, r.priority, r.at = fresh, nil, nil, string.match(fresh, '^%d+')
+        redis.call('HSET', KEYS[2], id, Record.format(r))
       end
       handed = handed + 1
     end

@@ -19,6 +19,10 @@ from streams.errors import wrap_unavailable
 
 Arg = str | bytes | int | float
 
+# The folder of Lua libraries: tables of functions that entry scripts start with,
+# never run on their own.
+LIB = "lib"
+
 _msgpack = msgspec.msgpack.Encoder()
 
 
@@ -54,9 +58,11 @@ class Script:
         cls, module_file: str, name: str, uses: Sequence[str] = (), *, allow_oom: bool = False
     ) -> Script:
         """Load `name` from the folder of the calling module (pass `__file__`),
-        after the shared files named in `uses` from the same folder."""
+        after the libraries named in `uses` (`lib/<name>.lua` in that folder), in
+        that order. An entry script names them in its header (`-- uses: record
+        admit`), which tests/streams/test_script_headers.py holds against `uses`."""
         folder = Path(module_file).parent
-        return cls(folder / name, [folder / u for u in uses], allow_oom=allow_oom)
+        return cls(folder / name, [folder / LIB / f"{u}.lua" for u in uses], allow_oom=allow_oom)
 
     async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Arg]) -> object:
         with wrap_unavailable():

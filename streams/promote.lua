@@ -1,6 +1,7 @@
 -- Move due jobs of one function partition from `delayed` to the stream (or, past
 -- their workspace's share, to its backlog: admit.lua).
--- KEYS[1] delayed (ZSET id -> due ms), KEYS[2] job records, KEYS[3] stream,
+-- uses: record admit
+-- KEYS[1] delayed (ZSET id -> due ms), KEYS[2] jobs, KEYS[3] stream,
 -- KEYS[4] stats, KEYS[5] backlog, KEYS[6] share; ARGV[1] most jobs to move,
 -- ARGV[2] each workspace's share of the stream, ARGV[3] 1 to return trace contexts
 -- Returns {moved, ms until the next job is due (-1: none waiting), traced}:
@@ -26,18 +27,15 @@ end
 
 for _, id in ipairs(due) do
   local record = redis.call('HGET', KEYS[2], id)
-  -- "delayed|workspace|priority|due ms|attempts|0||links|envelope"; anything else
-  -- was cancelled or replaced under us and has nothing to promote.
+  -- A record no longer delayed was cancelled or replaced under us and has
+  -- nothing to promote.
   local workspace, priority, attempts, links, envelope
-  if record then
-    workspace, priority, attempts, links, envelope = string.match(record,
-      '^delayed|([^|]*)|([^|]*)|[^|]*|([^|]*)|[^|]*||([^|]*)|(.*)$')
-  end
+  if record then workspace, priority, attempts, links, envelope = Record.delayed_job(record) end
   if envelope then
-    local place, entered = Admit.enter(workspace, id, priority == '' and '1' or priority, envelope)
+    local place, entered = Admit.enter(workspace, id, priority, envelope)
     records[#records + 1] = id
-    records[#records + 1] = 'queued|' .. workspace .. '|' .. place .. '|' .. now_text .. '|'
-      .. attempts .. '|0||' .. links .. '|' .. (entered and '' or envelope)
+    records[#records + 1] = Record.queued(workspace, place, now_text, attempts, links,
+      entered and '' or envelope)
     if ARGV[3] == '1' then
       local parent = traceparent(envelope)
       if type(parent) == 'string' then

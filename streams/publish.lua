@@ -1,5 +1,6 @@
 -- Publish many jobs into one function partition, atomically.
--- KEYS[1] stream, KEYS[2] stats, KEYS[3] job records (HASH id -> record),
+-- uses: record admit links
+-- KEYS[1] stream, KEYS[2] stats, KEYS[3] jobs (HASH id -> record),
 -- KEYS[4] delayed (ZSET id -> due ms), KEYS[5] keyed (HASH "ws/key" -> job id),
 -- KEYS[6] tagged (ZSET of "ws/tag/id", score 0), KEYS[7] backlog, KEYS[8] share
 -- ARGV[1] wake channel, ARGV[2] group, ARGV[3] each workspace's share of the
@@ -9,8 +10,7 @@
 -- Returns, per job, its new stream entry id, 1 when it waits in `delayed`, 2 when
 -- it waits in its workspace's backlog, or 0 when the job id already exists (a
 -- duplicate publish, or a client retry of this very call).
--- Records (see streams/jobs.py): "state|workspace|place|at ms|attempts|
--- finished ms|dead id|links|tail"; a delayed or backlogged job's tail is its
+-- Records: see streams/record.py; a delayed or backlogged job's tail is its
 -- envelope.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -48,19 +48,18 @@ end
 -- stays, and the key moves to the new job.
 local function replace(old)
   local record = redis.call('HGET', KEYS[3], old)
-  if not record then return end
-  local state, workspace, place, links = string.match(record,
-    '^([^|]*)|([^|]*)|([^|]*)|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|')
-  if state == 'queued' then
-    if not Admit.withdraw(workspace, place, old, ARGV[2]) then return end
-  elseif state == 'delayed' then
+  local r = record and Record.parse(record)
+  if not r then return end
+  if r.state == 'queued' then
+    if not Admit.withdraw(r, old, ARGV[2]) then return end
+  elseif r.state == 'delayed' then
     redis.call('ZREM', KEYS[4], old)
   else
     return
   end
   redis.call('HDEL', KEYS[3], old)
   known[old] = nil
-  Links.release(KEYS[5], KEYS[6], links, old)
+  Links.release(KEYS[5], KEYS[6], r.links, old)
   replaced = replaced + 1
 end
 
@@ -90,13 +89,12 @@ for a = 4, #ARGV, 7 do
     if due <= now then
       local place, entered = Admit.enter(workspace, id, ARGV[a + 6], ARGV[a + 4])
       records[#records + 1] = id
-      records[#records + 1] = 'queued|' .. workspace .. '|' .. place .. '|' .. now_text .. '|0|0||'
-        .. links .. '|' .. (entered and '' or ARGV[a + 4])
+      records[#records + 1] = Record.queued(workspace, place, now_text, '0', links,
+        entered and '' or ARGV[a + 4])
       out[#out + 1] = entered and place or 2
     else
       records[#records + 1] = id
-      records[#records + 1] = 'delayed|' .. workspace .. '|' .. ARGV[a + 6] .. '|' .. due
-        .. '|0|0||' .. links .. '|' .. ARGV[a + 4]
+      records[#records + 1] = Record.delayed(workspace, ARGV[a + 6], due, '0', links, ARGV[a + 4])
       parked[#parked + 1] = due
       parked[#parked + 1] = id
       if due < soonest then soonest = due end

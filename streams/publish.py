@@ -11,7 +11,7 @@ from streams.connection import Redis
 from streams.keys import GROUP, PartitionKeys, links
 from streams.lua import Arg, Script
 
-_PUBLISH = Script.beside(__file__, "publish.lua", uses=["admit.lua", "links.lua"])
+_PUBLISH = Script.beside(__file__, "publish.lua", uses=["record", "admit", "links"])
 
 # How many unread entries of one workspace the stream holds before its further
 # jobs wait in the backlog (admit.lua), unless a function sets its own.

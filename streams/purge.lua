@@ -1,5 +1,6 @@
 -- Delete dead letters and the records of their jobs.
--- KEYS[1] dead-letter stream, KEYS[2] job records, KEYS[3] stats
+-- uses: record
+-- KEYS[1] dead (the dead-letter stream), KEYS[2] jobs, KEYS[3] stats
 -- ARGV: pairs of dead entry id, job id
 -- Returns how many were purged. A record is dropped only while it still says
 -- dead by this letter: a job replayed meanwhile keeps its live record.
@@ -8,7 +9,7 @@ for i = 1, #ARGV, 2 do
   if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
     purged = purged + 1
     local record = redis.call('HGET', KEYS[2], ARGV[i + 1])
-    if record and string.match(record, '^dead|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|') == ARGV[i] then
+    if record and Record.letter(record) == ARGV[i] then
       redis.call('HDEL', KEYS[2], ARGV[i + 1])
     end
   end

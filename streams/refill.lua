@@ -2,8 +2,9 @@
 -- the stream to their backlogs (admit.lua); for a function with rate limits, the
 -- same call takes capacity for the jobs about to start (limits.lua), so the
 -- limits cost no round trip of their own.
--- KEYS[1] stream, KEYS[2] job records, KEYS[3] backlog, KEYS[4] share, KEYS[5] stats,
--- KEYS[6] limiter state, KEYS[7] limit overrides, KEYS[8] deferrals
+-- uses: record admit limits
+-- KEYS[1] stream, KEYS[2] jobs, KEYS[3] backlog, KEYS[4] share, KEYS[5] stats,
+-- KEYS[6] rate (the limiter state), KEYS[7] limits (overrides), KEYS[8] deferrals
 -- ARGV[1] group, ARGV[2] each workspace's share, ARGV[3] 1 when the read found the
 -- stream drained (fewer entries than asked), ARGV[4] msgpack array of the
 -- workspaces read, ARGV[5] msgpack array of the entries taken from each; with

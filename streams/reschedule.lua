@@ -1,5 +1,6 @@
 -- Move the due time of one delayed job.
--- KEYS[1] job records, KEYS[2] delayed; ARGV[1] wake channel, ARGV[2] due at
+-- uses: record lookup
+-- KEYS[1] jobs, KEYS[2] delayed; ARGV[1] wake channel, ARGV[2] due at
 -- (epoch ms, 0: none), ARGV[3] delay ms, ARGV[4] the job's workspace ('': any),
 -- then the stored ids it may have (lookup.lua)
 -- Returns the job's state: 'delayed' when moved; anything else changes nothing.
@@ -7,19 +8,16 @@
 -- at once on the wake-up.
 local id, record = Lookup.find(KEYS[1], ARGV[4], 5)
 if not id then return 'missing' end
-local state, workspace, priority, attempts, rest = string.match(record,
-  '^([^|]*)|([^|]*)|([^|]*)|[^|]*|([^|]*)|(.*)$')
-if state ~= 'delayed' then
-  return string.match(record, '^([^|]*)|')
-end
+local r = Record.parse(record)
+if r.state ~= 'delayed' then return r.state end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local due = tonumber(ARGV[2])
 if due == 0 then due = now + tonumber(ARGV[3]) end
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 redis.call('ZADD', KEYS[2], due, id)
-redis.call('HSET', KEYS[1], id, 'delayed|' .. workspace .. '|' .. priority .. '|' .. due .. '|'
-  .. attempts .. '|' .. rest)
+r.at = due
+redis.call('HSET', KEYS[1], id, Record.format(r))
 if not first[2] or due < tonumber(first[2]) then
   redis.call('PUBLISH', ARGV[1], due)
 end

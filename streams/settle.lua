@@ -1,7 +1,8 @@
 -- Settle a batch of handled jobs of one function partition in one call.
--- KEYS[1] stream, KEYS[2] stats, KEYS[3] dead-letter stream, KEYS[4] job records,
--- KEYS[5] retention index (ZSET id -> finished ms), KEYS[6] delayed, KEYS[7] keyed,
--- KEYS[8] tagged
+-- uses: record links
+-- KEYS[1] stream, KEYS[2] stats, KEYS[3] dead (the dead-letter stream), KEYS[4] jobs,
+-- KEYS[5] done (the retention index: ZSET id -> finished ms), KEYS[6] delayed,
+-- KEYS[7] keyed, KEYS[8] tagged
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] retention ms, ARGV[4] pending scan limit,
 -- ARGV[5] and ARGV[6] the lowest and highest entry id of the batch, ARGV[7] wake
 -- channel, ARGV[8] how many completed jobs follow, ARGV[9] how many others,
@@ -14,7 +15,7 @@
 -- Redis time in ms it is due), priority;
 -- then triples for the jobs with a business key, tags or a result: job id, links,
 -- result (msgpack, kept as a completed record's tail).
--- Records: see streams/jobs.py.
+-- Records: see streams/record.py.
 -- Returns {settled, {fenced entry ids}}.
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local t = redis.call('TIME')
@@ -68,9 +69,8 @@ for i = 13, split, 4 do
     finished[#finished + 1] = now
     finished[#finished + 1] = id
     records[#records + 1] = id
-    records[#records + 1] = 'completed|' .. ARGV[i + 2] .. '|' .. eid .. '|'
-      .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 3] .. '|' .. now .. '||' .. unlink(id) .. '|'
-      .. (results[id] or '')
+    records[#records + 1] = Record.settled('completed', ARGV[i + 2], eid, ARGV[i + 3], now, '',
+      unlink(id), results[id] or '')
   else
     fenced[#fenced + 1] = eid
   end
@@ -87,8 +87,8 @@ for i = split + 1, last, 9 do
       expired = expired + 1
       finished[#finished + 1] = now
       finished[#finished + 1] = id
-      records[#records + 1] = 'expired|' .. workspace .. '|' .. eid .. '|'
-        .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 4] .. '|' .. now .. '||' .. unlink(id) .. '|'
+      records[#records + 1] = Record.settled('expired', workspace, eid, ARGV[i + 4], now, '',
+        unlink(id), '')
     elseif state == 'retry' or state == 'defer' then
       -- A deferral (rate limits) is not a failure and charges no attempt.
       if state == 'retry' then failed = failed + 1 else deferred = deferred + 1 end
@@ -99,18 +99,16 @@ for i = split + 1, last, 9 do
       parked[#parked + 1] = due
       parked[#parked + 1] = id
       if due < soonest then soonest = due end
-      records[#records + 1] = 'delayed|' .. workspace .. '|' .. ARGV[i + 8] .. '|' .. due .. '|'
-        .. ARGV[i + 4]
-        .. '|0||' .. (links[id] or '') .. '|' .. ARGV[i + 6]
+      records[#records + 1] = Record.delayed(workspace, ARGV[i + 8], due, ARGV[i + 4],
+        links[id] or '', ARGV[i + 6])
     else
       failed = failed + 1
       -- A dead job's record lives as long as its dead letter: not indexed for expiry.
       -- The letter names its job (i), so trimming it can drop the record too.
       local dead_id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[i + 6], 'r', ARGV[i + 5], 'i', id)
       lettered = lettered + 1
-      records[#records + 1] = 'dead|' .. workspace .. '|' .. eid .. '|'
-        .. string.match(eid, '^%d+') .. '|' .. ARGV[i + 4] .. '|' .. now .. '|'
-        .. dead_id .. '|' .. unlink(id) .. '|' .. ARGV[i + 5]
+      records[#records + 1] = Record.settled('dead', workspace, eid, ARGV[i + 4], now, dead_id,
+        unlink(id), ARGV[i + 5])
     end
   else
     fenced[#fenced + 1] = eid
@@ -185,7 +183,7 @@ local function drop_letters(letters)
     redis.call('XDEL', KEYS[3], eid)
     local id = job_of(letter[2])
     local record = id and redis.call('HGET', KEYS[4], id)
-    if record and string.match(record, '^dead|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|') == eid then
+    if record and Record.letter(record) == eid then
       redis.call('HDEL', KEYS[4], id)
     end
   end

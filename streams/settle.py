@@ -11,7 +11,7 @@ from streams.connection import Redis
 from streams.keys import GROUP, PartitionKeys
 from streams.lua import Arg, Script
 
-_SETTLE = Script.beside(__file__, "settle.lua", uses=["links.lua"], allow_oom=True)
+_SETTLE = Script.beside(__file__, "settle.lua", uses=["record", "links"], allow_oom=True)
 
 State = Literal["completed", "retry", "defer", "dead", "expired"]
 

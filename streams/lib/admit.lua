@@ -1,6 +1,7 @@
 -- Admission: how a job enters a partition's stream. Not run on its own; the
 -- scripts that queue jobs (publish, promote, replay, cancel, refill) start with
 -- this text (streams.lua.Script, `uses`).
+-- uses: record
 --
 -- Fairness: each workspace keeps at most `limit` unread entries in the stream.
 -- A job beyond that waits in the partition's backlog, and enters the stream as
@@ -139,16 +140,12 @@ function Admit.refill(workspace)
     local id = string.match(entry, '|[^|]*|(.*)$')
     local record = redis.call('HGET', Admit.jobs, id)
     local attempts, links, envelope
-    if record then
-      attempts, links, envelope = string.match(record,
-        '^queued|[^|]*|b[^|]*|[^|]*|([^|]*)|[^|]*||([^|]*)|(.*)$')
-    end
+    if record then attempts, links, envelope = Record.backlogged_job(record) end
     -- A member without its backlogged record is a leftover: dropped, not run.
     if envelope then
       local eid = Admit.add_stream_entry(workspace, envelope)
       records[#records + 1] = id
-      records[#records + 1] = 'queued|' .. workspace .. '|' .. eid .. '|' .. Admit.now .. '|'
-        .. attempts .. '|0||' .. links .. '|'
+      records[#records + 1] = Record.queued(workspace, eid, Admit.now, attempts, links, '')
     end
   end
   redis.call('ZREM', Admit.backlog, unpack(taken))
@@ -163,19 +160,21 @@ function Admit.left(workspace, n)
   if left <= Admit.limit / 2 then Admit.refill(workspace) end
 end
 
--- Take a queued job out before any worker has it: from the backlog, or its unread
--- stream entry (whose place the backlog then fills). False, changing nothing,
--- when a worker holds it (the entry is pending).
-function Admit.withdraw(workspace, place, id, group)
-  if string.sub(place, 1, 1) == 'b' then
+-- Take the queued job `id` (its record parsed: Record.parse) out before any worker
+-- has it: from the backlog, or its unread stream entry (whose place the backlog
+-- then fills). False, changing nothing, when a worker holds it (the entry is pending).
+function Admit.withdraw(record, id, group)
+  local workspace = record.workspace
+  if record.backlog then
     add_entering()
-    redis.call('ZREM', Admit.backlog, member(workspace, place, id))
+    redis.call('ZREM', Admit.backlog, member(workspace, record.backlog, id))
     return true
   end
+  local eid = record.entry
   -- pcall: before any worker ran there is no group yet, and nothing is pending.
-  local p = redis.pcall('XPENDING', Admit.stream, group, place, place, 1)
+  local p = redis.pcall('XPENDING', Admit.stream, group, eid, eid, 1)
   if type(p) == 'table' and #p == 1 then return false end
-  redis.call('XDEL', Admit.stream, place)
+  redis.call('XDEL', Admit.stream, eid)
   Admit.left(workspace, 1)
   return true
 end

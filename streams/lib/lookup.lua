@@ -1,5 +1,6 @@
 -- A job asked for by id within a workspace (streams/keys.py `job_ref`), shared
 -- by the scripts that act on one job by id (streams.lua.Script, `uses`).
+-- uses: record
 local Lookup = {}
 
 -- The first of ARGV[first..] that is a job of `workspace` ('': any) in the
@@ -8,7 +9,7 @@ local Lookup = {}
 function Lookup.find(jobs, workspace, first)
   for i = first, #ARGV do
     local record = redis.call('HGET', jobs, ARGV[i])
-    if record and (workspace == '' or string.match(record, '^[^|]*|([^|]*)|') == workspace) then
+    if record and (workspace == '' or Record.workspace(record) == workspace) then
       return ARGV[i], record
     end
   end
