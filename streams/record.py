@@ -128,7 +128,7 @@ def format(record: Record) -> bytes:
 
 
 def _ms(field: bytes) -> int:
-    """A time of the record. Before due times were bounded (runtime.timing), Lua
+    """A time of the record. Before due times were bounded (runtime.client.timing), Lua
     wrote one of 1e14 ms or more as "2.53402300799e+14"; such records may remain."""
     try:
         return int(field)
