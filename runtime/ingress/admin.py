@@ -24,6 +24,7 @@ from runtime.ingress.bodies import (
 )
 from runtime.ingress.problems import not_found
 from runtime.ingress.routes import Route, Services, query_int, read_json, reply
+from runtime.ingress.views import counts_view, deferral_view, snapshot_view
 from streams.keys import check_token, shown_id
 
 
@@ -42,7 +43,7 @@ async def queues(request: web.Request, services: Services, key: ApiKey | None) -
         Queue(
             fn.name,
             list(fn.topics),
-            await services.jobs.counts(fn.name),
+            counts_view(await services.jobs.counts(fn.name)),
             await services.pauses.paused(fn.name),
         )
         for fn in services.registry
@@ -102,7 +103,10 @@ async def metrics(request: web.Request, services: Services, key: ApiKey | None) 
     names = request.query.getall("function", []) or [fn.name for fn in services.registry]
     return reply(
         FunctionMetrics(
-            {name: await services.metrics.read(_function(services, name)) for name in names}
+            {
+                name: snapshot_view(await services.metrics.read(_function(services, name)))
+                for name in names
+            }
         )
     )
 
@@ -117,7 +121,9 @@ async def workspace_metrics(
     return reply(
         FunctionMetrics(
             {
-                name: await services.metrics.read(_function(services, name), workspace)
+                name: snapshot_view(
+                    await services.metrics.read(_function(services, name), workspace)
+                )
                 for name in names
             }
         )
@@ -145,9 +151,8 @@ async def limits(request: web.Request, services: Services, key: ApiKey | None) -
     require_admin(key)
     (fn,) = services.registry.select([_function(services, request.match_info["function"])])
     deferrals = await services.limits.deferrals(fn.name)
-    return reply(
-        LimitsView(fn.name, fn.options.rate_per_s, fn.options.workspace_rate_per_s, deferrals)
-    )
+    shown = {workspace: deferral_view(d) for workspace, d in deferrals.items()}
+    return reply(LimitsView(fn.name, fn.options.rate_per_s, fn.options.workspace_rate_per_s, shown))
 
 
 async def set_global_limit(
