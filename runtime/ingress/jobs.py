@@ -16,7 +16,7 @@ from runtime.errors import JobNotFound, UnknownFunction
 from runtime.ingress.auth import ApiKey, require_workspace, scope
 from runtime.ingress.bodies import JobsPage, Reschedule
 from runtime.ingress.problems import Problem, not_found
-from runtime.ingress.routes import Route, Services, query_int, read_json, reply
+from runtime.ingress.routes import Keyed, Route, Services, query_int, read_json, reply
 from runtime.ingress.views import JobRecord, ListedState, job_view
 from streams import jobs as stored
 from streams.keys import check_token
@@ -57,13 +57,11 @@ async def _find(
     raise not_found(f"no job {job_id!r}{hint}")
 
 
-async def get_job(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
-    assert key is not None
+async def get_job(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     return reply(job_view(await _find(services, request, key, request.match_info["id"])))
 
 
-async def list_jobs(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
-    assert key is not None
+async def list_jobs(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     function = request.query.get("function")
     state = STATES.get(request.query.get("state", ""))
     if function is None or state is None:
@@ -80,17 +78,13 @@ async def list_jobs(request: web.Request, services: Services, key: ApiKey | None
     return reply(JobsPage([job_view(job) for job in page.jobs], page.cursor))
 
 
-async def cancel_job(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
-    assert key is not None
+async def cancel_job(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     record = await _find(services, request, key, request.match_info["id"])
     await services.jobs.cancel(record.function, record.id, workspace=record.workspace)
     return reply(job_view(await _again(services, record)))
 
 
-async def reschedule_job(
-    request: web.Request, services: Services, key: ApiKey | None
-) -> web.Response:
-    assert key is not None
+async def reschedule_job(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     body = await read_json(request, Reschedule)
     record = await _find(services, request, key, request.match_info["id"])
     try:
@@ -128,7 +122,7 @@ ROUTES = [
     Route(
         "GET",
         "/v1/jobs/{id}",
-        get_job,
+        Keyed(get_job),
         "A job's state, attempts, due time, errors and result",
         "jobs",
         replies={200: JobRecord},
@@ -137,7 +131,7 @@ ROUTES = [
     Route(
         "GET",
         "/v1/jobs",
-        list_jobs,
+        Keyed(list_jobs),
         "A page of a function's jobs in one state",
         "jobs",
         replies={200: JobsPage},
@@ -152,7 +146,7 @@ ROUTES = [
     Route(
         "DELETE",
         "/v1/jobs/{id}",
-        cancel_job,
+        Keyed(cancel_job),
         "Cancel a job that has not started (409 for a running or finished one)",
         "jobs",
         replies={200: JobRecord},
@@ -162,7 +156,7 @@ ROUTES = [
     Route(
         "PATCH",
         "/v1/jobs/{id}",
-        reschedule_job,
+        Keyed(reschedule_job),
         "Move a delayed job's due time (409 for any other job)",
         "jobs",
         body=Reschedule,
