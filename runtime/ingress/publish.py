@@ -84,7 +84,7 @@ def _publish(
     for event in events:
         require_workspace(key, event.workspace)
     if not tracing.enabled():
-        # No context manager at all while tracing is off: it was 5 % of a request.
+        # No context manager at all while tracing is off: it showed in a request's profile.
         return services.coalescer.publish(_prepare(services, topic, events, None))
     return _traced(services, topic, events)
 
