@@ -70,10 +70,10 @@ def job_view(record: jobs.JobRecord) -> JobRecord:
 
 # The docstring is the schema's description in the OpenAPI document.
 class Counts(msgspec.Struct, frozen=True, kw_only=True):
-    """Jobs of one partition by state.
+    """A function's jobs by state, over all its partitions.
 
     waiting, active, delayed and dead are the jobs there now; the others are
-    totals since the partition's first job.
+    totals since the function's first job.
     """
 
     waiting: int
