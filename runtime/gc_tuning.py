@@ -4,10 +4,10 @@ CPython's cycle collector runs a young-generation pass every 700 net allocations
 and a full pass over every tracked object now and then. A server process holds
 tens of thousands of objects from start-up (modules, functions, the registry)
 that never become garbage, and each request or job allocates dozens of short-
-lived ones. Measured in the ingress under load (bench/ingress.py), the collector
-took about 8 % of the process's time: young passes over the objects of the
-requests in flight, and full passes over 70,000 start-up objects (30-45 ms
-each, a latency spike every time).
+lived ones. In the ingress under load (bench/ingress.py) the collector took a
+share of the process's time worth saving: young passes over the objects of the
+requests in flight, and full passes over every start-up object, each a latency
+spike (bench/README.md has the figures).
 
 So, once start-up is done: the start-up objects are frozen (moved to a
 generation no collection looks at), and a young pass waits for 10,000 net

@@ -102,8 +102,8 @@ def connect(settings: RedisSettings) -> Redis:
     client = cast(_Bounded, _Bounded.from_pool(pool))
     client.call_timeout_s = settings.call_timeout()
     # XREADGROUP replies reach streams.consume as the server sent them: redis-py
-    # would build a dict per entry, which cost a tenth of a single-job worker's
-    # time (bench profile) and is thrown away at once.
+    # would build a dict per entry, which showed in a single-job worker's time
+    # (bench profile) and is thrown away at once.
     client.set_response_callback("XREADGROUP", _as_sent)
     return client
 

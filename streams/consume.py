@@ -4,7 +4,7 @@ After each read, `refill` lets the workspaces' backlogs into the places their
 entries left in the stream (streams/admit.lua), and for a function with rate
 limits takes capacity for the jobs about to start. It is a call of its own, off
 the read's path: a Lua read would convert every entry to Lua and back, which
-cost more than twice a plain XREADGROUP's time in Redis (bench profile).
+cost more than the plain XREADGROUP itself in Redis (bench profile).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ _msgpack = msgspec.msgpack.Encoder()
 def packed(values: Sequence[str | int]) -> bytes:
     """Many values as one argument, for a script to `cmsgpack.unpack`: per value it
     costs neither redis-py's packing of an argument nor Redis's making a Lua string
-    of ARGV, which with a hundred workspaces per call was a fifth of the call."""
+    of ARGV, which with many workspaces a call weighed on the whole call."""
     return _msgpack.encode(values)
 
 

@@ -23,7 +23,8 @@ from runtime.ingress.bodies import (
     Replayed,
 )
 from runtime.ingress.problems import not_found
-from runtime.ingress.routes import Route, Services, query_int, read_json, reply
+from runtime.ingress.routes import Admin, Keyed, Route, Services, query_int, read_json, reply
+from runtime.ingress.views import counts_view, deferral_view, snapshot_view
 from streams.keys import check_token, shown_id
 
 
@@ -35,14 +36,13 @@ def _function(services: Services, name: str) -> str:
     return name
 
 
-async def queues(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
-    assert key is not None
+async def queues(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     require_admin(key)
     found = [
         Queue(
             fn.name,
             list(fn.topics),
-            await services.jobs.counts(fn.name),
+            counts_view(await services.jobs.counts(fn.name)),
             await services.pauses.paused(fn.name),
         )
         for fn in services.registry
@@ -50,20 +50,17 @@ async def queues(request: web.Request, services: Services, key: ApiKey | None) -
     return reply(Queues(found))
 
 
-async def pause(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+async def pause(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     await services.pauses.pause(_function(services, request.match_info["function"]))
     return web.Response(status=204)
 
 
-async def resume(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+async def resume(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     await services.pauses.resume(_function(services, request.match_info["function"]))
     return web.Response(status=204)
 
 
-async def dead_letters(
-    request: web.Request, services: Services, key: ApiKey | None
-) -> web.Response:
-    assert key is not None
+async def dead_letters(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     function = _function(services, request.match_info["function"])
     workspace = scope(key, request.query.get("workspace"))
     letters = await services.dead.read(
@@ -87,8 +84,7 @@ async def dead_letters(
     )
 
 
-async def replay(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
-    assert key is not None
+async def replay(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     function = _function(services, request.match_info["function"])
     body = await read_json(request, Replay)
     workspace = scope(key, body.workspace)
@@ -96,38 +92,36 @@ async def replay(request: web.Request, services: Services, key: ApiKey | None) -
     return reply(Replayed(count))
 
 
-async def metrics(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
-    assert key is not None
+async def metrics(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     require_admin(key)
     names = request.query.getall("function", []) or [fn.name for fn in services.registry]
     return reply(
         FunctionMetrics(
-            {name: await services.metrics.read(_function(services, name)) for name in names}
-        )
-    )
-
-
-async def workspace_metrics(
-    request: web.Request, services: Services, key: ApiKey | None
-) -> web.Response:
-    assert key is not None
-    workspace = check_token("workspace", request.match_info["workspace"])
-    require_workspace(key, workspace)
-    names = request.query.getall("function", []) or [fn.name for fn in services.registry]
-    return reply(
-        FunctionMetrics(
             {
-                name: await services.metrics.read(_function(services, name), workspace)
+                name: snapshot_view(await services.metrics.read(_function(services, name)))
                 for name in names
             }
         )
     )
 
 
-async def reset_metrics(
-    request: web.Request, services: Services, key: ApiKey | None
-) -> web.Response:
-    assert key is not None
+async def workspace_metrics(request: web.Request, services: Services, key: ApiKey) -> web.Response:
+    workspace = check_token("workspace", request.match_info["workspace"])
+    require_workspace(key, workspace)
+    names = request.query.getall("function", []) or [fn.name for fn in services.registry]
+    return reply(
+        FunctionMetrics(
+            {
+                name: snapshot_view(
+                    await services.metrics.read(_function(services, name), workspace)
+                )
+                for name in names
+            }
+        )
+    )
+
+
+async def reset_metrics(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     require_admin(key)
     body = await read_json(request, MetricsReset)
     names = (
@@ -140,20 +134,15 @@ async def reset_metrics(
     return web.Response(status=204)
 
 
-async def limits(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
-    assert key is not None
+async def limits(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     require_admin(key)
     (fn,) = services.registry.select([_function(services, request.match_info["function"])])
     deferrals = await services.limits.deferrals(fn.name)
-    return reply(
-        LimitsView(fn.name, fn.options.rate_per_s, fn.options.workspace_rate_per_s, deferrals)
-    )
+    shown = {workspace: deferral_view(d) for workspace, d in deferrals.items()}
+    return reply(LimitsView(fn.name, fn.options.rate_per_s, fn.options.workspace_rate_per_s, shown))
 
 
-async def set_global_limit(
-    request: web.Request, services: Services, key: ApiKey | None
-) -> web.Response:
-    assert key is not None
+async def set_global_limit(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     require_admin(key)
     function = _function(services, request.match_info["function"])
     body = await read_json(request, RateLimit)
@@ -162,9 +151,8 @@ async def set_global_limit(
 
 
 async def set_workspace_limit(
-    request: web.Request, services: Services, key: ApiKey | None
+    request: web.Request, services: Services, key: ApiKey
 ) -> web.Response:
-    assert key is not None
     require_admin(key)
     function = _function(services, request.match_info["function"])
     workspace = check_token("workspace", request.match_info["workspace"])
@@ -179,41 +167,41 @@ _WORKSPACE_QUERY = {"workspace": (str, "only this workspace's (required for a ke
 
 def _metric_routes(prefix: str) -> list[Route]:
     return [
-        Route("GET", f"{prefix}/metrics", metrics, "Metrics per function (admin)", "metrics",
-              access="admin", replies={200: FunctionMetrics}, query=_FUNCTIONS_QUERY),
-        Route("GET", f"{prefix}/metrics/workspace/{{workspace}}", workspace_metrics,
+        Route("GET", f"{prefix}/metrics", Admin(metrics), "Metrics per function (admin)",
+              "metrics", replies={200: FunctionMetrics}, query=_FUNCTIONS_QUERY),
+        Route("GET", f"{prefix}/metrics/workspace/{{workspace}}", Keyed(workspace_metrics),
               "One workspace's metrics per function", "metrics",
               replies={200: FunctionMetrics}, query=_FUNCTIONS_QUERY),
-        Route("POST", f"{prefix}/metrics/reset", reset_metrics,
+        Route("POST", f"{prefix}/metrics/reset", Admin(reset_metrics),
               "Clear a function's or a workspace's metrics (admin)", "metrics",
-              access="admin", body=MetricsReset, replies={204: None}),
+              body=MetricsReset, replies={204: None}),
     ]  # fmt: skip
 
 
 ROUTES = [
-    Route("GET", "/v1/queues", queues, "Job counts per function (admin)", "queues",
-          access="admin", replies={200: Queues}),
-    Route("POST", "/v1/queues/{function}/pause", pause,
+    Route("GET", "/v1/queues", Admin(queues), "Job counts per function (admin)", "queues",
+          replies={200: Queues}),
+    Route("POST", "/v1/queues/{function}/pause", Admin(pause),
           "Pause a function: its workers start nothing until resumed (admin)", "queues",
-          access="admin", replies={204: None}),
-    Route("POST", "/v1/queues/{function}/resume", resume, "Resume a paused function (admin)",
-          "queues", access="admin", replies={204: None}),
-    Route("GET", "/v1/dead-letters/{function}", dead_letters,
+          replies={204: None}),
+    Route("POST", "/v1/queues/{function}/resume", Admin(resume),
+          "Resume a paused function (admin)", "queues", replies={204: None}),
+    Route("GET", "/v1/dead-letters/{function}", Keyed(dead_letters),
           "The oldest dead letters of a function", "dead letters",
           replies={200: DeadLetterList},
           query={**_WORKSPACE_QUERY, "limit": (int, "most letters, 1-1000 (default 100)")}),
-    Route("POST", "/v1/dead-letters/{function}/replay", replay,
+    Route("POST", "/v1/dead-letters/{function}/replay", Keyed(replay),
           "Queue dead letters again, from attempt 1", "dead letters",
           body=Replay, replies={200: Replayed}),
     *_metric_routes("/api"),
     *_metric_routes("/v1"),
-    Route("GET", "/v1/limits/{function}", limits,
+    Route("GET", "/v1/limits/{function}", Admin(limits),
           "A function's declared rates and each workspace's deferrals (admin)", "limits",
-          access="admin", replies={200: LimitsView}),
-    Route("PUT", "/v1/limits/{function}", set_global_limit,
+          replies={200: LimitsView}),
+    Route("PUT", "/v1/limits/{function}", Admin(set_global_limit),
           "Override the function's global rate (admin)", "limits",
-          access="admin", body=RateLimit, replies={204: None}),
-    Route("PUT", "/v1/limits/{function}/workspace/{workspace}", set_workspace_limit,
+          body=RateLimit, replies={204: None}),
+    Route("PUT", "/v1/limits/{function}/workspace/{workspace}", Admin(set_workspace_limit),
           "Override one workspace's rate, its tier (admin)", "limits",
-          access="admin", body=RateLimit, replies={204: None}),
+          body=RateLimit, replies={204: None}),
 ]  # fmt: skip

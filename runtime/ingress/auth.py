@@ -66,7 +66,7 @@ class KeyRing:
     """The configured keys, by hash; from a file, reloaded when it changes."""
 
     # Headers already identified, so a client sending the same key on every
-    # request is not hashed every time (a hash was 2 % of an ingress request).
+    # request is not hashed every time (the hash showed in an ingress request's profile).
     # Only known keys are remembered; bounded, and emptied when full or reloaded.
     SEEN_MAX = 1024
 

@@ -1,7 +1,9 @@
 """Request and response bodies of the HTTP API, as msgspec Structs.
 
 The OpenAPI document is generated from these types (runtime.ingress.openapi), so
-what is validated and what is documented cannot drift apart.
+what is validated and what is documented cannot drift apart. They are the API's
+own: what they show of stored things is a view (runtime.ingress.views), never a
+type of the client API or the data layer, which may change with the storage.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from runtime.client.metrics import Snapshot
-from streams.jobs import Counts, JobRecord
-from streams.ratelimit import MAX_RATE_PER_S, MIN_RATE_PER_S, Deferral
+from runtime.ingress.views import Counts, Deferral, JobRecord, Snapshot
+from streams.ratelimit import MAX_RATE_PER_S, MIN_RATE_PER_S
 
 T = TypeVar("T")
 

@@ -6,8 +6,7 @@ requests. One write is in flight at a time, and what arrives meanwhile goes in
 the next: under load a write carries many requests, so requests per second are
 not bound by one Redis round trip each; idle, a request waits for nothing but
 its own write. (Two writers in flight at once split the same requests into
-twice the calls: 24 requests a call instead of 32 under the bench's load, and
-8 % more CPU a request for redis-py's work per call.)
+more, smaller calls, and redis-py's work per call cost more CPU a request.)
 
 A request of CHUNK events or more is written by a task of its own: it fills
 script calls by itself, and the one writer's small requests do not wait behind
@@ -43,10 +42,9 @@ class Coalescer:
 
     Every publish must be confirmed within `timeout_s`, or fail: a request never
     hangs on a Redis that does not answer. One timer watches them all, armed for
-    the oldest unconfirmed publish, not one a request: an event-loop timer made
-    and cancelled per request was 3 µs, a twentieth of what the ingress adds to a
-    request. All publishes wait equally long, so the oldest is always the first
-    to expire.
+    the oldest unconfirmed publish, not one a request: making and cancelling an
+    event-loop timer per request was a cost worth saving (bench/README.md). All
+    publishes wait equally long, so the oldest is always the first to expire.
     """
 
     def __init__(self, client: Client, timeout_s: float) -> None:

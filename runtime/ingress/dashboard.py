@@ -9,18 +9,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from runtime.ingress.auth import ApiKey
-from runtime.ingress.routes import Route, Services
+from runtime.ingress.routes import Public, Route, Services
 
 DASHBOARD = Path(__file__).with_name("dashboard.html").read_bytes()
 DOCS = Path(__file__).with_name("docs.html").read_bytes()
 
 
-async def dashboard(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+async def dashboard(request: web.Request, services: Services) -> web.Response:
     return _page(DASHBOARD)
 
 
-async def docs(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+async def docs(request: web.Request, services: Services) -> web.Response:
     return _page(DOCS)
 
 
@@ -38,8 +37,8 @@ def _page(body: bytes) -> web.Response:
 
 
 ROUTES = [
-    Route("GET", "/admin", dashboard, "The dashboard (enter an admin key in the page)",
-          "dashboard", access="public", replies={200: "text/html"}),
-    Route("GET", "/docs", docs, "Interactive API docs, built from /openapi.json", "dashboard",
-          access="public", replies={200: "text/html"}),
+    Route("GET", "/admin", Public(dashboard), "The dashboard (enter an admin key in the page)",
+          "dashboard", replies={200: "text/html"}),
+    Route("GET", "/docs", Public(docs), "Interactive API docs, built from /openapi.json",
+          "dashboard", replies={200: "text/html"}),
 ]  # fmt: skip

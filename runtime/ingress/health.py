@@ -8,18 +8,17 @@ import asyncio
 
 from aiohttp import web
 
-from runtime.ingress.auth import ApiKey
 from runtime.ingress.bodies import Health
-from runtime.ingress.routes import Route, Services, reply
+from runtime.ingress.routes import Public, Route, Services, reply
 
 READY_TIMEOUT_S = 1.0
 
 
-async def healthz(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+async def healthz(request: web.Request, services: Services) -> web.Response:
     return reply(Health("ok"))
 
 
-async def readyz(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+async def readyz(request: web.Request, services: Services) -> web.Response:
     # asyncio.wait, not wait_for: the ping is not waited on past the timeout.
     ping = asyncio.ensure_future(services.redis.ping())
     done, _ = await asyncio.wait([ping], timeout=READY_TIMEOUT_S)
@@ -32,8 +31,8 @@ async def readyz(request: web.Request, services: Services, key: ApiKey | None) -
 
 
 ROUTES = [
-    Route("GET", "/healthz", healthz, "The process is alive", "health", access="public",
+    Route("GET", "/healthz", Public(healthz), "The process is alive", "health",
           replies={200: Health}),
-    Route("GET", "/readyz", readyz, "Redis answers: ready for traffic", "health",
-          access="public", replies={200: Health, 503: Health}),
+    Route("GET", "/readyz", Public(readyz), "Redis answers: ready for traffic", "health",
+          replies={200: Health, 503: Health}),
 ]  # fmt: skip

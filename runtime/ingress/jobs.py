@@ -16,12 +16,12 @@ from runtime.errors import JobNotFound, UnknownFunction
 from runtime.ingress.auth import ApiKey, require_workspace, scope
 from runtime.ingress.bodies import JobsPage, Reschedule
 from runtime.ingress.problems import Problem, not_found
-from runtime.ingress.routes import Route, Services, query_int, read_json, reply
-from streams.jobs import JobRecord
+from runtime.ingress.routes import Keyed, Route, Services, query_int, read_json, reply
+from runtime.ingress.views import JobRecord, ListedState, job_view
+from streams import jobs as stored
 from streams.keys import check_token
-from streams.listing import Listable
 
-STATES = get_args(Listable)
+STATES: dict[str, ListedState] = {state: state for state in get_args(ListedState)}
 
 
 def _functions(services: Services, request: web.Request) -> list[str]:
@@ -35,7 +35,9 @@ def _functions(services: Services, request: web.Request) -> list[str]:
     return [name]
 
 
-async def _find(services: Services, request: web.Request, key: ApiKey, job_id: str) -> JobRecord:
+async def _find(
+    services: Services, request: web.Request, key: ApiKey, job_id: str
+) -> stored.JobRecord:
     """The job, searched in the workspace named by `?workspace=`, or in the key's
     workspaces (for an admin key: any, which finds only a generated id, as an id
     its publisher gave is one of that workspace's own)."""
@@ -55,40 +57,34 @@ async def _find(services: Services, request: web.Request, key: ApiKey, job_id: s
     raise not_found(f"no job {job_id!r}{hint}")
 
 
-async def get_job(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
-    assert key is not None
-    return reply(await _find(services, request, key, request.match_info["id"]))
+async def get_job(request: web.Request, services: Services, key: ApiKey) -> web.Response:
+    return reply(job_view(await _find(services, request, key, request.match_info["id"])))
 
 
-async def list_jobs(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
-    assert key is not None
+async def list_jobs(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     function = request.query.get("function")
-    state = request.query.get("state")
-    if function is None or state not in STATES:
+    state = STATES.get(request.query.get("state", ""))
+    if function is None or state is None:
         raise Problem(422, "Invalid request", f"give function and state ({', '.join(STATES)})")
     workspace = scope(key, request.query.get("workspace"))
     _functions(services, request)
     page = await services.jobs.page(
         function,
-        state,  # type: ignore[arg-type]
+        state,
         workspace=workspace,
         cursor=request.query.get("cursor", ""),
         limit=query_int(request, "limit", 100, 1, MAX_PAGE),
     )
-    return reply(JobsPage(page.jobs, page.cursor))
+    return reply(JobsPage([job_view(job) for job in page.jobs], page.cursor))
 
 
-async def cancel_job(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
-    assert key is not None
+async def cancel_job(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     record = await _find(services, request, key, request.match_info["id"])
     await services.jobs.cancel(record.function, record.id, workspace=record.workspace)
-    return reply(await _again(services, record))
+    return reply(job_view(await _again(services, record)))
 
 
-async def reschedule_job(
-    request: web.Request, services: Services, key: ApiKey | None
-) -> web.Response:
-    assert key is not None
+async def reschedule_job(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     body = await read_json(request, Reschedule)
     record = await _find(services, request, key, request.match_info["id"])
     try:
@@ -101,10 +97,10 @@ async def reschedule_job(
         )
     except JobNotFound:
         raise not_found(f"no job {record.id!r}") from None
-    return reply(await _again(services, record))
+    return reply(job_view(await _again(services, record)))
 
 
-async def _again(services: Services, record: JobRecord) -> JobRecord:
+async def _again(services: Services, record: stored.JobRecord) -> stored.JobRecord:
     """The job found before, as it is now: in its own workspace, as the same id may
     name a job in each of a key's workspaces."""
     now = await services.jobs.get(record.function, record.id, workspace=record.workspace)
@@ -126,7 +122,7 @@ ROUTES = [
     Route(
         "GET",
         "/v1/jobs/{id}",
-        get_job,
+        Keyed(get_job),
         "A job's state, attempts, due time, errors and result",
         "jobs",
         replies={200: JobRecord},
@@ -135,13 +131,13 @@ ROUTES = [
     Route(
         "GET",
         "/v1/jobs",
-        list_jobs,
+        Keyed(list_jobs),
         "A page of a function's jobs in one state",
         "jobs",
         replies={200: JobsPage},
         query={
             "function": (str, "the function (required)"),
-            "state": (Listable, "the state (required)"),
+            "state": (ListedState, "the state (required)"),
             "workspace": (str, "only this workspace's (required for a key of several)"),
             "cursor": (str, "from the previous page"),
             "limit": (int, "most jobs in the page, 1-1000 (default 100)"),
@@ -150,7 +146,7 @@ ROUTES = [
     Route(
         "DELETE",
         "/v1/jobs/{id}",
-        cancel_job,
+        Keyed(cancel_job),
         "Cancel a job that has not started (409 for a running or finished one)",
         "jobs",
         replies={200: JobRecord},
@@ -160,7 +156,7 @@ ROUTES = [
     Route(
         "PATCH",
         "/v1/jobs/{id}",
-        reschedule_job,
+        Keyed(reschedule_job),
         "Move a delayed job's due time (409 for any other job)",
         "jobs",
         body=Reschedule,

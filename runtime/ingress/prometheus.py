@@ -27,7 +27,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from runtime.client.metrics import Snapshot
 from runtime.ingress.auth import ApiKey
-from runtime.ingress.routes import Route, Services
+from runtime.ingress.routes import Admin, Route, Services
 from streams.errors import wrap_unavailable
 from streams.jobs import Counts
 
@@ -156,13 +156,14 @@ class Exposition:
         return generate_latest(self.registry)
 
 
-async def metrics(request: web.Request, services: Services, key: ApiKey | None) -> web.Response:
+async def metrics(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     exposition = services.exposition
     await exposition.read(services)
     return web.Response(body=exposition.text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 ROUTES = [
-    Route("GET", "/metrics", metrics, "Prometheus text of the whole deployment (admin key)",
-          "metrics", access="admin", replies={200: "text/plain"}),
+    Route("GET", "/metrics", Admin(metrics),
+          "Prometheus text of the whole deployment (admin key)", "metrics",
+          replies={200: "text/plain"}),
 ]  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import msgspec
 from aiohttp import hdrs, web
@@ -54,8 +54,38 @@ class Services:
     decoders: dict[str, Any] = field(default_factory=dict)
 
 
-Handler = Callable[[web.Request, Services, ApiKey | None], Awaitable[web.StreamResponse]]
+Answer = Awaitable[web.StreamResponse]
 Access = Literal["public", "key", "admin"]
+
+
+@dataclass(frozen=True)
+class Public:
+    """A route anyone may call: its handler is given no key."""
+
+    call: Callable[[web.Request, Services], Answer]
+    access: ClassVar[Access] = "public"
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """A route any known key may call: its handler is given the key, and checks the
+    workspaces it names against the key's."""
+
+    call: Callable[[web.Request, Services, ApiKey], Answer]
+    access: ClassVar[Access] = "key"
+
+
+@dataclass(frozen=True)
+class Admin:
+    """A route only an admin key may call: its handler is given the key."""
+
+    call: Callable[[web.Request, Services, ApiKey], Answer]
+    access: ClassVar[Access] = "admin"
+
+
+# Who may call a route, and its handler, typed to be given the key it needs
+# (runtime.ingress.app checks the key before calling it).
+Handler = Public | Keyed | Admin
 
 
 @dataclass(frozen=True)
@@ -67,8 +97,6 @@ class Route:
     handler: Handler
     summary: str
     tag: str
-    # public: no key; key: any key (workspace scope checked by the handler); admin.
-    access: Access = "key"
     # Request body type, and response body type per status (None: no body; a
     # tuple: one of them; a string: a media type, not JSON).
     body: Any = None
@@ -82,6 +110,10 @@ class Route:
     headers: Mapping[str, str] = field(default_factory=dict)
     # Body media types besides JSON.
     also_accepts: tuple[str, ...] = ()
+
+    @property
+    def access(self) -> Access:
+        return self.handler.access
 
 
 _encoder = msgspec.json.Encoder()

@@ -1,0 +1,170 @@
+"""What the HTTP API shows of stored things: its own Structs, converted at the edge
+from the types the client API and the data layer return.
+
+The API's shapes are a promise to its clients; the data layer's are free to
+change with the record format. Each view is converted field by field, so a field
+renamed or dropped below is a mypy error here, and one added below is not shown
+until a view shows it (`tests/ingress/test_views.py` holds each view's JSON).
+The class names are the OpenAPI document's schema names, which clients know.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from runtime.client import metrics
+from streams import jobs, ratelimit
+
+JobState = Literal["delayed", "queued", "active", "completed", "dead", "cancelled", "expired"]
+# The states GET /v1/jobs lists.
+ListedState = Literal["delayed", "waiting", "active", "completed", "cancelled", "expired", "dead"]
+
+
+class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    function: str
+    workspace: str
+    state: JobState
+    # Redis time (ms) the job entered the stream (0 while delayed), and settled
+    # (0 while unsettled).
+    queued_ms: int = 0
+    finished_ms: int = 0
+    # While delayed: when it falls due (Redis time, ms).
+    due_ms: int = 0
+    # Attempts that have ended; the running or next one is attempts + 1.
+    attempts: int = 0
+    # The last attempt's error, if it failed.
+    error: str = ""
+    key: str = ""
+    tags: tuple[str, ...] = ()
+    # What the handler returned, for a completed job.
+    result: Any = None
+    # While active: the consumer holding it and how often it has been delivered.
+    consumer: str = ""
+    deliveries: int = 0
+    # Known while it waits or runs: "high", "normal" or "low".
+    priority: str = "normal"
+
+
+def job_view(record: jobs.JobRecord) -> JobRecord:
+    return JobRecord(
+        id=record.id,
+        function=record.function,
+        workspace=record.workspace,
+        state=record.state,
+        queued_ms=record.queued_ms,
+        finished_ms=record.finished_ms,
+        due_ms=record.due_ms,
+        attempts=record.attempts,
+        error=record.error,
+        key=record.key,
+        tags=record.tags,
+        result=record.result,
+        consumer=record.consumer,
+        deliveries=record.deliveries,
+        priority=record.priority,
+    )
+
+
+# The docstring is the schema's description in the OpenAPI document.
+class Counts(msgspec.Struct, frozen=True, kw_only=True):
+    """A function's jobs by state, over all its partitions.
+
+    waiting, active, delayed and dead are the jobs there now; the others are
+    totals since the function's first job.
+    """
+
+    waiting: int
+    active: int
+    delayed: int
+    completed: int
+    # Attempts that ended in an error: retried, or dead after the last one.
+    failed: int
+    # Letters in the dead-letter stream, waiting to be replayed or purged.
+    dead: int
+    cancelled: int
+    # Queued past their workspace's share of the stream: waited in its backlog.
+    backlogged: int
+    # Picked up after their expiry time: never run.
+    expired: int
+    published: int
+    # Moved from the delayed set to the stream when due.
+    promoted: int
+    # Settlements refused because another consumer had reclaimed the entry.
+    fenced: int
+    # Pending entries found deleted from the stream.
+    lost: int
+    # Dead letters queued again, and deleted for good (purged, or past their retention).
+    replayed: int
+    purged: int
+
+
+def counts_view(counts: jobs.Counts) -> Counts:
+    return Counts(
+        waiting=counts.waiting,
+        active=counts.active,
+        delayed=counts.delayed,
+        completed=counts.completed,
+        failed=counts.failed,
+        dead=counts.dead,
+        cancelled=counts.cancelled,
+        backlogged=counts.backlogged,
+        expired=counts.expired,
+        published=counts.published,
+        promoted=counts.promoted,
+        fenced=counts.fenced,
+        lost=counts.lost,
+        replayed=counts.replayed,
+        purged=counts.purged,
+    )
+
+
+class Deferral(msgspec.Struct, frozen=True):
+    """A workspace's record of jobs deferred for the rate limits."""
+
+    count: int
+    last_ms: int
+    # Jobs the workspace asked for in the call that last deferred some.
+    asked: int
+    # Which limit it hit: "global" or "workspace".
+    limit: str
+
+
+def deferral_view(deferral: ratelimit.Deferral) -> Deferral:
+    return Deferral(deferral.count, deferral.last_ms, deferral.asked, deferral.limit)
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    processed: int
+    succeeded: int
+    failed: int
+    retried: int
+    dead: int
+    rate_limited: int
+    expired: int
+    batches: int
+    avg_ms: float
+    # Upper bound of the histogram bucket holding the 95th percentile call.
+    p95_ms: float
+    last_minute: int
+    # Epoch ms of the last job processed (0: none yet).
+    last_ms: int
+
+
+def snapshot_view(snapshot: metrics.Snapshot) -> Snapshot:
+    return Snapshot(
+        processed=snapshot.processed,
+        succeeded=snapshot.succeeded,
+        failed=snapshot.failed,
+        retried=snapshot.retried,
+        dead=snapshot.dead,
+        rate_limited=snapshot.rate_limited,
+        expired=snapshot.expired,
+        batches=snapshot.batches,
+        avg_ms=snapshot.avg_ms,
+        p95_ms=snapshot.p95_ms,
+        last_minute=snapshot.last_minute,
+        last_ms=snapshot.last_ms,
+    )

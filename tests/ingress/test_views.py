@@ -1,0 +1,113 @@
+"""The HTTP API's bodies are its own: no route answers or takes a type of the client
+API or the data layer, and each view of a stored thing shows it as the API always
+has (field names, types and order of its JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import msgspec.inspect as mi
+import pytest
+
+from runtime.client import metrics
+from runtime.ingress import views
+from runtime.ingress.app import ROUTES
+from streams import jobs, ratelimit
+
+
+def _structs(kind: mi.Type, seen: set[type]) -> Iterator[type]:
+    """Every Struct class `kind` holds, at any depth."""
+    if isinstance(kind, mi.StructType):
+        if kind.cls in seen:
+            return
+        seen.add(kind.cls)
+        yield kind.cls
+        for field in kind.fields:
+            yield from _structs(field.type, seen)
+        return
+    for name in kind.__struct_fields__:
+        value = getattr(kind, name)
+        for inner in value if isinstance(value, tuple) else (value,):
+            if isinstance(inner, mi.Type):
+                yield from _structs(inner, seen)
+
+
+def _route_types() -> list[Any]:
+    found: list[Any] = []
+    for route in ROUTES:
+        for kind in (route.body, *route.replies.values()):
+            if isinstance(kind, tuple):
+                found += kind
+            elif kind is not None and not isinstance(kind, str):
+                found.append(kind)
+    return found
+
+
+def test_no_route_answers_or_takes_a_type_of_the_layers_below() -> None:
+    seen: set[type] = set()
+    structs = [s for kind in _route_types() for s in _structs(mi.type_info(kind), seen)]
+    foreign = [f"{s.__module__}.{s.__qualname__}" for s in structs
+               if not s.__module__.startswith("runtime.ingress.")]  # fmt: skip
+    assert foreign == []
+    assert views.JobRecord in structs  # the walk reaches the views
+
+
+def test_the_walk_finds_a_storage_struct_inside_a_body() -> None:
+    class Page(msgspec.Struct):
+        jobs: list[jobs.JobRecord] | None
+
+    found = set(_structs(mi.type_info(dict[str, Page]), set()))
+    assert found == {Page, jobs.JobRecord}
+
+
+RECORD = jobs.JobRecord(
+    id="j1", function="tasks", workspace="acme", state="completed", queued_ms=1, finished_ms=2,
+    due_ms=3, attempts=4, error="boom", key="k", tags=("a", "b"), result={"ok": [1]},
+    consumer="w1", deliveries=5, priority="high",
+)  # fmt: skip
+COUNTS = jobs.Counts(
+    waiting=1, active=2, delayed=3, completed=4, failed=5, dead=6, cancelled=7, backlogged=8,
+    expired=9, published=10, promoted=11, fenced=12, lost=13, replayed=14, purged=15,
+)  # fmt: skip
+SNAPSHOT = metrics.Snapshot(
+    processed=1, succeeded=2, failed=3, retried=4, dead=5, rate_limited=6, expired=7,
+    batches=8, avg_ms=9.5, p95_ms=10.0, last_minute=11, last_ms=12,
+)  # fmt: skip
+
+# The JSON each route has always answered with (keys in order).
+SHOWN: list[tuple[Any, bytes]] = [
+    (
+        views.job_view(RECORD),
+        b'{"id":"j1","function":"tasks","workspace":"acme","state":"completed","queued_ms":1,'
+        b'"finished_ms":2,"due_ms":3,"attempts":4,"error":"boom","key":"k","tags":["a","b"],'
+        b'"result":{"ok":[1]},"consumer":"w1","deliveries":5,"priority":"high"}',
+    ),
+    (
+        views.counts_view(COUNTS),
+        b'{"waiting":1,"active":2,"delayed":3,"completed":4,"failed":5,"dead":6,"cancelled":7,'
+        b'"backlogged":8,"expired":9,"published":10,"promoted":11,"fenced":12,"lost":13,'
+        b'"replayed":14,"purged":15}',
+    ),
+    (
+        views.deferral_view(ratelimit.Deferral(3, 1700000000000, 7, "global")),
+        b'{"count":3,"last_ms":1700000000000,"asked":7,"limit":"global"}',
+    ),
+    (
+        views.snapshot_view(SNAPSHOT),
+        b'{"processed":1,"succeeded":2,"failed":3,"retried":4,"dead":5,"rate_limited":6,'
+        b'"expired":7,"batches":8,"avg_ms":9.5,"p95_ms":10.0,"last_minute":11,"last_ms":12}',
+    ),
+]
+
+
+@pytest.mark.parametrize(("view", "json"), SHOWN, ids=[type(v).__name__ for v, _ in SHOWN])
+def test_each_view_shows_what_the_api_always_has(view: Any, json: bytes) -> None:
+    assert msgspec.json.encode(view) == json
+
+
+def test_a_job_with_defaults_shows_every_field() -> None:
+    bare = jobs.JobRecord(id="j", function="f", workspace="w", state="delayed")
+    shown = msgspec.json.decode(msgspec.json.encode(views.job_view(bare)))
+    assert list(shown) == list(views.JobRecord.__struct_fields__)
