@@ -160,11 +160,6 @@ class KeyRing:
         return found
 
 
-def require_admin(key: ApiKey) -> None:
-    if not key.admin:
-        raise Problem(403, "Forbidden", "this route needs an admin key")
-
-
 def scope(key: ApiKey, workspace: str | None) -> str | None:
     """The workspace a request acts for: the one it names, if the key may; none
     named, the key's only workspace, or every workspace for an admin key."""
