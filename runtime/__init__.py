@@ -22,6 +22,7 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
+from runtime.settings import Settings, SmsSettings, current_settings
 
 __all__ = [
     "Batch",
@@ -47,9 +48,12 @@ __all__ = [
     "RedisUnavailable",
     "Reject",
     "Retry",
+    "Settings",
     "SluiceError",
+    "SmsSettings",
     "UnknownFunction",
     "WrongJobState",
     "batch_function",
+    "current_settings",
     "function",
 ]

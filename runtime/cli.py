@@ -79,7 +79,11 @@ def main(argv: list[str] | None = None) -> None:
             overrides["ingress_host"] = "127.0.0.1"
         if args.app:
             overrides["functions"] = args.app
-        config = settings.from_env(os.environ, **overrides)
+        environ = dict(os.environ)
+        if args.role == "dev":
+            # Locally, SMS is logged, not sent, and that needs no warning.
+            environ.setdefault("SLUICE_SMS_PROVIDER", "log")
+        config = settings.from_env(environ, **overrides)
         registry = load(config.functions)
         keyring = load_keys(config) if ingress else KeyRing([])
         if args.role == "dev" and not keyring.by_hash:
