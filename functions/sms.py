@@ -14,7 +14,8 @@ The job's result holds the provider's message id and the segments the body
 takes (functions/segments.py). How a provider's answer settles the job (retry
 after its Retry-After, reject a bad number at once, retry timeouts) is in
 functions/provider.py. Rate: 50 messages a second for the deployment, changed
-at run time with `Limits.set_global("sms.send", ...)` or per workspace.
+by `SLUICE_RATES=sms.send=...`, or at run time with `Limits.set_global("sms.send",
+...)` or per workspace.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
             # Locally, SMS is logged, not sent, and that needs no warning.
             environ.setdefault("SLUICE_SMS_PROVIDER", "log")
         config = settings.from_env(environ, **overrides)
-        registry = load(config.functions)
+        registry = load(config.functions).with_rates(config.rates)
         keyring = load_keys(config) if ingress else KeyRing([])
         if args.role == "dev" and not keyring.by_hash:
             keyring = _dev_key()

@@ -92,6 +92,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     demo: bool = False
+    # Jobs started a second, by function name, in place of the declared `rate_per_s`
+    # (0: none); run-time overrides (runtime.client.limits) still win.
+    rates: dict[str, float] = {}
     # parent: a job's spans are children of its publish span (one trace per job);
     # link: each delivery starts a trace linked to it (runtime.telemetry.tracing).
     trace_mode: Literal["parent", "link"] = "parent"
@@ -147,6 +150,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_LOG_LEVEL": ("", "log_level"),
     "SLUICE_DEMO": ("", "demo"),
     "SLUICE_TRACE_MODE": ("", "trace_mode"),
+    "SLUICE_RATES": ("", "rates"),
     "SLUICE_INGRESS_HOST": ("", "ingress_host"),
     "SLUICE_INGRESS_PORT": ("", "ingress_port"),
     "SLUICE_API_KEYS_FILE": ("", "api_keys_file"),
@@ -199,9 +203,22 @@ def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
 
 def _convert(name: str, raw: str, field_type: object) -> object:
     try:
+        if getattr(field_type, "__origin__", None) is dict:
+            return msgspec.convert(_pairs(name, raw), field_type, strict=False)
         return msgspec.convert(raw, field_type, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigurationError(f"{name}={raw!r}: {str(exc).split(' - at')[0]}") from None
+
+
+def _pairs(name: str, raw: str) -> dict[str, str]:
+    """`a=1,b=2` as a mapping, the shape of a mapping setting (SLUICE_RATES)."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"{name}={raw!r}: expected name=value pairs, comma-separated")
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 # The settings of the worker whose task reads them: set by the worker host for

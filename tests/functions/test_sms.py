@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,7 @@ import msgspec
 import pytest
 import standardwebhooks
 
+from functions import FUNCTIONS
 from functions.sms import Sms, send_sms
 from runtime import Client, ConfigurationError, DeadLetters, Function, Jobs, current_settings
 from runtime.registry import Registry
@@ -272,3 +274,20 @@ def test_the_input_schema_describes_every_field() -> None:
     properties = components["Sms"]["properties"]
     assert set(properties) == {"to", "body", "from", "media_urls", "metadata"}
     assert all(properties[name].get("description") for name in properties), properties
+
+
+def test_the_rate_is_50_a_second_unless_the_settings_say_otherwise() -> None:
+    registry = Registry(FUNCTIONS)
+    assert registry.by_name["sms.send"].options.rate_per_s == 50
+    changed = registry.with_rates(from_env({"SLUICE_RATES": "sms.send=20"}).rates)
+    assert changed.by_name["sms.send"].options.rate_per_s == 20
+    assert changed.by_name["sms.send"].on_start is send_sms.on_start
+    assert changed.by_name["email.send"] is registry.by_name["email.send"]
+    with pytest.raises(
+        ConfigurationError, match=re.escape("SLUICE_RATES: no function named 'fax.send'")
+    ):
+        registry.with_rates({"fax.send": 1})
+    with pytest.raises(
+        ConfigurationError, match=re.escape("SLUICE_RATES for 'sms.send': rate_per_s")
+    ):
+        registry.with_rates({"sms.send": -1})
