@@ -16,7 +16,15 @@ import standardwebhooks
 
 from functions import FUNCTIONS
 from functions.sms import Sms, send_sms
-from runtime import Client, ConfigurationError, DeadLetters, Function, Jobs, current_settings
+from runtime import (
+    Client,
+    ConfigurationError,
+    DeadLetters,
+    Event,
+    Function,
+    Jobs,
+    current_settings,
+)
 from runtime.registry import Registry
 from runtime.settings import from_env
 from streams.connection import Redis
@@ -291,3 +299,20 @@ def test_the_rate_is_50_a_second_unless_the_settings_say_otherwise() -> None:
         ConfigurationError, match=re.escape("SLUICE_RATES for 'sms.send': rate_per_s")
     ):
         registry.with_rates({"sms.send": -1})
+
+
+async def test_the_rate_holds_under_load(
+    redis: Redis, shared_server: RedisServer, provider: ProviderServer
+) -> None:
+    # 20 a second with a second's burst: 50 messages take about 1.5 s, and no
+    # second of arrivals holds more than the burst plus a second's rate.
+    (limited,) = Registry([FAST]).with_rates({"sms.send": 20})
+    sms = Sms(to="+15550100", body="Spring sale!")
+    events = [Event(workspace=f"ws-{n % 5}", data=sms) for n in range(50)]
+    await Client(redis, REGISTRY).publish_many("sms.send", events)
+    async with worker_for(shared_server.url, limited, twilio(provider.url)):
+        await wait_completed(redis, "sms.send", 50)
+    times = sorted(arrival.at_s for arrival in provider.arrivals)
+    busiest = max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
+    assert len(times) == 50
+    assert busiest <= 20 + 20
