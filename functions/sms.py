@@ -26,9 +26,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from functions import callback
+from functions.callback import Accepted
 from functions.provider import basic_auth, post
-from functions.segments import Encoding, count_segments
-from functions.signing import signed_headers
+from functions.segments import Encoding, Segments, count_segments
 from runtime import Job, Reject, SmsSettings, current_settings, function
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,12 @@ async def send_sms(job: Job[Sms]) -> Sent:
         log.info("sms %s to %s (workspace %s): %s", job.id, sms.to, job.workspace, sms.body)
         return Sent("log", job.id, segments.count, segments.encoding)
     if config.provider == "twilio":
-        message_id, status = await _twilio(config, sms)
+        accepted = await _twilio(config, sms)
     else:
-        message_id, status = await _callback(config, job, segments.count, segments.encoding)
-    return Sent(config.provider, message_id, segments.count, segments.encoding, status)
+        accepted = await _callback(config, job, segments)
+    return Sent(
+        config.provider, accepted.message_id, segments.count, segments.encoding, accepted.status
+    )
 
 
 class _TwilioMessage(msgspec.Struct):
@@ -122,7 +125,7 @@ class _TwilioMessage(msgspec.Struct):
 _twilio_message = msgspec.json.Decoder(_TwilioMessage)
 
 
-async def _twilio(config: SmsSettings, sms: Sms) -> tuple[str, str]:
+async def _twilio(config: SmsSettings, sms: Sms) -> Accepted:
     sender = sms.sender or config.sender
     if not sender:
         raise Reject("no sender: give `from` or set SLUICE_SMS_FROM")
@@ -145,8 +148,10 @@ async def _twilio(config: SmsSettings, sms: Sms) -> tuple[str, str]:
     try:
         message = _twilio_message.decode(answer)
     except msgspec.DecodeError:
-        raise ValueError(f"twilio answered 2xx without a message sid: {answer[:200]!r}") from None
-    return message.sid, message.status
+        # Sent all the same: a retry would text the recipient twice.
+        log.warning("twilio accepted a message without naming it: %r", answer[:200])
+        return Accepted()
+    return Accepted(message.sid, message.status)
 
 
 class CallbackMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -167,45 +172,21 @@ class CallbackMessage(msgspec.Struct, frozen=True, kw_only=True):
     channel: Literal["sms"] = "sms"
 
 
-class _CallbackAnswer(msgspec.Struct):
-    message_id: str = ""
-    status: str = ""
-
-
-_callback_answer = msgspec.json.Decoder(_CallbackAnswer)
-
-
-async def _callback(
-    config: SmsSettings, job: Job[Sms], segments: int, encoding: Encoding
-) -> tuple[str, str]:
+async def _callback(config: SmsSettings, job: Job[Sms], segments: Segments) -> Accepted:
     sms = job.data
-    body = msgspec.json.encode(
-        CallbackMessage(
-            id=job.id,
-            workspace=job.workspace,
-            attempt=job.attempt,
-            to=sms.to,
-            sender=sms.sender or config.sender,
-            body=sms.body,
-            media_urls=sms.media_urls,
-            metadata=sms.metadata,
-            segments=segments,
-            encoding=encoding,
-        )
+    message = CallbackMessage(
+        id=job.id,
+        workspace=job.workspace,
+        attempt=job.attempt,
+        to=sms.to,
+        sender=sms.sender or config.sender,
+        body=sms.body,
+        media_urls=sms.media_urls,
+        metadata=sms.metadata,
+        segments=segments.count,
+        encoding=segments.encoding,
     )
-    answer = await post(
-        "callback",
-        config.callback_url,
-        timeout_s=config.timeout_s,
-        body=body,
-        headers={
-            "Content-Type": "application/json",
-            **signed_headers(config.callback_key, job.id, body),
-        },
+    payload = msgspec.json.encode(message)
+    return await callback.deliver(
+        config.callback_url, config.callback_key, config.timeout_s, job.id, payload
     )
-    try:
-        found = _callback_answer.decode(answer) if answer.strip() else _CallbackAnswer()
-    except msgspec.DecodeError:
-        # Any 2xx is a delivery; an answer without an id of its own keeps the job's.
-        found = _CallbackAnswer()
-    return found.message_id or job.id, found.status
