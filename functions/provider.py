@@ -47,9 +47,12 @@ async def post(
     timeout_s: float,
     body: bytes,
     headers: Mapping[str, str],
+    busy_codes: frozenset[int] = frozenset(),
 ) -> bytes:
     """POST `body` to `url`; the answer's body if it is a 2xx, else raise what the
-    status means for the job (see the module's docstring)."""
+    status means for the job (see the module's docstring). `busy_codes`: the
+    provider's own error codes that say "not now" whatever the status (Meta
+    answers a throughput limit with a 400)."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
         # A session per call: a function has no worker-lifetime hook to own one.
@@ -60,7 +63,7 @@ async def post(
             answer = await response.read()
             if 200 <= response.status < 300:
                 return answer
-            raise failure(provider, response.status, response.headers, answer)
+            raise failure(provider, response.status, response.headers, answer, busy_codes)
     except TimeoutError:
         raise ProviderUnavailable(f"{provider}: no answer within {timeout_s:g} s") from None
     except aiohttp.ClientError as exc:
@@ -72,10 +75,17 @@ def basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def failure(provider: str, status: int, headers: Mapping[str, str], body: bytes) -> Exception:
+def failure(
+    provider: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    busy_codes: frozenset[int] = frozenset(),
+) -> Exception:
     """The exception that settles a job whose provider answered `status` (not 2xx)."""
-    text = f"{provider} answered {status}: {reason(body)}"
-    if status in RETRYABLE or status >= 500:
+    words, code = details(body)
+    text = f"{provider} answered {status}: {words}"
+    if status in RETRYABLE or status >= 500 or code in busy_codes:
         after = retry_after(headers.get("Retry-After", ""))
         return ProviderUnavailable(text) if after is None else Retry(text, after=after)
     if status in REFUSED:
@@ -119,14 +129,18 @@ _error = msgspec.json.Decoder(_Error)
 
 def reason(body: bytes) -> str:
     """The provider's own words for a failure, for the job's record."""
+    return details(body)[0]
+
+
+def details(body: bytes) -> tuple[str, int | str | None]:
+    """The provider's words for a failure and its error code, if it gave one."""
     try:
         found = _error.decode(body)
     except msgspec.DecodeError:
-        text = body.decode(errors="replace").strip()
-        return text[:300] or "no reason given"
+        return body.decode(errors="replace").strip()[:300] or "no reason given", None
     if isinstance(found.error, _Error):
-        return reason(msgspec.json.encode(found.error))
+        return details(msgspec.json.encode(found.error))
     words = found.message or found.detail or found.title or (found.error or "")
     if not words:
-        return body.decode(errors="replace").strip()[:300] or "no reason given"
-    return f"{words} (code {found.code})" if found.code is not None else words
+        return body.decode(errors="replace").strip()[:300] or "no reason given", found.code
+    return (f"{words} (code {found.code})" if found.code is not None else words), found.code

@@ -22,7 +22,7 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
-from runtime.settings import Settings, SmsSettings, current_settings
+from runtime.settings import Settings, SmsSettings, WhatsAppSettings, current_settings
 
 __all__ = [
     "Batch",
@@ -52,6 +52,7 @@ __all__ = [
     "SluiceError",
     "SmsSettings",
     "UnknownFunction",
+    "WhatsAppSettings",
     "WrongJobState",
     "batch_function",
     "current_settings",

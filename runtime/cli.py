@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> None:
             overrides["functions"] = args.app
         environ = dict(os.environ)
         if args.role == "dev":
-            # Locally, SMS is logged, not sent, and that needs no warning.
+            # Locally, messages are logged, not sent, and that needs no warning.
             environ.setdefault("SLUICE_SMS_PROVIDER", "log")
+            environ.setdefault("SLUICE_WHATSAPP_PROVIDER", "log")
         config = settings.from_env(environ, **overrides)
         registry = load(config.functions).with_rates(config.rates)
         keyring = load_keys(config) if ingress else KeyRing([])

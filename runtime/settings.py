@@ -50,16 +50,58 @@ class SmsSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     def __repr__(self) -> str:
         """Without the token and the secret: settings may end up in a log or a traceback."""
-        shown = {
-            f: "***" if f in ("twilio_auth_token", "callback_secret") and v else v
-            for f, v in msgspec.structs.asdict(self).items()
-        }
-        return f"SmsSettings({', '.join(f'{f}={v!r}' for f, v in shown.items())})"
+        return redacted(self, "twilio_auth_token", "callback_secret")
 
     @property
     def callback_key(self) -> bytes:
         """The HMAC key that signs callback requests (functions/signing.py)."""
         return signing_key(self.callback_secret, "SLUICE_SMS_CALLBACK_SECRET")
+
+
+class WhatsAppSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How `whatsapp.send` (functions/whatsapp.py) delivers."""
+
+    # "": none configured, so messages are only logged (and the worker says so).
+    provider: Literal["", "log", "cloud", "callback"] = ""
+    timeout_s: float = 10.0
+    # The WhatsApp Business Cloud API: the sending number's id and a bearer token.
+    phone_number_id: str = ""
+    access_token: str = ""
+    # The Graph API with its version; any server that speaks the Cloud API works.
+    base_url: str = "https://graph.facebook.com/v21.0"
+    callback_url: str = ""
+    callback_secret: str = ""
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise ConfigurationError("SLUICE_WHATSAPP_TIMEOUT_S must be positive")
+        if self.provider == "cloud" and not (self.phone_number_id and self.access_token):
+            raise ConfigurationError(
+                "SLUICE_WHATSAPP_PROVIDER=cloud needs SLUICE_WHATSAPP_PHONE_NUMBER_ID and "
+                "SLUICE_WHATSAPP_ACCESS_TOKEN"
+            )
+        if self.provider == "callback":
+            if not self.callback_url.startswith(("http://", "https://")):
+                raise ConfigurationError(
+                    "SLUICE_WHATSAPP_PROVIDER=callback needs SLUICE_WHATSAPP_CALLBACK_URL "
+                    "(http or https)"
+                )
+            signing_key(self.callback_secret, "SLUICE_WHATSAPP_CALLBACK_SECRET")
+
+    def __repr__(self) -> str:
+        return redacted(self, "access_token", "callback_secret")
+
+    @property
+    def callback_key(self) -> bytes:
+        return signing_key(self.callback_secret, "SLUICE_WHATSAPP_CALLBACK_SECRET")
+
+
+def redacted(settings: msgspec.Struct, *secrets: str) -> str:
+    """`settings`' repr with the values of `secrets` shown as ***."""
+    shown = {
+        f: "***" if f in secrets and v else v for f, v in msgspec.structs.asdict(settings).items()
+    }
+    return f"{type(settings).__name__}({', '.join(f'{f}={v!r}' for f, v in shown.items())})"
 
 
 def signing_key(secret: str, variable: str) -> bytes:
@@ -77,6 +119,7 @@ def signing_key(secret: str, variable: str) -> bytes:
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis: RedisSettings = RedisSettings()
     sms: SmsSettings = SmsSettings()
+    whatsapp: WhatsAppSettings = WhatsAppSettings()
     functions: str = "functions:FUNCTIONS"
     grace_s: float = 25.0
     block_ms: int = 2000
@@ -165,9 +208,20 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_TWILIO_BASE_URL": ("sms", "twilio_base_url"),
     "SLUICE_SMS_CALLBACK_URL": ("sms", "callback_url"),
     "SLUICE_SMS_CALLBACK_SECRET": ("sms", "callback_secret"),
+    "SLUICE_WHATSAPP_PROVIDER": ("whatsapp", "provider"),
+    "SLUICE_WHATSAPP_TIMEOUT_S": ("whatsapp", "timeout_s"),
+    "SLUICE_WHATSAPP_PHONE_NUMBER_ID": ("whatsapp", "phone_number_id"),
+    "SLUICE_WHATSAPP_ACCESS_TOKEN": ("whatsapp", "access_token"),
+    "SLUICE_WHATSAPP_BASE_URL": ("whatsapp", "base_url"),
+    "SLUICE_WHATSAPP_CALLBACK_URL": ("whatsapp", "callback_url"),
+    "SLUICE_WHATSAPP_CALLBACK_SECRET": ("whatsapp", "callback_secret"),
 }
 # The sections of Settings that group a concern's fields (VARIABLES' first column).
-SECTIONS: dict[str, type[msgspec.Struct]] = {"redis": RedisSettings, "sms": SmsSettings}
+SECTIONS: dict[str, type[msgspec.Struct]] = {
+    "redis": RedisSettings,
+    "sms": SmsSettings,
+    "whatsapp": WhatsAppSettings,
+}
 
 
 def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
