@@ -260,7 +260,7 @@ class Function(Generic[T]):
         self.example = example
         # Called once by each worker that runs the function, before its first job,
         # where `current_settings()` is the worker's: to check the function's
-        # settings, warn (or raise ConfigurationError) while the operator watches.
+        # settings and warn while the operator watches (an exception stops the worker).
         self.on_start = on_start
         self.decoder = msgspec.msgpack.Decoder(input)
 
