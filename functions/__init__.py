@@ -2,5 +2,6 @@
 
 from functions.email import send_email
 from functions.sms import send_sms
+from functions.whatsapp import send_whatsapp
 
-FUNCTIONS = (send_sms, send_email)
+FUNCTIONS = (send_sms, send_whatsapp, send_email)

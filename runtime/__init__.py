@@ -22,6 +22,7 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
+from runtime.settings import Settings, SmsSettings, WhatsAppSettings, current_settings
 
 __all__ = [
     "Batch",
@@ -47,9 +48,13 @@ __all__ = [
     "RedisUnavailable",
     "Reject",
     "Retry",
+    "Settings",
     "SluiceError",
+    "SmsSettings",
     "UnknownFunction",
+    "WhatsAppSettings",
     "WrongJobState",
     "batch_function",
+    "current_settings",
     "function",
 ]

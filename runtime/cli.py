@@ -79,8 +79,13 @@ def main(argv: list[str] | None = None) -> None:
             overrides["ingress_host"] = "127.0.0.1"
         if args.app:
             overrides["functions"] = args.app
-        config = settings.from_env(os.environ, **overrides)
-        registry = load(config.functions)
+        environ = dict(os.environ)
+        if args.role == "dev":
+            # Locally, messages are logged, not sent, and that needs no warning.
+            environ.setdefault("SLUICE_SMS_PROVIDER", "log")
+            environ.setdefault("SLUICE_WHATSAPP_PROVIDER", "log")
+        config = settings.from_env(environ, **overrides)
+        registry = load(config.functions).with_rates(config.rates)
         keyring = load_keys(config) if ingress else KeyRing([])
         if args.role == "dev" and not keyring.by_hash:
             keyring = _dev_key()

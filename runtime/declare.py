@@ -229,7 +229,16 @@ SyncJobHandler = Callable[[Job[T]], object]
 class Function(Generic[T]):
     """A declared handler: its name, input type, options and batch-shaped callable."""
 
-    __slots__ = ("batched", "decoder", "example", "handler", "input", "name", "options")
+    __slots__ = (
+        "batched",
+        "decoder",
+        "example",
+        "handler",
+        "input",
+        "name",
+        "on_start",
+        "options",
+    )
 
     def __init__(
         self,
@@ -240,6 +249,7 @@ class Function(Generic[T]):
         *,
         batched: bool,
         example: T | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         self.name = check_function_name(name)
         self.input = input
@@ -248,6 +258,10 @@ class Function(Generic[T]):
         # A single-job handler gets batches of one: the runtime has one code path.
         self.batched = batched
         self.example = example
+        # Called once by each worker that runs the function, before its first job,
+        # where `current_settings()` is the worker's: to check the function's
+        # settings and warn while the operator watches (an exception stops the worker).
+        self.on_start = on_start
         self.decoder = msgspec.msgpack.Decoder(input)
 
     @property
@@ -302,7 +316,12 @@ def _in_threads(name: str, threads: int, handler: Callable[[Any], object]) -> Ca
 
 
 def function(
-    name: str, *, input: type[T], example: T | None = None, **options: Unpack[FunctionOptions]
+    name: str,
+    *,
+    input: type[T],
+    example: T | None = None,
+    on_start: Callable[[], None] | None = None,
+    **options: Unpack[FunctionOptions],
 ) -> Callable[[JobHandler[T] | SyncJobHandler[T]], Function[T]]:
     """Declare a handler that receives one `Job` at a time: an `async def`, or a
     plain `def`, which runs in a thread (one per unit of concurrency).
@@ -316,13 +335,20 @@ def function(
         if not inspect.iscoroutinefunction(handler):
             handler = _in_threads(name, opts.concurrency, handler)
         single = _single(handler)
-        return Function(name, input, single, opts, batched=False, example=example)
+        return Function(
+            name, input, single, opts, batched=False, example=example, on_start=on_start
+        )
 
     return declare
 
 
 def batch_function(
-    name: str, *, input: type[T], example: T | None = None, **options: Unpack[FunctionOptions]
+    name: str,
+    *,
+    input: type[T],
+    example: T | None = None,
+    on_start: Callable[[], None] | None = None,
+    **options: Unpack[FunctionOptions],
 ) -> Callable[[BatchHandler[T] | SyncBatchHandler[T]], Function[T]]:
     """Declare a handler that receives a `Batch` of jobs of one workspace per call
     (a plain `def` runs in a thread, as for `function`)."""
@@ -331,7 +357,9 @@ def batch_function(
     def declare(handler: BatchHandler[T] | SyncBatchHandler[T]) -> Function[T]:
         if not inspect.iscoroutinefunction(handler):
             handler = _in_threads(name, opts.concurrency, handler)
-        return Function(name, input, handler, opts, batched=True, example=example)
+        return Function(
+            name, input, handler, opts, batched=True, example=example, on_start=on_start
+        )
 
     return declare
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
+
+import msgspec
 
 from runtime.declare import Function
 from runtime.errors import ConfigurationError, UnknownFunction
@@ -61,6 +63,29 @@ class Registry:
     def share(self, function: str) -> int:
         """How many unread jobs of one workspace `function`'s stream holds (Options.share)."""
         return self.by_name[function].options.share
+
+    def with_rates(self, rates: Mapping[str, float]) -> Registry:
+        """The same functions, with the rate limits of `rates` (function name -> jobs
+        a second, the `SLUICE_RATES` setting) in place of the declared ones."""
+        try:
+            changed = {fn.name: fn for fn in self.select(rates)}
+        except UnknownFunction as exc:
+            raise ConfigurationError(f"SLUICE_RATES: {exc}") from None
+        for name, fn in changed.items():
+            try:
+                options = msgspec.structs.replace(fn.options, rate_per_s=rates[name])
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"SLUICE_RATES for {name!r}: {exc}") from None
+            changed[name] = Function(
+                fn.name,
+                fn.input,
+                fn.handler,
+                options,
+                batched=fn.batched,
+                example=fn.example,
+                on_start=fn.on_start,
+            )
+        return Registry(changed.get(fn.name, fn) for fn in self)
 
     def __iter__(self) -> Iterator[AnyFunction]:
         return iter(self.by_name.values())

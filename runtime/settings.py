@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Literal
 
 import msgspec
@@ -11,8 +14,112 @@ from streams.connection import RedisSettings
 from streams.errors import ConfigurationError
 
 
+class SmsSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How `sms.send` (functions/sms.py) delivers: the provider and its credentials."""
+
+    # "": none configured, so messages are only logged (and the worker says so);
+    # `sluice dev` defaults to "log", which logs without the warning.
+    provider: Literal["", "log", "twilio", "callback"] = ""
+    # The sender when a job names none (a number, or a Twilio messaging service "MG...").
+    sender: str = ""
+    # One provider call, connect to answer; past it the attempt fails and is retried.
+    timeout_s: float = 10.0
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    # Twilio's API, or any provider (or test server) that speaks its Messages API.
+    twilio_base_url: str = "https://api.twilio.com"
+    # The deployment's own endpoint, sent each message as signed JSON (Standard Webhooks).
+    callback_url: str = ""
+    # The signing secret: base64, optionally with the "whsec_" prefix.
+    callback_secret: str = ""
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise ConfigurationError("SLUICE_SMS_TIMEOUT_S must be positive")
+        if self.provider == "twilio" and not (self.twilio_account_sid and self.twilio_auth_token):
+            raise ConfigurationError(
+                "SLUICE_SMS_PROVIDER=twilio needs SLUICE_TWILIO_ACCOUNT_SID and "
+                "SLUICE_TWILIO_AUTH_TOKEN"
+            )
+        if self.provider == "callback":
+            if not self.callback_url.startswith(("http://", "https://")):
+                raise ConfigurationError(
+                    "SLUICE_SMS_PROVIDER=callback needs SLUICE_SMS_CALLBACK_URL (http or https)"
+                )
+            signing_key(self.callback_secret, "SLUICE_SMS_CALLBACK_SECRET")
+
+    def __repr__(self) -> str:
+        """Without the token and the secret: settings may end up in a log or a traceback."""
+        return redacted(self, "twilio_auth_token", "callback_secret")
+
+    @property
+    def callback_key(self) -> bytes:
+        """The HMAC key that signs callback requests (functions/signing.py)."""
+        return signing_key(self.callback_secret, "SLUICE_SMS_CALLBACK_SECRET")
+
+
+class WhatsAppSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How `whatsapp.send` (functions/whatsapp.py) delivers."""
+
+    # "": none configured, so messages are only logged (and the worker says so).
+    provider: Literal["", "log", "cloud", "callback"] = ""
+    timeout_s: float = 10.0
+    # The WhatsApp Business Cloud API: the sending number's id and a bearer token.
+    phone_number_id: str = ""
+    access_token: str = ""
+    # The Graph API with its version; any server that speaks the Cloud API works.
+    base_url: str = "https://graph.facebook.com/v21.0"
+    callback_url: str = ""
+    callback_secret: str = ""
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise ConfigurationError("SLUICE_WHATSAPP_TIMEOUT_S must be positive")
+        if self.provider == "cloud" and not (self.phone_number_id and self.access_token):
+            raise ConfigurationError(
+                "SLUICE_WHATSAPP_PROVIDER=cloud needs SLUICE_WHATSAPP_PHONE_NUMBER_ID and "
+                "SLUICE_WHATSAPP_ACCESS_TOKEN"
+            )
+        if self.provider == "callback":
+            if not self.callback_url.startswith(("http://", "https://")):
+                raise ConfigurationError(
+                    "SLUICE_WHATSAPP_PROVIDER=callback needs SLUICE_WHATSAPP_CALLBACK_URL "
+                    "(http or https)"
+                )
+            signing_key(self.callback_secret, "SLUICE_WHATSAPP_CALLBACK_SECRET")
+
+    def __repr__(self) -> str:
+        return redacted(self, "access_token", "callback_secret")
+
+    @property
+    def callback_key(self) -> bytes:
+        return signing_key(self.callback_secret, "SLUICE_WHATSAPP_CALLBACK_SECRET")
+
+
+def redacted(settings: msgspec.Struct, *secrets: str) -> str:
+    """`settings`' repr with the values of `secrets` shown as ***."""
+    shown = {
+        f: "***" if f in secrets and v else v for f, v in msgspec.structs.asdict(settings).items()
+    }
+    return f"{type(settings).__name__}({', '.join(f'{f}={v!r}' for f, v in shown.items())})"
+
+
+def signing_key(secret: str, variable: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret ("whsec_" + base64), checked here
+    so a bad one stops the process at start rather than failing every job."""
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        key = b""
+    if len(key) < 16:
+        raise ConfigurationError(f"{variable} must be base64 of at least 16 bytes (whsec_...)")
+    return key
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis: RedisSettings = RedisSettings()
+    sms: SmsSettings = SmsSettings()
+    whatsapp: WhatsAppSettings = WhatsAppSettings()
     functions: str = "functions:FUNCTIONS"
     grace_s: float = 25.0
     block_ms: int = 2000
@@ -28,6 +135,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     demo: bool = False
+    # Jobs started a second, by function name, in place of the declared `rate_per_s`
+    # (0: none); run-time overrides (runtime.client.limits) still win.
+    rates: dict[str, float] = {}
     # parent: a job's spans are children of its publish span (one trace per job);
     # link: each delivery starts a trace linked to it (runtime.telemetry.tracing).
     trace_mode: Literal["parent", "link"] = "parent"
@@ -83,12 +193,34 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_LOG_LEVEL": ("", "log_level"),
     "SLUICE_DEMO": ("", "demo"),
     "SLUICE_TRACE_MODE": ("", "trace_mode"),
+    "SLUICE_RATES": ("", "rates"),
     "SLUICE_INGRESS_HOST": ("", "ingress_host"),
     "SLUICE_INGRESS_PORT": ("", "ingress_port"),
     "SLUICE_API_KEYS_FILE": ("", "api_keys_file"),
     "SLUICE_API_KEYS": ("", "api_keys"),
     "SLUICE_INGRESS_MAX_BODY_BYTES": ("", "ingress_max_body_bytes"),
     "SLUICE_INGRESS_WRITE_TIMEOUT_S": ("", "ingress_write_timeout_s"),
+    "SLUICE_SMS_PROVIDER": ("sms", "provider"),
+    "SLUICE_SMS_FROM": ("sms", "sender"),
+    "SLUICE_SMS_TIMEOUT_S": ("sms", "timeout_s"),
+    "SLUICE_TWILIO_ACCOUNT_SID": ("sms", "twilio_account_sid"),
+    "SLUICE_TWILIO_AUTH_TOKEN": ("sms", "twilio_auth_token"),
+    "SLUICE_TWILIO_BASE_URL": ("sms", "twilio_base_url"),
+    "SLUICE_SMS_CALLBACK_URL": ("sms", "callback_url"),
+    "SLUICE_SMS_CALLBACK_SECRET": ("sms", "callback_secret"),
+    "SLUICE_WHATSAPP_PROVIDER": ("whatsapp", "provider"),
+    "SLUICE_WHATSAPP_TIMEOUT_S": ("whatsapp", "timeout_s"),
+    "SLUICE_WHATSAPP_PHONE_NUMBER_ID": ("whatsapp", "phone_number_id"),
+    "SLUICE_WHATSAPP_ACCESS_TOKEN": ("whatsapp", "access_token"),
+    "SLUICE_WHATSAPP_BASE_URL": ("whatsapp", "base_url"),
+    "SLUICE_WHATSAPP_CALLBACK_URL": ("whatsapp", "callback_url"),
+    "SLUICE_WHATSAPP_CALLBACK_SECRET": ("whatsapp", "callback_secret"),
+}
+# The sections of Settings that group a concern's fields (VARIABLES' first column).
+SECTIONS: dict[str, type[msgspec.Struct]] = {
+    "redis": RedisSettings,
+    "sms": SmsSettings,
+    "whatsapp": WhatsAppSettings,
 }
 
 
@@ -102,19 +234,22 @@ def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
         raise ConfigurationError(
             f"unknown setting {', '.join(unknown)}; known: {', '.join(VARIABLES)}"
         )
+    structs: list[tuple[str, type[msgspec.Struct]]] = [*SECTIONS.items(), ("", Settings)]
     types = {
         (section, f.name): f.type
-        for section, struct in (("redis", RedisSettings), ("", Settings))
+        for section, struct in structs
         for f in msgspec.structs.fields(struct)
     }
-    values: dict[str, dict[str, object]] = {"redis": {}, "": {}}
+    values: dict[str, dict[str, object]] = {section: {} for section in (*SECTIONS, "")}
     for name, (section, field) in VARIABLES.items():
         if name in environ:
             values[section][field] = _convert(name, environ[name], types[section, field])
     values[""].update(overrides)
     try:
         return msgspec.convert(
-            {"redis": values["redis"], **values[""]}, Settings, from_attributes=True
+            {**{section: values[section] for section in SECTIONS}, **values[""]},
+            Settings,
+            from_attributes=True,
         )
     except msgspec.ValidationError as exc:
         raise ConfigurationError(str(exc)) from None
@@ -122,6 +257,42 @@ def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
 
 def _convert(name: str, raw: str, field_type: object) -> object:
     try:
+        if getattr(field_type, "__origin__", None) is dict:
+            return msgspec.convert(_pairs(name, raw), field_type, strict=False)
         return msgspec.convert(raw, field_type, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigurationError(f"{name}={raw!r}: {str(exc).split(' - at')[0]}") from None
+
+
+def _pairs(name: str, raw: str) -> dict[str, str]:
+    """`a=1,b=2` as a mapping, the shape of a mapping setting (SLUICE_RATES)."""
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"{name}={raw!r}: expected name=value pairs, comma-separated")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+# The settings of the worker whose task reads them: set by the worker host for
+# its own tasks (contextvars are copied into every task it starts), so two
+# workers in one process (tests) each see their own, and nothing is global.
+_worker_settings: ContextVar[Settings] = ContextVar("sluice_worker_settings")
+
+
+def use_settings(settings: Settings) -> None:
+    """Make `settings` what `current_settings` returns in this task and those it starts."""
+    _worker_settings.set(settings)
+
+
+def current_settings() -> Settings:
+    """The settings of the worker running the calling handler: how a function reads
+    its deployment's configuration (`current_settings().sms`), which the CLI read
+    from the environment once."""
+    try:
+        return _worker_settings.get()
+    except LookupError:
+        raise ConfigurationError(
+            "current_settings() is known only to handlers a worker runs"
+        ) from None

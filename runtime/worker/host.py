@@ -12,7 +12,7 @@ from typing import Any
 
 from runtime.declare import Function
 from runtime.health import RedisHealth
-from runtime.settings import Settings
+from runtime.settings import Settings, use_settings
 from runtime.worker.isolation import Gate
 from runtime.worker.loop import LoopConfig, PartitionLoop
 from runtime.worker.stall import Claims, StallWatch
@@ -44,6 +44,7 @@ class WorkerHost:
         )
         self.consumer = config.consumer
         self.redis = settings.redis
+        self.settings = settings
         # One for the process: a crash takes every function's calls in it.
         gate = Gate()
         self.loops = [
@@ -55,6 +56,11 @@ class WorkerHost:
     async def run(self, stop: asyncio.Event) -> None:
         names = sorted({loop.fn.name for loop in self.loops})
         log.info("worker %s consuming %s", self.consumer, ", ".join(names))
+        # The handlers read their settings (runtime.current_settings) from this task's context.
+        use_settings(self.settings)
+        for fn in {loop.fn.name: loop.fn for loop in self.loops}.values():
+            if fn.on_start is not None:
+                fn.on_start()
         watch = StallWatch(
             self.redis,
             self._claims,

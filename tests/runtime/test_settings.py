@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -74,3 +75,17 @@ def test_redacted_url_hides_a_password_given_in_the_query(url: str, shown: str) 
     with pytest.raises(ConfigurationError) as refused:
         RedisSettings(url="http" + url.partition(":")[1] + url.partition(":")[2])
     assert "s3cret" not in str(refused.value)
+
+
+def test_rates_are_name_value_pairs() -> None:
+    assert from_env({"SLUICE_RATES": " sms.send=20, email.send=0.5 ,"}).rates == {
+        "sms.send": 20.0,
+        "email.send": 0.5,
+    }
+    assert from_env({"SLUICE_RATES": ""}).rates == {}
+    with pytest.raises(
+        ConfigurationError, match=re.escape("SLUICE_RATES='sms.send': expected name=value")
+    ):
+        from_env({"SLUICE_RATES": "sms.send"})
+    with pytest.raises(ConfigurationError, match=re.escape("SLUICE_RATES='sms.send=fast'")):
+        from_env({"SLUICE_RATES": "sms.send=fast"})
