@@ -22,6 +22,8 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
+from runtime.settings import EmailSettings
+from runtime.settings import current as current_settings
 
 __all__ = [
     "Batch",
@@ -29,6 +31,7 @@ __all__ = [
     "Client",
     "ConfigurationError",
     "DeadLetters",
+    "EmailSettings",
     "Event",
     "Function",
     "InvalidCursor",
@@ -51,5 +54,6 @@ __all__ = [
     "UnknownFunction",
     "WrongJobState",
     "batch_function",
+    "current_settings",
     "function",
 ]

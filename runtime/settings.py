@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from typing import Literal
 
 import msgspec
@@ -11,8 +12,41 @@ from streams.connection import RedisSettings
 from streams.errors import ConfigurationError
 
 
+class EmailSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How `email.send` delivers (functions/email.py): the `SLUICE_EMAIL_*` and
+    `SLUICE_SMTP_*` variables."""
+
+    # log: a log line per batch, nothing sent; smtp: the server below.
+    provider: Literal["log", "smtp"] = "log"
+    # The From of a message that names none.
+    sender: str = ""
+    smtp_host: str = ""
+    # 0: the port of the TLS mode (587 starttls, 465 tls, 25 none).
+    smtp_port: int = 0
+    # starttls: upgrade a plain connection (refused if the server cannot);
+    # tls: TLS from the first byte (implicit TLS); none: plain text.
+    smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    # PEM certificates to trust for the server besides the system's (a private relay).
+    smtp_ca_file: str = ""
+    # The longest wait for the connection and for each SMTP reply.
+    smtp_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.provider == "smtp" and not self.smtp_host:
+            raise ConfigurationError("SLUICE_SMTP_HOST is needed for SLUICE_EMAIL_PROVIDER=smtp")
+        if not 0 <= self.smtp_port < 65536:
+            raise ConfigurationError("SLUICE_SMTP_PORT must be 0 (by TLS mode) or 1-65535")
+        if self.smtp_user and not self.smtp_password:
+            raise ConfigurationError("SLUICE_SMTP_USER needs SLUICE_SMTP_PASSWORD")
+        if self.smtp_timeout_s <= 0:
+            raise ConfigurationError("SLUICE_SMTP_TIMEOUT_S must be positive")
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis: RedisSettings = RedisSettings()
+    email: EmailSettings = EmailSettings()
     functions: str = "functions:FUNCTIONS"
     grace_s: float = 25.0
     block_ms: int = 2000
@@ -89,6 +123,22 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_API_KEYS": ("", "api_keys"),
     "SLUICE_INGRESS_MAX_BODY_BYTES": ("", "ingress_max_body_bytes"),
     "SLUICE_INGRESS_WRITE_TIMEOUT_S": ("", "ingress_write_timeout_s"),
+    "SLUICE_EMAIL_PROVIDER": ("email", "provider"),
+    "SLUICE_EMAIL_FROM": ("email", "sender"),
+    "SLUICE_SMTP_HOST": ("email", "smtp_host"),
+    "SLUICE_SMTP_PORT": ("email", "smtp_port"),
+    "SLUICE_SMTP_TLS": ("email", "smtp_tls"),
+    "SLUICE_SMTP_USER": ("email", "smtp_user"),
+    "SLUICE_SMTP_PASSWORD": ("email", "smtp_password"),
+    "SLUICE_SMTP_CA_FILE": ("email", "smtp_ca_file"),
+    "SLUICE_SMTP_TIMEOUT_S": ("email", "smtp_timeout_s"),
+}
+
+# A section: a field of Settings that is a Struct of its own (redis, email, ...).
+SECTIONS: dict[str, type[msgspec.Struct]] = {
+    f.name: f.type
+    for f in msgspec.structs.fields(Settings)
+    if isinstance(f.type, type) and issubclass(f.type, msgspec.Struct)
 }
 
 
@@ -102,22 +152,42 @@ def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
         raise ConfigurationError(
             f"unknown setting {', '.join(unknown)}; known: {', '.join(VARIABLES)}"
         )
+    structs: dict[str, type[msgspec.Struct]] = {**SECTIONS, "": Settings}
     types = {
         (section, f.name): f.type
-        for section, struct in (("redis", RedisSettings), ("", Settings))
+        for section, struct in structs.items()
         for f in msgspec.structs.fields(struct)
     }
-    values: dict[str, dict[str, object]] = {"redis": {}, "": {}}
+    values: dict[str, dict[str, object]] = {section: {} for section in structs}
     for name, (section, field) in VARIABLES.items():
         if name in environ:
             values[section][field] = _convert(name, environ[name], types[section, field])
     values[""].update(overrides)
     try:
         return msgspec.convert(
-            {"redis": values["redis"], **values[""]}, Settings, from_attributes=True
+            {**{section: values[section] for section in SECTIONS}, **values[""]},
+            Settings,
+            from_attributes=True,
         )
     except msgspec.ValidationError as exc:
         raise ConfigurationError(str(exc)) from None
+
+
+# The process's settings, for functions that need the deployment's (an SMTP
+# server, a provider's credentials): set by the CLI, inherited by every task it
+# starts. A context variable, not a module global, so that tests and embedders
+# running several hosts in one process give each its own.
+_CURRENT: ContextVar[Settings | None] = ContextVar("sluice_settings", default=None)
+
+
+def current() -> Settings:
+    """The settings of the process (or task) running this code; defaults if none were set."""
+    return _CURRENT.get() or Settings()
+
+
+def set_current(settings: Settings) -> Token[Settings | None]:
+    """Make `settings` what `current()` returns here and in tasks started from here."""
+    return _CURRENT.set(settings)
 
 
 def _convert(name: str, raw: str, field_type: object) -> object:
