@@ -2,8 +2,9 @@
 
 The provider is chosen in the settings (`SLUICE_EMAIL_PROVIDER`): `smtp` sends
 each job's message (`multipart/alternative`: a text part, derived from the HTML
-when none is given, and the HTML) to the server of `SLUICE_SMTP_*`; `log`, the
-default, only writes a line per batch, and sends nothing.
+when none is given, and the HTML) to the server of `SLUICE_SMTP_*`; `log` only
+writes a line per batch, and sends nothing, as does a worker with no provider
+set (its line says so).
 
 How it fails: a message the server refuses (its recipient, its sender or its
 content) fails that job alone: a 4xx reply is retried with the function's
@@ -122,11 +123,13 @@ async def send_email(batch: Batch[Email]) -> None:
         await _send_smtp(batch, settings)
         return
     recipients = ", ".join(job.data.to for job in batch.jobs)
+    why = "SLUICE_EMAIL_PROVIDER is log" if settings.provider else "no SLUICE_EMAIL_PROVIDER set"
     log.info(
-        "email batch of %d for workspace %s: %s (not sent: SLUICE_EMAIL_PROVIDER is log)",
+        "email batch of %d for workspace %s: %s (not sent: %s)",
         len(batch),
         batch.workspace,
         recipients,
+        why,
     )
 
 

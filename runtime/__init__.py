@@ -22,8 +22,7 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
-from runtime.settings import EmailSettings
-from runtime.settings import current as current_settings
+from runtime.settings import EmailSettings, current_settings
 
 __all__ = [
     "Batch",

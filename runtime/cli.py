@@ -131,7 +131,7 @@ async def _serve(
     stop = asyncio.Event()
     stop_on_signals(stop)
     # Handlers that need the deployment's settings read them with current_settings().
-    settings.set_current(config)
+    settings.use_settings(config)
     client = connect(config.redis)
     health = RedisHealth(config.redis.redacted_url())
     gc_tuning.tune_collector()

@@ -16,8 +16,9 @@ class EmailSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How `email.send` delivers (functions/email.py): the `SLUICE_EMAIL_*` and
     `SLUICE_SMTP_*` variables."""
 
-    # log: a log line per batch, nothing sent; smtp: the server below.
-    provider: Literal["log", "smtp"] = "log"
+    # smtp: the server below; log: a log line per batch, nothing sent;
+    # "": none configured, so nothing is sent either (and the log line says so).
+    provider: Literal["", "log", "smtp"] = ""
     # The From of a message that names none.
     sender: str = ""
     smtp_host: str = ""
@@ -173,25 +174,26 @@ def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
         raise ConfigurationError(str(exc)) from None
 
 
-# The process's settings, for functions that need the deployment's (an SMTP
-# server, a provider's credentials): set by the CLI, inherited by every task it
-# starts. A context variable, not a module global, so that tests and embedders
-# running several hosts in one process give each its own.
-_CURRENT: ContextVar[Settings | None] = ContextVar("sluice_settings", default=None)
-
-
-def current() -> Settings:
-    """The settings of the process (or task) running this code; defaults if none were set."""
-    return _CURRENT.get() or Settings()
-
-
-def set_current(settings: Settings) -> Token[Settings | None]:
-    """Make `settings` what `current()` returns here and in tasks started from here."""
-    return _CURRENT.set(settings)
-
-
 def _convert(name: str, raw: str, field_type: object) -> object:
     try:
         return msgspec.convert(raw, field_type, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigurationError(f"{name}={raw!r}: {str(exc).split(' - at')[0]}") from None
+
+
+# The process's settings, for handlers that need the deployment's (an SMTP
+# server, a provider's credentials): set by the CLI, inherited by every task it
+# starts (contextvars are copied into each new task), so two hosts in one
+# process (tests) each see their own, and nothing is global.
+_settings: ContextVar[Settings | None] = ContextVar("sluice_settings", default=None)
+
+
+def use_settings(settings: Settings) -> Token[Settings | None]:
+    """Make `settings` what `current_settings` returns in this task and those it starts."""
+    return _settings.set(settings)
+
+
+def current_settings() -> Settings:
+    """The settings of the process running the calling handler (`current_settings().email`),
+    read from the environment once by the CLI; the defaults where none were set."""
+    return _settings.get() or Settings()

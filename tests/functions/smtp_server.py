@@ -23,6 +23,8 @@ REFUSED = {
     "nobody@example.com": "550 5.1.1 No such user",
     "full@example.com": "452 4.2.2 Mailbox full, try again later",
 }
+# A recipient at which the server drops the connection, and one at which it stalls.
+DROP, STALL = "drop@example.com", "stall@example.com"
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -56,10 +58,16 @@ class Inbox:
 
     received: list[Received] = field(default_factory=list)
     connections: int = 0
+    # Set when the server closes: a stalled reply is never sent.
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if address == DROP and server.transport is not None:
+            server.transport.close()
+        if address == STALL:
+            await self.closed.wait()
         if address in REFUSED:
             return REFUSED[address]
         envelope.rcpt_tos.append(address)
@@ -135,5 +143,6 @@ async def smtp_server(
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
+        inbox.closed.set()
         server.close()
         await server.wait_closed()

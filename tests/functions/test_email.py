@@ -16,11 +16,19 @@ from functions.mime import html_to_text, message_id
 from runtime import Client, ConfigurationError, Event, InvalidPayload, Jobs
 from runtime.health import RedisHealth
 from runtime.registry import Registry
-from runtime.settings import from_env, set_current
+from runtime.settings import from_env, use_settings
 from runtime.worker.host import WorkerHost
 from streams.connection import Redis, RedisSettings, connect
 from streams.jobs import Counts
-from tests.functions.smtp_server import PASSWORD, USER, Inbox, self_signed, smtp_server
+from tests.functions.smtp_server import (
+    DROP,
+    PASSWORD,
+    STALL,
+    USER,
+    Inbox,
+    self_signed,
+    smtp_server,
+)
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import total_counts, wait_until
 
@@ -43,7 +51,7 @@ async def email_worker(url: str, environ: Mapping[str, str]) -> AsyncIterator[No
         worker_scheduler=False,
     )
     # The worker's task inherits the settings, as the CLI's tasks inherit its own.
-    token = set_current(settings)
+    token = use_settings(settings)
     client = connect(settings.redis)
     stop = asyncio.Event()
     host = WorkerHost(client, list(REGISTRY), settings, RedisHealth(url))
@@ -174,6 +182,29 @@ async def test_a_refused_recipient_fails_only_its_job(
     assert "452 4.2.2 Mailbox full" in full.error
 
 
+@pytest.mark.parametrize("lost", [DROP, STALL])
+async def test_a_connection_lost_mid_batch_retries_the_jobs_not_yet_sent(
+    redis: Redis, shared_server: RedisServer, lost: str
+) -> None:
+    inbox = Inbox()
+    emails = [
+        Email(to="ada@example.com", subject="Sent", text="1"),
+        Email(to=lost, subject="Lost", text="2"),
+        Email(to="bob@example.com", subject="Not sent yet", text="3"),
+    ]
+    async with smtp_server(inbox) as port:
+        ids = await publish(redis, *emails)
+        environ = smtp_environ(port, "none", SLUICE_SMTP_TIMEOUT_S="0.5")
+        async with email_worker(shared_server.url, environ):
+            counts = await settled(redis, completed=1, delayed=2)
+    assert counts.failed == 2
+    assert [r.recipients for r in inbox.received] == [["ada@example.com"]]
+    jobs = Jobs(redis, REGISTRY)
+    sent = await jobs.get("email.send", ids[0])
+    assert sent is not None
+    assert sent.state == "completed"
+
+
 @pytest.mark.parametrize("failure", ["refused connection", "wrong password"])
 async def test_a_batch_that_cannot_connect_is_retried_whole(
     redis: Redis, shared_server: RedisServer, failure: str
@@ -192,14 +223,25 @@ async def test_a_batch_that_cannot_connect_is_retried_whole(
     assert inbox.received == []
 
 
-async def test_the_log_provider_sends_nothing_and_completes(
-    redis: Redis, shared_server: RedisServer, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("environ", "why"),
+    [
+        ({"SLUICE_EMAIL_PROVIDER": "log"}, "SLUICE_EMAIL_PROVIDER is log"),
+        ({}, "no SLUICE_EMAIL_PROVIDER set"),
+    ],
+)
+async def test_without_smtp_nothing_is_sent_and_the_log_says_why(
+    redis: Redis,
+    shared_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    environ: dict[str, str],
+    why: str,
 ) -> None:
     caplog.set_level("INFO", logger="functions.email")
     await publish(redis, Email(to="ada@example.com", subject="Hi", text="Hi"))
-    async with email_worker(shared_server.url, {}):
+    async with email_worker(shared_server.url, environ):
         await settled(redis, completed=1)
-    assert any("not sent" in r.getMessage() for r in caplog.records)
+    assert any(f"(not sent: {why})" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize(
@@ -265,7 +307,7 @@ def test_email_settings_come_from_the_environment() -> None:
         "p",
         "Sluice <noreply@sluice.test>",
     )
-    assert from_env({}).email.provider == "log"
+    assert from_env({}).email.provider == ""
 
 
 @pytest.mark.parametrize(
