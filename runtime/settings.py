@@ -44,6 +44,12 @@ class EmailSettings(msgspec.Struct, frozen=True, kw_only=True):
         if self.smtp_timeout_s <= 0:
             raise ConfigurationError("SLUICE_SMTP_TIMEOUT_S must be positive")
 
+    def __repr__(self) -> str:
+        """Without the password: settings may end up in a log or a traceback."""
+        shown = msgspec.structs.replace(self, smtp_password="***" if self.smtp_password else "")
+        fields = msgspec.structs.asdict(shown)
+        return f"EmailSettings({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis: RedisSettings = RedisSettings()

@@ -308,6 +308,8 @@ def test_email_settings_come_from_the_environment() -> None:
         "Sluice <noreply@sluice.test>",
     )
     assert from_env({}).email.provider == ""
+    assert "'p'" not in repr(settings)
+    assert "smtp_password='***'" in repr(settings)
 
 
 @pytest.mark.parametrize(
