@@ -22,7 +22,13 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
-from runtime.settings import Settings, SmsSettings, WhatsAppSettings, current_settings
+from runtime.settings import (
+    EmailSettings,
+    Settings,
+    SmsSettings,
+    WhatsAppSettings,
+    current_settings,
+)
 
 __all__ = [
     "Batch",
@@ -30,6 +36,7 @@ __all__ = [
     "Client",
     "ConfigurationError",
     "DeadLetters",
+    "EmailSettings",
     "Event",
     "Function",
     "InvalidCursor",

@@ -116,10 +116,50 @@ def signing_key(secret: str, variable: str) -> bytes:
     return key
 
 
+class EmailSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How `email.send` delivers (functions/email.py): the `SLUICE_EMAIL_*` and
+    `SLUICE_SMTP_*` variables."""
+
+    # smtp: the server below; log: a log line per batch, nothing sent;
+    # "": none configured, so nothing is sent either (and the log line says so).
+    provider: Literal["", "log", "smtp"] = ""
+    # The From of a message that names none.
+    sender: str = ""
+    smtp_host: str = ""
+    # 0: the port of the TLS mode (587 starttls, 465 tls, 25 none).
+    smtp_port: int = 0
+    # starttls: upgrade a plain connection (refused if the server cannot);
+    # tls: TLS from the first byte (implicit TLS); none: plain text.
+    smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    # PEM certificates to trust for the server besides the system's (a private relay).
+    smtp_ca_file: str = ""
+    # The longest wait for the connection and for each SMTP reply.
+    smtp_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.provider == "smtp" and not self.smtp_host:
+            raise ConfigurationError("SLUICE_SMTP_HOST is needed for SLUICE_EMAIL_PROVIDER=smtp")
+        if not 0 <= self.smtp_port < 65536:
+            raise ConfigurationError("SLUICE_SMTP_PORT must be 0 (by TLS mode) or 1-65535")
+        if self.smtp_user and not self.smtp_password:
+            raise ConfigurationError("SLUICE_SMTP_USER needs SLUICE_SMTP_PASSWORD")
+        if self.smtp_timeout_s <= 0:
+            raise ConfigurationError("SLUICE_SMTP_TIMEOUT_S must be positive")
+
+    def __repr__(self) -> str:
+        """Without the password: settings may end up in a log or a traceback."""
+        shown = msgspec.structs.replace(self, smtp_password="***" if self.smtp_password else "")
+        fields = msgspec.structs.asdict(shown)
+        return f"EmailSettings({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis: RedisSettings = RedisSettings()
     sms: SmsSettings = SmsSettings()
     whatsapp: WhatsAppSettings = WhatsAppSettings()
+    email: EmailSettings = EmailSettings()
     functions: str = "functions:FUNCTIONS"
     grace_s: float = 25.0
     block_ms: int = 2000
@@ -215,12 +255,22 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_WHATSAPP_BASE_URL": ("whatsapp", "base_url"),
     "SLUICE_WHATSAPP_CALLBACK_URL": ("whatsapp", "callback_url"),
     "SLUICE_WHATSAPP_CALLBACK_SECRET": ("whatsapp", "callback_secret"),
+    "SLUICE_EMAIL_PROVIDER": ("email", "provider"),
+    "SLUICE_EMAIL_FROM": ("email", "sender"),
+    "SLUICE_SMTP_HOST": ("email", "smtp_host"),
+    "SLUICE_SMTP_PORT": ("email", "smtp_port"),
+    "SLUICE_SMTP_TLS": ("email", "smtp_tls"),
+    "SLUICE_SMTP_USER": ("email", "smtp_user"),
+    "SLUICE_SMTP_PASSWORD": ("email", "smtp_password"),
+    "SLUICE_SMTP_CA_FILE": ("email", "smtp_ca_file"),
+    "SLUICE_SMTP_TIMEOUT_S": ("email", "smtp_timeout_s"),
 }
-# The sections of Settings that group a concern's fields (VARIABLES' first column).
+
+# A section: a field of Settings that is a Struct of its own (redis, email, ...).
 SECTIONS: dict[str, type[msgspec.Struct]] = {
-    "redis": RedisSettings,
-    "sms": SmsSettings,
-    "whatsapp": WhatsAppSettings,
+    f.name: f.type
+    for f in msgspec.structs.fields(Settings)
+    if isinstance(f.type, type) and issubclass(f.type, msgspec.Struct)
 }
 
 
@@ -234,13 +284,13 @@ def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
         raise ConfigurationError(
             f"unknown setting {', '.join(unknown)}; known: {', '.join(VARIABLES)}"
         )
-    structs: list[tuple[str, type[msgspec.Struct]]] = [*SECTIONS.items(), ("", Settings)]
+    structs: dict[str, type[msgspec.Struct]] = {**SECTIONS, "": Settings}
     types = {
         (section, f.name): f.type
-        for section, struct in structs
+        for section, struct in structs.items()
         for f in msgspec.structs.fields(struct)
     }
-    values: dict[str, dict[str, object]] = {section: {} for section in (*SECTIONS, "")}
+    values: dict[str, dict[str, object]] = {section: {} for section in structs}
     for name, (section, field) in VARIABLES.items():
         if name in environ:
             values[section][field] = _convert(name, environ[name], types[section, field])
