@@ -2,9 +2,11 @@
 
 The provider is chosen in the settings (`SLUICE_EMAIL_PROVIDER`): `smtp` sends
 each job's message (`multipart/alternative`: a text part, derived from the HTML
-when none is given, and the HTML) to the server of `SLUICE_SMTP_*`; `log` only
-writes a line per batch, and sends nothing, as does a worker with no provider
-set (its line says so).
+when none is given, and the HTML) to the server of `SLUICE_SMTP_*`; `callback`
+POSTs each job's email as JSON to the deployment's own endpoint, signed the
+Standard Webhooks way (functions/callback.py), a refused POST failing its job
+alone; `log` only writes a line per batch, and sends nothing, as does a worker
+with no provider set (its line says so, and the worker warns once at start).
 
 How it fails: a message the server refuses (its recipient, its sender or its
 content) fails that job alone: a 4xx reply is retried with the function's
@@ -25,6 +27,7 @@ from typing import Annotated
 import aiosmtplib
 import msgspec
 
+from functions import callback
 from functions.mime import RESERVED, build, domain_of, message_id
 from runtime import Batch, EmailSettings, Job, Reject, batch_function, current_settings
 
@@ -104,10 +107,19 @@ class Sent(msgspec.Struct, frozen=True):
     reply: str
 
 
+def _say_if_unconfigured() -> None:
+    """At a worker's start: with no provider, its messages go nowhere."""
+    if not current_settings().email.provider:
+        log.warning(
+            "email.send: no email provider configured (SLUICE_EMAIL_PROVIDER): nothing is sent"
+        )
+
+
 @batch_function(
     "email.send",
     input=Email,
     example=Email(to="ada@example.com", subject="Welcome", html="<p>Hello!</p>"),
+    on_start=_say_if_unconfigured,
     batch_size=100,
     # Each running batch holds one connection to the server.
     concurrency=4,
@@ -121,6 +133,9 @@ async def send_email(batch: Batch[Email]) -> None:
     settings = current_settings().email
     if settings.provider == "smtp":
         await _send_smtp(batch, settings)
+        return
+    if settings.provider == "callback":
+        await _send_callback(batch, settings)
         return
     recipients = ", ".join(job.data.to for job in batch.jobs)
     why = "SLUICE_EMAIL_PROVIDER is log" if settings.provider else "no SLUICE_EMAIL_PROVIDER set"
@@ -157,6 +172,56 @@ async def _send_smtp(batch: Batch[Email], settings: EmailSettings) -> None:
                 return
     finally:
         await _close(smtp)
+
+
+class Callback(msgspec.Struct, frozen=True, kw_only=True, rename={"sender": "from"}):
+    """What the `callback` provider POSTs for one email (signed, functions/callback.py)."""
+
+    id: str
+    workspace: str
+    attempt: int
+    to: str
+    sender: str
+    subject: str
+    html: str
+    text: str
+    reply_to: str
+    headers: dict[str, str]
+    contact_id: str
+    channel: str = "email"
+
+
+_callback = msgspec.json.Encoder()
+
+
+async def _send_callback(batch: Batch[Email], settings: EmailSettings) -> None:
+    """Each job's email to the deployment's endpoint, one signed POST a job; a job
+    whose POST fails fails alone, as the provider's answer says (functions/provider.py)."""
+    key = settings.callback_key
+    for job in batch.jobs:
+        email = job.data
+        message = Callback(
+            id=job.id,
+            workspace=job.workspace,
+            attempt=job.attempt,
+            to=email.to,
+            sender=email.sender or settings.sender,
+            subject=email.subject,
+            html=email.html,
+            text=email.text,
+            reply_to=email.reply_to or "",
+            headers=email.headers,
+            contact_id=email.contact_id,
+        )
+        payload = _callback.encode(message)
+        try:
+            accepted = await callback.deliver(
+                settings.callback_url, key, settings.smtp_timeout_s, job.id, payload
+            )
+        except Exception as exc:
+            batch.fail(job, exc)
+        else:
+            batch.result(job, Sent(accepted.message_id, accepted.status))
 
 
 async def _send_one(

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
             # Locally, messages are logged, not sent, and that needs no warning.
             environ.setdefault("SLUICE_SMS_PROVIDER", "log")
             environ.setdefault("SLUICE_WHATSAPP_PROVIDER", "log")
+            environ.setdefault("SLUICE_EMAIL_PROVIDER", "log")
         config = settings.from_env(environ, **overrides)
         registry = load(config.functions).with_rates(config.rates)
         keyring = load_keys(config) if ingress else KeyRing([])

@@ -122,7 +122,7 @@ class EmailSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     # smtp: the server below; log: a log line per batch, nothing sent;
     # "": none configured, so nothing is sent either (and the log line says so).
-    provider: Literal["", "log", "smtp"] = ""
+    provider: Literal["", "log", "smtp", "callback"] = ""
     # The From of a message that names none.
     sender: str = ""
     smtp_host: str = ""
@@ -137,8 +137,18 @@ class EmailSettings(msgspec.Struct, frozen=True, kw_only=True):
     smtp_ca_file: str = ""
     # The longest wait for the connection and for each SMTP reply.
     smtp_timeout_s: float = 10.0
+    # The deployment's own endpoint, sent each message as signed JSON (Standard
+    # Webhooks), and its signing secret (base64, optionally "whsec_"-prefixed).
+    callback_url: str = ""
+    callback_secret: str = ""
 
     def __post_init__(self) -> None:
+        if self.provider == "callback":
+            if not self.callback_url.startswith(("http://", "https://")):
+                raise ConfigurationError(
+                    "SLUICE_EMAIL_PROVIDER=callback needs SLUICE_EMAIL_CALLBACK_URL (http or https)"
+                )
+            signing_key(self.callback_secret, "SLUICE_EMAIL_CALLBACK_SECRET")
         if self.provider == "smtp" and not self.smtp_host:
             raise ConfigurationError("SLUICE_SMTP_HOST is needed for SLUICE_EMAIL_PROVIDER=smtp")
         if not 0 <= self.smtp_port < 65536:
@@ -149,10 +159,13 @@ class EmailSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError("SLUICE_SMTP_TIMEOUT_S must be positive")
 
     def __repr__(self) -> str:
-        """Without the password: settings may end up in a log or a traceback."""
-        shown = msgspec.structs.replace(self, smtp_password="***" if self.smtp_password else "")
-        fields = msgspec.structs.asdict(shown)
-        return f"EmailSettings({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
+        """Without the password and the secret: settings may end up in a log or a traceback."""
+        return redacted(self, "smtp_password", "callback_secret")
+
+    @property
+    def callback_key(self) -> bytes:
+        """The HMAC key that signs callback requests (functions/signing.py)."""
+        return signing_key(self.callback_secret, "SLUICE_EMAIL_CALLBACK_SECRET")
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -264,6 +277,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_SMTP_PASSWORD": ("email", "smtp_password"),
     "SLUICE_SMTP_CA_FILE": ("email", "smtp_ca_file"),
     "SLUICE_SMTP_TIMEOUT_S": ("email", "smtp_timeout_s"),
+    "SLUICE_EMAIL_CALLBACK_URL": ("email", "callback_url"),
+    "SLUICE_EMAIL_CALLBACK_SECRET": ("email", "callback_secret"),
 }
 
 # A section: a field of Settings that is a Struct of its own (redis, email, ...).

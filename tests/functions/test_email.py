@@ -4,12 +4,14 @@ and a refused recipient failing its job alone."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import msgspec
 import pytest
+import standardwebhooks
 
 from functions.email import Email, send_email
 from functions.mime import html_to_text, message_id
@@ -20,6 +22,7 @@ from runtime.settings import from_env
 from runtime.worker.host import WorkerHost
 from streams.connection import Redis, RedisSettings, connect
 from streams.jobs import Counts
+from tests.functions.providers import Answer, ProviderServer
 from tests.functions.smtp_server import (
     DROP,
     PASSWORD,
@@ -322,3 +325,61 @@ def test_email_settings_come_from_the_environment() -> None:
 def test_bad_email_settings_stop_the_process(environ: dict[str, str], problem: str) -> None:
     with pytest.raises(ConfigurationError, match=problem.replace("(", r"\(")):
         from_env(environ)
+
+
+SECRET = "whsec_" + base64.b64encode(b"sixteen-or-more-bytes-of-key").decode()
+
+
+async def test_the_callback_provider_posts_each_email_signed(
+    redis: Redis, shared_server: RedisServer
+) -> None:
+    async with ProviderServer().serve() as receiver:
+        receiver.success = Answer(202, {"message_id": "app-7", "status": "queued"})
+        # The second POST is refused for good: that email alone is dead.
+        receiver.answers = [Answer(200, {}), Answer(422, {"message": "unknown contact"})]
+        first, second = await publish(
+            redis,
+            Email(to="ada@example.com", subject="Hi", text="Hello", contact_id="c-1"),
+            Email(to="bob@example.com", subject="Hi", html="<p>Hello</p>"),
+        )
+        environ = {
+            "SLUICE_EMAIL_PROVIDER": "callback",
+            "SLUICE_EMAIL_CALLBACK_URL": f"{receiver.url}/send-email",
+            "SLUICE_EMAIL_CALLBACK_SECRET": SECRET,
+            "SLUICE_EMAIL_FROM": "Clinic <hello@clinic.test>",
+        }
+        async with email_worker(shared_server.url, environ):
+            await settled(redis, completed=1, dead=1)
+    arrival = receiver.arrivals[0]
+    assert arrival.path == "/send-email"
+    assert arrival.headers["webhook-id"] == first
+    assert standardwebhooks.Webhook(SECRET).verify(arrival.body, arrival.headers) == {
+        "id": first,
+        "workspace": "acme",
+        "attempt": 1,
+        "to": "ada@example.com",
+        "from": "Clinic <hello@clinic.test>",
+        "subject": "Hi",
+        "html": "",
+        "text": "Hello",
+        "reply_to": "",
+        "headers": {},
+        "contact_id": "c-1",
+        "channel": "email",
+    }
+    record = await Jobs(redis, REGISTRY).get("email.send", first, workspace="acme")
+    assert record is not None
+    assert record.result == {"message_id": first, "reply": ""}
+    dead = await Jobs(redis, REGISTRY).get("email.send", second, workspace="acme")
+    assert dead is not None
+    assert "unknown contact" in dead.error
+
+
+async def test_a_worker_with_no_email_provider_says_so_at_start(
+    redis: Redis, shared_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="functions.email")
+    async with email_worker(shared_server.url, {}):
+        pass
+    warnings = [r for r in caplog.records if "no email provider configured" in r.getMessage()]
+    assert len(warnings) == 1
