@@ -1,4 +1,4 @@
-"""What deliveries become before any handler runs: calls to make, or settlements at once.
+"""What deliveries become before any handler runs: calls to make, or outcomes at once.
 
 A delivery that cannot or must not run is settled without its handler: an
 undecodable envelope or a poison job (running when its worker died too often) is dead, a payload
@@ -20,7 +20,7 @@ from runtime.declare import Batch, Function, Job
 from runtime.worker.outcome import dead, expired
 from streams import envelope as env
 from streams.consume import Delivery
-from streams.settle import Settlement
+from streams.settle import Dead, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Call(msgspec.Struct):
 
 class Intake(msgspec.Struct):
     calls: list[Call]
-    settlements: list[Settlement]
+    outcomes: list[Outcome]
     # (entry id, job id) of every delivery taken on: run or settled.
     taken: list[tuple[str, str]]
 
@@ -51,14 +51,14 @@ class Intake(msgspec.Struct):
 def take_in(
     fn: Function[Any], deliveries: list[Delivery], held: Container[str], now_ms: int
 ) -> Intake:
-    """Sort `deliveries` into calls and immediate settlements; skip those in `held`
+    """Sort `deliveries` into calls and immediate outcomes; skip those in `held`
     (reclaimed back from ourselves: a call for them is under way)."""
     max_deliveries = fn.options.max_deliveries
     ready: list[tuple[str, Job[Any], env.Envelope]] = []
     # Taken over from a lost worker: each in a call of its own, so a crash can
     # be charged to the one job that was running (streams.suspects).
     suspects: list[Call] = []
-    settlements: list[Settlement] = []
+    outcomes: list[Outcome] = []
     taken: list[tuple[str, str]] = []
     for d in deliveries:
         if d.entry_id in held:
@@ -68,7 +68,7 @@ def take_in(
         except msgspec.DecodeError as exc:
             # Not even an id to record it by: a made-up one, for the dead letter.
             envelope = env.Envelope(f"corrupt-{d.entry_id}", fn.name, "", msgspec.Raw(b""), 0)
-            settlements.append(_dead(fn, d, envelope, f"undecodable envelope: {exc}"))
+            outcomes.append(_dead(fn, d, envelope, f"undecodable envelope: {exc}"))
         else:
             if d.deliveries > 1 and d.starts + 1 >= max_deliveries:
                 # Its first run is not marked (streams.suspects): it counts as one.
@@ -76,16 +76,16 @@ def take_in(
                     f"its worker died while it ran, {d.starts + 1} times "
                     f"(max_deliveries={max_deliveries})"
                 )
-                settlements.append(_dead(fn, d, envelope, reason))
+                outcomes.append(_dead(fn, d, envelope, reason))
             elif envelope.expires_ms and now_ms > envelope.expires_ms:
                 # The host's clock, as the publisher's expiry is a wall-clock time.
-                settlements.append(expired(d.entry_id, envelope))
+                outcomes.append(expired(d.entry_id, envelope))
             else:
                 try:
                     data = fn.decoder.decode(envelope.payload)
                 except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                     reason = f"payload does not match {fn.input.__name__}: {exc}"
-                    settlements.append(_dead(fn, d, envelope, reason))
+                    outcomes.append(_dead(fn, d, envelope, reason))
                 else:
                     job = Job(
                         envelope.id, envelope.workspace, data, envelope.attempt, d.deliveries,
@@ -105,10 +105,10 @@ def take_in(
         calls = [
             Call(Batch(job.workspace, [job]), [eid], [e], read_ms=now_ms) for eid, job, e in ready
         ]
-    return Intake(suspects + calls if suspects else calls, settlements, taken)
+    return Intake(suspects + calls if suspects else calls, outcomes, taken)
 
 
-def _dead(fn: Function[Any], d: Delivery, envelope: env.Envelope, reason: str) -> Settlement:
+def _dead(fn: Function[Any], d: Delivery, envelope: env.Envelope, reason: str) -> Dead:
     log.error("%s: job %s dead-lettered: %s", fn.name, envelope.id, reason)
     return dead(d.entry_id, envelope, reason, d.envelope)
 

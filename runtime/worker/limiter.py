@@ -37,7 +37,7 @@ UNCHECKED_DELAY_MS = 1000
 class Limited(msgspec.Struct):
     """What the limits let a read do."""
 
-    # Calls to make now, and the settlements of deferred jobs.
+    # Calls to make now, and the outcomes of deferred jobs.
     intake: Intake
     # Calls of jobs holding a reserved slot: (ms from now, the call).
     later: list[tuple[int, Call]]
@@ -86,7 +86,7 @@ async def apply_limits(
 
 def _cut(intake: Intake, short: dict[str, Grant], read: int) -> Limited:
     calls: list[Call] = []
-    settlements = list(intake.settlements)
+    outcomes = list(intake.outcomes)
     later: list[tuple[int, Call]] = []
     pause_ms = 0
     left = {ws: g.granted for ws, g in short.items()}
@@ -115,14 +115,14 @@ def _cut(intake: Intake, short: dict[str, Grant], read: int) -> Limited:
                 )
                 later.append((max(0, grant.due_ms[i] - grant.now_ms), one))
             elif i < len(grant.due_ms):
-                settlements.append(deferred(entry_id, envelope, due_ms=grant.due_ms[i]))
+                outcomes.append(deferred(entry_id, envelope, due_ms=grant.due_ms[i]))
             else:
-                settlements.append(deferred(entry_id, envelope, delay_ms=UNCHECKED_DELAY_MS))
+                outcomes.append(deferred(entry_id, envelope, delay_ms=UNCHECKED_DELAY_MS))
         if run.entry_ids:
             calls.append(run)
         if grant.global_hit and len(grant.due_ms) > grant.reserved:
             pause_ms = max(pause_ms, _room_for(grant, read))
-    return Limited(Intake(calls, settlements, intake.taken), later, pause_ms)
+    return Limited(Intake(calls, outcomes, intake.taken), later, pause_ms)
 
 
 def _room_for(grant: Grant, read: int) -> int:

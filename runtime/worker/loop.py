@@ -40,7 +40,7 @@ from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
 from streams.pause import is_paused
 from streams.ratelimit import overridden
-from streams.settle import Settlement, settle
+from streams.settle import Outcome, settle
 from streams.suspects import forget, mark_started
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class PartitionLoop:
         self.calls: collections.deque[Call] = collections.deque()
         self.calls_ready = asyncio.Event()
         self.lanes_done = False
-        self.outbox: list[Settlement] = []
+        self.outbox: list[Outcome] = []
         self.outbox_ready = asyncio.Event()
         self.room = asyncio.Event()
         # Clear while the function is paused: the reader waits on it.
@@ -417,8 +417,8 @@ class PartitionLoop:
     def _queue(self, intake: Intake, *, first: bool = False) -> None:
         """Queue handler calls (`first`: ahead of the others) unless shutting down;
         settle the rest at once."""
-        if intake.settlements:
-            self.outbox += intake.settlements
+        if intake.outcomes:
+            self.outbox += intake.outcomes
             self.outbox_ready.set()
         if self.stopping:
             return
@@ -542,7 +542,7 @@ class PartitionLoop:
                 log.exception("%s: marking a suspect job failed", self.keys)
             await asyncio.sleep(backoff.next_delay())
 
-    async def _forget_suspects(self, batch: list[Settlement], fenced: set[str]) -> None:
+    async def _forget_suspects(self, batch: list[Outcome], fenced: set[str]) -> None:
         """Drop the marks of suspects settled here (those fenced are another's now)."""
         gone = [s.entry_id for s in batch if s.entry_id in self.suspects]
         if not gone:

@@ -11,13 +11,14 @@ import collections
 import logging
 import time
 from collections.abc import Sequence
+from typing import assert_never
 
 from runtime.health import RedisHealth
 from streams import metrics as store
 from streams.connection import Redis
 from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
-from streams.settle import Settlement
+from streams.settle import Completed, Dead, Deferred, Expired, Outcome, Retried
 
 log = logging.getLogger(__name__)
 
@@ -25,26 +26,25 @@ FLUSH_INTERVAL_S = 1.0
 # Flushes kept through an outage (ten minutes' worth); older ones are dropped.
 UNSENT_LIMIT = 600
 
-# What each settlement state counts as.
-_COUNTED = {
-    "completed": ("processed", "succeeded"),
-    "retry": ("processed", "failed", "retried"),
-    "dead": ("processed", "failed", "dead"),
-    "defer": ("rate_limited",),
-    "expired": ("expired",),
-}
+# What each outcome counts as: "processed" first where it counts.
+_SUCCEEDED = ("processed", "succeeded")
+_RETRIED = ("processed", "failed", "retried")
+_DEAD = ("processed", "failed", "dead")
+_DEFERRED = ("rate_limited",)
+_EXPIRED = ("expired",)
 
 
 class Recorder:
     """One partition loop's metrics since its last flush.
 
-    Kept as plain tallies by (workspace, state) and (workspace, time bucket): one
-    dict update per job and per call on the hot path; field names, the
-    function-wide scope and the per-second ring are made at flush time.
+    Kept as plain tallies by (workspace, what an outcome counts as) and
+    (workspace, time bucket): one dict update per job and per call on the hot
+    path; field names, the function-wide scope and the per-second ring are made
+    at flush time.
     """
 
     def __init__(self) -> None:
-        self.states: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.states: collections.Counter[tuple[str, tuple[str, ...]]] = collections.Counter()
         self.calls: collections.Counter[tuple[str, int]] = collections.Counter()
         self.time_ms: collections.Counter[str] = collections.Counter()
         # Taken but not yet written (Redis was away), oldest first.
@@ -56,19 +56,33 @@ class Recorder:
         self.calls[(workspace, store.bucket_of(ms))] += 1
         self.time_ms[workspace] += round(ms)
 
-    def settled(self, settlements: Sequence[Settlement], fenced: set[str]) -> None:
+    def settled(self, outcomes: Sequence[Outcome], fenced: set[str]) -> None:
         states = self.states
-        for s in settlements:
-            if s.entry_id not in fenced:
-                states[(s.workspace, s.state)] += 1
+        counted: tuple[str, ...]
+        for o in outcomes:
+            if o.entry_id in fenced:
+                continue
+            match o:
+                case Completed():
+                    counted = _SUCCEEDED
+                case Retried():
+                    counted = _RETRIED
+                case Dead():
+                    counted = _DEAD
+                case Deferred():
+                    counted = _DEFERRED
+                case Expired():
+                    counted = _EXPIRED
+                case _:
+                    assert_never(o)
+            states[(o.workspace, counted)] += 1
 
     def take(self) -> store.Batch:
         """Everything since the last take, as the fields `streams.metrics.flush` adds."""
         now = time.time()
         counts: collections.Counter[str] = collections.Counter()
         processed: collections.Counter[str] = collections.Counter()
-        for (workspace, state), n in self.states.items():
-            counters = _COUNTED[state]
+        for (workspace, counters), n in self.states.items():
             for scope in (workspace, store.FUNCTION_SCOPE):
                 for counter in counters:
                     counts[f"{scope}|{counter}"] += n
