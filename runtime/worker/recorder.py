@@ -6,21 +6,17 @@ client's `Metrics` (runtime.client.metrics).
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import logging
 import time
 from collections.abc import Sequence
-from typing import assert_never
+from typing import NoReturn, assert_never
 
+from runtime.guard import Guard
 from runtime.health import RedisHealth
 from streams import metrics as store
 from streams.connection import Redis
-from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
 from streams.settle import Completed, Dead, Deferred, Expired, Outcome, Retried
-
-log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 1.0
 # Flushes kept through an outage (ten minutes' worth); older ones are dropped.
@@ -122,12 +118,7 @@ async def flush_once(client: Redis, keys: PartitionKeys, recorder: Recorder) -> 
 
 async def flush_forever(
     client: Redis, keys: PartitionKeys, recorder: Recorder, health: RedisHealth
-) -> None:
-    while True:
-        await asyncio.sleep(FLUSH_INTERVAL_S)
-        try:
-            await flush_once(client, keys, recorder)
-        except RedisUnavailable as exc:
-            health.down(exc)
-        except Exception:
-            log.exception("%s: metrics flush failed", keys)
+) -> NoReturn:
+    await Guard(health, f"{keys}: metrics flush").every(
+        FLUSH_INTERVAL_S, lambda: flush_once(client, keys, recorder)
+    )
