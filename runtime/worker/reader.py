@@ -18,7 +18,7 @@ from typing import Any
 
 from runtime.guard import Guard
 from runtime.lifecycle import stop_task
-from runtime.worker.intake import Call, Intake, take_in
+from runtime.worker.intake import Call, Intake, Ready, calls, take_in
 from runtime.worker.lanes import Lanes
 from runtime.worker.limiter import apply_limits, limited
 from runtime.worker.partition import Partition
@@ -28,6 +28,7 @@ from streams.consume import Delivery, Read, ensure_group, read, refill, taken
 from streams.errors import RedisUnavailable
 from streams.pause import is_paused
 from streams.ratelimit import overridden
+from streams.settle import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +138,13 @@ class Reader:
             intake = take_in(self.fn, deliveries, held, env.now_ms())
             # Held before the limits are asked: a heartbeat keeps them meanwhile.
             held.update(intake.taken)
-            if self.limited and intake.calls:
+            if self.limited and intake.ready:
                 # Asked, with the last read's refill, while the next read goes on:
                 # the limits cost a round trip, not a stall of the reader.
                 self._spawn(self.limiting, self._limit_then_queue(intake, last))
             else:
                 self._refill(last)
-                self._queue(intake)
+                self._queue(intake.outcomes, intake.ready, intake.read_ms)
 
     def accept(self, deliveries: list[Delivery]) -> None:
         """Hold what the reclaimer took over and queue it ahead of what was read.
@@ -155,11 +156,11 @@ class Reader:
         intake = take_in(self.fn, deliveries, part.held, env.now_ms())
         part.held.update(intake.taken)
         part.suspects.update(eid for eid, _ in intake.taken)
-        if self.limited and intake.calls:
+        if self.limited and intake.ready:
             read_nothing = Read({}, drained=False)
             self._spawn(self.limiting, self._limit_then_queue(intake, read_nothing, first=True))
         else:
-            self._queue(intake, first=True)
+            self._queue(intake.outcomes, intake.ready, intake.read_ms, first=True)
 
     async def _read_batch(self, want: int) -> tuple[list[Delivery], Read]:
         """Block for jobs; with a batching window, keep reading until `want` are in
@@ -208,11 +209,13 @@ class Reader:
             Guard(part.health, f"{part.keys}: refill").report(exc)
 
     async def _limit_then_queue(self, intake: Intake, read: Read, *, first: bool = False) -> None:
-        limited = await apply_limits(self.part.client, self.part.keys, self.fn, intake, read)
-        self._queue(limited.intake, first=first)
+        part = self.part
+        limited = await apply_limits(part.client, part.keys, self.fn, intake.ready, read)
+        self._queue([*intake.outcomes, *limited.deferred], limited.run, intake.read_ms, first=first)
         loop = asyncio.get_running_loop()
-        for wait_ms, call in limited.later:
+        for wait_ms, ready in limited.later:
             # Held (heartbeats keep it) until its reserved slot comes.
+            (call,) = calls(self.fn, [ready], intake.read_ms)
             self.slotted[id(call)] = loop.call_later(wait_ms / 1000, self._release, call)
         if limited.pause_ms:
             self.read_after = max(self.read_after, loop.time() + limited.pause_ms / 1000)
@@ -223,13 +226,15 @@ class Reader:
         if not self.stopping:
             self.lanes.push([call])
 
-    def _queue(self, intake: Intake, *, first: bool = False) -> None:
-        """Queue handler calls (`first`: ahead of the others) unless stopping;
-        settle the rest at once."""
-        if intake.outcomes:
-            self.settler.add(intake.outcomes)
+    def _queue(
+        self, outcomes: list[Outcome], ready: list[Ready], read_ms: int, *, first: bool = False
+    ) -> None:
+        """Settle `outcomes` at once; queue the calls that run `ready` (`first`: ahead
+        of the others) unless stopping."""
+        if outcomes:
+            self.settler.add(outcomes)
         if not self.stopping:
-            self.lanes.push(intake.calls, first=first)
+            self.lanes.push(calls(self.fn, ready, read_ms), first=first)
 
     @staticmethod
     def _spawn(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
