@@ -7,7 +7,7 @@ it needs; `settle` is the one place they become the script's arguments.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import assert_never
+from typing import assert_never, final
 
 import msgspec
 
@@ -28,6 +28,7 @@ class _Settled(msgspec.Struct, frozen=True, tag=True):
     attempt: int
 
 
+@final
 class Completed(_Settled, frozen=True):
     """The handler returned."""
 
@@ -37,6 +38,7 @@ class Completed(_Settled, frozen=True):
     result: bytes = b""
 
 
+@final
 class Retried(_Settled, frozen=True):
     """The attempt failed and another follows after `delay_ms` (Redis's clock)."""
 
@@ -49,6 +51,7 @@ class Retried(_Settled, frozen=True):
     links: str = ""
 
 
+@final
 class Deferred(_Settled, frozen=True):
     """Over the rate limits: waits, no attempt charged, nothing counted as failed."""
 
@@ -63,6 +66,7 @@ class Deferred(_Settled, frozen=True):
     due_ms: int = 0
 
 
+@final
 class Dead(_Settled, frozen=True):
     """Dead-lettered: out of attempts, rejected, poison, or a payload it cannot take."""
 
@@ -72,6 +76,7 @@ class Dead(_Settled, frozen=True):
     links: str = ""
 
 
+@final
 class Expired(_Settled, frozen=True):
     """Picked up after its expiry: recorded, never run."""
 
@@ -172,12 +177,14 @@ def _arguments(outcomes: Sequence[Outcome]) -> tuple[list[Arg], list[Arg], list[
     wait: Arg
     priority: int
     for o in outcomes:
+        if type(o) is Completed:
+            # The common case, ahead of the match: a class pattern costs as much
+            # as the rest of this loop's work for a job (measured on Python 3.11).
+            completed += (o.entry_id, o.job_id, o.workspace, o.attempt)
+            if o.links or o.result:
+                linked += (o.job_id, o.links, o.result)
+            continue
         match o:
-            case Completed():
-                completed += (o.entry_id, o.job_id, o.workspace, o.attempt)
-                if o.links or o.result:
-                    linked += (o.job_id, o.links, o.result)
-                continue
             case Retried():
                 state, error, envelope, wait = "retry", o.error, o.envelope, o.delay_ms
                 priority = o.priority

@@ -14,33 +14,27 @@ from typing import NoReturn, assert_never
 from runtime.guard import Guard
 from runtime.health import RedisHealth
 from streams import metrics as store
+from streams import settle
 from streams.connection import Redis
 from streams.keys import PartitionKeys
-from streams.settle import Completed, Dead, Deferred, Expired, Outcome, Retried
+from streams.settle import Outcome
 
 FLUSH_INTERVAL_S = 1.0
 # Flushes kept through an outage (ten minutes' worth); older ones are dropped.
 UNSENT_LIMIT = 600
 
-# What each outcome counts as: "processed" first where it counts.
-_SUCCEEDED = ("processed", "succeeded")
-_RETRIED = ("processed", "failed", "retried")
-_DEAD = ("processed", "failed", "dead")
-_DEFERRED = ("rate_limited",)
-_EXPIRED = ("expired",)
-
 
 class Recorder:
     """One partition loop's metrics since its last flush.
 
-    Kept as plain tallies by (workspace, what an outcome counts as) and
-    (workspace, time bucket): one dict update per job and per call on the hot
-    path; field names, the function-wide scope and the per-second ring are made
-    at flush time.
+    Kept as plain tallies by (workspace, kind of outcome) and (workspace, time
+    bucket): one dict update per job and per call on the hot path; what each
+    kind counts as, field names, the function-wide scope and the per-second ring
+    are made at flush time.
     """
 
     def __init__(self) -> None:
-        self.states: collections.Counter[tuple[str, tuple[str, ...]]] = collections.Counter()
+        self.states: collections.Counter[tuple[str, type[Outcome]]] = collections.Counter()
         self.calls: collections.Counter[tuple[str, int]] = collections.Counter()
         self.time_ms: collections.Counter[str] = collections.Counter()
         # Taken but not yet written (Redis was away), oldest first.
@@ -54,31 +48,17 @@ class Recorder:
 
     def settled(self, outcomes: Sequence[Outcome], fenced: set[str]) -> None:
         states = self.states
-        counted: tuple[str, ...]
         for o in outcomes:
-            if o.entry_id in fenced:
-                continue
-            match o:
-                case Completed():
-                    counted = _SUCCEEDED
-                case Retried():
-                    counted = _RETRIED
-                case Dead():
-                    counted = _DEAD
-                case Deferred():
-                    counted = _DEFERRED
-                case Expired():
-                    counted = _EXPIRED
-                case _:
-                    assert_never(o)
-            states[(o.workspace, counted)] += 1
+            if o.entry_id not in fenced:
+                states[(o.workspace, type(o))] += 1
 
     def take(self) -> store.Batch:
         """Everything since the last take, as the fields `streams.metrics.flush` adds."""
         now = time.time()
         counts: collections.Counter[str] = collections.Counter()
         processed: collections.Counter[str] = collections.Counter()
-        for (workspace, counters), n in self.states.items():
+        for (workspace, kind), n in self.states.items():
+            counters = _counted(kind)
             for scope in (workspace, store.FUNCTION_SCOPE):
                 for counter in counters:
                     counts[f"{scope}|{counter}"] += n
@@ -102,6 +82,23 @@ class Recorder:
             ring=[(scope, second, n) for scope, n in processed.items()],
             last=dict.fromkeys(processed, int(now * 1000)),
         )
+
+
+def _counted(kind: type[Outcome]) -> tuple[str, ...]:
+    """What an outcome of `kind` counts as: "processed" first where it counts."""
+    match kind:
+        case settle.Completed:
+            return ("processed", "succeeded")
+        case settle.Retried:
+            return ("processed", "failed", "retried")
+        case settle.Dead:
+            return ("processed", "failed", "dead")
+        case settle.Deferred:
+            return ("rate_limited",)
+        case settle.Expired:
+            return ("expired",)
+        case _:
+            assert_never(kind)
 
 
 async def flush_once(client: Redis, keys: PartitionKeys, recorder: Recorder) -> None:
