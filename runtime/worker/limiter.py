@@ -51,7 +51,7 @@ class Limited(msgspec.Struct):
 
 def limited(fn: Function[Any]) -> bool:
     """Declared with a rate; a function without one is limited only while overrides
-    exist (streams.ratelimit.overridden, checked by the loop)."""
+    exist (streams.ratelimit.overridden, watched by runtime.worker.reader)."""
     return fn.options.rate_per_s > 0 or fn.options.workspace_rate_per_s > 0
 
 
