@@ -1,5 +1,5 @@
 """Pause and resume functions at run time: their workers stop starting jobs within
-about a second (runtime.worker.loop), and take up where they were on resume."""
+about a second (runtime.worker.reader), and take up where they were on resume."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from runtime.backoff import Backoff
 from runtime.declare import Function
+from runtime.guard import Guard
 from runtime.health import RedisHealth
 from runtime.lifecycle import stop_task
 from runtime.scheduler.ticks import upcoming_ticks
@@ -27,7 +27,6 @@ from runtime.telemetry import tracing
 from streams import envelope as env
 from streams.connection import Redis
 from streams.delayed import promote_due
-from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
 from streams.publish import Outgoing, publish
 from streams.repeats import load_schedules
@@ -77,7 +76,7 @@ class Scheduler:
     async def _forever(self) -> None:
         loop = asyncio.get_running_loop()
         listener = WakeListener(self.client, list(self.partitions))
-        backoff = Backoff()
+        guard = Guard(self.health, "scheduler: promotion")
         try:
             while True:
                 try:
@@ -87,17 +86,11 @@ class Scheduler:
                     await self._promote_due_partitions(loop.time())
                     sleep_s = min(self.ticks_at, *self.due_at.values()) - loop.time()
                     woken = await listener.wait(max(0.0, min(sleep_s, self.recheck_s)))
-                except RedisUnavailable as exc:
-                    self.health.down(exc)
-                    await asyncio.sleep(backoff.next_delay())
+                except Exception as exc:
+                    # Even an error Redis may get over (out of memory): keep scheduling.
+                    await guard.pause(exc)
                     continue
-                except Exception:
-                    # An error Redis may get over (out of memory): keep scheduling.
-                    log.exception("scheduler: promotion failed; trying again")
-                    await asyncio.sleep(backoff.next_delay())
-                    continue
-                self.health.up()
-                backoff.reset()
+                guard.ok()
                 for channel in woken:
                     if channel in self.due_at:
                         self.due_at[channel] = 0.0

@@ -11,11 +11,12 @@ whole deployment, from Redis, are on the ingress's /metrics.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import assert_never
 
 from opentelemetry.metrics import Counter, Histogram, MeterProvider
 
 from streams import envelope as env
-from streams.settle import Settlement
+from streams.settle import Completed, Dead, Deferred, Expired, Outcome, Retried
 
 
 class _Instruments:
@@ -69,10 +70,27 @@ def called(function: str, duration_s: float) -> None:
         found.duration.record(duration_s * 1000, {"function": function})
 
 
-def settled(function: str, settlements: Sequence[Settlement], fenced: set[str]) -> None:
+def settled(function: str, outcomes: Sequence[Outcome], fenced: set[str]) -> None:
     found = _state.instruments
     if found is None:
         return
-    for s in settlements:
-        if s.entry_id not in fenced:
-            found.settled.add(1, {"function": function, "outcome": s.state})
+    for o in outcomes:
+        if o.entry_id not in fenced:
+            found.settled.add(1, {"function": function, "outcome": _label(o)})
+
+
+def _label(outcome: Outcome) -> str:
+    """The outcome's label on `sluice.jobs.settled`."""
+    match outcome:
+        case Completed():
+            return "completed"
+        case Retried():
+            return "retry"
+        case Deferred():
+            return "defer"
+        case Dead():
+            return "dead"
+        case Expired():
+            return "expired"
+        case _:
+            assert_never(outcome)

@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 async def invoke(fn: Function[Any], batch: Batch[Any]) -> dict[str, Failure]:
     """Run the handler; return failed job ids with their failures (empty: all succeeded).
 
-    Cancellation propagates: the loop's watchdog turns its own into a timeout, and
+    Cancellation propagates: the lanes' watchdog turns its own into a timeout, and
     shutdown past the grace period hands the jobs back instead of failing them.
     """
     try:

@@ -18,14 +18,15 @@ from typing import Any
 
 import msgspec
 
-from runtime.declare import Batch, Function
-from runtime.worker.intake import Call, Intake
+from runtime.declare import Function
+from runtime.worker.intake import Ready
 from runtime.worker.outcome import deferred
 from streams.connection import Redis
 from streams.consume import Read, refill
 from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
 from streams.ratelimit import Ask, Grant, Rates
+from streams.settle import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,12 @@ UNCHECKED_DELAY_MS = 1000
 class Limited(msgspec.Struct):
     """What the limits let a read do."""
 
-    # Calls to make now, and the settlements of deferred jobs.
-    intake: Intake
-    # Calls of jobs holding a reserved slot: (ms from now, the call).
-    later: list[tuple[int, Call]]
+    # Jobs to run now.
+    run: list[Ready]
+    # Jobs holding a reserved slot: (ms from now, the job).
+    later: list[tuple[int, Ready]]
+    # Jobs deferred to the delayed set.
+    deferred: list[Outcome]
     # How long the reader should wait: the function's global limit is booked
     # beyond the horizon for this long.
     pause_ms: int
@@ -48,19 +51,19 @@ class Limited(msgspec.Struct):
 
 def limited(fn: Function[Any]) -> bool:
     """Declared with a rate; a function without one is limited only while overrides
-    exist (streams.ratelimit.overridden, checked by the loop)."""
+    exist (streams.ratelimit.overridden, watched by runtime.worker.reader)."""
     return fn.options.rate_per_s > 0 or fn.options.workspace_rate_per_s > 0
 
 
 async def apply_limits(
-    client: Redis, keys: PartitionKeys, fn: Function[Any], intake: Intake, read: Read
+    client: Redis, keys: PartitionKeys, fn: Function[Any], ready: list[Ready], read: Read
 ) -> Limited:
-    """`intake` cut to what the limits allow now; the last read's refill (`read`) is
+    """`ready` sorted by what the limits allow; the last read's refill (`read`) is
     made in the same call."""
     asked: dict[str, int] = {}
-    for call in intake.calls:
-        ws = call.batch.workspace
-        asked[ws] = asked.get(ws, 0) + len(call.entry_ids)
+    for r in ready:
+        ws = r.job.workspace
+        asked[ws] = asked.get(ws, 0) + 1
     opts = fn.options
     rates = Rates(opts.rate_per_s / opts.partitions, opts.workspace_rate_per_s, opts.rate_burst_s)
     try:
@@ -71,58 +74,47 @@ async def apply_limits(
         # the refill did not lower are healed by a later read that finds the
         # stream drained.
         level = logging.WARNING if isinstance(exc, RedisUnavailable) else logging.ERROR
-        log.log(
-            level,
-            "%s: rate limits unreadable (%s); deferring %d jobs",
-            keys,
-            exc,
-            sum(asked.values()),
-        )
+        log.log(level, "%s: rate limits unreadable (%s); deferring %d jobs", keys, exc, len(ready))
         short = {ws: Grant(0) for ws in asked}
     if not short:
-        return Limited(intake, [], 0)  # everything fits: the common case
-    return _cut(intake, short, sum(asked.values()))
+        return Limited(ready, [], [], 0)  # everything fits: the common case
+    return _cut(ready, short)
 
 
-def _cut(intake: Intake, short: dict[str, Grant], read: int) -> Limited:
-    calls: list[Call] = []
-    settlements = list(intake.settlements)
-    later: list[tuple[int, Call]] = []
-    pause_ms = 0
+def _cut(ready: list[Ready], short: dict[str, Grant]) -> Limited:
+    """Within each workspace short of capacity, the first jobs run on what was
+    granted, the next hold the slots reserved for them, and the rest are deferred
+    until their slots (or, with no slot given, for a while)."""
+    run: list[Ready] = []
+    later: list[tuple[int, Ready]] = []
+    deferred_: list[Outcome] = []
     left = {ws: g.granted for ws, g in short.items()}
     denied = dict.fromkeys(short, 0)
-    for call in intake.calls:
-        ws = call.batch.workspace
+    for r in ready:
+        ws = r.job.workspace
         grant = short.get(ws)
-        if grant is None:
-            calls.append(call)
-            continue
-        run = msgspec.structs.replace(call, batch=Batch(ws, []), entry_ids=[], envelopes=[])
-        for job, entry_id, envelope in zip(
-            call.batch.jobs, call.entry_ids, call.envelopes, strict=True
-        ):
-            if left[ws] > 0:
+        if grant is None or left[ws] > 0:
+            if grant is not None:
                 left[ws] -= 1
-                run.batch.jobs.append(job)
-                run.entry_ids.append(entry_id)
-                run.envelopes.append(envelope)
-                continue
-            i = denied[ws]
-            denied[ws] += 1
-            if i < grant.reserved:
-                one = msgspec.structs.replace(
-                    call, batch=Batch(ws, [job]), entry_ids=[entry_id], envelopes=[envelope]
-                )
-                later.append((max(0, grant.due_ms[i] - grant.now_ms), one))
-            elif i < len(grant.due_ms):
-                settlements.append(deferred(entry_id, envelope, due_ms=grant.due_ms[i]))
-            else:
-                settlements.append(deferred(entry_id, envelope, delay_ms=UNCHECKED_DELAY_MS))
-        if run.entry_ids:
-            calls.append(run)
-        if grant.global_hit and len(grant.due_ms) > grant.reserved:
-            pause_ms = max(pause_ms, _room_for(grant, read))
-    return Limited(Intake(calls, settlements, intake.taken), later, pause_ms)
+            run.append(r)
+            continue
+        i = denied[ws]
+        denied[ws] += 1
+        if i < grant.reserved:
+            later.append((max(0, grant.due_ms[i] - grant.now_ms), r))
+        elif i < len(grant.due_ms):
+            deferred_.append(deferred(r.entry_id, r.envelope, due_ms=grant.due_ms[i]))
+        else:
+            deferred_.append(deferred(r.entry_id, r.envelope, delay_ms=UNCHECKED_DELAY_MS))
+    pause_ms = max(
+        (
+            _room_for(grant, len(ready))
+            for grant in short.values()
+            if grant.global_hit and len(grant.due_ms) > grant.reserved
+        ),
+        default=0,
+    )
+    return Limited(run, later, deferred_, pause_ms)
 
 
 def _room_for(grant: Grant, read: int) -> int:

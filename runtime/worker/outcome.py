@@ -1,4 +1,4 @@
-"""Turn what happened to one job into its settlement: done, retry later, dead, or expired."""
+"""Turn what happened to one job into its outcome: done, retry later, deferred, dead, or expired."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from runtime.backoff import retry_delay_s
 from runtime.declare import Failure, Function
 from streams import envelope as env
 from streams.keys import links
-from streams.settle import Settlement
+from streams.settle import Completed, Dead, Deferred, Expired, Retried
 
 log = logging.getLogger(__name__)
 
@@ -24,41 +24,45 @@ MAX_RESULT_BYTES = 64 * 1024
 _results = msgspec.msgpack.Encoder()
 
 
-def completed(entry_id: str, envelope: env.Envelope, result: object = None) -> Settlement:
+def completed(entry_id: str, envelope: env.Envelope, result: object = None) -> Completed:
     e = envelope
     if e.key or e.tags or result is not None:
-        return Settlement(
-            entry_id, e.id, e.workspace, "completed", e.attempt, links=links_of(e),
-            result=_encode_result(e, result),
-        )  # fmt: skip
-    return Settlement(entry_id, e.id, e.workspace, "completed", e.attempt)
+        return Completed(
+            entry_id, e.id, e.workspace, e.attempt, links_of(e), _encode_result(e, result)
+        )
+    return Completed(entry_id, e.id, e.workspace, e.attempt)
 
 
-def expired(entry_id: str, envelope: env.Envelope) -> Settlement:
+def expired(entry_id: str, envelope: env.Envelope) -> Expired:
     """Picked up after its `expires_ms`: recorded as expired and never run."""
     e = envelope
-    return Settlement(entry_id, e.id, e.workspace, "expired", e.attempt - 1, links=links_of(e))
+    return Expired(entry_id, e.id, e.workspace, e.attempt - 1, links_of(e))
 
 
 def deferred(
     entry_id: str, envelope: env.Envelope, *, delay_ms: int = 0, due_ms: int = 0
-) -> Settlement:
+) -> Deferred:
     """Over the rate limits, with no slot within reach: back to the delayed set until
     `due_ms` (Redis time), or `delay_ms` from now, with no attempt charged and
     nothing counted as failed."""
     e = envelope
-    return Settlement(
-        entry_id, e.id, e.workspace, "defer", e.attempt - 1, "", env.encode(e), delay_ms,
-        links_of(e), priority=e.priority, due_ms=due_ms,
-    )  # fmt: skip
+    return Deferred(
+        entry_id=entry_id,
+        job_id=e.id,
+        workspace=e.workspace,
+        attempt=e.attempt - 1,
+        envelope=env.encode(e),
+        priority=e.priority,
+        links=links_of(e),
+        delay_ms=delay_ms,
+        due_ms=due_ms,
+    )
 
 
-def dead(entry_id: str, envelope: env.Envelope, reason: str, letter: bytes) -> Settlement:
+def dead(entry_id: str, envelope: env.Envelope, reason: str, letter: bytes) -> Dead:
     """Dead-lettered before its handler ran: poison, or a payload it cannot take."""
     e = envelope
-    return Settlement(
-        entry_id, e.id, e.workspace, "dead", e.attempt, reason, letter, links=links_of(e)
-    )
+    return Dead(entry_id, e.id, e.workspace, e.attempt, reason, letter, links_of(e))
 
 
 def _encode_result(envelope: env.Envelope, result: object) -> bytes:
@@ -88,7 +92,7 @@ def links_of(envelope: env.Envelope) -> str:
 
 def failed(
     fn: Function[Any], entry_id: str, envelope: env.Envelope, failure: Failure
-) -> Settlement:
+) -> Retried | Dead:
     """Retry with the function's backoff (or the handler's `Retry(after=...)`) until
     the last attempt; then, or at once for `Reject`, dead-letter with every error."""
     error = failure.error[:MAX_ERROR_CHARS]
@@ -107,8 +111,14 @@ def failed(
         errors=errors,
         due_ms=env.now_ms() + delay_ms,
     )
-    return Settlement(
-        entry_id, envelope.id, envelope.workspace, "retry", envelope.attempt, error,
-        env.encode(following), delay_ms, links_of(envelope),
+    return Retried(
+        entry_id=entry_id,
+        job_id=envelope.id,
+        workspace=envelope.workspace,
+        attempt=envelope.attempt,
+        error=error,
+        envelope=env.encode(following),
+        delay_ms=delay_ms,
         priority=envelope.priority,
-    )  # fmt: skip
+        links=links_of(envelope),
+    )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
+from typing import NoReturn
 
+from runtime.guard import Guard
 from runtime.health import RedisHealth
 from streams.connection import Redis
 from streams.consume import Delivery
-from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
 from streams.reclaim import reclaim
 
@@ -27,26 +27,19 @@ async def reclaim_forever(
     batch_size: int,
     room: Callable[[], int],
     accept: Callable[[list[Delivery]], None],
-) -> None:
+) -> NoReturn:
     """Every `interval_s`, walk the pending list and `accept` what was idle too long.
 
     Takes at most `room()` entries at a time, so reclaiming never overfills the
     loop it feeds.
     """
     cursor = "0-0"
-    while True:
-        await asyncio.sleep(interval_s)
+
+    async def walk() -> None:
+        nonlocal cursor
         while (free := room()) > 0:
-            try:
-                found = await reclaim(
-                    client, keys, consumer, min_idle_ms, cursor, min(free, batch_size)
-                )
-            except RedisUnavailable as exc:
-                health.down(exc)
-                break
-            except Exception:
-                log.exception("%s: reclaim failed", keys)
-                break
+            want = min(free, batch_size)
+            found = await reclaim(client, keys, consumer, min_idle_ms, cursor, want)
             cursor = found.cursor
             if found.forgotten:
                 log.info("%s: forgot %d idle empty consumers", keys, found.forgotten)
@@ -56,4 +49,6 @@ async def reclaim_forever(
                 log.info("%s: reclaimed %d jobs of lost workers", keys, len(found.deliveries))
                 accept(found.deliveries)
             if cursor == "0-0" or not found.deliveries:
-                break
+                return
+
+    await Guard(health, f"{keys}: reclaim").every(interval_s, walk)

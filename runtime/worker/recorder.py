@@ -6,45 +6,35 @@ client's `Metrics` (runtime.client.metrics).
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import logging
 import time
 from collections.abc import Sequence
+from typing import NoReturn, assert_never
 
+from runtime.guard import Guard
 from runtime.health import RedisHealth
 from streams import metrics as store
+from streams import settle
 from streams.connection import Redis
-from streams.errors import RedisUnavailable
 from streams.keys import PartitionKeys
-from streams.settle import Settlement
-
-log = logging.getLogger(__name__)
+from streams.settle import Outcome
 
 FLUSH_INTERVAL_S = 1.0
 # Flushes kept through an outage (ten minutes' worth); older ones are dropped.
 UNSENT_LIMIT = 600
 
-# What each settlement state counts as.
-_COUNTED = {
-    "completed": ("processed", "succeeded"),
-    "retry": ("processed", "failed", "retried"),
-    "dead": ("processed", "failed", "dead"),
-    "defer": ("rate_limited",),
-    "expired": ("expired",),
-}
-
 
 class Recorder:
     """One partition loop's metrics since its last flush.
 
-    Kept as plain tallies by (workspace, state) and (workspace, time bucket): one
-    dict update per job and per call on the hot path; field names, the
-    function-wide scope and the per-second ring are made at flush time.
+    Kept as plain tallies by (workspace, kind of outcome) and (workspace, time
+    bucket): one dict update per job and per call on the hot path; what each
+    kind counts as, field names, the function-wide scope and the per-second ring
+    are made at flush time.
     """
 
     def __init__(self) -> None:
-        self.states: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.states: collections.Counter[tuple[str, type[Outcome]]] = collections.Counter()
         self.calls: collections.Counter[tuple[str, int]] = collections.Counter()
         self.time_ms: collections.Counter[str] = collections.Counter()
         # Taken but not yet written (Redis was away), oldest first.
@@ -56,19 +46,19 @@ class Recorder:
         self.calls[(workspace, store.bucket_of(ms))] += 1
         self.time_ms[workspace] += round(ms)
 
-    def settled(self, settlements: Sequence[Settlement], fenced: set[str]) -> None:
+    def settled(self, outcomes: Sequence[Outcome], fenced: set[str]) -> None:
         states = self.states
-        for s in settlements:
-            if s.entry_id not in fenced:
-                states[(s.workspace, s.state)] += 1
+        for o in outcomes:
+            if o.entry_id not in fenced:
+                states[(o.workspace, type(o))] += 1
 
     def take(self) -> store.Batch:
         """Everything since the last take, as the fields `streams.metrics.flush` adds."""
         now = time.time()
         counts: collections.Counter[str] = collections.Counter()
         processed: collections.Counter[str] = collections.Counter()
-        for (workspace, state), n in self.states.items():
-            counters = _COUNTED[state]
+        for (workspace, kind), n in self.states.items():
+            counters = _counted(kind)
             for scope in (workspace, store.FUNCTION_SCOPE):
                 for counter in counters:
                     counts[f"{scope}|{counter}"] += n
@@ -94,6 +84,23 @@ class Recorder:
         )
 
 
+def _counted(kind: type[Outcome]) -> tuple[str, ...]:
+    """What an outcome of `kind` counts as: "processed" first where it counts."""
+    match kind:
+        case settle.Completed:
+            return ("processed", "succeeded")
+        case settle.Retried:
+            return ("processed", "failed", "retried")
+        case settle.Dead:
+            return ("processed", "failed", "dead")
+        case settle.Deferred:
+            return ("rate_limited",)
+        case settle.Expired:
+            return ("expired",)
+        case _:
+            assert_never(kind)
+
+
 async def flush_once(client: Redis, keys: PartitionKeys, recorder: Recorder) -> None:
     """Write what the recorder holds, and what earlier flushes could not write."""
     batch = recorder.take()
@@ -108,12 +115,7 @@ async def flush_once(client: Redis, keys: PartitionKeys, recorder: Recorder) -> 
 
 async def flush_forever(
     client: Redis, keys: PartitionKeys, recorder: Recorder, health: RedisHealth
-) -> None:
-    while True:
-        await asyncio.sleep(FLUSH_INTERVAL_S)
-        try:
-            await flush_once(client, keys, recorder)
-        except RedisUnavailable as exc:
-            health.down(exc)
-        except Exception:
-            log.exception("%s: metrics flush failed", keys)
+) -> NoReturn:
+    await Guard(health, f"{keys}: metrics flush").every(
+        FLUSH_INTERVAL_S, lambda: flush_once(client, keys, recorder)
+    )

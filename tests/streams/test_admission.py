@@ -15,7 +15,7 @@ from streams.keys import PartitionKeys
 from streams.listing import list_jobs
 from streams.publish import Outgoing, publish
 from streams.ratelimit import Ask, Rates
-from streams.settle import Settlement, settle
+from streams.settle import Completed, Dead, settle
 
 KEYS = PartitionKeys("fair", 0)
 SHARE = 10
@@ -38,7 +38,7 @@ async def take(redis: Redis, count: int) -> list[str]:
     got = await read_now(redis, count)
     ids = [env.decode(d.envelope).id for d in got]
     done = [
-        Settlement(d.entry_id, i, env.decode(d.envelope).workspace, "completed", 1)
+        Completed(d.entry_id, i, env.decode(d.envelope).workspace, 1)
         for d, i in zip(got, ids, strict=True)
     ]
     await settle(redis, KEYS, "c", 60_000, done, len(done))
@@ -131,7 +131,7 @@ async def test_promoted_and_replayed_jobs_wait_their_turn_too(redis: Redis) -> N
     # A dead letter replayed while the workspace's share is full waits as well.
     got = await read_now(redis, 1)
     letter = env.encode(env.decode(got[0].envelope))
-    dead = Settlement(got[0].entry_id, "j0", "ws", "dead", 1, "boom", letter)
+    dead = Dead(got[0].entry_id, "j0", "ws", 1, "boom", letter)
     await settle(redis, KEYS, "c", 60_000, [dead], 1)
     assert await replay(redis, KEYS, await dead_letters(redis, KEYS), SHARE) == 1
     assert await redis.zcard(KEYS.backlog) == 2  # j0 goes behind d, not past it

@@ -12,7 +12,7 @@ from streams.delayed import promote_due
 from streams.jobs import counts, get_job
 from streams.keys import PartitionKeys
 from streams.publish import Outgoing, publish
-from streams.settle import Settlement, settle
+from streams.settle import Completed, Retried, settle
 
 KEYS = PartitionKeys("fn", 0)
 HOUR_MS = 3_600_000
@@ -103,8 +103,8 @@ async def test_a_retry_settlement_parks_the_next_attempt_with_its_errors(redis: 
         first.id, first.function, first.workspace, first.payload, first.created_ms, 2,
         errors=("ValueError: no",),
     )  # fmt: skip
-    settlement = Settlement(
-        d.entry_id, "a", "ws", "retry", 1, "ValueError: no", env.encode(following), HOUR_MS
+    settlement = Retried(
+        d.entry_id, "a", "ws", 1, "ValueError: no", env.encode(following), HOUR_MS, env.NORMAL
     )
     assert (await settle(redis, KEYS, "c1", 60_000, [settlement], 1)).count == 1
     record = await get_job(redis, KEYS, "a")
@@ -160,9 +160,7 @@ async def test_cancel_removes_a_delayed_or_unread_job_and_refuses_the_rest(
     assert await cancel_id(redis, "held") == "active"
     assert await cancel_id(redis, "later") == "cancelled"  # already: nothing changes
     assert await cancel_id(redis, "nope") == "missing"
-    await settle(
-        redis, KEYS, "c1", 60_000, [Settlement(held.entry_id, "held", "ws", "completed", 1)], 1
-    )
+    await settle(redis, KEYS, "c1", 60_000, [Completed(held.entry_id, "held", "ws", 1)], 1)
     assert await cancel_id(redis, "held") == "completed"
     # Neither cancelled job can run any more: not in the stream, not in the delayed set.
     assert await read(redis, KEYS, "c1", 10, 100) == []

@@ -14,7 +14,7 @@ from streams.errors import RedisFull, RedisUnavailable
 from streams.jobs import counts, get_job
 from streams.keys import PartitionKeys
 from streams.publish import Outgoing, publish
-from streams.settle import Settlement, settle
+from streams.settle import Completed, Outcome, Retried, settle
 from tests.conftest import settings_for
 from tests.redis_server import RedisServer
 
@@ -74,16 +74,16 @@ async def test_the_work_redis_holds_moves_on_while_it_is_full(server: RedisServe
         for _ in range(10):
             got = await read(redis, KEYS, "c", SHARE, 1)
             await refill(redis, KEYS, taken(got), len(got) < SHARE, SHARE)
-            outcomes = []
+            outcomes: list[Outcome] = []
             for d in got:
                 e = env.decode(d.envelope)
                 if not retried:
                     retried = True
                     outcomes.append(
-                        Settlement(d.entry_id, e.id, e.workspace, "retry", 1, "x", d.envelope)
+                        Retried(d.entry_id, e.id, e.workspace, 1, "x", d.envelope, 0, env.NORMAL)
                     )
                 else:
-                    outcomes.append(Settlement(d.entry_id, e.id, e.workspace, "completed", 1))
+                    outcomes.append(Completed(d.entry_id, e.id, e.workspace, 1))
             await settle(redis, KEYS, "c", 60_000, outcomes, len(outcomes))
             await promote_due(redis, KEYS, 100, SHARE)
         done = await counts(redis, KEYS)

@@ -25,7 +25,7 @@ from streams.delayed import promote_due
 from streams.jobs import counts
 from streams.keys import PartitionKeys
 from streams.publish import Outgoing, publish
-from streams.settle import Settlement, settle
+from streams.settle import Completed, settle
 from tests.redis_server import RedisServer
 
 KEYS = PartitionKeys("model", 0)
@@ -136,8 +136,7 @@ class Lifecycle(RuleBasedStateMachine):
         assert ids
         assert all(self.state[j] == "queued" for j in ids)
         done = [
-            Settlement(d.entry_id, i, self.workspace[i], "completed", 1)
-            for d, i in zip(got, ids, strict=True)
+            Completed(d.entry_id, i, self.workspace[i], 1) for d, i in zip(got, ids, strict=True)
         ]
         self.run(settle(self.redis, KEYS, "c1", LATER_MS, done, len(done)))
         for job_id in ids:

@@ -11,7 +11,7 @@ from streams.consume import ensure_group, read
 from streams.jobs import get_job
 from streams.keys import PartitionKeys, links
 from streams.publish import Outgoing, publish
-from streams.settle import Settlement, settle
+from streams.settle import Completed, settle
 
 KEYS = PartitionKeys("fn", 0)
 HOUR_MS = 3_600_000
@@ -54,7 +54,7 @@ async def test_a_running_job_keeps_running_and_the_key_moves_on(redis: Redis) ->
     await publish(redis, KEYS, [job("b", key="k")])
     assert await live(redis) == ["a", "b"]
     # a finishes: the key stays with b.
-    done = Settlement(held.entry_id, "a", "ws", "completed", 1, links=links("ws", "a", "k", ()))
+    done = Completed(held.entry_id, "a", "ws", 1, links=links("ws", "a", "k", ()))
     await settle(redis, KEYS, "c1", 60_000, [done], 1)
     assert await redis.hget(KEYS.keyed, "ws/k") == b"b"
     assert (await cancel(redis, KEYS, "key", "k", "ws")) == {"b": "cancelled"}
@@ -80,7 +80,7 @@ async def test_cancel_by_tag_takes_every_unstarted_job_of_the_tag(redis: Redis) 
     # "now" ran and finished: a finished job leaves its tag.
     tagged = links("ws", "now", "", ("booking:1",))
     done = [
-        Settlement(d.entry_id, "now", "ws", "completed", 1, links=tagged)
+        Completed(d.entry_id, "now", "ws", 1, links=tagged)
         for d in got
         if env.decode(d.envelope).id == "now"
     ]

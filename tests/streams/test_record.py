@@ -20,7 +20,7 @@ from streams.delayed import promote_due
 from streams.jobs import get_job
 from streams.keys import PartitionKeys
 from streams.lua import LIB, Script
-from streams.settle import Settlement, settle
+from streams.settle import Completed, settle
 from tests.redis_server import RedisServer
 
 KEYS = PartitionKeys("fn", 0)
@@ -135,7 +135,7 @@ async def test_a_delayed_record_of_the_previous_release_is_promoted_run_and_sett
     assert (await promote_due(redis, KEYS, 10)).moved == 1
     (delivery,) = await read(redis, KEYS, "c1", 10, 100)
     assert delivery.envelope == envelope
-    done = Settlement(delivery.entry_id, "old", "ws", "completed", 1)
+    done = Completed(delivery.entry_id, "old", "ws", 1)
     assert (await settle(redis, KEYS, "c1", 60_000, [done], 1)).count == 1
     shown = await get_job(redis, KEYS, "old")
     assert shown is not None

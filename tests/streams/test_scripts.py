@@ -13,7 +13,7 @@ from streams.jobs import counts, get_job
 from streams.keys import GROUP, PartitionKeys
 from streams.publish import Outgoing, publish
 from streams.reclaim import reclaim
-from streams.settle import Settlement, settle
+from streams.settle import Completed, Dead, settle
 from streams.suspects import forget, mark_started
 
 KEYS = PartitionKeys("fn", 0)
@@ -56,9 +56,7 @@ async def test_read_marks_active_and_settle_completes(redis: Redis) -> None:
     record = await get_job(redis, KEYS, "a")
     assert record is not None
     assert (record.state, record.consumer, record.deliveries) == ("active", "c1", 1)
-    done = await settle(
-        redis, KEYS, "c1", 60_000, [Settlement(got[0].entry_id, "a", "ws", "completed", 1)], 2
-    )
+    done = await settle(redis, KEYS, "c1", 60_000, [Completed(got[0].entry_id, "a", "ws", 1)], 2)
     assert (done.count, done.fenced) == (1, [])
     a = await get_job(redis, KEYS, "a")
     assert a is not None
@@ -79,7 +77,7 @@ async def test_settle_is_fenced_to_the_consumer_that_holds_the_entry(redis: Redi
     assert taken.deliveries[0].deliveries == 2
     late = await settle(
         redis, KEYS, "frozen", 60_000,
-        [Settlement(d.entry_id, i, "ws", "completed", 1) for d, i in zip(got, "ab", strict=True)],
+        [Completed(d.entry_id, i, "ws", 1) for d, i in zip(got, "ab", strict=True)],
         2,
     )  # fmt: skip
     assert (late.count, late.fenced) == (1, [got[0].entry_id])
@@ -95,7 +93,7 @@ async def test_settle_with_a_small_scan_limit_checks_the_rest_one_by_one(redis: 
     ids = "abcdef"
     done = await settle(
         redis, KEYS, "c1", 60_000,
-        [Settlement(d.entry_id, i, "ws", "completed", 1) for d, i in zip(got, ids, strict=True)],
+        [Completed(d.entry_id, i, "ws", 1) for d, i in zip(got, ids, strict=True)],
         0,
     )  # fmt: skip
     assert (done.count, done.fenced) == (6, [])
@@ -104,7 +102,7 @@ async def test_settle_with_a_small_scan_limit_checks_the_rest_one_by_one(redis: 
 async def test_settling_twice_is_harmless(redis: Redis) -> None:
     await published(redis, "a")
     (d,) = await read(redis, KEYS, "c1", 10, 100)
-    batch = [Settlement(d.entry_id, "a", "ws", "completed", 1)]
+    batch = [Completed(d.entry_id, "a", "ws", 1)]
     assert (await settle(redis, KEYS, "c1", 60_000, batch, 1)).count == 1
     again = await settle(redis, KEYS, "c1", 60_000, batch, 1)
     assert (again.count, again.fenced) == (0, [d.entry_id])
@@ -119,7 +117,7 @@ async def test_dead_settlement_moves_the_envelope_to_the_dead_letter_stream(redi
         KEYS,
         "c1",
         60_000,
-        [Settlement(d.entry_id, "a", "ws", "dead", 1, "poison", d.envelope)],
+        [Dead(d.entry_id, "a", "ws", 1, "poison", d.envelope)],
         1,
     )
     (letter,) = await dead_letters(redis, KEYS)
@@ -177,7 +175,7 @@ async def test_extend_resets_the_idle_time_of_every_held_entry(redis: Redis) -> 
 async def test_extend_does_not_call_an_entry_settled_meanwhile_lost(redis: Redis) -> None:
     await published(redis, "a")
     (d,) = await read(redis, KEYS, "c1", 10, 100)
-    await settle(redis, KEYS, "c1", 60_000, [Settlement(d.entry_id, "a", "ws", "completed", 1)], 1)
+    await settle(redis, KEYS, "c1", 60_000, [Completed(d.entry_id, "a", "ws", 1)], 1)
     assert await extend(redis, KEYS, "c1", [d.entry_id]) == Extension([], [d.entry_id])
 
 
@@ -223,9 +221,7 @@ async def test_read_recreates_a_group_lost_with_the_data(redis: Redis) -> None:
 async def test_reclaim_forgets_consumers_that_hold_nothing(redis: Redis) -> None:
     await published(redis, "a", "b")
     (first,) = await read(redis, KEYS, "gone", 1, 100)
-    await settle(
-        redis, KEYS, "gone", 60_000, [Settlement(first.entry_id, "a", "ws", "completed", 1)], 1
-    )
+    await settle(redis, KEYS, "gone", 60_000, [Completed(first.entry_id, "a", "ws", 1)], 1)
     await read(redis, KEYS, "busy", 1, 100)  # holds "b"
     kept = await reclaim(redis, KEYS, "me", 60_000, "0-0", 10, stale_ms=3_600_000)
     assert kept.forgotten == 0
@@ -238,12 +234,10 @@ async def test_reclaim_forgets_consumers_that_hold_nothing(redis: Redis) -> None
 async def test_settle_drops_records_past_their_retention(redis: Redis) -> None:
     await published(redis, "a", "b")
     got = await read(redis, KEYS, "c1", 10, 100)
-    await settle(
-        redis, KEYS, "c1", 60_000, [Settlement(got[0].entry_id, "a", "ws", "completed", 1)], 2
-    )
+    await settle(redis, KEYS, "c1", 60_000, [Completed(got[0].entry_id, "a", "ws", 1)], 2)
     assert await get_job(redis, KEYS, "a") is not None
     # A settle with no retention left drops every finished record, its own included.
-    await settle(redis, KEYS, "c1", 0, [Settlement(got[1].entry_id, "b", "ws", "completed", 1)], 1)
+    await settle(redis, KEYS, "c1", 0, [Completed(got[1].entry_id, "b", "ws", 1)], 1)
     assert await get_job(redis, KEYS, "a") is None
     assert await get_job(redis, KEYS, "b") is None
     assert await redis.zcard(KEYS.done) == 0
@@ -255,9 +249,7 @@ async def test_errors_with_any_characters_round_trip(redis: Redis) -> None:
     await published(redis, "a")
     (d,) = await read(redis, KEYS, "c1", 10, 100)
     error = "ValueError: a|b|c\nsecond line é"
-    await settle(
-        redis, KEYS, "c1", 60_000, [Settlement(d.entry_id, "a", "ws", "dead", 2, error)], 1
-    )
+    await settle(redis, KEYS, "c1", 60_000, [Dead(d.entry_id, "a", "ws", 2, error, b"")], 1)
     record = await get_job(redis, KEYS, "a")
     assert record is not None
     assert (record.state, record.workspace, record.attempts, record.error) == (
@@ -273,7 +265,7 @@ async def test_settle_keeps_at_most_the_newest_records_it_is_told_to(redis: Redi
     await published(redis, *"abcde")
     got = await read(redis, KEYS, "c1", 10, 100)
     for d, job_id in zip(got, "abcde", strict=True):
-        done = [Settlement(d.entry_id, job_id, "ws", "completed", 1)]
+        done = [Completed(d.entry_id, job_id, "ws", 1)]
         await settle(redis, KEYS, "c1", 60_000, done, 5, retention_count=2)
     kept = [job_id for job_id in "abcde" if await get_job(redis, KEYS, job_id) is not None]
     assert kept == ["d", "e"]
@@ -297,7 +289,7 @@ async def dead_lettered(redis: Redis, job_ids: str, **retention: int) -> None:
     await published(redis, *job_ids)
     got = await read(redis, KEYS, "c1", 10, 100)
     for d, job_id in zip(got, job_ids, strict=True):
-        dead = [Settlement(d.entry_id, job_id, "ws", "dead", 1, "poison", d.envelope)]
+        dead = [Dead(d.entry_id, job_id, "ws", 1, "poison", d.envelope)]
         await settle(redis, KEYS, "c1", 60_000, dead, len(got), **retention)
 
 
@@ -343,7 +335,7 @@ async def test_trimming_dead_letters_spares_a_replayed_jobs_new_letter(
     # "b"'s goes with its record.
     assert await replay(redis, KEYS, letters[:1]) == 1
     (d,) = await read(redis, KEYS, "c1", 10, 100)
-    dead = [Settlement(d.entry_id, "a", "ws", "dead", 1, "poison", d.envelope)]
+    dead = [Dead(d.entry_id, "a", "ws", 1, "poison", d.envelope)]
     await settle(redis, KEYS, "c1", 60_000, dead, 1, dead_retention_count=1)
     assert [letter.envelope.id for letter in await dead_letters(redis, KEYS)] == ["a"]
     record = await get_job(redis, KEYS, "a")
