@@ -64,8 +64,8 @@ async def test_a_receipt_without_run_at_has_no_due(redis: Redis) -> None:
 async def test_a_zoned_job_of_a_coming_dst_day_waits_for_the_resolved_instant(
     redis: Redis,
 ) -> None:
-    """2026's changes are past on the test's clock only if it runs late; 2027's
-    (28 March, 31 October) are ahead, so the job is delayed to the instant chosen."""
+    """A 2026 change may be past when the test runs (the job then runs at once);
+    2027's (28 March, 31 October) are ahead, so the job waits for the instant chosen."""
     registry = load(SAMPLE)
     client, jobs = Client(redis, registry), Jobs(redis, registry)
     for run_at, due in (
