@@ -343,17 +343,17 @@ def _redis(environ: Mapping[str, str]) -> dict[str, object]:
     it is not set, the URL built from REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_TLS
     and the credentials (quoted into it, so the logged URL shows the user and
     `***`). Given beside REDIS_URL, every part must agree with it."""
-    users = {environ[n] for n in ("REDIS_USER", "REDIS_USERNAME") if n in environ}
-    if len(users) > 1:
+    named = [n for n in ("REDIS_USER", "REDIS_USERNAME") if n in environ]
+    if len({environ[n] for n in named}) > 1:
         raise ConfigurationError("REDIS_USER and REDIS_USERNAME disagree; set one of them")
-    user = users.pop() if users else None
+    user = environ[named[0]] if named else None
     password = environ.get("REDIS_PASSWORD")
     parts = {n: _convert(n, environ[n], t) for n, t in REDIS_PARTS.items() if n in environ}
+    if not parts and user is None and password is None:
+        return {}  # REDIS_URL as it is (or the default), nothing to build or to check
     if "REDIS_HOST" in parts:  # host names are case-insensitive; urlsplit lowers them
         parts["REDIS_HOST"] = str(parts["REDIS_HOST"]).lower()
     if "REDIS_URL" not in environ:
-        if not parts and user is None and password is None:
-            return {}
         tls, host = parts.get("REDIS_TLS", False), str(parts.get("REDIS_HOST", "127.0.0.1"))
         login = ""
         if user is not None or password is not None:
@@ -380,7 +380,7 @@ def _redis(environ: Mapping[str, str]) -> dict[str, object]:
     url_password = split.password or next(iter(query.get("password", [])), None)
     url_user = split.username or None
     if url_user is not None and user is not None:
-        in_url["REDIS_USER"], parts["REDIS_USER"] = urllib.parse.unquote(url_user), user
+        in_url[named[0]], parts[named[0]] = urllib.parse.unquote(url_user), user
     if url_password is not None and password is not None:
         in_url["REDIS_PASSWORD"] = urllib.parse.unquote(url_password)
         parts["REDIS_PASSWORD"] = password

@@ -143,6 +143,10 @@ def test_parts_that_agree_with_redis_url_are_accepted() -> None:
             "REDIS_URL and REDIS_PASSWORD disagree",
         ),
         ({"REDIS_URL": "redis://u@a/0", "REDIS_USER": "v"}, "REDIS_URL and REDIS_USER disagree"),
+        (
+            {"REDIS_URL": "redis://u@a/0", "REDIS_USERNAME": "v"},
+            "REDIS_URL and REDIS_USERNAME disagree",
+        ),
         ({"REDIS_USER": "a", "REDIS_USERNAME": "b"}, "REDIS_USER and REDIS_USERNAME disagree"),
         ({"REDIS_PORT": "six"}, "REDIS_PORT='six': Expected `int`"),
         ({"PORT": "http"}, "PORT='http': Expected `int`"),
