@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import urllib.parse
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Literal
@@ -229,6 +230,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 VARIABLES: dict[str, tuple[str, str]] = {
     "REDIS_URL": ("redis", "url"),
     "REDIS_USERNAME": ("redis", "username"),
+    "REDIS_USER": ("redis", "username"),
     "REDIS_PASSWORD": ("redis", "password"),
     "SLUICE_REDIS_CONNECT_TIMEOUT_S": ("redis", "connect_timeout_s"),
     "SLUICE_REDIS_SOCKET_TIMEOUT_S": ("redis", "socket_timeout_s"),
@@ -281,6 +283,19 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_EMAIL_CALLBACK_SECRET": ("email", "callback_secret"),
 }
 
+# Redis as the apps Sluice replaces configure it: the parts of a URL, which
+# from_env builds when REDIS_URL is not set (and checks against it when it is).
+REDIS_PARTS: dict[str, type] = {
+    "REDIS_HOST": str,
+    "REDIS_PORT": int,
+    "REDIS_DB": int,
+    "REDIS_TLS": bool,
+}
+
+# What the platforms that run containers (Railway, Render, Heroku) set for the
+# port to serve HTTP on; SLUICE_INGRESS_PORT, the deployment's own, wins over it.
+PLATFORM_PORT = "PORT"
+
 # A section: a field of Settings that is a Struct of its own (redis, email, ...).
 SECTIONS: dict[str, type[msgspec.Struct]] = {
     f.name: f.type
@@ -309,6 +324,9 @@ def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
     for name, (section, field) in VARIABLES.items():
         if name in environ:
             values[section][field] = _convert(name, environ[name], types[section, field])
+    values["redis"].update(_redis(environ))
+    if PLATFORM_PORT in environ and "SLUICE_INGRESS_PORT" not in environ:
+        values[""]["ingress_port"] = _convert(PLATFORM_PORT, environ[PLATFORM_PORT], int)
     values[""].update(overrides)
     try:
         return msgspec.convert(
@@ -318,6 +336,60 @@ def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
         )
     except msgspec.ValidationError as exc:
         raise ConfigurationError(str(exc)) from None
+
+
+def _redis(environ: Mapping[str, str]) -> dict[str, object]:
+    """The Redis section's url, username and password: REDIS_URL as it is, or, when
+    it is not set, the URL built from REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_TLS
+    and the credentials (quoted into it, so the logged URL shows the user and
+    `***`). Given beside REDIS_URL, every part must agree with it."""
+    named = [n for n in ("REDIS_USER", "REDIS_USERNAME") if n in environ]
+    if len({environ[n] for n in named}) > 1:
+        raise ConfigurationError("REDIS_USER and REDIS_USERNAME disagree; set one of them")
+    user = environ[named[0]] if named else None
+    password = environ.get("REDIS_PASSWORD")
+    parts = {n: _convert(n, environ[n], t) for n, t in REDIS_PARTS.items() if n in environ}
+    if not parts and user is None and password is None:
+        return {}  # REDIS_URL as it is (or the default), nothing to build or to check
+    if "REDIS_HOST" in parts:  # host names are case-insensitive; urlsplit lowers them
+        parts["REDIS_HOST"] = str(parts["REDIS_HOST"]).lower()
+    if "REDIS_URL" not in environ:
+        tls, host = parts.get("REDIS_TLS", False), str(parts.get("REDIS_HOST", "127.0.0.1"))
+        login = ""
+        if user is not None or password is not None:
+            secret = "" if password is None else ":" + urllib.parse.quote(password, safe="")
+            login = f"{urllib.parse.quote(user or '', safe='')}{secret}@"
+        netloc = f"[{host}]" if ":" in host else host
+        url = (
+            f"{'rediss' if tls else 'redis'}://{login}{netloc}:"
+            f"{parts.get('REDIS_PORT', 6379)}/{parts.get('REDIS_DB', 0)}"
+        )
+        return {"url": url, "username": None, "password": None}
+    split = urllib.parse.urlsplit(environ["REDIS_URL"])
+    query = urllib.parse.parse_qs(split.query)
+    unix = split.scheme == "unix"  # a socket path: no host, port or TLS to agree with
+    try:
+        in_url: dict[str, object] = {
+            "REDIS_HOST": None if unix else split.hostname,
+            "REDIS_PORT": None if unix else split.port or 6379,
+            "REDIS_DB": int(("" if unix else split.path.strip("/")) or query.get("db", ["0"])[0]),
+            "REDIS_TLS": None if unix else split.scheme == "rediss",
+        }
+    except ValueError:
+        raise ConfigurationError("REDIS_URL: its port or database is not a number") from None
+    url_password = split.password or next(iter(query.get("password", [])), None)
+    url_user = split.username or None
+    if url_user is not None and user is not None:
+        in_url[named[0]], parts[named[0]] = urllib.parse.unquote(url_user), user
+    if url_password is not None and password is not None:
+        in_url["REDIS_PASSWORD"] = urllib.parse.unquote(url_password)
+        parts["REDIS_PASSWORD"] = password
+    wrong = [n for n, v in parts.items() if in_url[n] != v]
+    if wrong:
+        raise ConfigurationError(
+            f"REDIS_URL and {', '.join(wrong)} disagree; set REDIS_URL or the parts, not both"
+        )
+    return {}
 
 
 def _convert(name: str, raw: str, field_type: object) -> object:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
 
 import msgspec
 
-from runtime.client.timing import due
+from runtime.client.timing import When, due
 from runtime.errors import InvalidCursor, JobNotFound, WrongJobState
 from runtime.registry import Registry
 from streams import cancel as scripts
@@ -118,7 +117,7 @@ class Jobs:
         job_id: str,
         *,
         delay_ms: int | None = None,
-        run_at: datetime | str | None = None,
+        run_at: When | None = None,
         workspace: str | None = None,
     ) -> None:
         """Move a delayed job's due time (neither given: due now, promoted on the

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 import msgspec
 
-from runtime.client.timing import due, epoch_ms
+from runtime.client.timing import When, due, epoch_ms
 from runtime.declare import Function
 from runtime.errors import InvalidPayload, InvalidPriority, PayloadTooLarge
 from runtime.registry import Registry
@@ -34,13 +34,15 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     data: Any
     # An explicit id makes the publish idempotent: the same id is never a second job.
     id: str | None = None
-    # Run later: `delay_ms` from now (Redis's clock), or at `run_at`, an aware
-    # datetime or RFC 3339 text. At most one; a time in the past runs now.
+    # Run later: `delay_ms` from now (Redis's clock), or at `run_at`: an aware
+    # datetime, RFC 3339 text, RFC 9557 text with a zone ("...T09:00[Europe/Berlin]")
+    # or a `LocalTime` (runtime.client.timing says how DST changes resolve).
+    # At most one; a time in the past runs now.
     delay_ms: int | None = None
-    run_at: datetime | str | None = None
-    # Not to start after this (aware datetime or RFC 3339): a job picked up later
-    # is marked expired instead of run, as a 15-minute reminder 20 minutes late.
-    expires_at: datetime | str | None = None
+    run_at: When | None = None
+    # Not to start after this (a time as `run_at`): a job picked up later is
+    # marked expired instead of run, as a 15-minute reminder 20 minutes late.
+    expires_at: When | None = None
     # A business key names one live job per function and workspace: publishing
     # it again replaces the job if it has not started (new data, new due time).
     key: str | None = None
@@ -64,9 +66,9 @@ class Publishable(Protocol):
     @property
     def delay_ms(self) -> int | None: ...
     @property
-    def run_at(self) -> datetime | str | None: ...
+    def run_at(self) -> When | None: ...
     @property
-    def expires_at(self) -> datetime | str | None: ...
+    def expires_at(self) -> When | None: ...
     @property
     def key(self) -> str | None: ...
     @property
@@ -83,6 +85,8 @@ class Receipt(msgspec.Struct, frozen=True):
     functions: tuple[str, ...]
     # True when every copy already existed: nothing was written.
     duplicate: bool
+    # The instant `run_at` named (UTC), as resolved from a zone; None without one.
+    due: datetime | None = None
 
 
 class Prepared(msgspec.Struct, frozen=True):
@@ -91,6 +95,8 @@ class Prepared(msgspec.Struct, frozen=True):
     # The jobs' stored ids, and each as the API shows it (keys.shown_id).
     ids: list[str]
     shown: list[str]
+    # Each job's `run_at` as epoch ms (0: none), for its receipt.
+    due: list[int]
     functions: tuple[str, ...]
     groups: dict[PartitionKeys, list[Outgoing]]
 
@@ -112,8 +118,8 @@ class Client:
         data: Any,
         id: str | None = None,
         delay_ms: int | None = None,
-        run_at: datetime | str | None = None,
-        expires_at: datetime | str | None = None,
+        run_at: When | None = None,
+        expires_at: When | None = None,
         key: str | None = None,
         tags: Sequence[str] = (),
         priority: Priority = "normal",
@@ -148,6 +154,7 @@ class Client:
         created_ms = env.now_ms()
         ids: list[str] = []
         shown: list[str] = []
+        dues: list[int] = []
         groups: dict[PartitionKeys, list[Outgoing]] = {}
         # One pass per event, each check once whatever the number of functions,
         # and the usual event (no id, schedule, key or tags) without a call for
@@ -166,6 +173,7 @@ class Client:
                 due_ms = delay_ms = 0
             else:
                 due_ms, delay_ms = due(event.delay_ms, event.run_at, f"event {i}")
+            dues.append(due_ms)
             expires_ms = (
                 0
                 if event.expires_at is None
@@ -196,7 +204,7 @@ class Client:
                 groups.setdefault(self._partition(fn.name, part), []).append(
                     Outgoing(envelope, due_ms, delay_ms)
                 )
-        return Prepared(ids, shown, names, groups)
+        return Prepared(ids, shown, dues, names, groups)
 
     async def write(self, prepared: Sequence[Prepared]) -> list[list[Receipt]]:
         """Write prepared publishes together: one script call per partition (and
@@ -222,13 +230,14 @@ class Client:
             if len(functions) == 1:  # most topics: no loop over functions per job
                 (name,) = functions
                 receipts.append([
-                    Receipt(s, functions, (i, name) not in created)
-                    for i, s in zip(p.ids, p.shown, strict=True)
+                    Receipt(s, functions, (i, name) not in created, _instant(d))
+                    for i, s, d in zip(p.ids, p.shown, p.due, strict=True)
                 ])  # fmt: skip
             else:
                 receipts.append([
-                    Receipt(s, functions, all((i, n) not in created for n in functions))
-                    for i, s in zip(p.ids, p.shown, strict=True)
+                    Receipt(s, functions, all((i, n) not in created for n in functions),
+                            _instant(d))
+                    for i, s, d in zip(p.ids, p.shown, p.due, strict=True)
                 ])  # fmt: skip
         return receipts
 
@@ -257,6 +266,10 @@ class Client:
         if keys is None:
             keys = self._keys[(function, partition)] = PartitionKeys(function, partition)
         return keys
+
+
+def _instant(due_ms: int) -> datetime | None:
+    return datetime.fromtimestamp(due_ms / 1000, UTC) if due_ms else None
 
 
 def _tags(given: Sequence[str], index: int) -> tuple[str, ...]:

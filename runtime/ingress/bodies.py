@@ -21,6 +21,30 @@ Token = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")]
 Priority = Literal["high", "normal", "low"]
 
 
+class LocalTime(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A wall-clock time in an IANA time zone. A time the clocks skip (spring
+    forward) is moved forward by the gap; one that occurs twice (fall back) is the
+    earlier instant."""
+
+    # ISO 8601 date and time without an offset: "2026-12-24T09:00".
+    local: str
+    # An IANA zone: "Europe/Berlin".
+    zone: str
+
+
+When = Annotated[
+    str | LocalTime,
+    msgspec.Meta(
+        description=(
+            "RFC 3339 (`2026-12-24T09:00:00+01:00`), RFC 9557 with a time zone suffix "
+            "(`2026-12-24T09:00:00[Europe/Berlin]`; with an offset too, the offset must be "
+            "the zone's at that time), or a local time and zone "
+            '(`{"local": "2026-12-24T09:00", "zone": "Europe/Berlin"}`)'
+        )
+    ),
+]
+
+
 class EventBody(msgspec.Struct, Generic[T], kw_only=True, forbid_unknown_fields=True):
     """One event: `data` is the input of the functions its topic routes to."""
 
@@ -29,11 +53,11 @@ class EventBody(msgspec.Struct, Generic[T], kw_only=True, forbid_unknown_fields=
     # Makes the publish idempotent: the same id is never a second job of the
     # workspace (each workspace has ids of its own).
     id: Token | None = None
-    # Run later: `delay_ms` from now, or at `run_at` (RFC 3339); not both.
+    # Run later: `delay_ms` from now, or at `run_at`; not both.
     delay_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    run_at: str | None = None
-    # Not to start after this time (RFC 3339): a late job is expired, not run.
-    expires_at: str | None = None
+    run_at: When | None = None
+    # Not to start after this time: a late job is expired, not run.
+    expires_at: When | None = None
     # One live job per business key; publishing it again replaces one not started.
     key: Token | None = None
     tags: list[Token] = []
@@ -47,10 +71,12 @@ def events_of(input_type: type) -> tuple[Any, Any]:
     return one, one | list[one]
 
 
-class Published(msgspec.Struct, frozen=True):
+class Published(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str
     # True when the job existed already (same id): nothing was written.
     duplicate: bool
+    # With `run_at`: the instant it named, in UTC (RFC 3339), as resolved from its zone.
+    due: str | None = None
 
 
 class PublishedMany(msgspec.Struct, frozen=True):
@@ -67,7 +93,7 @@ class Reschedule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Neither given: due now."""
 
     delay_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    run_at: str | None = None
+    run_at: When | None = None
 
 
 class Queue(msgspec.Struct, frozen=True):
@@ -157,7 +183,7 @@ class BullMQSms(msgspec.Struct, frozen=True, kw_only=True):
     phoneNumber: str
     message: str
     workspaceId: Token
-    # RFC 3339; absent: now.
+    # RFC 3339, or RFC 9557 with a zone as `run_at`; absent: now.
     scheduledFor: str | None = None
     metadata: dict[str, Any] = {}
 

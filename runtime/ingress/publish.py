@@ -16,7 +16,7 @@ from aiohttp import web
 from multidict import istr
 
 from runtime.client.publish import Event, Prepared, Publishable, Receipt
-from runtime.errors import SluiceError, UnknownFunction
+from runtime.errors import InvalidSchedule, SluiceError, UnknownFunction
 from runtime.ingress.auth import ApiKey, require_workspace
 from runtime.ingress.bodies import (
     BullMQEmail,
@@ -100,7 +100,10 @@ def _prepare(
     try:
         return services.client.prepare(topic, events, trace)
     except SluiceError as exc:
-        raise invalid("$", str(exc), "an event cannot be published") from None
+        # A schedule's error names its field ("run_at.zone"); the message says which event.
+        field = exc.field if isinstance(exc, InvalidSchedule) and len(events) == 1 else ""
+        path = f"$.{field}" if field else "$"
+        raise invalid(path, str(exc), "an event cannot be published") from None
 
 
 async def publish_events(
@@ -136,9 +139,16 @@ async def publish_events(
     receipts = await _publish(services, key, topic, bodies)
     if single:
         (receipt,) = receipts
-        return reply(Published(receipt.id, receipt.duplicate), 200 if receipt.duplicate else 202)
+        return reply(published(receipt), 200 if receipt.duplicate else 202)
     status = 200 if all(r.duplicate for r in receipts) else 202
-    return reply(PublishedMany([Published(r.id, r.duplicate) for r in receipts]), status)
+    return reply(PublishedMany([published(r) for r in receipts]), status)
+
+
+def published(receipt: Receipt) -> Published:
+    """A receipt as the API shows it: `due` in UTC with milliseconds, "Z"-suffixed."""
+    due = receipt.due
+    shown = None if due is None else due.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return Published(receipt.id, receipt.duplicate, shown)
 
 
 async def schedule_email(

@@ -24,7 +24,7 @@ SAMPLE = "tests.sample_functions:FUNCTIONS"
 
 
 def start_worker(
-    url: str,
+    url: str | None,
     ledger: Path,
     *,
     functions: str = "",
@@ -38,7 +38,8 @@ def start_worker(
     command-line `options` and extra `environ` variables."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")},
-        "REDIS_URL": url,
+        # None: no REDIS_URL (the Redis settings come from `environ`).
+        **({} if url is None else {"REDIS_URL": url}),
         "LEDGER_FILE": str(ledger),
         "SLUICE_FUNCTIONS": SAMPLE,
         "SLUICE_BLOCK_MS": "500",

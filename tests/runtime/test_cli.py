@@ -14,9 +14,11 @@ from pathlib import Path
 import aiohttp
 import redis.asyncio
 
-from streams.connection import Redis
+from runtime import Client
+from runtime.registry import load
+from streams.connection import Redis, RedisSettings, connect
 from tests.redis_server import RedisServer, free_port
-from tests.runtime.helpers import start_worker, wait_completed, wait_until
+from tests.runtime.helpers import SAMPLE, start_worker, wait_completed, wait_until
 
 
 def start_dev(url: str, log: Path, port: int) -> subprocess.Popen[bytes]:
@@ -82,3 +84,59 @@ async def test_no_log_line_of_a_process_start_holds_the_redis_password(
     text = log.read_text()
     assert "password=***" in text
     assert "s3cret" not in text
+
+
+async def test_a_worker_configured_by_redis_host_port_user_password_db_runs_a_job(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    """The seed apps' variables, an ACL user whose password needs quoting, database 3;
+    the log shows the URL built from them with the password masked."""
+    password = "p@ss:w/rd"
+    admin = redis.asyncio.Redis(port=server.port)
+    await admin.acl_setuser(
+        "app", enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"],
+        commands=["+@all"],
+    )  # fmt: skip
+    await admin.config_set("requirepass", "admin-only")  # the default user is locked out
+    await admin.aclose()
+    log = tmp_path / "worker.log"
+    environ = {
+        "REDIS_HOST": "127.0.0.1",
+        "REDIS_PORT": str(server.port),
+        "REDIS_USER": "app",
+        "REDIS_PASSWORD": password,
+        "REDIS_DB": "3",
+    }
+    worker = start_worker(None, tmp_path / "ledger", functions="tasks", log=log, environ=environ)
+    url = f"redis://127.0.0.1:{server.port}/3"
+    client = connect(RedisSettings(url=url, username="app", password=password))
+    try:
+        await Client(client, load(SAMPLE)).publish("tasks", workspace="w", data={"n": 1})
+        await wait_completed(client, "tasks", 1)
+
+        async def reported() -> bool:
+            return "maxmemory-policy" in log.read_text()
+
+        await wait_until(reported, what="the worker to report the server")
+    finally:
+        await client.aclose()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    text = log.read_text()
+    assert f"redis://app:***@127.0.0.1:{server.port}/3" in text
+    assert "p@ss" not in text
+    assert "p%40ss" not in text
+
+
+def test_redis_host_in_conflict_with_redis_url_is_a_one_line_start_up_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime", "scheduler"],
+        env={"REDIS_URL": "redis://a:6379/0", "REDIS_HOST": "b", "PATH": "/usr/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        "sluice: REDIS_URL and REDIS_HOST disagree; set REDIS_URL or the parts, not both\n"
+    )

@@ -89,3 +89,79 @@ def test_rates_are_name_value_pairs() -> None:
         from_env({"SLUICE_RATES": "sms.send"})
     with pytest.raises(ConfigurationError, match=re.escape("SLUICE_RATES='sms.send=fast'")):
         from_env({"SLUICE_RATES": "sms.send=fast"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "url"),
+    [
+        ({"REDIS_HOST": "cache.internal"}, "redis://cache.internal:6379/0"),
+        (
+            {"REDIS_HOST": "h", "REDIS_PORT": "6380", "REDIS_DB": "2", "REDIS_TLS": "true"},
+            "rediss://h:6380/2",
+        ),
+        (
+            {"REDIS_HOST": "h", "REDIS_USER": "app", "REDIS_PASSWORD": "p@ss:w/rd"},
+            "redis://app:p%40ss%3Aw%2Frd@h:6379/0",
+        ),
+        ({"REDIS_PASSWORD": "pw"}, "redis://:pw@127.0.0.1:6379/0"),
+        ({"REDIS_HOST": "::1"}, "redis://[::1]:6379/0"),
+    ],
+)
+def test_the_redis_url_is_built_from_its_parts(environ: dict[str, str], url: str) -> None:
+    redis = from_env(environ).redis
+    assert (redis.url, redis.username, redis.password) == (url, None, None)
+
+
+def test_parts_that_agree_with_redis_url_are_accepted() -> None:
+    environ = {
+        "REDIS_URL": "rediss://app:pw@Cache:6380/3",
+        "REDIS_HOST": "cache",
+        "REDIS_PORT": "6380",
+        "REDIS_DB": "3",
+        "REDIS_TLS": "1",
+        "REDIS_USER": "app",
+        "REDIS_PASSWORD": "pw",
+    }
+    assert from_env(environ).redis.url == environ["REDIS_URL"]
+    # Credentials the URL does not hold are the fields, as REDIS_USERNAME always was.
+    redis = from_env({"REDIS_URL": "redis://h/0", "REDIS_USER": "u", "REDIS_PASSWORD": "p"}).redis
+    assert (redis.username, redis.password) == ("u", "p")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"REDIS_URL": "redis://a:6379/0", "REDIS_HOST": "b", "REDIS_PORT": "7000"},
+            "REDIS_URL and REDIS_HOST, REDIS_PORT disagree; set REDIS_URL or the parts, not both",
+        ),
+        ({"REDIS_URL": "redis://a/1", "REDIS_DB": "2"}, "REDIS_URL and REDIS_DB disagree"),
+        ({"REDIS_URL": "redis://a/1", "REDIS_TLS": "true"}, "REDIS_URL and REDIS_TLS disagree"),
+        ({"REDIS_URL": "unix:///tmp/r.sock", "REDIS_HOST": "a"}, "REDIS_URL and REDIS_HOST"),
+        (
+            {"REDIS_URL": "redis://u:secret@a/0", "REDIS_PASSWORD": "other"},
+            "REDIS_URL and REDIS_PASSWORD disagree",
+        ),
+        ({"REDIS_URL": "redis://u@a/0", "REDIS_USER": "v"}, "REDIS_URL and REDIS_USER disagree"),
+        (
+            {"REDIS_URL": "redis://u@a/0", "REDIS_USERNAME": "v"},
+            "REDIS_URL and REDIS_USERNAME disagree",
+        ),
+        ({"REDIS_USER": "a", "REDIS_USERNAME": "b"}, "REDIS_USER and REDIS_USERNAME disagree"),
+        ({"REDIS_PORT": "six"}, "REDIS_PORT='six': Expected `int`"),
+        ({"PORT": "http"}, "PORT='http': Expected `int`"),
+        ({"PORT": "0"}, "SLUICE_INGRESS_PORT must be 1-65535"),
+    ],
+)
+def test_redis_parts_in_conflict_with_the_url_stop_the_process(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as caught:
+        from_env(environ)
+    assert "\n" not in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+def test_the_ingress_listens_on_the_platforms_port_unless_sluice_ingress_port_is_set() -> None:
+    assert from_env({"PORT": "10000"}).ingress_port == 10000
+    assert from_env({"PORT": "10000", "SLUICE_INGRESS_PORT": "9000"}).ingress_port == 9000
