@@ -26,6 +26,7 @@ from runtime.settings import (
     EmailSettings,
     Settings,
     SmsSettings,
+    WebhookSettings,
     WhatsAppSettings,
     current_settings,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "SluiceError",
     "SmsSettings",
     "UnknownFunction",
+    "WebhookSettings",
     "WhatsAppSettings",
     "WrongJobState",
     "batch_function",
