@@ -5,6 +5,7 @@ from runtime.client.jobs import Cancelled, Jobs
 from runtime.client.limits import Limits
 from runtime.client.metrics import Metrics
 from runtime.client.publish import Client, Event, Receipt
+from runtime.client.webhooks import Endpoint, Webhooks
 from runtime.declare import Batch, Function, Job, Options, batch_function, function
 from runtime.errors import (
     ConfigurationError,
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigurationError",
     "DeadLetters",
     "EmailSettings",
+    "Endpoint",
     "Event",
     "Function",
     "InvalidCursor",
@@ -61,6 +63,7 @@ __all__ = [
     "SmsSettings",
     "UnknownFunction",
     "WebhookSettings",
+    "Webhooks",
     "WhatsAppSettings",
     "WrongJobState",
     "batch_function",

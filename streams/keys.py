@@ -85,6 +85,13 @@ def partition_of(workspace: str, partitions: int) -> int:
     return zlib.crc32(workspace.encode()) % partitions
 
 
+def webhook_endpoints(workspace: str) -> str:
+    """The HASH of a workspace's webhook endpoints (streams.webhooks): endpoint id
+    -> record. Not a function's key: `webhook.deliver` reads it, the ingress
+    writes it. Every workspace's is in one slot (`{webhooks}`), a small one."""
+    return f"{PREFIX}:{{webhooks}}:endpoints:{check_token('workspace', workspace)}"
+
+
 class PartitionKeys:
     """The keys of one function partition."""
 
