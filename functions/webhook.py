@@ -102,7 +102,9 @@ class Message(msgspec.Struct, frozen=True):
     "webhook.deliver",
     input=WebhookEvent,
     example=WebhookEvent(type="booking.created", data={"booking": "b-42"}),
-    batch_size=50,
+    # 10 jobs to up to 20 endpoints each, 32 POSTs at a time of at most
+    # SLUICE_WEBHOOK_TIMEOUT_S (10 s): about 70 s at worst, within the timeout.
+    batch_size=10,
     concurrency=8,
     timeout_s=120,
     attempts=8,
