@@ -18,8 +18,10 @@ How it fails, per endpoint (the job's result lists each one's answer):
 - any other 4xx (a 3xx too: redirects are not followed) or an address the guard
   refuses: rejected; a job that reached no endpoint and was rejected by one is
   dead-lettered at once.
-A retried job POSTs again to every endpoint it targets, those that took it
-before too, under the same `webhook-id`: delivery is at least once.
+A retried job POSTs again only to the endpoints that asked for it (those that
+answered for good are kept for its next attempts, runtime.client.webhooks),
+under the same `webhook-id`. Delivery is at least once all the same: a worker
+lost mid-job, or an answer lost to a timeout, means a second POST.
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ class Delivered(msgspec.Struct, frozen=True):
     endpoints: list[Answer]
 
 
+_encode = msgspec.msgpack.Encoder().encode
+_answer = msgspec.msgpack.Decoder(Answer)
+
+
 class Message(msgspec.Struct, frozen=True):
     """The body POSTed: Standard Webhooks' recommended shape."""
 
@@ -143,6 +149,12 @@ async def _deliver(
             raise Reject(f"webhook endpoint {event.endpoint!r} is disabled: {targets[0].disabled}")
     else:
         targets = [e for e in endpoints if not e.disabled]
+    earlier: list[Answer] = []
+    if job.attempt > 1 or job.deliveries > 1:
+        # Endpoints that answered for good on an earlier attempt are not POSTed to again.
+        earlier = [_answer.decode(raw) for raw in (await registry.settled(job.id)).values()]
+        done = {answer.endpoint for answer in earlier}
+        targets = [endpoint for endpoint in targets if endpoint.id not in done]
     sent = datetime.fromtimestamp(job.created_ms / 1000, UTC).isoformat().replace("+00:00", "Z")
     body = msgspec.json.encode(Message(event.type, sent, event.data))
 
@@ -154,8 +166,12 @@ async def _deliver(
         return answer, error
 
     answers = await asyncio.gather(*(post(endpoint) for endpoint in targets))
-    _settle(answers)
-    return Delivered([answer for answer, _ in answers])
+    final = {a.endpoint: _encode(a) for a, _ in answers if a.outcome != "retry"}
+    if final and len(final) < len(answers):
+        # Some will be tried again: the next attempt skips these.
+        await registry.keep_settled(job.id, final)
+    _settle([*((answer, None) for answer in earlier), *answers])
+    return Delivered([*earlier, *(answer for answer, _ in answers)])
 
 
 def _settle(answers: list[tuple[Answer, Exception | None]]) -> None:

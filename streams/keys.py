@@ -92,6 +92,13 @@ def webhook_endpoints(workspace: str) -> str:
     return f"{PREFIX}:{{webhooks}}:endpoints:{check_token('workspace', workspace)}"
 
 
+def webhook_settled(job_id: str) -> str:
+    """The HASH of a retried `webhook.deliver` job's endpoints that answered for
+    good (endpoint id -> answer), so its next attempt POSTs only to the others;
+    expires (streams.webhooks). `job_id` is the stored id, unique across workspaces."""
+    return f"{PREFIX}:{{webhooks}}:settled:{job_id}"
+
+
 class PartitionKeys:
     """The keys of one function partition."""
 

@@ -10,13 +10,14 @@ undone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 from streams.connection import Redis
 from streams.errors import wrap_unavailable
-from streams.keys import webhook_endpoints
+from streams.keys import webhook_endpoints, webhook_settled
 
 
 class Endpoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,3 +100,32 @@ async def disable(client: Redis, workspace: str, endpoint_id: str, why: str, now
     with wrap_unavailable():
         done: bool = await client.transaction(if_present, key, value_from_callable=True)
     return done
+
+
+async def settled(client: Redis, job_id: str) -> dict[str, bytes]:
+    """What the job's endpoints that answered for good on earlier attempts answered."""
+    with wrap_unavailable():
+        found = await client.hgetall(webhook_settled(job_id))
+    return {_text(endpoint): _bytes(answer) for endpoint, answer in found.items()}
+
+
+async def keep_settled(
+    client: Redis, job_id: str, answers: Mapping[str, bytes], ttl_s: int
+) -> None:
+    """Add `answers` (endpoint id -> answer) to the job's, kept `ttl_s` from now:
+    past its last retry the job needs them no more."""
+    key = webhook_settled(job_id)
+    with wrap_unavailable():
+        async with client.pipeline(transaction=True) as pipe:
+            for endpoint, answer in answers.items():
+                pipe.hset(key, endpoint, answer)
+            pipe.expire(key, ttl_s)
+            await pipe.execute()
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _bytes(raw: bytes | str) -> bytes:
+    return raw if isinstance(raw, bytes) else raw.encode()

@@ -11,7 +11,7 @@ import base64
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import yarl
 
@@ -23,6 +23,9 @@ from streams.webhooks import Endpoint
 
 # A workspace's endpoints, at most: each event is one POST per endpoint.
 MAX_ENDPOINTS = 20
+# How long a retried job's settled answers are kept: past its last retry (8
+# attempts with backoff capped at an hour, a Retry-After of at most a day each).
+SETTLED_TTL_S = 8 * 86_400
 MAX_URL = 2048
 
 __all__ = ["MAX_ENDPOINTS", "Endpoint", "Webhooks"]
@@ -67,6 +70,15 @@ class Webhooks:
 
     async def remove(self, workspace: str, endpoint_id: str) -> bool:
         return await webhooks.remove(self.redis, workspace, endpoint_id)
+
+    async def settled(self, job_id: str) -> dict[str, bytes]:
+        """The answers kept by `keep_settled` for the job (`job.id`), by endpoint id."""
+        return await webhooks.settled(self.redis, job_id)
+
+    async def keep_settled(self, job_id: str, answers: Mapping[str, bytes]) -> None:
+        """Keep, for the job's later attempts, the answers of endpoints not to be
+        POSTed to again (they took the event, or refused it for good)."""
+        await webhooks.keep_settled(self.redis, job_id, answers, SETTLED_TTL_S)
 
     async def disable(self, workspace: str, endpoint_id: str, why: str) -> bool:
         """No more deliveries to the endpoint (its receiver said it is gone)."""

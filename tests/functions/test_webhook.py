@@ -213,3 +213,31 @@ async def test_the_ssrf_guard_refuses_loopback_unless_allowed(
     assert error.startswith(f"Reject: {endpoint.id}: rejected (refused: localhost (")
     assert "is a loopback address" in error
     assert receiver.arrivals == []
+
+
+async def test_a_retry_posts_only_to_the_endpoints_that_did_not_answer_for_good(
+    redis: Redis, shared_server: RedisServer, receiver: ProviderServer
+) -> None:
+    receiver.by_path = {"/refusing": Answer(422, {"detail": "unknown event type"})}
+    async with ProviderServer().serve() as flaky:
+        flaky.success = Answer(200)
+        flaky.answers = [Answer(503), Answer(502)]
+        hooks = Webhooks(redis)
+        steady = await hooks.add("acme", f"{receiver.url}/steady")
+        refusing = await hooks.add("acme", f"{receiver.url}/refusing")
+        later = await hooks.add("acme", f"{flaky.url}/flaky")
+        job_id = await publish(redis)
+        async with worker_for(shared_server.url, FAST, ALLOW):
+            await wait_completed(redis, NAME, 1)
+        # Those that answered for good, once; the one that asked to retry, each attempt.
+        assert sorted(a.path for a in receiver.arrivals) == ["/refusing", "/steady"]
+        assert len(flaky.arrivals) == 3
+        assert {a.headers["webhook-id"] for a in flaky.arrivals} == {job_id}
+    record = await record_of(redis, job_id)
+    assert record.attempts == 3
+    shown = {a["endpoint"]: (a["outcome"], a["status"]) for a in record.result["endpoints"]}
+    assert shown == {
+        steady.id: ("delivered", 204),
+        refusing.id: ("rejected", 422),
+        later.id: ("delivered", 200),
+    }
