@@ -51,6 +51,8 @@ from runtime import (
 
 # POSTs in flight at once for one batch (a workspace's jobs, each to each endpoint).
 IN_FLIGHT = 32
+# Bytes of an endpoint's answer read: enough for its reason.
+MAX_ANSWER = 16 * 1024
 Outcome = Literal["delivered", "gone", "retry", "rejected"]
 
 
@@ -221,7 +223,9 @@ async def _post(
             ) as session,
             session.post(endpoint.url, data=body, headers=headers, allow_redirects=False) as reply,
         ):
-            status, answered = reply.status, await reply.read()
+            # Only the start of the answer: the endpoint is the tenant's, and its
+            # answer's size too; the reason fits in far less (functions/provider.py).
+            status, answered = reply.status, await reply.content.read(MAX_ANSWER)
             retry_headers = reply.headers
     except TimeoutError:
         error = ProviderUnavailable(f"no answer within {settings.timeout_s:g} s")
