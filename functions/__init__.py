@@ -2,6 +2,7 @@
 
 from functions.email import send_email
 from functions.sms import send_sms
+from functions.webhook import deliver_webhook
 from functions.whatsapp import send_whatsapp
 
-FUNCTIONS = (send_sms, send_whatsapp, send_email)
+FUNCTIONS = (send_sms, send_whatsapp, send_email, deliver_webhook)

@@ -6,6 +6,8 @@ from runtime.client.limits import Limits
 from runtime.client.metrics import Metrics
 from runtime.client.publish import Client, Event, Receipt
 from runtime.client.timing import LocalTime
+from runtime.client.webhooks import Endpoint as WebhookEndpoint
+from runtime.client.webhooks import Webhooks
 from runtime.declare import Batch, Function, Job, Options, batch_function, function
 from runtime.errors import (
     ConfigurationError,
@@ -27,6 +29,7 @@ from runtime.settings import (
     EmailSettings,
     Settings,
     SmsSettings,
+    WebhookSettings,
     WhatsAppSettings,
     current_settings,
 )
@@ -61,6 +64,9 @@ __all__ = [
     "SluiceError",
     "SmsSettings",
     "UnknownFunction",
+    "WebhookEndpoint",
+    "WebhookSettings",
+    "Webhooks",
     "WhatsAppSettings",
     "WrongJobState",
     "batch_function",

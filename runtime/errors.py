@@ -16,6 +16,7 @@ from streams.errors import (
 __all__ = [
     "ConfigurationError",
     "InvalidCursor",
+    "InvalidEndpoint",
     "InvalidName",
     "InvalidPayload",
     "InvalidSchedule",
@@ -26,6 +27,7 @@ __all__ = [
     "Reject",
     "Retry",
     "SluiceError",
+    "TooManyEndpoints",
     "UnknownFunction",
     "WrongJobState",
 ]
@@ -50,6 +52,14 @@ class InvalidPayload(SluiceError, ValueError):
         super().__init__(
             f"event {index} for function {function!r}: {self.detail} (at `{self.path}`)"
         )
+
+
+class InvalidEndpoint(SluiceError, ValueError):
+    """Raised when a webhook endpoint's URL is not an absolute http or https URL."""
+
+
+class TooManyEndpoints(SluiceError):
+    """Raised when a workspace adding a webhook endpoint has as many as it may."""
 
 
 class InvalidPriority(SluiceError, ValueError):

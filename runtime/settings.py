@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
+import re
 import urllib.parse
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -169,11 +171,46 @@ class EmailSettings(msgspec.Struct, frozen=True, kw_only=True):
         return signing_key(self.callback_secret, "SLUICE_EMAIL_CALLBACK_SECRET")
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How `webhook.deliver` (functions/webhook.py) reaches the workspaces' endpoints."""
+
+    # One POST to one endpoint, connect to answer; past it the attempt is retried.
+    timeout_s: float = 10.0
+    # Networks (CIDR or a single address) and host names an endpoint may be on
+    # although the SSRF guard (functions/ssrf.py) refuses them: comma-separated.
+    allow: str = ""
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise ConfigurationError("SLUICE_WEBHOOK_TIMEOUT_S must be positive")
+        self.allowed  # noqa: B018 (checked at start: a bad entry stops the process)
+
+    @property
+    def allowed(self) -> tuple[tuple[IPNetwork, ...], frozenset[str]]:
+        """`allow` parsed: the networks, and the host names (lower case)."""
+        networks: list[IPNetwork] = []
+        hosts: set[str] = set()
+        for item in filter(None, (part.strip() for part in self.allow.split(","))):
+            try:
+                networks.append(ipaddress.ip_network(item.strip("[]"), strict=False))
+            except ValueError:
+                if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,253}", item):
+                    raise ConfigurationError(
+                        f"SLUICE_WEBHOOK_ALLOW: {item!r} is neither a network nor a host name"
+                    ) from None
+                hosts.add(item.lower().rstrip("."))
+        return tuple(networks), frozenset(hosts)
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis: RedisSettings = RedisSettings()
     sms: SmsSettings = SmsSettings()
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     email: EmailSettings = EmailSettings()
+    webhook: WebhookSettings = WebhookSettings()
     functions: str = "functions:FUNCTIONS"
     grace_s: float = 25.0
     block_ms: int = 2000
@@ -281,6 +318,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_SMTP_TIMEOUT_S": ("email", "smtp_timeout_s"),
     "SLUICE_EMAIL_CALLBACK_URL": ("email", "callback_url"),
     "SLUICE_EMAIL_CALLBACK_SECRET": ("email", "callback_secret"),
+    "SLUICE_WEBHOOK_TIMEOUT_S": ("webhook", "timeout_s"),
+    "SLUICE_WEBHOOK_ALLOW": ("webhook", "allow"),
 }
 
 # Redis as the apps Sluice replaces configure it: the parts of a URL, which

@@ -85,6 +85,20 @@ def partition_of(workspace: str, partitions: int) -> int:
     return zlib.crc32(workspace.encode()) % partitions
 
 
+def webhook_endpoints(workspace: str) -> str:
+    """The HASH of a workspace's webhook endpoints (streams.webhooks): endpoint id
+    -> record. Not a function's key: `webhook.deliver` reads it, the ingress
+    writes it. Every workspace's is in one slot (`{webhooks}`), a small one."""
+    return f"{PREFIX}:{{webhooks}}:endpoints:{check_token('workspace', workspace)}"
+
+
+def webhook_settled(job_id: str) -> str:
+    """The HASH of a retried `webhook.deliver` job's endpoints that answered for
+    good (endpoint id -> answer), so its next attempt POSTs only to the others;
+    expires (streams.webhooks). `job_id` is the stored id, unique across workspaces."""
+    return f"{PREFIX}:{{webhooks}}:settled:{job_id}"
+
+
 class PartitionKeys:
     """The keys of one function partition."""
 

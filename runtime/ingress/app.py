@@ -13,15 +13,17 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from runtime.errors import (
     InvalidCursor,
+    InvalidEndpoint,
     InvalidPayload,
     InvalidPriority,
     InvalidSchedule,
     JobNotFound,
     PayloadTooLarge,
+    TooManyEndpoints,
     UnknownFunction,
     WrongJobState,
 )
-from runtime.ingress import admin, dashboard, health, jobs, prometheus, publish
+from runtime.ingress import admin, dashboard, health, jobs, prometheus, publish, webhooks
 from runtime.ingress.openapi import document
 from runtime.ingress.problems import Problem, invalid
 from runtime.ingress.routes import Admin, Answer, Handler, Keyed, Public, Route, Services, reply
@@ -37,6 +39,7 @@ ROUTES: list[Route] = [
     *health.ROUTES,
     *dashboard.ROUTES,
     *prometheus.ROUTES,
+    *webhooks.ROUTES,
 ]
 
 SERVICES = web.AppKey("services", Services)
@@ -74,7 +77,13 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             return Problem(exc.status, exc.reason, "").response()
         case InvalidSchedule() if exc.field:
             return invalid(f"$.{exc.field}", str(exc)).response()
-        case InvalidName() | InvalidPayload() | InvalidSchedule() | InvalidPriority():
+        case (
+            InvalidName()
+            | InvalidPayload()
+            | InvalidSchedule()
+            | InvalidPriority()
+            | InvalidEndpoint()
+        ):
             return invalid("$", str(exc)).response()
         case InvalidCursor():
             return Problem(422, "Invalid request", str(exc)).response()
@@ -82,7 +91,7 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             return Problem(413, "Body too large", str(exc)).response()
         case UnknownFunction() | JobNotFound():
             return Problem(404, "Not found", str(exc)).response()
-        case WrongJobState():
+        case WrongJobState() | TooManyEndpoints():
             return Problem(409, "Conflict", str(exc)).response()
         case RedisFull():
             log.warning("%s %s: answered 503: %s", request.method, request.path, exc)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from runtime.ingress.views import Counts, Deferral, JobRecord, Snapshot
+from runtime.ingress.views import Counts, Deferral, JobRecord, Snapshot, WebhookEndpoint
 from streams.ratelimit import MAX_RATE_PER_S, MIN_RATE_PER_S
 
 T = TypeVar("T")
@@ -191,3 +191,22 @@ class BullMQSms(msgspec.Struct, frozen=True, kw_only=True):
 class BullMQReply(msgspec.Struct, frozen=True):
     success: bool
     jobId: str
+
+
+class NewEndpoint(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A webhook endpoint to create: `webhook.deliver` POSTs the workspace's events to it."""
+
+    url: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=2048,
+            pattern=r"^https?://",
+            description="Where events are POSTed; private and loopback addresses are "
+            "refused at delivery unless the deployment allows them (SLUICE_WEBHOOK_ALLOW)",
+        ),
+    ]
+    description: Annotated[str, msgspec.Meta(max_length=256)] = ""
+
+
+class WebhookEndpoints(msgspec.Struct, frozen=True):
+    endpoints: list[WebhookEndpoint]

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import msgspec
 
 from runtime.client import metrics
-from streams import jobs, ratelimit
+from streams import jobs, ratelimit, webhooks
 
 JobState = Literal["delayed", "queued", "active", "completed", "dead", "cancelled", "expired"]
 # The states GET /v1/jobs lists.
@@ -168,3 +168,38 @@ def snapshot_view(snapshot: metrics.Snapshot) -> Snapshot:
         last_minute=snapshot.last_minute,
         last_ms=snapshot.last_ms,
     )
+
+
+class WebhookEndpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """A workspace's webhook endpoint, without its secret (shown once, at creation)."""
+
+    id: str
+    url: str
+    description: str
+    created_ms: int
+    # Why deliveries to it stopped ("": they have not; a 410 Gone stops them) and when.
+    disabled: str
+    disabled_ms: int
+
+
+class WebhookEndpointCreated(WebhookEndpoint, frozen=True, kw_only=True):
+    """A new endpoint with its signing secret (`whsec_` + base64): keep it, no
+    answer shows it again."""
+
+    secret: str
+
+
+def endpoint_view(endpoint: webhooks.Endpoint) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=endpoint.id,
+        url=endpoint.url,
+        description=endpoint.description,
+        created_ms=endpoint.created_ms,
+        disabled=endpoint.disabled,
+        disabled_ms=endpoint.disabled_ms,
+    )
+
+
+def created_view(endpoint: webhooks.Endpoint) -> WebhookEndpointCreated:
+    shown = endpoint_view(endpoint)
+    return WebhookEndpointCreated(**msgspec.structs.asdict(shown), secret=endpoint.secret)

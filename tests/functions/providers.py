@@ -40,10 +40,11 @@ class Arrival(msgspec.Struct, frozen=True):
 
 
 class ProviderServer:
-    """Answers every POST with the next of `answers`, then with `success`; keeps
-    what arrived."""
+    """Answers every POST to a path of `by_path` with its answer, any other with
+    the next of `answers`, then with `success`; keeps what arrived."""
 
     def __init__(self) -> None:
+        self.by_path: dict[str, Answer] = {}
         self.answers: list[Answer] = []
         self.success = Answer(201, {"sid": "SM0001", "status": "queued"})
         self.arrivals: list[Arrival] = []
@@ -59,7 +60,9 @@ class ProviderServer:
         self.arrivals.append(
             Arrival(request.path, dict(request.headers), body, form, time.monotonic())
         )
-        answer = self.answers.pop(0) if self.answers else self.success
+        answer = self.by_path.get(request.path) or (
+            self.answers.pop(0) if self.answers else self.success
+        )
         if answer.hang:
             await self._release.wait()
         return web.Response(

@@ -29,6 +29,7 @@ BODIES: dict[str, object] = {
     "/v1/limits/{function}/workspace/{workspace}": {"rate_per_s": 10},
     "/api/schedule-email": {},
     "/api/schedule-sms": {},
+    "/v1/webhooks/endpoints": {"url": "https://hooks.example.com/sluice"},
 }
 KEYED = [r for r in ROUTES if r.access != "public"]
 

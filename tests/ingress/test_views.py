@@ -14,7 +14,7 @@ import pytest
 from runtime.client import metrics
 from runtime.ingress import views
 from runtime.ingress.app import ROUTES
-from streams import jobs, ratelimit
+from streams import jobs, ratelimit, webhooks
 
 
 def _structs(kind: mi.Type, seen: set[type]) -> Iterator[type]:
@@ -71,6 +71,10 @@ COUNTS = jobs.Counts(
     waiting=1, active=2, delayed=3, completed=4, failed=5, dead=6, cancelled=7, backlogged=8,
     expired=9, published=10, promoted=11, fenced=12, lost=13, replayed=14, purged=15,
 )  # fmt: skip
+ENDPOINT = webhooks.Endpoint(
+    id="ep_1", url="https://hooks.example/x", secret="whsec_c2VjcmV0", description="crm",
+    created_ms=1, disabled="410 Gone", disabled_ms=2,
+)  # fmt: skip
 SNAPSHOT = metrics.Snapshot(
     processed=1, succeeded=2, failed=3, retried=4, dead=5, rate_limited=6, expired=7,
     batches=8, avg_ms=9.5, p95_ms=10.0, last_minute=11, last_ms=12,
@@ -98,6 +102,16 @@ SHOWN: list[tuple[Any, bytes]] = [
         views.snapshot_view(SNAPSHOT),
         b'{"processed":1,"succeeded":2,"failed":3,"retried":4,"dead":5,"rate_limited":6,'
         b'"expired":7,"batches":8,"avg_ms":9.5,"p95_ms":10.0,"last_minute":11,"last_ms":12}',
+    ),
+    (
+        views.endpoint_view(ENDPOINT),
+        b'{"id":"ep_1","url":"https://hooks.example/x","description":"crm","created_ms":1,'
+        b'"disabled":"410 Gone","disabled_ms":2}',
+    ),
+    (
+        views.created_view(ENDPOINT),
+        b'{"id":"ep_1","url":"https://hooks.example/x","description":"crm","created_ms":1,'
+        b'"disabled":"410 Gone","disabled_ms":2,"secret":"whsec_c2VjcmV0"}',
     ),
 ]
 
