@@ -23,6 +23,7 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
+from runtime.phones import e164
 from runtime.settings import (
     EmailSettings,
     Settings,
@@ -65,5 +66,6 @@ __all__ = [
     "WrongJobState",
     "batch_function",
     "current_settings",
+    "e164",
     "function",
 ]
