@@ -30,13 +30,20 @@ from functions import callback
 from functions.callback import Accepted
 from functions.provider import basic_auth, post
 from functions.segments import Encoding, Segments, count_segments
-from runtime import Job, Reject, SmsSettings, current_settings, function
+from runtime import Job, Reject, SmsSettings, current_settings, e164, function
 
 log = logging.getLogger(__name__)
 
+# Normalised to E.164 in the input's __post_init__ (runtime.e164): a national
+# number is read in SLUICE_SMS_DEFAULT_REGION where the publisher has it.
 Phone = Annotated[
     str,
-    msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164 number: + and 7 to 15 digits"),
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        description="A phone number: E.164 (+ and country code), or national in the "
+        "deployment's SLUICE_SMS_DEFAULT_REGION; stored as E.164",
+    ),
 ]
 MediaUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://\S+$", max_length=2048)]
 
@@ -68,6 +75,9 @@ class Sms(msgspec.Struct, frozen=True, kw_only=True):
         dict[str, Any],
         msgspec.Meta(description="The sender's own data about the message, kept with the job"),
     ] = {}
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "to", e164(self.to, "to"))
 
 
 class Sent(msgspec.Struct, frozen=True):

@@ -29,7 +29,7 @@ from functions import callback
 from functions.callback import Accepted
 from functions.provider import post
 from functions.sms import Phone
-from runtime import Job, WhatsAppSettings, current_settings, function
+from runtime import Job, WhatsAppSettings, current_settings, e164, function
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class WhatsApp(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if bool(self.text) == (self.template is not None):
             raise ValueError("give `text` or `template`, one of them")
+        msgspec.structs.force_setattr(self, "to", e164(self.to, "to"))
 
 
 class Delivered(msgspec.Struct, frozen=True):

@@ -25,6 +25,7 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
+from runtime.phones import e164
 from runtime.settings import (
     EmailSettings,
     Settings,
@@ -71,5 +72,6 @@ __all__ = [
     "WrongJobState",
     "batch_function",
     "current_settings",
+    "e164",
     "function",
 ]

@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from typing import Literal
 
 import msgspec
+import phonenumbers
 
 from streams.connection import RedisSettings
 from streams.errors import ConfigurationError
@@ -35,10 +36,18 @@ class SmsSettings(msgspec.Struct, frozen=True, kw_only=True):
     callback_url: str = ""
     # The signing secret: base64, optionally with the "whsec_" prefix.
     callback_secret: str = ""
+    # The region (ISO 3166 code, "US") national numbers are read in, for sms.send
+    # and whatsapp.send (runtime.phones); "": only international numbers.
+    default_region: str = ""
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
             raise ConfigurationError("SLUICE_SMS_TIMEOUT_S must be positive")
+        if self.default_region and self.default_region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigurationError(
+                f"SLUICE_SMS_DEFAULT_REGION={self.default_region!r} is no region phone"
+                " numbers know (an ISO 3166 code in capitals, such as US or DE)"
+            )
         if self.provider == "twilio" and not (self.twilio_account_sid and self.twilio_auth_token):
             raise ConfigurationError(
                 "SLUICE_SMS_PROVIDER=twilio needs SLUICE_TWILIO_ACCOUNT_SID and "
@@ -294,6 +303,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_INGRESS_WRITE_TIMEOUT_S": ("", "ingress_write_timeout_s"),
     "SLUICE_SMS_PROVIDER": ("sms", "provider"),
     "SLUICE_SMS_FROM": ("sms", "sender"),
+    "SLUICE_SMS_DEFAULT_REGION": ("sms", "default_region"),
     "SLUICE_SMS_TIMEOUT_S": ("sms", "timeout_s"),
     "SLUICE_TWILIO_ACCOUNT_SID": ("sms", "twilio_account_sid"),
     "SLUICE_TWILIO_AUTH_TOKEN": ("sms", "twilio_auth_token"),

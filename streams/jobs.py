@@ -49,6 +49,11 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     deliveries: int = 0
     # Known while it waits or runs: "high", "normal" or "low".
     priority: str = "normal"
+    # Its input (decoded msgpack), while its envelope is kept: delayed, waiting,
+    # active, or dead with its letter in the dead-letter stream. A finished job's
+    # record keeps only its result (streams/record.py), so completed, cancelled
+    # and expired jobs show None.
+    data: Any = None
 
 
 class Counts(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,28 +103,31 @@ async def find_job(
     ("": any)."""
     if not ids:
         return None
-    reply = await _STATUS(client, [keys.jobs, keys.stream], [GROUP, workspace, *ids])
+    reply = await _STATUS(client, [keys.jobs, keys.stream, keys.dead], [GROUP, workspace, *ids])
     if not reply:
         return None
     assert isinstance(reply, list)
     stored, data, consumer, deliveries, entry = reply
     record = rec.parse(data)
     keyfield, *members = record.links.split(" ")
-    result = None
+    result = data = None
     priority = env.NORMAL
     delayed = record.state == "delayed"
     # A delayed or backlogged job's envelope is its record's tail; it holds the
     # errors of earlier attempts.
     waiting = delayed or bool(record.backlog)
-    if waiting or entry:
+    if waiting or (entry and record.state == "queued"):
         envelope = env.decode(record.tail if waiting else entry)
         error = envelope.errors[-1] if envelope.errors else ""
         priority = envelope.priority
+        data = msgspec.msgpack.decode(envelope.payload)
     elif record.state == "completed":
         error = ""
         result = msgspec.msgpack.decode(record.tail) if record.tail else None
     else:
         error = record.tail.decode()
+        if entry:  # a dead job's letter
+            data = msgspec.msgpack.decode(env.decode(entry).payload)
     state: JobState = "active" if record.state == "queued" and consumer else record.state
     return JobRecord(
         id=shown_id(stored.decode()),
@@ -137,6 +145,7 @@ async def find_job(
         consumer=consumer.decode() if consumer else "",
         deliveries=int(deliveries),
         priority=PRIORITY_NAMES.get(priority, "normal"),
+        data=data,
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import msgspec
 
+from runtime.client.recent import page_all
 from runtime.client.timing import When, due
 from runtime.errors import InvalidCursor, JobNotFound, WrongJobState
 from runtime.registry import Registry
@@ -133,20 +134,25 @@ class Jobs:
 
     async def page(
         self,
-        function: str,
+        function: str | None,
         state: Listable,
         *,
         workspace: str | None = None,
         cursor: str = "",
         limit: int = 100,
     ) -> Page:
-        """A page of `function`'s jobs in `state` (optionally of one workspace).
+        """A page of `function`'s jobs in `state` (optionally of one workspace), or
+        with `function` None of every function's, newest first (runtime.client.recent).
 
         Pass the returned cursor back for the next page; "" means no more. A page
         may hold fewer than `limit` jobs (some filtered out) and still have more.
         """
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be 1 to {MAX_PAGE}, got {limit}")
+        if function is None:
+            return await page_all(
+                self.redis, self.registry, state, workspace=workspace, cursor=cursor, limit=limit
+            )
         partitions = self.registry.partitions(function, workspace)
         start, inner = _position(cursor, len(partitions))
         for i in range(start, len(partitions)):

@@ -24,7 +24,7 @@ from runtime.ingress.coalesce import Coalescer
 from runtime.ingress.prometheus import Exposition
 from runtime.ingress.routes import Services
 from runtime.registry import Registry
-from runtime.settings import Settings
+from runtime.settings import Settings, use_settings
 from streams.connection import Redis
 from streams.errors import ConfigurationError
 
@@ -64,6 +64,9 @@ def services(
 
 async def serve(config: Settings, built: Services, stop: asyncio.Event) -> None:
     """Serve HTTP on the configured address until `stop` is set."""
+    # The request tasks inherit this task's context: input types that read the
+    # deployment's settings as they validate (runtime.phones) find them.
+    use_settings(config)
     app = build_app(built, config.ingress_max_body_bytes)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **RUNNER_OPTIONS)
     await runner.setup()

@@ -64,8 +64,8 @@ async def get_job(request: web.Request, services: Services, key: ApiKey) -> web.
 async def list_jobs(request: web.Request, services: Services, key: ApiKey) -> web.Response:
     function = request.query.get("function")
     state = STATES.get(request.query.get("state", ""))
-    if function is None or state is None:
-        raise Problem(422, "Invalid request", f"give function and state ({', '.join(STATES)})")
+    if state is None:
+        raise Problem(422, "Invalid request", f"give state ({', '.join(STATES)})")
     workspace = scope(key, request.query.get("workspace"))
     _functions(services, request)
     page = await services.jobs.page(
@@ -132,11 +132,11 @@ ROUTES = [
         "GET",
         "/v1/jobs",
         Keyed(list_jobs),
-        "A page of a function's jobs in one state",
+        "A page of jobs in one state: a function's, or every function's newest first",
         "jobs",
         replies={200: JobsPage},
         query={
-            "function": (str, "the function (required)"),
+            "function": (str, "only this function's (default: every function's, newest first)"),
             "state": (ListedState, "the state (required)"),
             "workspace": (str, "only this workspace's (required for a key of several)"),
             "cursor": (str, "from the previous page"),

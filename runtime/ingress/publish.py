@@ -38,6 +38,7 @@ from runtime.ingress.routes import (
     read_json,
     reply,
 )
+from runtime.phones import e164
 from runtime.telemetry import tracing
 
 # An istr: looked up in every request's headers without case-folding it first.
@@ -162,7 +163,11 @@ async def schedule_email(
 
 async def schedule_sms(request: web.Request, services: Services, key: ApiKey) -> web.StreamResponse:
     body = await read_json(request, BullMQSms)
-    data = {"to": body.phoneNumber, "body": body.message, "metadata": body.metadata}
+    try:  # here, to name the seed's field rather than sms.send's `to`
+        to = e164(body.phoneNumber, "phoneNumber")
+    except ValueError as exc:
+        raise invalid("$.phoneNumber", str(exc)) from None
+    data = {"to": to, "body": body.message, "metadata": body.metadata}
     return await _publish_bullmq(request, services, key, "sms.send", body.workspaceId, data,
                        run_at=body.scheduledFor)  # fmt: skip
 

@@ -46,6 +46,11 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     deliveries: int = 0
     # Known while it waits or runs: "high", "normal" or "low".
     priority: str = "normal"
+    # The job's input as published, while Sluice keeps it: delayed, waiting,
+    # active, or dead (until its letter is replayed or purged); null once it
+    # completed, was cancelled or expired. Shown only to keys of its workspace
+    # (and admin keys), as the job itself is.
+    data: Any = None
 
 
 def job_view(record: jobs.JobRecord) -> JobRecord:
@@ -65,6 +70,7 @@ def job_view(record: jobs.JobRecord) -> JobRecord:
         consumer=record.consumer,
         deliveries=record.deliveries,
         priority=record.priority,
+        data=record.data,
     )
 
 

@@ -6,6 +6,7 @@ and path segments on every read route."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import urllib.parse
 from typing import Any
@@ -39,12 +40,21 @@ async def problem_of(answer: Any) -> dict[str, Any]:
     return body
 
 
+# The listing over every function's cursor is base64url JSON: these decode, but
+# name no position it hands out.
+BAD_POSITIONS = ["WyJiIiw5OTk5LDBd", "WyJrIiwtMSwwLCIiLCIiXQ==", "WyJrIl0=", "bnVsbA==", "e30="]
+
+
 @pytest.mark.parametrize("state", STATES)
-async def test_a_malformed_cursor_is_a_client_error_in_every_state(api: Api, state: str) -> None:
-    for cursor in BAD_CURSORS:
+@pytest.mark.parametrize("function", ["batch-tasks", None])
+async def test_a_malformed_cursor_is_a_client_error_in_every_state(
+    api: Api, state: str, function: str | None
+) -> None:
+    only = {} if function is None else {"function": function}
+    for cursor in BAD_CURSORS + (BAD_POSITIONS if function is None else []):
         answer = await api.http.get(
             "/v1/jobs",
-            params={"function": "batch-tasks", "state": state, "cursor": cursor},
+            params={**only, "state": state, "cursor": cursor},
             headers=api.auth("admin"),
         )
         assert answer.status == 422, (cursor, await answer.text())
@@ -133,8 +143,19 @@ async def test_oversized_headers_are_a_client_error_without_a_traceback(
 # path segments of every route with parameters.
 TEXT = st.text(max_size=30) | st.sampled_from(["", "-1", "0", "0:", "0:0-0", "1:b0", "99" * 12])
 # Cursors near the real ones ("<partition>:<offset, stream id or b<offset>>").
-CURSORS = TEXT | st.builds(
-    "{}:{}".format, st.integers(-2, 3), st.from_regex(r"[0-9b(x.-]{0,24}", fullmatch=True)
+# And near the listing over every function's (base64url JSON of a position).
+CURSORS = (
+    TEXT
+    | st.builds(
+        "{}:{}".format, st.integers(-2, 3), st.from_regex(r"[0-9b(x.-]{0,24}", fullmatch=True)
+    )
+    | st.builds(
+        lambda parts: base64.urlsafe_b64encode(msgspec.json.encode(parts)).decode(),
+        st.lists(
+            st.sampled_from(["k", "b"]) | st.integers(-1, 2**64) | st.text(max_size=4),
+            max_size=5,
+        ),
+    )
 )
 GETS = ["/v1/jobs", "/v1/jobs/{id}", "/v1/dead-letters/{function}", "/v1/limits/{function}",
         "/v1/metrics/workspace/{workspace}", "/api/metrics"]  # fmt: skip
@@ -158,12 +179,12 @@ def test_no_query_or_path_segment_gets_a_server_error(
             segment=TEXT.filter(lambda s: s not in (".", "..")),
             # The names a route reads, often valid, so that the others get past them.
             query=st.fixed_dictionaries(
-                {
+                {"state": st.sampled_from([*STATES, "", "nope"]), "cursor": CURSORS},
+                optional={
                     "function": st.sampled_from(["tasks", "batch-tasks", "nope", ""]),
-                    "state": st.sampled_from([*STATES, "", "nope"]),
-                    "cursor": CURSORS,
+                    "workspace": st.sampled_from(["acme", "other"]) | TEXT,
+                    "limit": TEXT,
                 },
-                optional={"workspace": st.sampled_from(["acme", "other"]) | TEXT, "limit": TEXT},
             ),
             who=st.sampled_from(["admin", "acme"]),
         )

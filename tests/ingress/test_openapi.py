@@ -36,7 +36,12 @@ async def test_the_document_lists_every_route_and_each_topic(api: Api) -> None:
         s for name, s in schemas.items() if name.startswith("EventBody") and "Sms" in name
     ]
     assert event_schema["properties"]["data"] == {"$ref": "#/components/schemas/Sms"}
-    assert schemas["Sms"]["properties"]["to"]["pattern"].startswith("^\\+")
+    to = schemas["Sms"]["properties"]["to"]
+    assert (to["maxLength"], "E.164" in to["description"]) == (64, True)
+    # A job shows its input; the listing's function is optional.
+    assert "data" in schemas["JobRecord"]["properties"]
+    listing = spec["paths"]["/v1/jobs"]["get"]["parameters"]
+    assert [p.get("required", False) for p in listing if p["name"] == "function"] == [False]
     assert "422" in sms["responses"]
     (idempotency,) = [p for p in sms["parameters"] if p["name"] == "Idempotency-Key"]
     assert idempotency["in"] == "header"

@@ -65,7 +65,7 @@ def test_the_walk_finds_a_storage_struct_inside_a_body() -> None:
 RECORD = jobs.JobRecord(
     id="j1", function="tasks", workspace="acme", state="completed", queued_ms=1, finished_ms=2,
     due_ms=3, attempts=4, error="boom", key="k", tags=("a", "b"), result={"ok": [1]},
-    consumer="w1", deliveries=5, priority="high",
+    consumer="w1", deliveries=5, priority="high", data={"to": "+15550100"},
 )  # fmt: skip
 COUNTS = jobs.Counts(
     waiting=1, active=2, delayed=3, completed=4, failed=5, dead=6, cancelled=7, backlogged=8,
@@ -86,7 +86,8 @@ SHOWN: list[tuple[Any, bytes]] = [
         views.job_view(RECORD),
         b'{"id":"j1","function":"tasks","workspace":"acme","state":"completed","queued_ms":1,'
         b'"finished_ms":2,"due_ms":3,"attempts":4,"error":"boom","key":"k","tags":["a","b"],'
-        b'"result":{"ok":[1]},"consumer":"w1","deliveries":5,"priority":"high"}',
+        b'"result":{"ok":[1]},"consumer":"w1","deliveries":5,"priority":"high",'
+        b'"data":{"to":"+15550100"}}',
     ),
     (
         views.counts_view(COUNTS),

@@ -1,0 +1,67 @@
+"""Phone numbers in E.164, as the SMS and WhatsApp functions take them.
+
+A number with its `+` and country code is taken as it is; a national one
+(`5550100`, `030 1234567`) is read in the deployment's default region
+(`SLUICE_SMS_DEFAULT_REGION`). The check is Google's libphonenumber
+(`phonenumbers`): a number of a length no number of its country has is refused,
+but one merely unassigned is not (fictional 555 numbers pass), since a carrier
+tells that better than a table that ages.
+
+The region comes from `current_settings()` where the process set it (workers,
+and the ingress for the requests it serves): the input types normalise in their
+`__post_init__`, which is where publish-time validation runs, and a Struct's
+decoding can be handed nothing else. Elsewhere (a Python `Client` in an app)
+there is no default region, and a number must be international.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from runtime.settings import current_settings
+from streams.errors import ConfigurationError
+
+_REASONS = {
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+    phonenumbers.ValidationResult.TOO_SHORT: "too short",
+    phonenumbers.ValidationResult.TOO_LONG: "too long",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "a length no number of its country has",
+}
+_PARSE_REASONS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
+    phonenumbers.NumberParseException.NOT_A_NUMBER: "not a phone number",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
+    phonenumbers.NumberParseException.TOO_LONG: "too long",
+}
+
+
+def default_region() -> str:
+    """The deployment's default region ("" where the process has no settings)."""
+    try:
+        return current_settings().sms.default_region
+    except ConfigurationError:
+        return ""
+
+
+def e164(number: str, field: str) -> str:
+    """`number` as E.164 (`+4930123456`); raises ValueError naming `field` and why not."""
+    region = default_region()
+    try:
+        parsed = phonenumbers.parse(number, region or None)
+    except phonenumbers.NumberParseException as exc:
+        reason = _PARSE_REASONS.get(exc.error_type, "not a phone number")
+        if not region and exc.error_type == exc.INVALID_COUNTRY_CODE and "+" not in number:
+            reason = (
+                "a national number, and no default region (SLUICE_SMS_DEFAULT_REGION):"
+                " give + and its country code"
+            )
+        raise ValueError(f"`{field}` {number!r} is not a phone number: {reason}") from None
+    result = phonenumbers.is_possible_number_with_reason(parsed)
+    if result not in (
+        phonenumbers.ValidationResult.IS_POSSIBLE,
+        phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+    ):
+        reason = _REASONS.get(result, "not a possible number")
+        raise ValueError(f"`{field}` {number!r} is not a phone number: {reason}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
