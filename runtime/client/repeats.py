@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -17,7 +18,7 @@ from runtime.client.timing import HORIZON_MS, When, epoch_ms
 from runtime.errors import InvalidSchedule
 from runtime.registry import Registry
 from runtime.scheduler.cron import Cron
-from runtime.scheduler.ticks import last_run_ms, tag_of
+from runtime.scheduler.ticks import last_run_ms, next_runs, tag_of
 from streams import envelope as env
 from streams.connection import Redis
 from streams.keys import PartitionKeys, check_token
@@ -72,8 +73,17 @@ class Repeats:
         check_token("workspace", workspace)
         if (cron is None) == (every_ms is None):
             raise InvalidSchedule(f"schedule {name!r}: give cron or every_ms, one of them")
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidSchedule(
+                f"schedule {name!r}: unknown time zone {zone!r}", "zone"
+            ) from None
         if cron is not None:
-            Cron(cron, zone).next_after(datetime.now(UTC))  # refuses a bad one now
+            try:
+                Cron(cron, zone).next_after(datetime.now(UTC))  # refuses a bad one now
+            except InvalidSchedule as exc:
+                raise InvalidSchedule(f"schedule {name!r}: {exc}", "cron") from None
         if every_ms is not None and not 1000 <= every_ms <= HORIZON_MS:
             raise InvalidSchedule(
                 f"schedule {name!r}: every_ms must be at least 1000 and at most"
@@ -112,6 +122,12 @@ class Repeats:
         for keys in self.registry.partitions(function):
             found += await load_schedules(self.redis, keys)
         return sorted(found, key=lambda s: (s.workspace, s.name))
+
+    @staticmethod
+    def next_runs(schedule: Schedule, count: int, after_ms: int | None = None) -> list[int]:
+        """The schedule's next `count` due times (epoch ms) after `after_ms` (default
+        now), fewer near its end; those a paused schedule would have."""
+        return next_runs(schedule, env.now_ms() if after_ms is None else after_ms, count)
 
     async def get(self, function: str, name: str, *, workspace: str) -> Schedule | None:
         return await load_schedule(self.redis, self._keys(function, workspace), workspace, name)

@@ -21,7 +21,7 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
-from runtime.ingress import admin, dashboard, health, jobs, prometheus, publish
+from runtime.ingress import admin, dashboard, health, jobs, prometheus, publish, schedules
 from runtime.ingress.openapi import document
 from runtime.ingress.problems import Problem, invalid
 from runtime.ingress.routes import Admin, Answer, Handler, Keyed, Public, Route, Services, reply
@@ -34,6 +34,7 @@ ROUTES: list[Route] = [
     *publish.ROUTES,
     *jobs.ROUTES,
     *admin.ROUTES,
+    *schedules.ROUTES,
     *health.ROUTES,
     *dashboard.ROUTES,
     *prometheus.ROUTES,

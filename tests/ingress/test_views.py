@@ -14,7 +14,7 @@ import pytest
 from runtime.client import metrics
 from runtime.ingress import views
 from runtime.ingress.app import ROUTES
-from streams import jobs, ratelimit
+from streams import jobs, ratelimit, repeats
 
 
 def _structs(kind: mi.Type, seen: set[type]) -> Iterator[type]:
@@ -76,6 +76,12 @@ SNAPSHOT = metrics.Snapshot(
     batches=8, avg_ms=9.5, p95_ms=10.0, last_minute=11, last_ms=12,
 )  # fmt: skip
 
+SCHEDULE = repeats.Schedule(
+    name="daily", workspace="acme", payload=msgspec.Raw(msgspec.msgpack.encode({"n": 1})),
+    cron="0 9 * * *", zone="Europe/Berlin", anchor_ms=5, start_ms=6, end_ms=7, limit=8,
+    last_ms=9, paused=True, resumed_ms=10,
+)  # fmt: skip
+
 # The JSON each route has always answered with (keys in order).
 SHOWN: list[tuple[Any, bytes]] = [
     (
@@ -98,6 +104,13 @@ SHOWN: list[tuple[Any, bytes]] = [
         views.snapshot_view(SNAPSHOT),
         b'{"processed":1,"succeeded":2,"failed":3,"retried":4,"dead":5,"rate_limited":6,'
         b'"expired":7,"batches":8,"avg_ms":9.5,"p95_ms":10.0,"last_minute":11,"last_ms":12}',
+    ),
+    (
+        views.schedule_view("tasks", SCHEDULE, [1798790400000]),
+        b'{"function":"tasks","name":"daily","workspace":"acme","data":{"n":1},'
+        b'"cron":"0 9 * * *","zone":"Europe/Berlin","every_ms":0,"start_ms":6,"end_ms":7,'
+        b'"limit":8,"last_ms":9,"paused":true,"created_ms":5,'
+        b'"next_runs":[{"at_ms":1798790400000,"at":"2027-01-01T09:00:00+01:00"}]}',
     ),
 ]
 
