@@ -93,6 +93,8 @@ class Repeats:
         what = f"schedule {name!r}"
         start_ms = 0 if start is None else epoch_ms(start, what, "start")
         end_ms = 0 if end is None else epoch_ms(end, what, "end")
+        if start_ms > env.now_ms() + HORIZON_MS:
+            raise InvalidSchedule(f"{what}: start is more than 10 years ahead", "start")
         if start_ms and end_ms and end_ms <= start_ms:
             raise InvalidSchedule(f"{what}: end must be after start", "end")
         if limit is not None and (

@@ -108,6 +108,7 @@ async def test_a_key_acts_only_for_its_workspaces(api: Api) -> None:
         ({"data": {"n": 1}, "every_ms": 10}, "$.every_ms"),
         ({"data": {"n": 1}, "every_ms": 60_000, "limit": 0}, "$.limit"),
         ({"data": {"n": 1}, "every_ms": 60_000, "start": "soon"}, "$.start"),
+        ({"data": {"n": 1}, "cron": "0 3 * * *", "start": "9999-12-31T00:00:00Z"}, "$.start"),
         ({"data": {"n": 1}, "every_ms": 60_000, "end": {"local": "2027-01-01T00:00",
                                                         "zone": "Mars/Base"}}, "$.end.zone"),
         ({"data": {"n": 1}, "every_ms": 60_000, "start": "2027-01-02T00:00:00Z",
