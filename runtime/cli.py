@@ -9,9 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import msgspec
 import uvloop
@@ -25,6 +23,7 @@ from runtime.health import RedisHealth, report_server
 from runtime.ingress import load_keys, services
 from runtime.ingress import serve as serve_http
 from runtime.ingress.auth import KeyRing, new_key
+from runtime.ingress.views import schedule_view
 from runtime.lifecycle import stop_on_signals
 from runtime.registry import Registry, load
 from runtime.scheduler.host import Scheduler
@@ -245,13 +244,11 @@ def _schedules(args: argparse.Namespace) -> None:
 
 def _schedule_line(function: str, schedule: Schedule, runs: int) -> str:
     """One schedule, tab-separated: function, workspace/name, rule, state, next runs."""
-    zone = ZoneInfo(schedule.zone)
-    rule = f"cron {schedule.cron} {schedule.zone}" if schedule.cron else (
-        f"every {schedule.every_ms} ms")  # fmt: skip
-    due = [datetime.fromtimestamp(at / 1000, zone).isoformat(timespec="seconds")
-           for at in Repeats.next_runs(schedule, runs)]  # fmt: skip
-    state = "paused" if schedule.paused else ("active" if due else "ended")
-    return "\t".join([function, f"{schedule.workspace}/{schedule.name}", rule, state, *due])
+    shown = schedule_view(function, schedule, Repeats.next_runs(schedule, runs))
+    rule = f"cron {shown.cron} {shown.zone}" if shown.cron else f"every {shown.every_ms} ms"
+    due = [run.at for run in shown.next_runs]
+    state = "paused" if shown.paused else ("active" if due else "ended")
+    return "\t".join([function, f"{shown.workspace}/{shown.name}", rule, state, *due])
 
 
 def _dev_key() -> KeyRing:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -204,7 +204,11 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def schedule_view(function: str, schedule: repeats.Schedule, runs: list[int]) -> Schedule:
-    zone = ZoneInfo(schedule.zone)
+    try:
+        zone = ZoneInfo(schedule.zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        # An interval schedule stored before zones were checked: shown in UTC.
+        zone = ZoneInfo("UTC")
     return Schedule(
         function=function,
         name=schedule.name,

@@ -124,3 +124,10 @@ def test_a_job_with_defaults_shows_every_field() -> None:
     bare = jobs.JobRecord(id="j", function="f", workspace="w", state="delayed")
     shown = msgspec.json.decode(msgspec.json.encode(views.job_view(bare)))
     assert list(shown) == list(views.JobRecord.__struct_fields__)
+
+
+def test_a_schedule_stored_with_an_unknown_zone_shows_its_runs_in_utc() -> None:
+    # Interval schedules' zones were not checked before start and end came.
+    old = msgspec.structs.replace(SCHEDULE, cron="", every_ms=60_000, zone="Nowhere/Land")
+    shown = views.schedule_view("tasks", old, [1798790400000])
+    assert shown.next_runs[0].at == "2027-01-01T08:00:00+00:00"
