@@ -5,6 +5,7 @@ from runtime.client.jobs import Cancelled, Jobs
 from runtime.client.limits import Limits
 from runtime.client.metrics import Metrics
 from runtime.client.publish import Client, Event, Receipt
+from runtime.client.repeats import Repeats
 from runtime.client.timing import LocalTime
 from runtime.client.webhooks import Endpoint as WebhookEndpoint
 from runtime.client.webhooks import Webhooks
@@ -60,6 +61,7 @@ __all__ = [
     "RedisFull",
     "RedisUnavailable",
     "Reject",
+    "Repeats",
     "Retry",
     "Settings",
     "SluiceError",

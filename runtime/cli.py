@@ -1,5 +1,5 @@
-"""`sluice worker | scheduler | ingress | dev | keys create`: the only place that reads
-the environment and runs a loop."""
+"""`sluice worker | scheduler | ingress | dev | keys create | schedules list|add|remove`:
+the only place that reads the environment and runs a loop."""
 
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ import uvloop
 
 from runtime import gc_tuning, settings
 from runtime.client.publish import Client, Event
+from runtime.client.repeats import Repeats
 from runtime.declare import Function
 from runtime.errors import SluiceError
 from runtime.health import RedisHealth, report_server
 from runtime.ingress import load_keys, services
 from runtime.ingress import serve as serve_http
 from runtime.ingress.auth import KeyRing, new_key
+from runtime.ingress.views import schedule_view
 from runtime.lifecycle import stop_on_signals
 from runtime.registry import Registry, load
 from runtime.scheduler.host import Scheduler
@@ -29,6 +31,7 @@ from runtime.telemetry import export, logs
 from runtime.worker.host import WorkerHost
 from streams.connection import connect
 from streams.errors import RedisUnavailable
+from streams.repeats import Schedule
 
 log = logging.getLogger("sluice")
 
@@ -65,9 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--name", required=True, help="who or what uses it")
     create.add_argument("--workspace", action="append", default=[], help="repeat for several")
     create.add_argument("--admin", action="store_true", help="every workspace and admin routes")
+    _schedule_parsers(roles)
     args = parser.parse_args(argv)
     if args.role == "keys":
         _create_key(args.name, tuple(args.workspace), args.admin)
+        return
+    if args.role == "schedules":
+        _schedules(args)
         return
     consume = args.role in ("worker", "dev")
     ingress = args.role in ("ingress", "dev")
@@ -164,6 +171,84 @@ def _create_key(name: str, workspaces: tuple[str, ...], admin: bool) -> None:
     print(f"key (shown once, keep it secret): {key}")
     print("add to the API keys file (a JSON list):")
     print(msgspec.json.encode(stored).decode())
+
+
+def _schedule_parsers(roles: Any) -> None:
+    schedules = roles.add_parser("schedules", help="repeatable jobs: list, add, remove")
+    actions = schedules.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="every schedule with its next run")
+    listing.add_argument("--function", help="only this function's")
+    listing.add_argument("--workspace", help="only this workspace's")
+    add = actions.add_parser("add", help="create or replace a schedule by name")
+    add.add_argument("function")
+    add.add_argument("name")
+    add.add_argument("--workspace", required=True)
+    add.add_argument("--data", required=True, help="the function's input, as JSON")
+    rule = add.add_mutually_exclusive_group(required=True)
+    rule.add_argument("--cron", help='five fields: "0 9 * * mon-fri"')
+    rule.add_argument("--every-ms", type=int, help="an interval in milliseconds")
+    add.add_argument("--zone", default="UTC", help="the cron's time zone (default UTC)")
+    add.add_argument("--start", help="no run before: RFC 3339, or RFC 9557 with [Zone]")
+    add.add_argument("--end", help="no run after, as --start")
+    add.add_argument("--limit", type=int, help="at most this many runs")
+    remove = actions.add_parser("remove", help="delete a schedule and cancel its pending run")
+    remove.add_argument("function")
+    remove.add_argument("name")
+    remove.add_argument("--workspace", required=True)
+
+
+def _schedules(args: argparse.Namespace) -> None:
+    """`sluice schedules ...`: one call to Redis with the process's settings."""
+    try:
+        config = settings.from_env(
+            dict(os.environ), **({"functions": args.app} if args.app else {})
+        )
+        registry = load(config.functions)
+        data = msgspec.json.decode(args.data) if args.action == "add" else None
+    except (SluiceError, msgspec.DecodeError) as exc:
+        sys.exit(f"sluice: {exc}")
+
+    async def run() -> str:
+        client = connect(config.redis)
+        try:
+            repeats = Repeats(client, registry)
+            if args.action == "add":
+                added = await repeats.add(
+                    args.function, args.name, workspace=args.workspace, data=data,
+                    cron=args.cron, zone=args.zone, every_ms=args.every_ms, start=args.start,
+                    end=args.end, limit=args.limit,
+                )  # fmt: skip
+                return _schedule_line(args.function, added, 5)
+            if args.action == "remove":
+                if not await repeats.remove(args.function, args.name, workspace=args.workspace):
+                    raise SluiceError(f"no schedule {args.name!r} in {args.workspace!r}")
+                return f"removed {args.workspace}/{args.name} of {args.function}"
+            names = [args.function] if args.function else [fn.name for fn in registry]
+            lines = [
+                _schedule_line(name, found, 1)
+                for name in names
+                for found in await repeats.read(name)
+                if args.workspace in (None, found.workspace)
+            ]
+            return "\n".join(lines)
+        finally:
+            await client.aclose()
+
+    try:
+        shown = uvloop.run(run())
+    except SluiceError as exc:
+        sys.exit(f"sluice: {exc}")
+    if shown:
+        print(shown)
+
+
+def _schedule_line(function: str, schedule: Schedule, runs: int) -> str:
+    """One schedule, tab-separated: function, workspace/name, rule, state, next runs."""
+    shown = schedule_view(function, schedule, Repeats.next_runs(schedule, runs))
+    rule = f"cron {shown.cron} {shown.zone}" if shown.cron else f"every {shown.every_ms} ms"
+    due = [run.at for run in shown.next_runs]
+    state = "paused" if shown.paused else ("active" if due else "ended")
+    return "\t".join([function, f"{shown.workspace}/{shown.name}", rule, state, *due])
 
 
 def _dev_key() -> KeyRing:

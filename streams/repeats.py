@@ -14,6 +14,9 @@ import msgspec
 from streams.connection import Redis
 from streams.errors import wrap_unavailable
 from streams.keys import PartitionKeys
+from streams.lua import Script
+
+_SWAP = Script.beside(__file__, "repeats.lua")
 
 
 class Schedule(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,6 +31,18 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
     # When the schedule was (last) added: its version, and the start from which
     # interval ticks fall on anchor_ms + k * every_ms.
     anchor_ms: int = 0
+    # Bounds, 0 for none: no tick before `start_ms` (interval ticks then fall on
+    # start_ms + k * every_ms), none after `end_ms`, at most `limit` of them;
+    # `last_ms` is the due time of the limit's last tick, worked out when added.
+    # Schedules stored before these fields read as unbounded.
+    start_ms: int = 0
+    end_ms: int = 0
+    limit: int = 0
+    last_ms: int = 0
+    # Paused: no ticks are made. `resumed_ms` is part of the ticks' ids, so the
+    # ticks cancelled at the pause are made anew after a resume.
+    paused: bool = False
+    resumed_ms: int = 0
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -49,6 +64,25 @@ async def load_schedules(client: Redis, keys: PartitionKeys) -> list[Schedule]:
     with wrap_unavailable():
         stored: Any = await client.hgetall(keys.repeats)
     return [_decoder.decode(value) for value in stored.values()]
+
+
+async def load_schedule(
+    client: Redis, keys: PartitionKeys, workspace: str, name: str
+) -> Schedule | None:
+    with wrap_unavailable():
+        stored: Any = await client.hget(keys.repeats, _field(workspace, name))
+    return None if stored is None else _decoder.decode(stored)
+
+
+async def swap_schedule(client: Redis, keys: PartitionKeys, old: Schedule, new: Schedule) -> bool:
+    """Write `new` in place of `old`; False if the stored schedule is no longer `old`."""
+    field = _field(old.workspace, old.name)
+    with wrap_unavailable():
+        with_old: Any = await client.hget(keys.repeats, field)
+    if with_old is None or _decoder.decode(with_old) != old:
+        return False
+    written = await _SWAP(client, [keys.repeats], [field, with_old, _encoder.encode(new)])
+    return bool(written)
 
 
 async def delete_schedule(client: Redis, keys: PartitionKeys, workspace: str, name: str) -> bool:

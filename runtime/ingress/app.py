@@ -23,7 +23,16 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
-from runtime.ingress import admin, dashboard, health, jobs, prometheus, publish, webhooks
+from runtime.ingress import (
+    admin,
+    dashboard,
+    health,
+    jobs,
+    prometheus,
+    publish,
+    schedules,
+    webhooks,
+)
 from runtime.ingress.openapi import document
 from runtime.ingress.problems import Problem, invalid
 from runtime.ingress.routes import Admin, Answer, Handler, Keyed, Public, Route, Services, reply
@@ -36,6 +45,7 @@ ROUTES: list[Route] = [
     *publish.ROUTES,
     *jobs.ROUTES,
     *admin.ROUTES,
+    *schedules.ROUTES,
     *health.ROUTES,
     *dashboard.ROUTES,
     *prometheus.ROUTES,

@@ -12,7 +12,14 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from runtime.ingress.views import Counts, Deferral, JobRecord, Snapshot, WebhookEndpoint
+from runtime.ingress.views import (
+    Counts,
+    Deferral,
+    JobRecord,
+    Schedule,
+    Snapshot,
+    WebhookEndpoint,
+)
 from streams.ratelimit import MAX_RATE_PER_S, MIN_RATE_PER_S
 
 T = TypeVar("T")
@@ -94,6 +101,28 @@ class Reschedule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     delay_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None
     run_at: When | None = None
+
+
+class ScheduleBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A repeatable job: `cron` (in `zone`) or `every_ms`, one of them; optional bounds."""
+
+    # The function's input, given to every run.
+    data: Any
+    # Default: the key's only workspace.
+    workspace: Token | None = None
+    # Five fields, minute hour day-of-month month day-of-week, as wall-clock times in `zone`.
+    cron: str | None = None
+    zone: str = "UTC"
+    every_ms: int | None = None
+    # No run before `start` (an interval's runs fall on start + k * every_ms) or
+    # after `end`; at most `limit` runs.
+    start: When | None = None
+    end: When | None = None
+    limit: int | None = None
+
+
+class Schedules(msgspec.Struct, frozen=True):
+    schedules: list[Schedule]
 
 
 class Queue(msgspec.Struct, frozen=True):

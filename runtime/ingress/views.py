@@ -10,12 +10,14 @@ The class names are the OpenAPI document's schema names, which clients know.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
 from runtime.client import metrics
-from streams import jobs, ratelimit, webhooks
+from streams import jobs, ratelimit, repeats, webhooks
 
 JobState = Literal["delayed", "queued", "active", "completed", "dead", "cancelled", "expired"]
 # The states GET /v1/jobs lists.
@@ -209,3 +211,61 @@ def endpoint_view(endpoint: webhooks.Endpoint) -> WebhookEndpoint:
 def created_view(endpoint: webhooks.Endpoint) -> WebhookEndpointCreated:
     shown = endpoint_view(endpoint)
     return WebhookEndpointCreated(**msgspec.structs.asdict(shown), secret=endpoint.secret)
+
+
+class NextRun(msgspec.Struct, frozen=True):
+    at_ms: int
+    # The same instant in the schedule's zone, RFC 3339 with its offset.
+    at: str
+
+
+class Schedule(msgspec.Struct, frozen=True, kw_only=True):
+    """A repeatable job: a cron expression in a zone, or an interval, with its bounds."""
+
+    function: str
+    name: str
+    workspace: str
+    # What each run is given: the function's input.
+    data: Any
+    # One of cron (in `zone`) and every_ms is set; the other is "" or 0.
+    cron: str
+    zone: str
+    every_ms: int
+    # Bounds, 0 for none: no run before start_ms or after end_ms, at most `limit`
+    # runs (the first `limit` due times; last_ms is the limit's last).
+    start_ms: int
+    end_ms: int
+    limit: int
+    last_ms: int
+    paused: bool
+    # When it was added or last replaced.
+    created_ms: int
+    # Its next due times (paused: those it would have), fewer near its end.
+    next_runs: list[NextRun]
+
+
+def schedule_view(function: str, schedule: repeats.Schedule, runs: list[int]) -> Schedule:
+    try:
+        zone = ZoneInfo(schedule.zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        # An interval schedule stored before zones were checked: shown in UTC.
+        zone = ZoneInfo("UTC")
+    return Schedule(
+        function=function,
+        name=schedule.name,
+        workspace=schedule.workspace,
+        data=msgspec.msgpack.decode(schedule.payload),
+        cron=schedule.cron,
+        zone=schedule.zone,
+        every_ms=schedule.every_ms,
+        start_ms=schedule.start_ms,
+        end_ms=schedule.end_ms,
+        limit=schedule.limit,
+        last_ms=schedule.last_ms,
+        paused=schedule.paused,
+        created_ms=schedule.anchor_ms,
+        next_runs=[
+            NextRun(at, datetime.fromtimestamp(at / 1000, zone).isoformat(timespec="seconds"))
+            for at in runs
+        ],
+    )

@@ -12,6 +12,7 @@ skip runs at the instant they jump (02:30 on the spring-forward night runs at
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -67,17 +68,27 @@ class Cron:
 
     def next_after(self, instant: datetime) -> datetime:
         """The first run strictly after `instant` (aware), as an aware UTC datetime."""
+        for run in self.runs_after(instant):
+            return run
+        raise InvalidSchedule(f"cron {self.expression!r} never runs")
+
+    def runs_after(self, instant: datetime) -> Iterator[datetime]:
+        """The runs strictly after `instant`, in order, as aware UTC datetimes, for
+        `_HORIZON_DAYS` at the most: one walk through the days, so the next N runs
+        cost N steps, not N searches from each run's day."""
         local = instant.astimezone(self.zone)
         day = local.date()
+        last = instant
         for _ in range(_HORIZON_DAYS):
             if day.month in self.months and self._day_matches(day):
                 for hour in sorted(self.hours):
                     for minute in sorted(self.minutes):
                         run = _instant(day, hour, minute, self.zone)
-                        if run > instant:
-                            return run
+                        # Skipped times all land on the jump: it runs once.
+                        if run > last:
+                            last = run
+                            yield run
             day += timedelta(days=1)
-        raise InvalidSchedule(f"cron {self.expression!r} never runs")
 
     def _day_matches(self, day: date) -> bool:
         dom = day.day in self.dom

@@ -1,17 +1,24 @@
-"""A repeatable job's schedule turned into the ticks to publish.
+"""A repeatable job's schedule turned into its due times and the ticks to publish.
 
 Each tick is published as a delayed job with the id
 `rpt:<workspace>:<name>:<schedule version>:<tick ms>`: any number of schedulers may publish
 the same tick, and the publish script's id check keeps it one job; a replaced
-schedule has a new version, so its ticks are new jobs. Ticks carry the tag
-`repeat:<name>`, so removing a schedule cancels its pending tick. A tick missed
-while every scheduler was down runs late, once; ticks further back are not made up.
+(or resumed) schedule has a new version, so its ticks are new jobs. Ticks carry the tag
+`repeat:<name>`, so removing or pausing a schedule cancels its pending ticks. A tick
+missed while every scheduler was down runs late, once; ticks further back are not made up.
+
+A schedule's runs are its due times after its start (or after it was added), up to
+its end and its limit: the limit counts due times, so the first `limit` of them are
+the runs (those passed while paused count too), whatever ran.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import islice
 
+from runtime.errors import InvalidSchedule
 from runtime.scheduler.cron import Cron
 from streams import envelope as env
 from streams.publish import Outgoing
@@ -30,30 +37,78 @@ def upcoming_ticks(
     schedule: Schedule, function: str, now_ms: int, recheck_s: float
 ) -> list[Outgoing]:
     """The ticks to have in place now: every one due before the next re-check and
-    one more (at least two), so no run is missed between two re-reads."""
-    ticks = [next_tick(schedule, function, now_ms)]
+    one more (at least two), so no run is missed between two re-reads. None while
+    paused or after the last run."""
+    if schedule.paused:
+        return []
     horizon = now_ms + round(recheck_s * 1000)
-    while ticks[-1].due_ms <= horizon and len(ticks) < MAX_AHEAD:
-        ticks.append(next_tick(schedule, function, ticks[-1].due_ms))
-    if len(ticks) == 1:
-        ticks.append(next_tick(schedule, function, ticks[0].due_ms))
-    return ticks
+    due: list[int] = []
+    for at in runs_after(schedule, now_ms):
+        due.append(at)
+        if len(due) >= MAX_AHEAD or (at > horizon and len(due) >= 2):
+            break
+    return [_tick(schedule, function, at, now_ms) for at in due]
 
 
-def next_tick(schedule: Schedule, function: str, after_ms: int) -> Outgoing:
-    """The schedule's first tick after `after_ms`, as the delayed job to publish."""
+def next_runs(schedule: Schedule, after_ms: int, count: int) -> list[int]:
+    """The schedule's next `count` due times (epoch ms) after `after_ms`, fewer near its end."""
+    return list(islice(runs_after(schedule, after_ms), count))
+
+
+def runs_after(schedule: Schedule, after_ms: int) -> Iterator[int]:
+    """The due times strictly after `after_ms`, within the schedule's start, end and limit."""
+    stop = min(b for b in (schedule.end_ms, schedule.last_ms, 2**62) if b)
+    for at in _unbounded(schedule, max(after_ms, _floor(schedule))):
+        if at > stop:
+            return
+        yield at
+
+
+def last_run_ms(schedule: Schedule) -> int:
+    """The due time of the `limit`-th run, counted from the schedule's first."""
+    if schedule.every_ms:
+        first = _unbounded(schedule, _floor(schedule))
+        return next(first) + (schedule.limit - 1) * schedule.every_ms
+    runs = list(islice(_unbounded(schedule, _floor(schedule)), schedule.limit))
+    if len(runs) < schedule.limit:
+        raise InvalidSchedule(
+            f"schedule {schedule.name!r}: cron {schedule.cron!r} does not run"
+            f" {schedule.limit} times within 5 years; give an end instead",
+            "limit",
+        )
+    return runs[-1]
+
+
+def _floor(schedule: Schedule) -> int:
+    # Runs fall after this: from the start on, else after the schedule was added.
+    return schedule.start_ms - 1 if schedule.start_ms else schedule.anchor_ms
+
+
+def _unbounded(schedule: Schedule, after_ms: int) -> Iterator[int]:
     if schedule.cron:
         after = datetime.fromtimestamp(after_ms / 1000, UTC)
-        tick_ms = round(Cron(schedule.cron, schedule.zone).next_after(after).timestamp() * 1000)
-    else:
-        periods = max(0, (after_ms - schedule.anchor_ms) // schedule.every_ms + 1)
-        tick_ms = schedule.anchor_ms + periods * schedule.every_ms
+        for run in Cron(schedule.cron, schedule.zone).runs_after(after):
+            yield round(run.timestamp() * 1000)
+        return
+    # Interval ticks fall on origin + k * every_ms.
+    origin = schedule.start_ms or schedule.anchor_ms
+    at = origin + max(0, (after_ms - origin) // schedule.every_ms + 1) * schedule.every_ms
+    while True:
+        yield at
+        at += schedule.every_ms
+
+
+def _tick(schedule: Schedule, function: str, tick_ms: int, now_ms: int) -> Outgoing:
+    """The tick due at `tick_ms`, as the delayed job to publish."""
+    version = str(schedule.anchor_ms)
+    if schedule.resumed_ms:
+        version += f".{schedule.resumed_ms}"
     envelope = env.Envelope(
-        id=f"rpt:{schedule.workspace}:{schedule.name}:{schedule.anchor_ms}:{tick_ms}",
+        id=f"rpt:{schedule.workspace}:{schedule.name}:{version}:{tick_ms}",
         function=function,
         workspace=schedule.workspace,
         payload=schedule.payload,
-        created_ms=after_ms,
+        created_ms=now_ms,
         due_ms=tick_ms,
         tags=(tag_of(schedule),),
     )

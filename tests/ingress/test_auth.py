@@ -18,7 +18,13 @@ from runtime.settings import Settings
 from tests.ingress.conftest import Api
 
 # Values for the path parameters of every route, all naming acme's things.
-PARAMS = {"topic": "tasks", "id": "acme-job", "function": "tasks", "workspace": "acme"}
+PARAMS = {
+    "topic": "tasks",
+    "id": "acme-job",
+    "function": "tasks",
+    "workspace": "acme",
+    "name": "daily",
+}
 BODIES: dict[str, object] = {
     "/v1/events/{topic}": {"workspace": "acme", "data": {"n": 1}},
     "/v1/jobs/{id}": {"delay_ms": 60_000},
@@ -30,6 +36,7 @@ BODIES: dict[str, object] = {
     "/api/schedule-email": {},
     "/api/schedule-sms": {},
     "/v1/webhooks/endpoints": {"url": "https://hooks.example.com/sluice"},
+    "/v1/schedules/{function}/{name}": {"data": {"n": 1}, "every_ms": 60_000},
 }
 KEYED = [r for r in ROUTES if r.access != "public"]
 

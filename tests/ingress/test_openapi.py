@@ -57,7 +57,8 @@ JSON = st.recursive(
     max_leaves=12,
 )
 FIELDS = st.sampled_from(["workspace", "data", "id", "delay_ms", "run_at", "expires_at", "key",
-                          "tags", "priority", "n", "to", "body", "rate_per_s", "ids"])  # fmt: skip
+                          "tags", "priority", "n", "to", "body", "rate_per_s", "ids", "cron",
+                          "zone", "every_ms", "start", "end", "limit"])  # fmt: skip
 # Bodies shaped like the real ones often enough to get past the first check.
 BODIES = JSON | st.dictionaries(FIELDS, JSON, max_size=6)
 PARAMS = st.sampled_from(["tasks", "sms.send", "acme", "other", "nobody", "a b", "%00", "x" * 200])
@@ -79,11 +80,11 @@ def test_no_input_gets_a_server_error(shared_server: RedisServer) -> None:
             route=st.sampled_from(ROUTES),
             who=st.sampled_from(["admin", "acme"]),
             params=st.fixed_dictionaries(
-                dict.fromkeys(("topic", "id", "function", "workspace"), PARAMS)
+                dict.fromkeys(("topic", "id", "function", "workspace", "name"), PARAMS)
             ),
             body=BODIES,
             query=st.dictionaries(
-                st.sampled_from(["function", "state", "limit", "cursor", "workspace"]),
+                st.sampled_from(["function", "state", "limit", "cursor", "workspace", "runs"]),
                 st.text(max_size=8),
                 max_size=3,
             ),

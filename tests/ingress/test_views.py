@@ -14,7 +14,7 @@ import pytest
 from runtime.client import metrics
 from runtime.ingress import views
 from runtime.ingress.app import ROUTES
-from streams import jobs, ratelimit, webhooks
+from streams import jobs, ratelimit, repeats, webhooks
 
 
 def _structs(kind: mi.Type, seen: set[type]) -> Iterator[type]:
@@ -80,6 +80,12 @@ SNAPSHOT = metrics.Snapshot(
     batches=8, avg_ms=9.5, p95_ms=10.0, last_minute=11, last_ms=12,
 )  # fmt: skip
 
+SCHEDULE = repeats.Schedule(
+    name="daily", workspace="acme", payload=msgspec.Raw(msgspec.msgpack.encode({"n": 1})),
+    cron="0 9 * * *", zone="Europe/Berlin", anchor_ms=5, start_ms=6, end_ms=7, limit=8,
+    last_ms=9, paused=True, resumed_ms=10,
+)  # fmt: skip
+
 # The JSON each route has always answered with (keys in order).
 SHOWN: list[tuple[Any, bytes]] = [
     (
@@ -114,6 +120,13 @@ SHOWN: list[tuple[Any, bytes]] = [
         b'{"id":"ep_1","url":"https://hooks.example/x","description":"crm","created_ms":1,'
         b'"disabled":"410 Gone","disabled_ms":2,"secret":"whsec_c2VjcmV0"}',
     ),
+    (
+        views.schedule_view("tasks", SCHEDULE, [1798790400000]),
+        b'{"function":"tasks","name":"daily","workspace":"acme","data":{"n":1},'
+        b'"cron":"0 9 * * *","zone":"Europe/Berlin","every_ms":0,"start_ms":6,"end_ms":7,'
+        b'"limit":8,"last_ms":9,"paused":true,"created_ms":5,'
+        b'"next_runs":[{"at_ms":1798790400000,"at":"2027-01-01T09:00:00+01:00"}]}',
+    ),
 ]
 
 
@@ -126,3 +139,10 @@ def test_a_job_with_defaults_shows_every_field() -> None:
     bare = jobs.JobRecord(id="j", function="f", workspace="w", state="delayed")
     shown = msgspec.json.decode(msgspec.json.encode(views.job_view(bare)))
     assert list(shown) == list(views.JobRecord.__struct_fields__)
+
+
+def test_a_schedule_stored_with_an_unknown_zone_shows_its_runs_in_utc() -> None:
+    # Interval schedules' zones were not checked before start and end came.
+    old = msgspec.structs.replace(SCHEDULE, cron="", every_ms=60_000, zone="Nowhere/Land")
+    shown = views.schedule_view("tasks", old, [1798790400000])
+    assert shown.next_runs[0].at == "2027-01-01T08:00:00+00:00"
