@@ -220,7 +220,7 @@ run_blocking_task = function(
 
 def _run_in_thread(job: Job[Task]) -> dict[str, object]:
     """A plain def handler: it runs in a thread, so it may block."""
-    time.sleep(job.data.sleep_ms / 1000)
+    time.sleep(job.data.sleep_ms / 1000)  # the job's blocking work, in its thread
     ledger.record([job.id])
     return {"n": job.data.n, "thread": threading.current_thread().name}
 
