@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from typing import Any
 
 import msgspec
@@ -38,6 +39,7 @@ log = logging.getLogger("sluice")
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sluice", description="Handlers on Redis Streams.")
+    parser.add_argument("--version", action="version", version=f"sluice {version('sluice')}")
     parser.add_argument(
         "--app",
         metavar="MODULE:ATTR",

@@ -358,6 +358,9 @@ def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
 
     `overrides` (field name -> value) win over the environment.
     """
+    # Not settings, whatever their names (a Service named `redis` brings REDIS_PORT=tcp://...).
+    injected = kubernetes_service_variables(environ)
+    environ = {k: v for k, v in environ.items() if k not in injected}
     unknown = sorted(k for k in environ if k.startswith("SLUICE_") and k not in VARIABLES)
     if unknown:
         raise ConfigurationError(
@@ -372,7 +375,9 @@ def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
     values: dict[str, dict[str, object]] = {section: {} for section in structs}
     for name, (section, field) in VARIABLES.items():
         if name in environ:
-            values[section][field] = _convert(name, environ[name], types[section, field])
+            # Levels as Python's logging takes them: `debug` too.
+            raw = environ[name].upper() if name == "SLUICE_LOG_LEVEL" else environ[name]
+            values[section][field] = _convert(name, raw, types[section, field])
     values["redis"].update(_redis(environ))
     if PLATFORM_PORT in environ and "SLUICE_INGRESS_PORT" not in environ:
         values[""]["ingress_port"] = _convert(PLATFORM_PORT, environ[PLATFORM_PORT], int)
@@ -385,6 +390,30 @@ def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
         )
     except msgspec.ValidationError as exc:
         raise ConfigurationError(str(exc)) from None
+
+
+_SERVICE_PORTS = re.compile(r"_PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?")
+
+
+def kubernetes_service_variables(environ: Mapping[str, str]) -> set[str]:
+    """The variables Kubernetes sets in every pod for each Service: a Service named
+    `sluice` (or `sluice-ingress`) brings SLUICE_SERVICE_HOST, SLUICE_PORT=tcp://...,
+    SLUICE_PORT_8080_TCP_ADDR and the like, which are not settings and must not stop
+    the process as unknown ones (nor SLUICE_INGRESS_PORT=tcp://... be read as a port)."""
+    found: set[str] = set()
+    for host in (k for k in environ if k.endswith("_SERVICE_HOST")):
+        prefix = host.removesuffix("_SERVICE_HOST")
+        found.add(host)
+        for name, value in environ.items():
+            rest = name.removeprefix(prefix)
+            if rest == name:
+                continue
+            if rest.startswith("_SERVICE_PORT") or (
+                _SERVICE_PORTS.fullmatch(rest)
+                and (rest != "_PORT" or value.startswith(("tcp://", "udp://", "sctp://")))
+            ):
+                found.add(name)
+    return found
 
 
 def _redis(environ: Mapping[str, str]) -> dict[str, object]:

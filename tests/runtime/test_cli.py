@@ -140,3 +140,10 @@ def test_redis_host_in_conflict_with_redis_url_is_a_one_line_start_up_error() ->
     assert result.stderr == (
         "sluice: REDIS_URL and REDIS_HOST disagree; set REDIS_URL or the parts, not both\n"
     )
+
+
+def test_sluice_tells_its_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "--version"], capture_output=True, text=True, check=True
+    )
+    assert re.fullmatch(r"sluice \d+\.\d+\.\d+\n", done.stdout)

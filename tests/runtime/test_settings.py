@@ -165,3 +165,40 @@ def test_redis_parts_in_conflict_with_the_url_stop_the_process(
 def test_the_ingress_listens_on_the_platforms_port_unless_sluice_ingress_port_is_set() -> None:
     assert from_env({"PORT": "10000"}).ingress_port == 10000
     assert from_env({"PORT": "10000", "SLUICE_INGRESS_PORT": "9000"}).ingress_port == 9000
+
+
+# What Kubernetes sets in every pod of a namespace with Services named `sluice`,
+# `sluice-ingress` and `redis` (docker-link style variables).
+KUBERNETES = {
+    "SLUICE_SERVICE_HOST": "10.0.0.7",
+    "SLUICE_SERVICE_PORT": "8080",
+    "SLUICE_SERVICE_PORT_HTTP": "8080",
+    "SLUICE_PORT": "tcp://10.0.0.7:8080",
+    "SLUICE_PORT_8080_TCP": "tcp://10.0.0.7:8080",
+    "SLUICE_PORT_8080_TCP_PROTO": "tcp",
+    "SLUICE_PORT_8080_TCP_PORT": "8080",
+    "SLUICE_PORT_8080_TCP_ADDR": "10.0.0.7",
+    "SLUICE_INGRESS_SERVICE_HOST": "10.0.0.8",
+    "SLUICE_INGRESS_SERVICE_PORT": "80",
+    "SLUICE_INGRESS_PORT": "tcp://10.0.0.8:80",
+    "SLUICE_INGRESS_PORT_80_TCP": "tcp://10.0.0.8:80",
+    "REDIS_SERVICE_HOST": "10.0.0.9",
+    "REDIS_SERVICE_PORT": "6379",
+    "REDIS_PORT": "tcp://10.0.0.9:6379",
+    "REDIS_PORT_6379_TCP_ADDR": "10.0.0.9",
+}
+
+
+def test_the_variables_kubernetes_injects_for_services_are_not_settings() -> None:
+    settings = from_env({**KUBERNETES, "REDIS_URL": "redis://redis:6379/0"})
+    assert settings.ingress_port == 8080  # not the injected tcp://10.0.0.8:80
+    assert settings.redis.url == "redis://redis:6379/0"
+    # A real unknown setting beside them still stops the process.
+    with pytest.raises(ConfigurationError, match="SLUICE_WORKERZ"):
+        from_env({**KUBERNETES, "SLUICE_WORKERZ": "1"})
+
+
+def test_log_levels_are_read_in_any_case() -> None:
+    assert from_env({"SLUICE_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    with pytest.raises(ConfigurationError, match="SLUICE_LOG_LEVEL"):
+        from_env({"SLUICE_LOG_LEVEL": "chatty"})
