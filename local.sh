@@ -17,7 +17,10 @@ need() {
 }
 
 setup() {
-  need redis-server redis-server
+  # Tests always start their own; `up` only when no REDIS_URL names a server.
+  if [ "${1:-}" != "external-redis" ]; then
+    need redis-server redis-server
+  fi
   if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
   fi
@@ -34,7 +37,7 @@ free_port() {
 }
 
 up() {
-  setup
+  if [ -n "${REDIS_URL:-}" ]; then setup external-redis; else setup; fi
   if [ -z "${REDIS_URL:-}" ]; then
     mkdir -p .local
     local port
