@@ -36,8 +36,19 @@ free_port() {
   .venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# Whether nothing listens on 127.0.0.1:$1.
+port_is_free() {
+  .venv/bin/python -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
+
 up() {
   if [ -n "${REDIS_URL:-}" ]; then setup external-redis; else setup; fi
+  # The ingress on 8080 unless something else holds it (another Sluice, say).
+  if [ -z "${SLUICE_INGRESS_PORT:-}" ] && [ -z "${PORT:-}" ] && ! port_is_free 8080; then
+    SLUICE_INGRESS_PORT=$(free_port)
+    export SLUICE_INGRESS_PORT
+    echo "local.sh: port 8080 is taken; the ingress listens on $SLUICE_INGRESS_PORT" >&2
+  fi
   if [ -z "${REDIS_URL:-}" ]; then
     mkdir -p .local
     local port

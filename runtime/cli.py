@@ -19,9 +19,9 @@ from runtime import gc_tuning, settings
 from runtime.client.publish import Client, Event
 from runtime.client.repeats import Repeats
 from runtime.declare import Function
-from runtime.errors import SluiceError
+from runtime.errors import CannotListen, SluiceError
 from runtime.health import RedisHealth, report_server
-from runtime.ingress import load_keys, services
+from runtime.ingress import listen, load_keys, services
 from runtime.ingress import serve as serve_http
 from runtime.ingress.auth import KeyRing, new_key
 from runtime.ingress.views import schedule_view
@@ -97,8 +97,9 @@ def main(argv: list[str] | None = None) -> None:
         config = settings.from_env(environ, **overrides)
         registry = load(config.functions).with_rates(config.rates)
         keyring = load_keys(config) if ingress else KeyRing([])
+        dev_key = None
         if args.role == "dev" and not keyring.by_hash:
-            keyring = _dev_key()
+            dev_key, keyring = _dev_key()
         functions = (
             registry.select(n.strip() for n in args.functions.split(",") if n.strip())
             if getattr(args, "functions", None)
@@ -126,8 +127,11 @@ def main(argv: list[str] | None = None) -> None:
                 consume=consume,
                 schedule=schedule,
                 demo=demo,
+                dev_key=dev_key,
             )
         )
+    except CannotListen as exc:
+        sys.exit(f"sluice: {exc}")
     finally:
         for provider in traced:
             provider.shutdown()
@@ -142,6 +146,7 @@ async def _serve(
     consume: bool,
     schedule: bool,
     demo: bool,
+    dev_key: str | None,
 ) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
@@ -149,15 +154,21 @@ async def _serve(
     health = RedisHealth(config.redis.redacted_url())
     gc_tuning.tune_collector()
     try:
+        # The ingress binds first: a busy port stops the process before any role starts.
+        runner = None
+        if keyring is not None:
+            built = services(client, registry, keyring, health, config.ingress_write_timeout_s)
+            runner = await listen(config, built)
+            if dev_key is not None:
+                print(f"sluice dev: admin API key for this run: {dev_key}", file=sys.stderr)
         async with asyncio.TaskGroup() as group:
             if consume:
                 group.create_task(WorkerHost(client, functions, config, health).run(stop))
             if schedule:
                 scheduler = Scheduler(client, functions, health, config.scheduler_recheck_s)
                 group.create_task(scheduler.run(stop))
-            if keyring is not None:
-                built = services(client, registry, keyring, health, config.ingress_write_timeout_s)
-                group.create_task(serve_http(config, built, stop))
+            if runner is not None:
+                group.create_task(serve_http(runner, stop))
             group.create_task(report_server(client, health.url, stop))
             if demo:
                 group.create_task(_publish_examples(Client(client, registry)))
@@ -253,11 +264,11 @@ def _schedule_line(function: str, schedule: Schedule, runs: int) -> str:
     return "\t".join([function, f"{shown.workspace}/{shown.name}", rule, state, *due])
 
 
-def _dev_key() -> KeyRing:
-    """`sluice dev` without configured keys: one admin key for this run, shown once."""
+def _dev_key() -> tuple[str, KeyRing]:
+    """`sluice dev` without configured keys: one admin key for this run, shown once
+    the ingress listens."""
     key, stored = new_key("dev", (), admin=True)
-    print(f"sluice dev: admin API key for this run: {key}", file=sys.stderr)
-    return KeyRing([stored])
+    return key, KeyRing([stored])
 
 
 async def _publish_examples(client: Client) -> None:

@@ -14,6 +14,7 @@ from streams.errors import (
 )
 
 __all__ = [
+    "CannotListen",
     "ConfigurationError",
     "InvalidCursor",
     "InvalidEndpoint",
@@ -31,6 +32,10 @@ __all__ = [
     "UnknownFunction",
     "WrongJobState",
 ]
+
+
+class CannotListen(SluiceError):
+    """The ingress's address cannot be bound (in use, not this host's, not permitted)."""
 
 
 class UnknownFunction(SluiceError, LookupError):

@@ -1,12 +1,13 @@
 """The HTTP ingress: publish events, manage jobs, read metrics (aiohttp).
 
-`serve` runs it until stopped; `services` builds what its routes use.
+`listen` binds it, `serve` runs it until stopped; `services` builds what its routes use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from runtime.client.limits import Limits
 from runtime.client.metrics import Metrics
 from runtime.client.pauses import Pauses
 from runtime.client.publish import Client
+from runtime.errors import CannotListen
 from runtime.health import RedisHealth
 from runtime.ingress.app import RUNNER_OPTIONS, build_app
 from runtime.ingress.auth import KeyRing
@@ -62,17 +64,38 @@ def services(
     )
 
 
-async def serve(config: Settings, built: Services, stop: asyncio.Event) -> None:
-    """Serve HTTP on the configured address until `stop` is set."""
-    # The request tasks inherit this task's context: input types that read the
-    # deployment's settings as they validate (runtime.phones) find them.
+async def listen(config: Settings, built: Services) -> web.AppRunner:
+    """The ingress bound to the configured address and accepting requests.
+
+    Before any other role starts: an address in use is then one clear error,
+    not a process that runs on without HTTP.
+    """
+    # The request tasks inherit the context the listening socket was opened in:
+    # input types that read the deployment's settings as they validate
+    # (runtime.phones) find them.
     use_settings(config)
     app = build_app(built, config.ingress_max_body_bytes)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **RUNNER_OPTIONS)
     await runner.setup()
-    site = web.TCPSite(runner, config.ingress_host, config.ingress_port)
-    await site.start()
-    log.info("ingress on http://%s:%d", config.ingress_host, config.ingress_port)
+    address = f"{config.ingress_host}:{config.ingress_port}"
+    try:
+        await web.TCPSite(runner, config.ingress_host, config.ingress_port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        raise CannotListen(f"cannot listen on {address}: {reason}") from None
+    shown = f"http://{_reachable(config.ingress_host)}:{config.ingress_port}"
+    log.info("ingress on http://%s: dashboard %s/admin, API docs %s/docs", address, shown, shown)
+    return runner
+
+
+def _reachable(host: str) -> str:
+    """A host to browse to: a wildcard address is reachable on loopback."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+async def serve(runner: web.AppRunner, stop: asyncio.Event) -> None:
+    """Serve the listening ingress until `stop` is set."""
     try:
         await stop.wait()
     finally:

@@ -197,6 +197,12 @@ def build_app(
         return web.Response(body=spec, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi)
+
+    async def root(request: web.Request) -> web.StreamResponse:
+        """The site's address, typed into a browser, leads to the dashboard."""
+        raise web.HTTPFound("/admin")
+
+    app.router.add_get("/", root)
     # Last: what no route above took.
     app.router.add_route("*", UNMATCHED, unmatched)
 
