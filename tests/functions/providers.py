@@ -13,12 +13,7 @@ import msgspec
 from aiohttp import web
 
 from runtime import Function
-from runtime.health import RedisHealth
-from runtime.scheduler.host import Scheduler
-from runtime.settings import from_env
-from runtime.worker.host import WorkerHost
-from streams.connection import RedisSettings, connect
-from tests.runtime.helpers import dump_tasks
+from tests.runtime.helpers import hosting
 
 
 class Answer(msgspec.Struct, frozen=True):
@@ -95,29 +90,5 @@ async def worker_for(
 ) -> AsyncIterator[None]:
     """`fn` on a worker (and a scheduler, for its retries) on this event loop, with
     the settings `environ` gives; stopped on exit."""
-    settings = from_env(
-        environ,
-        redis=RedisSettings(url=url, connect_timeout_s=0.5, socket_timeout_s=2.0, retries=1),
-        block_ms=500,
-        reclaim_interval_s=0.3,
-        grace_s=5.0,
-    )
-    client = connect(settings.redis)
-    health = RedisHealth(url)
-    stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(WorkerHost(client, [fn], settings, health).run(stop)),
-        asyncio.create_task(Scheduler(client, [fn], health, 0.2).run(stop)),
-    ]
-    try:
+    async with hosting(url, [fn], environ, scheduler=True, recheck_s=0.2):
         yield
-    finally:
-        stop.set()
-        _, hung = await asyncio.wait(tasks, timeout=15)
-        if hung:
-            dump_tasks()
-            for task in hung:
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=bool(hung))
-        await client.aclose()
-        assert not hung, "the worker did not stop within its grace period"

@@ -10,7 +10,9 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from runtime.declare import Function
 from runtime.health import RedisHealth
 from runtime.registry import load
 from runtime.scheduler.host import Scheduler
@@ -119,19 +121,36 @@ def dump_tasks() -> None:
 async def worker_in_process(
     url: str, *names: str, grace_s: float = 5.0, scheduler: bool = False, recheck_s: float = 1.0
 ) -> AsyncIterator[RedisHealth]:
-    """A WorkerHost (and a Scheduler) on this event loop, with its own client; stopped on exit."""
+    """A WorkerHost (and a Scheduler) of the sample functions on this event loop."""
+    functions = load(SAMPLE).select(names)
+    async with hosting(
+        url, functions, grace_s=grace_s, scheduler=scheduler, recheck_s=recheck_s
+    ) as health:
+        yield health
+
+
+@contextlib.asynccontextmanager
+async def hosting(
+    url: str,
+    functions: Sequence[Function[Any]],
+    environ: Mapping[str, str] | None = None,
+    *,
+    grace_s: float = 5.0,
+    scheduler: bool = False,
+    recheck_s: float = 1.0,
+) -> AsyncIterator[RedisHealth]:
+    """A WorkerHost of `functions` (and a Scheduler) on this event loop, with its own
+    client and the settings `environ` gives; stopped on exit."""
     settings = from_env(
-        {},
+        environ or {},
         redis=RedisSettings(url=url, connect_timeout_s=0.5, socket_timeout_s=2.0, retries=1),
         block_ms=500,
         reclaim_interval_s=0.3,
         grace_s=grace_s,
     )
-    registry = load(SAMPLE)
     client = connect(settings.redis)
     health = RedisHealth(url)
     stop = asyncio.Event()
-    functions = registry.select(names)
     tasks = [asyncio.create_task(WorkerHost(client, functions, settings, health).run(stop))]
     if scheduler:
         tasks.append(asyncio.create_task(Scheduler(client, functions, health, recheck_s).run(stop)))

@@ -103,6 +103,7 @@ def test_rates_are_name_value_pairs() -> None:
             {"REDIS_HOST": "h", "REDIS_USER": "app", "REDIS_PASSWORD": "p@ss:w/rd"},
             "redis://app:p%40ss%3Aw%2Frd@h:6379/0",
         ),
+        # Only URLs are built here: no server is reached, on 6379 or any port.
         ({"REDIS_PASSWORD": "pw"}, "redis://:pw@127.0.0.1:6379/0"),
         ({"REDIS_HOST": "::1"}, "redis://[::1]:6379/0"),
     ],
