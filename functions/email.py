@@ -20,6 +20,7 @@ with the connection) is recognisable as one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from email.utils import parseaddr
 from typing import Annotated
@@ -195,10 +196,13 @@ _callback = msgspec.json.Encoder()
 
 
 async def _send_callback(batch: Batch[Email], settings: EmailSettings) -> None:
-    """Each job's email to the deployment's endpoint, one signed POST a job; a job
-    whose POST fails fails alone, as the provider's answer says (functions/provider.py)."""
+    """Each job's email to the deployment's endpoint, one signed POST a job, all of a
+    batch at once (one after another, a batch of slow answers would outlast the
+    handler's timeout); a job whose POST fails fails alone, as the provider's answer
+    says (functions/provider.py)."""
     key = settings.callback_key
-    for job in batch.jobs:
+
+    async def post(job: Job[Email]) -> None:
         email = job.data
         message = Callback(
             id=job.id,
@@ -222,6 +226,8 @@ async def _send_callback(batch: Batch[Email], settings: EmailSettings) -> None:
             batch.fail(job, exc)
         else:
             batch.result(job, Sent(accepted.message_id, accepted.status))
+
+    await asyncio.gather(*(post(job) for job in batch.jobs))
 
 
 async def _send_one(

@@ -3,7 +3,6 @@ and a refused recipient failing its job alone."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator, Mapping
@@ -16,11 +15,9 @@ import standardwebhooks
 from functions.email import Email, send_email
 from functions.mime import html_to_text, message_id
 from runtime import Client, ConfigurationError, Event, InvalidPayload, Jobs
-from runtime.health import RedisHealth
 from runtime.registry import Registry
 from runtime.settings import from_env
-from runtime.worker.host import WorkerHost
-from streams.connection import Redis, RedisSettings, connect
+from streams.connection import Redis
 from streams.jobs import Counts
 from tests.functions.providers import Answer, ProviderServer
 from tests.functions.smtp_server import (
@@ -33,7 +30,7 @@ from tests.functions.smtp_server import (
     smtp_server,
 )
 from tests.redis_server import RedisServer
-from tests.runtime.helpers import total_counts, wait_until
+from tests.runtime.helpers import hosting, total_counts, wait_until
 
 REGISTRY = Registry([send_email])
 
@@ -45,24 +42,10 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @contextlib.asynccontextmanager
 async def email_worker(url: str, environ: Mapping[str, str]) -> AsyncIterator[None]:
-    """A worker running email.send with the settings of `environ`, as `sluice worker` would."""
-    settings = from_env(
-        environ,
-        redis=RedisSettings(url=url, connect_timeout_s=0.5, socket_timeout_s=2.0, retries=1),
-        block_ms=500,
-        # Retries stay delayed, to be seen there: no promotion in this worker.
-        worker_scheduler=False,
-    )
-    client = connect(settings.redis)
-    stop = asyncio.Event()
-    host = WorkerHost(client, list(REGISTRY), settings, RedisHealth(url))
-    task = asyncio.create_task(host.run(stop))
-    try:
+    """A worker running email.send with the settings of `environ`, as `sluice worker` would;
+    retries stay delayed, to be seen there: no promotion in this worker."""
+    async with hosting(url, list(REGISTRY), {**environ, "SLUICE_WORKER_SCHEDULER": "false"}):
         yield
-    finally:
-        stop.set()
-        await task
-        await client.aclose()
 
 
 async def publish(redis: Redis, *emails: Email) -> list[str]:
@@ -335,7 +318,7 @@ async def test_the_callback_provider_posts_each_email_signed(
 ) -> None:
     async with ProviderServer().serve() as receiver:
         receiver.success = Answer(202, {"message_id": "app-7", "status": "queued"})
-        # The second POST is refused for good: that email alone is dead.
+        # The second POST to arrive is refused for good: that email alone is dead.
         receiver.answers = [Answer(200, {}), Answer(422, {"message": "unknown contact"})]
         first, second = await publish(
             redis,
@@ -350,28 +333,34 @@ async def test_the_callback_provider_posts_each_email_signed(
         }
         async with email_worker(shared_server.url, environ):
             await settled(redis, completed=1, dead=1)
-    arrival = receiver.arrivals[0]
-    assert arrival.path == "/send-email"
-    assert arrival.headers["webhook-id"] == first
-    assert standardwebhooks.Webhook(SECRET).verify(arrival.body, arrival.headers) == {
-        "id": first,
-        "workspace": "acme",
-        "attempt": 1,
-        "to": "ada@example.com",
-        "from": "Clinic <hello@clinic.test>",
-        "subject": "Hi",
-        "html": "",
-        "text": "Hello",
-        "reply_to": "",
-        "headers": {},
-        "contact_id": "c-1",
-        "channel": "email",
+    # The POSTs of a batch go at once: which got which answer is their order of arrival.
+    delivered, refused = (a.headers["webhook-id"] for a in receiver.arrivals)
+    assert {delivered, refused} == {first, second}
+    shown = {
+        first: {"to": "ada@example.com", "html": "", "text": "Hello", "contact_id": "c-1"},
+        second: {"to": "bob@example.com", "html": "<p>Hello</p>", "text": "", "contact_id": ""},
     }
-    record = await Jobs(redis, REGISTRY).get("email.send", first, workspace="acme")
+    for arrival in receiver.arrivals:
+        assert arrival.path == "/send-email"
+        job_id = arrival.headers["webhook-id"]
+        assert standardwebhooks.Webhook(SECRET).verify(arrival.body, arrival.headers) == {
+            "id": job_id,
+            "workspace": "acme",
+            "attempt": 1,
+            "from": "Clinic <hello@clinic.test>",
+            "subject": "Hi",
+            "reply_to": "",
+            "headers": {},
+            "channel": "email",
+            **shown[job_id],
+        }
+    jobs = Jobs(redis, REGISTRY)
+    record = await jobs.get("email.send", delivered, workspace="acme")
     assert record is not None
-    assert record.result == {"message_id": first, "reply": ""}
-    dead = await Jobs(redis, REGISTRY).get("email.send", second, workspace="acme")
+    assert record.result == {"message_id": delivered, "reply": ""}
+    dead = await jobs.get("email.send", refused, workspace="acme")
     assert dead is not None
+    assert dead.state == "dead"
     assert "unknown contact" in dead.error
 
 
