@@ -142,6 +142,7 @@ async def refill(
             keys.rate,
             keys.limits,
             keys.deferrals,
+            keys.deferlog,
         ],
         args,
     )

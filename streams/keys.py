@@ -105,6 +105,7 @@ class PartitionKeys:
     __slots__ = (
         "backlog",
         "dead",
+        "deferlog",
         "deferrals",
         "delayed",
         "done",
@@ -157,10 +158,12 @@ class PartitionKeys:
         # HASH schedule name -> repeatable job schedule (streams.repeats).
         self.repeats = f"{self.tag}:repeats"
         # Rate limits (streams.ratelimit): limiter state, overrides set at run
-        # time, and per workspace the record of deferred jobs.
+        # time, and per workspace the record of deferred jobs and its recent
+        # seconds with deferrals (a bounded history, newest first).
         self.rate = f"{self.tag}:rate"
         self.limits = f"{self.tag}:limits"
         self.deferrals = f"{self.tag}:deferrals"
+        self.deferlog = f"{self.tag}:deferlog"
         # HASH of job metrics by workspace and for the function (streams.metrics).
         self.metrics = f"{self.tag}:metrics"
         # Set while the function is paused: its workers read nothing (streams.pause).

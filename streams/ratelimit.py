@@ -43,6 +43,10 @@ RESERVE_AHEAD_MS = 60_000
 # ... and when a workspace's own limit does: held jobs of one workspace must not
 # fill a worker that other workspaces' jobs need.
 WORKSPACE_AHEAD_MS = 2_000
+# Seconds with deferrals a workspace's history (`deferlog`) keeps, the newest: what
+# the BullMQ service's rate-limit `details` showed, bounded so a tenant over its
+# limit all day costs a few hundred bytes.
+HISTORY = 20
 
 
 class Grant(msgspec.Struct, frozen=True):
@@ -72,6 +76,21 @@ class Deferral(msgspec.Struct, frozen=True):
     limit: str
 
 
+class DeferralEvent(msgspec.Struct, frozen=True):
+    """One second in which the limits held back some of a workspace's jobs."""
+
+    # Redis time (ms) of the second's first deferral.
+    at_ms: int
+    # Jobs the workspace's reads asked for in that second, and of them, those not
+    # granted at once (held for a reserved slot, or delayed).
+    asked: int
+    held: int
+    # The limit last hit that second, "global" or "workspace", and its rate in the
+    # partition (jobs/s; the global one is the partition's share of the function's).
+    limit: str
+    rate_per_s: float
+
+
 class Rates(msgspec.Struct, frozen=True):
     """A function partition's declared limits; overrides in Redis win over them."""
 
@@ -99,6 +118,7 @@ class Ask(msgspec.Struct, frozen=True):
             WORKSPACE_AHEAD_MS,
             packed([*self.jobs, GLOBAL]),
             packed([*self.jobs.values()]),
+            HISTORY,
         ]
 
     def grants(self, reply: list[Any]) -> dict[str, Grant]:
@@ -141,3 +161,31 @@ async def deferrals(client: Redis, keys: PartitionKeys) -> dict[str, Deferral]:
         count, last, asked, limit = value.decode().split("|")
         out[workspace.decode()] = Deferral(int(count), int(last), int(asked), limit)
     return out
+
+
+async def deferral_history(
+    client: Redis, keys: PartitionKeys, workspace: str
+) -> list[DeferralEvent]:
+    """The workspace's recent seconds with deferrals in the partition, newest first."""
+    with wrap_unavailable():
+        stored: Any = await client.hget(keys.deferlog, workspace)
+    if not stored:
+        return []
+    events = []
+    for entry in stored.decode().split(";"):
+        at, asked, held, limit, rate = entry.split("|")
+        events.append(DeferralEvent(int(at), int(asked), int(held), limit, float(rate)))
+    return events
+
+
+async def forget_deferrals(client: Redis, keys: PartitionKeys, workspace: str | None) -> None:
+    """Drop one workspace's record and history of deferrals, or (None) every one's.
+    The limiter's state stays: forgetting must not grant a burst over the limit."""
+    with wrap_unavailable():
+        if workspace is None:
+            await client.delete(keys.deferrals, keys.deferlog)
+            return
+        async with client.pipeline(transaction=True) as both:
+            both.hdel(keys.deferrals, workspace)
+            both.hdel(keys.deferlog, workspace)
+            await both.execute()

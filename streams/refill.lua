@@ -4,12 +4,14 @@
 -- limits cost no round trip of their own.
 -- uses: record admit limits
 -- KEYS[1] stream, KEYS[2] jobs, KEYS[3] backlog, KEYS[4] share, KEYS[5] stats,
--- KEYS[6] rate (the limiter state), KEYS[7] limits (overrides), KEYS[8] deferrals
+-- KEYS[6] rate (the limiter state), KEYS[7] limits (overrides), KEYS[8] deferrals,
+-- KEYS[9] deferlog
 -- ARGV[1] group, ARGV[2] each workspace's share, ARGV[3] 1 when the read found the
 -- stream drained (fewer entries than asked), ARGV[4] msgpack array of the
 -- workspaces read, ARGV[5] msgpack array of the entries taken from each; with
--- limits, ARGV[6..12] global rate, workspace rate, burst, reservation horizons
--- (global, workspace), workspaces and jobs asked (Limits.take).
+-- limits, ARGV[6..13] global rate, workspace rate, burst, reservation horizons
+-- (global, workspace), workspaces and jobs asked, seconds of deferlog kept
+-- (Limits.take).
 -- Returns what Limits.take returns ({} without limits).
 local t = redis.call('TIME')
 Admit.setup(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2],
@@ -58,7 +60,7 @@ else
 end
 Admit.finish()
 if ARGV[6] then
-  return Limits.take(t, KEYS[6], KEYS[7], KEYS[8], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
-    ARGV[11], ARGV[12])
+  return Limits.take(t, KEYS[6], KEYS[7], KEYS[8], KEYS[9], ARGV[6], ARGV[7], ARGV[8], ARGV[9],
+    ARGV[10], ARGV[11], ARGV[12], ARGV[13])
 end
 return {}

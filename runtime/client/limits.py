@@ -4,9 +4,18 @@ worker applies them at its next read, without a restart."""
 
 from __future__ import annotations
 
+import msgspec
+
 from runtime.registry import Registry
 from streams.connection import Redis
-from streams.ratelimit import GLOBAL, Deferral, deferrals, set_limit
+from streams.ratelimit import (
+    GLOBAL,
+    Deferral,
+    DeferralEvent,
+    deferral_history,
+    deferrals,
+    set_limit,
+)
 
 
 class Limits:
@@ -36,3 +45,15 @@ class Limits:
         for keys in self.registry.partitions(function):
             found.update(await deferrals(self.redis, keys))
         return found
+
+    async def history(self, function: str, workspace: str) -> list[DeferralEvent]:
+        """The workspace's last seconds with deferrals (up to `streams.ratelimit.HISTORY`),
+        newest first; a global limit's rate is the function's, not a partition's share."""
+        (keys,) = self.registry.partitions(function, workspace)
+        shares = len(self.registry.partitions(function))
+        return [
+            msgspec.structs.replace(event, rate_per_s=event.rate_per_s * shares)
+            if event.limit == "global"
+            else event
+            for event in await deferral_history(self.redis, keys, workspace)
+        ]

@@ -16,6 +16,7 @@ from runtime.registry import Registry
 from streams import metrics as store
 from streams.connection import Redis
 from streams.keys import check_token
+from streams.ratelimit import forget_deferrals
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,9 +69,12 @@ class Metrics:
         )
 
     async def reset(self, function: str, workspace: str | None = None) -> None:
-        """Forget the function's metrics (every workspace's too), or one workspace's."""
+        """Forget the function's metrics (every workspace's too), or one workspace's,
+        with the record and history of its rate-limit deferrals (`Limits`): they
+        count the same events as `rate_limited`. The limits themselves stay."""
         for keys in self.registry.partitions(function, workspace):
-            await store.reset(self.redis, keys, None if workspace is None else workspace)
+            await store.reset(self.redis, keys, workspace)
+            await forget_deferrals(self.redis, keys, workspace)
 
 
 def _p95(histogram: list[int]) -> float:

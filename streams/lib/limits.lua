@@ -6,13 +6,15 @@
 -- Limits.take(t, KEYS..., ARGV...) with t = redis.call('TIME');
 -- state: limiter state (HASH: '*' and each workspace -> theoretical arrival
 -- time, microseconds in hexadecimal), overrides (HASH: '*' or a workspace ->
--- rate/s), deferrals (HASH: workspace -> "count|last ms|jobs asked|limit hit");
+-- rate/s), deferrals (HASH: workspace -> "count|last ms|jobs asked|limit hit"),
+-- deferlog (HASH: workspace -> its recent seconds with deferrals, newest first,
+-- ';'-separated "first ms|jobs asked|jobs held back|limit hit|its rate/s");
 -- global_rate: this partition's share of the global rate (jobs/s, '0': none),
 -- workspace_rate: the per-workspace rate ('0': none), burst: seconds of rate,
 -- horizon_ms: how far ahead slots are reserved for jobs not granted now, where
 -- the global limit holds them back, workspace_horizon_ms: where their own does,
 -- fields: msgpack array of the workspaces then '*', asked: msgpack array of the
--- jobs each workspace asks for.
+-- jobs each workspace asks for, history: how many seconds deferlog keeps.
 -- Returns {} when every workspace got all it asked (the common case); otherwise
 -- Redis's time (ms), then for each workspace not granted all it asked a
 -- quintuple: position in the call (1-based), granted, how many of the rest hold
@@ -30,8 +32,36 @@
 -- '%x' and tonumber(s, 16) are plain integer conversions.
 local Limits = {}
 
-function Limits.take(t, state, limits, deferrals, global_rate, workspace_rate, burst, horizon_ms,
-                     workspace_horizon_ms, packed_fields, packed_asked)
+-- A workspace's deferlog: the entry of this second gains the jobs asked and
+-- held back now (reads of one second are one event, so a flood shows as the
+-- seconds it lasted, not as the last few reads), else a new entry goes first and
+-- the oldest past `keep` goes. Only for reads that held jobs back.
+local function log_deferral(deferlog, workspace, now_ms, asked, held, hit, rate, keep)
+  local format, floor = string.format, math.floor
+  local old = redis.call('HGET', deferlog, workspace)
+  local rest = old or ''
+  if old then
+    local ms, was_asked, was_held, after = string.match(old, '^(%d+)|(%d+)|(%d+)|[^;]*(.*)$')
+    if ms and floor(tonumber(ms) / 1000) == floor(now_ms / 1000) then
+      now_ms, asked, held = tonumber(ms), asked + tonumber(was_asked), held + tonumber(was_held)
+      rest = string.sub(after, 2)
+    end
+  end
+  local log = format('%d|%d|%d|%s|%.10g', now_ms, asked, held, hit, rate)
+  if rest ~= '' then
+    log = log .. ';' .. rest
+    local at = 0
+    for _ = 1, keep do
+      at = string.find(log, ';', at + 1, true)
+      if not at then break end
+    end
+    if at then log = string.sub(log, 1, at - 1) end
+  end
+  redis.call('HSET', deferlog, workspace, log)
+end
+
+function Limits.take(t, state, limits, deferrals, deferlog, global_rate, workspace_rate, burst,
+                     horizon_ms, workspace_horizon_ms, packed_fields, packed_asked, history)
   local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
   local format = string.format
   local now = t[1] * 1000000 + t[2]
@@ -118,6 +148,8 @@ function Limits.take(t, state, limits, deferrals, global_rate, workspace_rate, b
       local count = prev and tonumber(string.match(prev, '^(%d+)')) or 0
       redis.call('HSET', deferrals, workspace,
         (count + want - k) .. '|' .. floor(now / 1000) .. '|' .. want .. '|' .. hit)
+      log_deferral(deferlog, workspace, floor(now / 1000), want, want - k, hit,
+        hit == 'global' and grate or wrate, tonumber(history))
       out[#out + 1] = j
       out[#out + 1] = k
       out[#out + 1] = reserved

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Client, Event, Job, Limits, function
+from runtime import Client, Event, Job, Limits, Metrics, function
 from runtime.registry import load
 from streams.connection import Redis
+from streams.consume import refill
 from streams.errors import ConfigurationError
+from streams.ratelimit import Ask, Rates
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,
@@ -190,3 +192,20 @@ def test_a_function_declared_with_such_a_rate_is_refused(rate: float) -> None:
 
 async def _noop(job: Job[Task]) -> None:
     del job
+
+
+async def test_a_workspaces_deferral_history_names_the_functions_rate_and_reset_forgets_it(
+    redis: Redis,
+) -> None:
+    registry = load(SAMPLE)
+    limits, metrics = Limits(redis, registry), Metrics(redis, registry)
+    # batch-tasks has 2 partitions: each holds half of a 10/s global rate.
+    (keys,) = registry.partitions("batch-tasks", "acme")
+    await refill(redis, keys, {}, False, ask=Ask({"acme": 8}, Rates(5.0, 0.0, 1.0)))
+    (event,) = await limits.history("batch-tasks", "acme")
+    assert (event.asked, event.held, event.limit, event.rate_per_s) == (8, 3, "global", 10.0)
+    await metrics.reset("batch-tasks", "other")
+    assert len(await limits.history("batch-tasks", "acme")) == 1
+    await metrics.reset("batch-tasks", "acme")
+    assert await limits.history("batch-tasks", "acme") == []
+    assert await limits.deferrals("batch-tasks") == {}

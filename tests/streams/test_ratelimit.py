@@ -8,12 +8,15 @@ from streams.consume import refill
 from streams.keys import PartitionKeys
 from streams.ratelimit import (
     GLOBAL,
+    HISTORY,
     RESERVE_AHEAD_MS,
     WORKSPACE_AHEAD_MS,
     Ask,
     Grant,
     Rates,
+    deferral_history,
     deferrals,
+    forget_deferrals,
     set_limit,
 )
 
@@ -111,3 +114,45 @@ async def test_the_global_limit_reserves_far_and_says_it_binds(redis: Redis) -> 
     assert grant.global_hit
     assert (grant.granted, grant.reserved) == (10, 490)
     assert grant.due_ms[-1] - grant.now_ms <= RESERVE_AHEAD_MS
+
+
+async def test_each_second_with_deferrals_is_one_entry_of_the_workspaces_history(
+    redis: Redis,
+) -> None:
+    # Two reads over the limit within one second add up in one entry, newest first.
+    for _ in range(3):  # again if the two reads fell on either side of a second
+        await forget_deferrals(redis, KEYS, None)
+        await redis.delete(KEYS.rate)
+        await take(redis, {"a": 25}, global_rate=10)
+        await take(redis, {"a": 5}, global_rate=10)
+        after = await redis_ms(redis)
+        history = await deferral_history(redis, KEYS, "a")
+        if history[0].at_ms // 1000 == after // 1000:
+            break
+    (entry,) = history
+    assert (entry.asked, entry.held, entry.limit, entry.rate_per_s) == (30, 20, "global", 10.0)
+    await redis.delete(KEYS.rate)  # a's reserved slots would hold b back too
+    await take(redis, {"b": 30}, workspace_rate=20, global_rate=1000)
+    (other,) = await deferral_history(redis, KEYS, "b")
+    assert (other.asked, other.held, other.limit, other.rate_per_s) == (30, 10, "workspace", 20.0)
+
+
+async def test_the_history_keeps_the_newest_seconds_only(redis: Redis) -> None:
+    # HISTORY seconds long past, as limits.lua writes them (newest first).
+    past = ";".join(f"{1_000_000_000 - i * 1000}|5|1|workspace|10" for i in range(HISTORY))
+    await redis.hset(KEYS.deferlog, "a", past)
+    await take(redis, {"a": 25}, global_rate=10)
+    history = await deferral_history(redis, KEYS, "a")
+    assert len(history) == HISTORY
+    assert (history[0].asked, history[0].held) == (25, 15)
+    assert [e.at_ms for e in history[1:]] == [1_000_000_000 - i * 1000 for i in range(HISTORY - 1)]
+
+
+async def test_forgetting_a_workspaces_deferrals_keeps_the_others(redis: Redis) -> None:
+    await take(redis, {"a": 25, "b": 25}, global_rate=10)
+    await forget_deferrals(redis, KEYS, "a")
+    assert set(await deferrals(redis, KEYS)) == {"b"}
+    assert await deferral_history(redis, KEYS, "a") == []
+    assert len(await deferral_history(redis, KEYS, "b")) == 1
+    await forget_deferrals(redis, KEYS, None)
+    assert (await deferrals(redis, KEYS), await deferral_history(redis, KEYS, "b")) == ({}, [])
