@@ -159,19 +159,6 @@ _FUNCTIONS_QUERY = {"function": (str, "only these functions (repeat; default: al
 _WORKSPACE_QUERY = {"workspace": (str, "only this workspace's (required for a key of several)")}
 
 
-def _metric_routes(prefix: str) -> list[Route]:
-    return [
-        Route("GET", f"{prefix}/metrics", Admin(metrics), "Metrics per function (admin)",
-              "metrics", replies={200: FunctionMetrics}, query=_FUNCTIONS_QUERY),
-        Route("GET", f"{prefix}/metrics/workspace/{{workspace}}", Keyed(workspace_metrics),
-              "One workspace's metrics per function", "metrics",
-              replies={200: FunctionMetrics}, query=_FUNCTIONS_QUERY),
-        Route("POST", f"{prefix}/metrics/reset", Admin(reset_metrics),
-              "Clear a function's or a workspace's metrics (admin)", "metrics",
-              body=MetricsReset, replies={204: None}),
-    ]  # fmt: skip
-
-
 ROUTES = [
     Route("GET", "/v1/queues", Admin(queues), "Job counts per function (admin)", "queues",
           replies={200: Queues}),
@@ -187,8 +174,14 @@ ROUTES = [
     Route("POST", "/v1/dead-letters/{function}/replay", Keyed(replay),
           "Queue dead letters again, from attempt 1", "dead letters",
           body=Replay, replies={200: Replayed}),
-    *_metric_routes("/api"),
-    *_metric_routes("/v1"),
+    Route("GET", "/v1/metrics", Admin(metrics), "Metrics per function (admin)",
+          "metrics", replies={200: FunctionMetrics}, query=_FUNCTIONS_QUERY),
+    Route("GET", "/v1/metrics/workspace/{workspace}", Keyed(workspace_metrics),
+          "One workspace's metrics per function", "metrics",
+          replies={200: FunctionMetrics}, query=_FUNCTIONS_QUERY),
+    Route("POST", "/v1/metrics/reset", Admin(reset_metrics),
+          "Clear a function's or a workspace's metrics and rate-limit deferrals (admin)", "metrics",
+          body=MetricsReset, replies={204: None}),
     Route("GET", "/v1/limits/{function}", Admin(limits),
           "A function's declared rates and each workspace's deferrals (admin)", "limits",
           replies={200: LimitsView}),

@@ -31,6 +31,7 @@ from runtime.ingress import (
     prometheus,
     publish,
     schedules,
+    seed,
     webhooks,
 )
 from runtime.ingress.openapi import document
@@ -50,6 +51,7 @@ ROUTES: list[Route] = [
     *dashboard.ROUTES,
     *prometheus.ROUTES,
     *webhooks.ROUTES,
+    *seed.ROUTES,
 ]
 
 SERVICES = web.AppKey("services", Services)

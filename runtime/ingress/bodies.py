@@ -13,6 +13,9 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import msgspec
 
 from runtime.ingress.views import (
+    BullMQChannel,
+    BullMQRateLimit,
+    BullMQRateSummary,
     Counts,
     Deferral,
     JobRecord,
@@ -195,12 +198,13 @@ class Health(msgspec.Struct, frozen=True):
 
 
 class BullMQEmail(msgspec.Struct, frozen=True, kw_only=True):
-    """POST /api/schedule-email, as the BullMQ service took it."""
+    """POST /api/schedule-email (and /api/jobs), as the BullMQ service took it."""
 
     to: str
     subject: str
     html: str
-    workspaceId: Token
+    # The key's workspace when absent; given, one the key may act for.
+    workspaceId: Token | None = None
     contactId: str = ""
     # Milliseconds from now.
     delay: Annotated[int, msgspec.Meta(ge=0)] = 0
@@ -211,7 +215,8 @@ class BullMQSms(msgspec.Struct, frozen=True, kw_only=True):
 
     phoneNumber: str
     message: str
-    workspaceId: Token
+    # The key's workspace when absent; given, one the key may act for.
+    workspaceId: Token | None = None
     # RFC 3339, or RFC 9557 with a zone as `run_at`; absent: now.
     scheduledFor: str | None = None
     metadata: dict[str, Any] = {}
@@ -239,3 +244,62 @@ class NewEndpoint(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 class WebhookEndpoints(msgspec.Struct, frozen=True):
     endpoints: list[WebhookEndpoint]
+
+
+class BullMQChannelRates(msgspec.Struct, frozen=True):
+    sms: BullMQRateSummary
+    email: BullMQRateSummary
+
+
+class BullMQMetrics(msgspec.Struct, frozen=True):
+    """GET /api/metrics: the deployment's (admin key) or the key's workspace's."""
+
+    sms: BullMQChannel
+    email: BullMQChannel
+    # Workspaces the rate limits held back, by id.
+    workspaceRateLimits: dict[str, BullMQChannelRates]
+    timestamp: str
+
+
+class BullMQWorkspaceMetrics(msgspec.Struct, frozen=True):
+    workspaceId: str
+    sms: BullMQRateLimit
+    email: BullMQRateLimit
+    timestamp: str
+
+
+class BullMQMetricsReset(msgspec.Struct, frozen=True, kw_only=True):
+    """Which metrics to clear, with the rate-limit records: one channel's (or both)."""
+
+    type: Literal["sms", "email"] | None = None
+    # The key's workspace when absent (an admin key: every workspace).
+    workspaceId: Token | None = None
+
+
+class BullMQResetDone(msgspec.Struct, frozen=True):
+    success: bool
+    message: str
+
+
+class BullMQQueueCounts(msgspec.Struct, frozen=True):
+    waiting: int
+    active: int
+    delayed: int
+    # Jobs that failed for good: dead letters not replayed or purged.
+    failed: int
+
+
+class BullMQRedis(msgspec.Struct, frozen=True):
+    reachable: bool
+    # How long a PING took (ms); 0 when it did not answer.
+    latencyMs: float
+
+
+class BullMQHealth(msgspec.Struct, frozen=True):
+    """GET /api/v1/queue/health: 503 when Redis does not answer within a second."""
+
+    status: Literal["ok", "unavailable"]
+    redis: BullMQRedis
+    # Per function: its jobs now, over every workspace; shown to admin keys only.
+    queues: dict[str, BullMQQueueCounts]
+    timestamp: str

@@ -1,5 +1,4 @@
-"""Publishing over HTTP: `POST /v1/events/{topic}` (one event, an array, or NDJSON),
-and the routes the BullMQ service had, for teams moving over.
+"""Publishing over HTTP: `POST /v1/events/{topic}` (one event, an array, or NDJSON).
 
 Events are decoded straight into the topic's input type (msgspec), so a bad
 field is answered 422 with its path before anything is written, and the answer
@@ -15,13 +14,10 @@ import msgspec
 from aiohttp import web
 from multidict import istr
 
-from runtime.client.publish import Event, Prepared, Publishable, Receipt
+from runtime.client.publish import Prepared, Publishable, Receipt
 from runtime.errors import InvalidSchedule, SluiceError, UnknownFunction
 from runtime.ingress.auth import ApiKey, require_workspace
 from runtime.ingress.bodies import (
-    BullMQEmail,
-    BullMQReply,
-    BullMQSms,
     EventBody,
     Published,
     PublishedMany,
@@ -35,10 +31,8 @@ from runtime.ingress.routes import (
     Route,
     Services,
     media_type,
-    read_json,
     reply,
 )
-from runtime.phones import e164
 from runtime.telemetry import tracing
 
 # An istr: looked up in every request's headers without case-folding it first.
@@ -76,7 +70,7 @@ def _identified(body: EventBody[Any], idempotency: str | None, index: int | None
     )
 
 
-def _publish(
+def submit(
     services: Services, key: ApiKey, topic: str, events: Sequence[Publishable]
 ) -> Awaitable[list[Receipt]]:
     """The receipts of `events`, once written; raises at once if any is refused.
@@ -137,7 +131,7 @@ async def publish_events(
         raise invalid("$", "no events")
     if idempotency:
         bodies = [_identified(b, idempotency, None if single else i) for i, b in enumerate(bodies)]
-    receipts = await _publish(services, key, topic, bodies)
+    receipts = await submit(services, key, topic, bodies)
     if single:
         (receipt,) = receipts
         return reply(published(receipt), 200 if receipt.duplicate else 202)
@@ -152,52 +146,6 @@ def published(receipt: Receipt) -> Published:
     return Published(receipt.id, receipt.duplicate, shown)
 
 
-async def schedule_email(
-    request: web.Request, services: Services, key: ApiKey
-) -> web.StreamResponse:
-    body = await read_json(request, BullMQEmail)
-    data = {"to": body.to, "subject": body.subject, "html": body.html, "contact_id": body.contactId}
-    return await _publish_bullmq(request, services, key, "email.send", body.workspaceId, data,
-                       delay_ms=body.delay or None)  # fmt: skip
-
-
-async def schedule_sms(request: web.Request, services: Services, key: ApiKey) -> web.StreamResponse:
-    body = await read_json(request, BullMQSms)
-    try:  # here, to name the seed's field rather than sms.send's `to`
-        to = e164(body.phoneNumber, "phoneNumber")
-    except ValueError as exc:
-        raise invalid("$.phoneNumber", str(exc)) from None
-    data = {"to": to, "body": body.message, "metadata": body.metadata}
-    return await _publish_bullmq(request, services, key, "sms.send", body.workspaceId, data,
-                       run_at=body.scheduledFor)  # fmt: skip
-
-
-async def _publish_bullmq(
-    request: web.Request,
-    services: Services,
-    key: ApiKey,
-    topic: str,
-    workspace: str,
-    data: dict[str, Any],
-    *,
-    delay_ms: int | None = None,
-    run_at: str | None = None,
-) -> web.Response:
-    try:
-        services.registry.route(topic)
-    except UnknownFunction:
-        raise not_found(f"this deployment has no {topic} function") from None
-    event = Event(
-        workspace=workspace,
-        data=data,
-        id=request.headers.get(IDEMPOTENCY_HEADER),
-        delay_ms=delay_ms,
-        run_at=run_at,
-    )
-    (receipt,) = await _publish(services, key, topic, [event])
-    return reply(BullMQReply(True, receipt.id), 200 if receipt.duplicate else 202)
-
-
 ROUTES = [
     Route(
         "POST",
@@ -208,26 +156,6 @@ ROUTES = [
         body=EventBody[Any] | list[EventBody[Any]],
         replies={202: (Published, PublishedMany), 200: (Published, PublishedMany)},
         also_accepts=(NDJSON,),
-        headers=IDEMPOTENCY,
-    ),
-    Route(
-        "POST",
-        "/api/schedule-email",
-        Keyed(schedule_email),
-        "Schedule an email (the BullMQ service's route)",
-        "compatibility",
-        body=BullMQEmail,
-        replies={202: BullMQReply, 200: BullMQReply},
-        headers=IDEMPOTENCY,
-    ),
-    Route(
-        "POST",
-        "/api/schedule-sms",
-        Keyed(schedule_sms),
-        "Schedule an SMS (the BullMQ service's route)",
-        "compatibility",
-        body=BullMQSms,
-        replies={202: BullMQReply, 200: BullMQReply},
         headers=IDEMPOTENCY,
     ),
 ]

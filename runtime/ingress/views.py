@@ -10,7 +10,7 @@ The class names are the OpenAPI document's schema names, which clients know.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -267,5 +267,93 @@ def schedule_view(function: str, schedule: repeats.Schedule, runs: list[int]) ->
         next_runs=[
             NextRun(at, datetime.fromtimestamp(at / 1000, zone).isoformat(timespec="seconds"))
             for at in runs
+        ],
+    )
+
+
+# The BullMQ service's shapes (the /api routes teams move over from): its field
+# names, camelCase, and its times as ISO 8601 UTC with milliseconds.
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """`2025-03-22T10:15:30.123Z`, as JavaScript's Date.toISOString writes it."""
+    shown = datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return shown.replace("+00:00", "Z")
+
+
+class BullMQChannel(msgspec.Struct, frozen=True, kw_only=True):
+    """A channel's (sms.send's, email.send's) metrics as the BullMQ service showed them."""
+
+    totalProcessed: int
+    # Handler calls: one per batch of a workspace's jobs.
+    batchesProcessed: int
+    # Percent of processed jobs that succeeded, one decimal (0 before any).
+    successRate: float
+    # Milliseconds a handler call took, on average.
+    avgProcessingTime: float
+    # Jobs processed a second, over the last minute.
+    throughput: float
+    # Jobs the rate limits held back.
+    rateExceededCount: int
+    lastProcessedTime: str | None
+
+
+def channel_view(snapshot: metrics.Snapshot) -> BullMQChannel:
+    processed = snapshot.processed
+    return BullMQChannel(
+        totalProcessed=processed,
+        batchesProcessed=snapshot.batches,
+        successRate=round(100 * snapshot.succeeded / processed, 1) if processed else 0.0,
+        avgProcessingTime=round(snapshot.avg_ms, 1),
+        throughput=round(snapshot.last_minute / 60, 2),
+        rateExceededCount=snapshot.rate_limited,
+        lastProcessedTime=iso_ms(snapshot.last_ms) if snapshot.last_ms else None,
+    )
+
+
+class BullMQRateSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """A workspace's rate-limit record on one channel."""
+
+    # Jobs the limits held back (0 once reset).
+    count: int
+    lastExceeded: str | None
+
+
+class BullMQRateDetail(msgspec.Struct, frozen=True, kw_only=True):
+    """One second in which the limits held back some of the workspace's jobs."""
+
+    timestamp: str
+    # Jobs its workers' reads asked for in that second.
+    batchSize: int
+    errorMessage: str
+
+
+class BullMQRateLimit(BullMQRateSummary, frozen=True, kw_only=True):
+    """... with its last seconds of deferrals, newest first (at most 20)."""
+
+    details: list[BullMQRateDetail]
+
+
+def rate_summary_view(deferral: ratelimit.Deferral | None) -> BullMQRateSummary:
+    if deferral is None:
+        return BullMQRateSummary(count=0, lastExceeded=None)
+    return BullMQRateSummary(count=deferral.count, lastExceeded=iso_ms(deferral.last_ms))
+
+
+def rate_limit_view(
+    deferral: ratelimit.Deferral | None, history: list[ratelimit.DeferralEvent]
+) -> BullMQRateLimit:
+    summary = rate_summary_view(deferral)
+    return BullMQRateLimit(
+        count=summary.count,
+        lastExceeded=summary.lastExceeded,
+        details=[
+            BullMQRateDetail(
+                timestamp=iso_ms(event.at_ms),
+                batchSize=event.asked,
+                errorMessage=f"{'Workspace rate' if event.limit == 'workspace' else 'Rate'}"
+                f" limit exceeded: {event.rate_per_s:g} per second",
+            )
+            for event in history
         ],
     )

@@ -87,7 +87,7 @@ async def test_dead_letters_metrics_and_limits(
         assert await replay.json() == {"replayed": 1}
 
         async def flushed() -> bool:
-            answer = await api.http.get("/api/metrics/workspace/acme", headers=api.auth("acme"))
+            answer = await api.http.get("/v1/metrics/workspace/acme", headers=api.auth("acme"))
             processed: int = (await answer.json())["functions"]["tasks"]["processed"]
             return processed >= 5
 
@@ -97,7 +97,7 @@ async def test_dead_letters_metrics_and_limits(
     assert (tasks["succeeded"], tasks["dead"]) == (1, 4)
     reset = await api.post("/v1/metrics/reset", {"function": "tasks"}, who="admin")
     assert reset.status == 204
-    answer = await api.http.get("/api/metrics", headers=admin)
+    answer = await api.http.get("/v1/metrics", headers=admin)
     assert (await answer.json())["functions"]["tasks"]["processed"] == 0
     # Limits: a tier override for one workspace, then back to the declared rate.
     path = "/v1/limits/limited-tasks/workspace/acme"

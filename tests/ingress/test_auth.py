@@ -35,6 +35,7 @@ BODIES: dict[str, object] = {
     "/v1/limits/{function}/workspace/{workspace}": {"rate_per_s": 10},
     "/api/schedule-email": {},
     "/api/schedule-sms": {},
+    "/api/jobs": {},
     "/v1/webhooks/endpoints": {"url": "https://hooks.example.com/sluice"},
     "/v1/schedules/{function}/{name}": {"data": {"n": 1}, "every_ms": 60_000},
 }

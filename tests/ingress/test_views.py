@@ -86,6 +86,12 @@ SCHEDULE = repeats.Schedule(
     last_ms=9, paused=True, resumed_ms=10,
 )  # fmt: skip
 
+DEFERRAL = ratelimit.Deferral(25, 1742638530123, 75, "global")
+HISTORY = [
+    ratelimit.DeferralEvent(1742638530123, 75, 25, "global", 50.0),
+    ratelimit.DeferralEvent(1742638529001, 12, 2, "workspace", 0.5),
+]
+
 # The JSON each route has always answered with (keys in order).
 SHOWN: list[tuple[Any, bytes]] = [
     (
@@ -126,6 +132,37 @@ SHOWN: list[tuple[Any, bytes]] = [
         b'"cron":"0 9 * * *","zone":"Europe/Berlin","every_ms":0,"start_ms":6,"end_ms":7,'
         b'"limit":8,"last_ms":9,"paused":true,"created_ms":5,'
         b'"next_runs":[{"at_ms":1798790400000,"at":"2027-01-01T09:00:00+01:00"}]}',
+    ),
+    # The BullMQ service's shapes (the examples), for teams moving over.
+    (
+        views.channel_view(
+            msgspec.structs.replace(
+                SNAPSHOT,
+                processed=1250,
+                succeeded=1247,
+                batches=25,
+                avg_ms=120.0,
+                last_minute=2520,
+                rate_limited=0,
+                last_ms=1742638530123,
+            )
+        ),
+        b'{"totalProcessed":1250,"batchesProcessed":25,"successRate":99.8,'
+        b'"avgProcessingTime":120.0,"throughput":42.0,"rateExceededCount":0,'
+        b'"lastProcessedTime":"2025-03-22T10:15:30.123Z"}',
+    ),
+    (
+        views.rate_limit_view(DEFERRAL, HISTORY),
+        b'{"count":25,"lastExceeded":"2025-03-22T10:15:30.123Z","details":['
+        b'{"timestamp":"2025-03-22T10:15:30.123Z","batchSize":75,'
+        b'"errorMessage":"Rate limit exceeded: 50 per second"},'
+        b'{"timestamp":"2025-03-22T10:15:29.001Z","batchSize":12,'
+        b'"errorMessage":"Workspace rate limit exceeded: 0.5 per second"}]}',
+    ),
+    (views.rate_limit_view(None, []), b'{"count":0,"lastExceeded":null,"details":[]}'),
+    (
+        views.rate_summary_view(DEFERRAL),
+        b'{"count":25,"lastExceeded":"2025-03-22T10:15:30.123Z"}',
     ),
 ]
 
