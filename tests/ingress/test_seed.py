@@ -11,10 +11,11 @@ from typing import Any
 from runtime import Jobs, Limits
 from runtime.ingress.app import ROUTES
 from streams import metrics as store
-from streams.connection import Redis
+from streams.connection import Redis, RedisSettings, connect
 from streams.consume import refill
 from streams.ratelimit import Ask, Rates
-from tests.ingress.conftest import Api, registry
+from tests.ingress.conftest import Api, registry, start_api
+from tests.redis_server import RedisServer
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SMS_FIELDS = ["totalProcessed", "batchesProcessed", "successRate", "avgProcessingTime",
@@ -200,3 +201,18 @@ async def test_the_migration_routes_are_tagged_apart(api: Api) -> None:
               for op in ops.values() if op["tags"] == ["migration"]}  # fmt: skip
     assert tagged == seed
     assert {r.path for r in ROUTES if r.tag == "migration"} == seed
+
+
+async def test_queue_health_is_503_while_redis_is_away(server: RedisServer) -> None:
+    redis = connect(RedisSettings(url=server.url, connect_timeout_s=0.3, retries=0))
+    api = await start_api(redis, server.url)
+    try:
+        server.kill()
+        answer = await api.http.get("/api/v1/queue/health", headers=api.auth("admin"))
+        assert answer.status == 503
+        shown = await answer.json()
+        assert (shown["status"], shown["redis"], shown["queues"]) == (
+            "unavailable", {"reachable": False, "latencyMs": 0.0}, {})  # fmt: skip
+    finally:
+        await api.http.close()
+        await redis.aclose()
