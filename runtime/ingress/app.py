@@ -203,6 +203,8 @@ def build_app(
         raise web.HTTPFound("/admin")
 
     app.router.add_get("/", root)
+    # The docs page's scripts and styles: files, not API routes (not in the document).
+    app.router.add_get("/docs/assets/{name}", dashboard.asset)
     # Last: what no route above took.
     app.router.add_route("*", UNMATCHED, unmatched)
 
