@@ -214,6 +214,11 @@ class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True):
         return tuple(networks), frozenset(hosts)
 
 
+TRACE_EXCLUDE = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/admin", "/docs",
+                 "/docs/assets/{name}", "GET /v1/queues", "GET /v1/metrics", "GET /v1/jobs",
+                 "GET /v1/dead-letters/{function}", "GET /v1/limits/{function}")  # fmt: skip
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis: RedisSettings = RedisSettings()
     sms: SmsSettings = SmsSettings()
@@ -241,6 +246,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # parent: a job's spans are children of its publish span (one trace per job);
     # link: each delivery starts a trace linked to it (runtime.telemetry.tracing).
     trace_mode: Literal["parent", "link"] = "parent"
+    # Ingress routes served without a span: templates, alone or after a method
+    # (runtime.ingress.observe). Default: probes, scrapes, the docs and the
+    # dashboard's pages and polling.
+    trace_exclude: tuple[str, ...] = TRACE_EXCLUDE
+    # A JSON line per ingress request (logger sluice.access).
+    access_log: bool = False
     # The ingress (`sluice ingress`, and in `sluice dev`).
     ingress_host: str = "0.0.0.0"
     ingress_port: int = 8080
@@ -294,6 +305,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_LOG_LEVEL": ("", "log_level"),
     "SLUICE_DEMO": ("", "demo"),
     "SLUICE_TRACE_MODE": ("", "trace_mode"),
+    "SLUICE_TRACE_EXCLUDE": ("", "trace_exclude"),
+    "SLUICE_ACCESS_LOG": ("", "access_log"),
     "SLUICE_RATES": ("", "rates"),
     "SLUICE_INGRESS_HOST": ("", "ingress_host"),
     "SLUICE_INGRESS_PORT": ("", "ingress_port"),
@@ -474,6 +487,10 @@ def _convert(name: str, raw: str, field_type: object) -> object:
     try:
         if getattr(field_type, "__origin__", None) is dict:
             return msgspec.convert(_pairs(name, raw), field_type, strict=False)
+        if getattr(field_type, "__origin__", None) is tuple:
+            # A list setting: comma-separated (SLUICE_TRACE_EXCLUDE); empty: none.
+            items = [part.strip() for part in raw.split(",") if part.strip()]
+            return msgspec.convert(items, field_type, strict=False)
         return msgspec.convert(raw, field_type, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigurationError(f"{name}={raw!r}: {str(exc).split(' - at')[0]}") from None

@@ -4,7 +4,10 @@ Workers count locally and flush about once a second (`metrics.lua`), so the hot
 path pays nothing per job. Fields of the partition's `metrics` HASH are scoped:
 "<scope>|<counter>", "<scope>|h|<bucket>" (call-time histogram),
 "<scope>|r|<second of the minute>" (throughput ring) and "<scope>|last"; the
-scope is a workspace, or "*" for the function as a whole.
+scope is a workspace, or "*" for the function as a whole. For the function as a
+whole only (bounded, whatever the number of workspaces): "*|lat|<bucket>" and
+"*|latency_ms" (publish to completion), "*|late|<bucket>" and "*|lateness_ms"
+(due time to handler start).
 """
 
 from __future__ import annotations
@@ -23,34 +26,50 @@ _FLUSH = Script.beside(__file__, "metrics.lua", allow_oom=True)
 FUNCTION_SCOPE = "*"
 COUNTERS = (
     "processed", "succeeded", "failed", "retried", "dead", "rate_limited", "expired",
-    "batches", "time_ms",
+    "batches", "time_ms", "latency_ms", "lateness_ms",
 )  # fmt: skip
-# Upper bounds (ms) of the call-time histogram's buckets; slower calls go in the last.
+# Upper bounds (ms) of the call-time histogram's buckets; one more bucket holds
+# the slower calls (Prometheus's +Inf).
 BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+# Latency and lateness run from milliseconds to an hour behind (a backlog, a
+# stopped worker); past the last bound, the +Inf bucket.
+WAIT_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+                   300_000, 900_000, 3_600_000)  # fmt: skip
 
 
 class Tally(msgspec.Struct, kw_only=True):
     """One scope's raw metrics: what partitions add up."""
 
     counters: dict[str, int]
+    # Calls per BUCKETS_MS bucket, then the slower ones.
     histogram: list[int]
+    # Jobs per WAIT_BUCKETS_MS bucket, then the later ones (function scope only).
+    latency: list[int]
+    lateness: list[int]
     last_minute: int = 0
     last_ms: int = 0
 
     def __add__(self, other: Tally) -> Tally:
         return Tally(
             counters={c: self.counters.get(c, 0) + other.counters.get(c, 0) for c in COUNTERS},
-            histogram=[a + b for a, b in zip(self.histogram, other.histogram, strict=True)],
+            histogram=_sum(self.histogram, other.histogram),
+            latency=_sum(self.latency, other.latency),
+            lateness=_sum(self.lateness, other.lateness),
             last_minute=self.last_minute + other.last_minute,
             last_ms=max(self.last_ms, other.last_ms),
         )
 
 
-def bucket_of(duration_ms: float) -> int:
-    for i, bound in enumerate(BUCKETS_MS):
+def _sum(a: list[int], b: list[int]) -> list[int]:
+    return [x + y for x, y in zip(a, b, strict=True)]
+
+
+def bucket_of(duration_ms: float, bounds: tuple[int, ...] = BUCKETS_MS) -> int:
+    """The bucket of `duration_ms`: the first bound it does not exceed, else len(bounds)."""
+    for i, bound in enumerate(bounds):
         if duration_ms <= bound:
             return i
-    return len(BUCKETS_MS) - 1
+    return len(bounds)
 
 
 class Batch(msgspec.Struct, frozen=True):
@@ -82,7 +101,8 @@ async def read_tally(client: Redis, keys: PartitionKeys, scope: str, now_s: int)
         stored: Any = await client.hgetall(keys.metrics)
     prefix = f"{scope}|".encode()
     counters = dict.fromkeys(COUNTERS, 0)
-    histogram = [0] * len(BUCKETS_MS)
+    histogram = [0] * (len(BUCKETS_MS) + 1)
+    waits = {"lat": [0] * (len(WAIT_BUCKETS_MS) + 1), "late": [0] * (len(WAIT_BUCKETS_MS) + 1)}
     minute, last = 0, 0
     for field, value in stored.items():
         if not field.startswith(prefix):
@@ -90,6 +110,8 @@ async def read_tally(client: Redis, keys: PartitionKeys, scope: str, now_s: int)
         kind, _, rest = field[len(prefix) :].decode().partition("|")
         if kind == "h":
             histogram[int(rest)] = int(value)
+        elif kind in waits:
+            waits[kind][int(rest)] = int(value)
         elif kind == "r":
             second, _, jobs = value.decode().partition(":")
             if now_s - int(second) < 60:
@@ -98,7 +120,14 @@ async def read_tally(client: Redis, keys: PartitionKeys, scope: str, now_s: int)
             last = int(value)
         elif kind in counters:
             counters[kind] = int(value)
-    return Tally(counters=counters, histogram=histogram, last_minute=minute, last_ms=last)
+    return Tally(
+        counters=counters,
+        histogram=histogram,
+        latency=waits["lat"],
+        lateness=waits["late"],
+        last_minute=minute,
+        last_ms=last,
+    )
 
 
 async def reset(client: Redis, keys: PartitionKeys, scope: str | None) -> None:

@@ -36,6 +36,25 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     last_ms: int
 
 
+class Histogram(msgspec.Struct, frozen=True):
+    """Counts per bucket, not cumulative: one per bound (ms), then one past the last."""
+
+    bounds_ms: tuple[int, ...]
+    counts: list[int]
+    sum_ms: int
+
+
+class Histograms(msgspec.Struct, frozen=True):
+    """A function's whole-deployment histograms, for Prometheus."""
+
+    # Handler call time (a job, or a batch).
+    duration: Histogram
+    # From publish to completion (a job published for later counts its delay).
+    latency: Histogram
+    # From a job's due time (published for later, retried, deferred) to its handler's start.
+    lateness: Histogram
+
+
 class Metrics:
     """Read and reset the metrics of the functions in `registry`."""
 
@@ -45,6 +64,19 @@ class Metrics:
 
     async def read(self, function: str, workspace: str | None = None) -> Snapshot:
         """The function's metrics, or one workspace's, summed over partitions."""
+        return _snapshot(await self._tally(function, workspace))
+
+    async def read_with_histograms(self, function: str) -> tuple[Snapshot, Histograms]:
+        """The function's metrics and histograms, from one read of each partition."""
+        tally = await self._tally(function, None)
+        c = tally.counters
+        return _snapshot(tally), Histograms(
+            duration=Histogram(store.BUCKETS_MS, tally.histogram, c["time_ms"]),
+            latency=Histogram(store.WAIT_BUCKETS_MS, tally.latency, c["latency_ms"]),
+            lateness=Histogram(store.WAIT_BUCKETS_MS, tally.lateness, c["lateness_ms"]),
+        )
+
+    async def _tally(self, function: str, workspace: str | None) -> store.Tally:
         scope = store.FUNCTION_SCOPE if workspace is None else check_token("workspace", workspace)
         now_s = int(time.time())
         tally: store.Tally | None = None
@@ -52,21 +84,7 @@ class Metrics:
             part = await store.read_tally(self.redis, keys, scope, now_s)
             tally = part if tally is None else tally + part
         assert tally is not None
-        c = tally.counters
-        return Snapshot(
-            processed=c["processed"],
-            succeeded=c["succeeded"],
-            failed=c["failed"],
-            retried=c["retried"],
-            dead=c["dead"],
-            rate_limited=c["rate_limited"],
-            expired=c["expired"],
-            batches=c["batches"],
-            avg_ms=c["time_ms"] / c["batches"] if c["batches"] else 0.0,
-            p95_ms=_p95(tally.histogram),
-            last_minute=tally.last_minute,
-            last_ms=tally.last_ms,
-        )
+        return tally
 
     async def reset(self, function: str, workspace: str | None = None) -> None:
         """Forget the function's metrics (every workspace's too), or one workspace's,
@@ -77,12 +95,31 @@ class Metrics:
             await forget_deferrals(self.redis, keys, workspace)
 
 
+def _snapshot(tally: store.Tally) -> Snapshot:
+    c = tally.counters
+    return Snapshot(
+        processed=c["processed"],
+        succeeded=c["succeeded"],
+        failed=c["failed"],
+        retried=c["retried"],
+        dead=c["dead"],
+        rate_limited=c["rate_limited"],
+        expired=c["expired"],
+        batches=c["batches"],
+        avg_ms=c["time_ms"] / c["batches"] if c["batches"] else 0.0,
+        p95_ms=_p95(tally.histogram),
+        last_minute=tally.last_minute,
+        last_ms=tally.last_ms,
+    )
+
+
 def _p95(histogram: list[int]) -> float:
     total = sum(histogram)
     if not total:
         return 0.0
     seen = 0
-    for bound, count in zip(store.BUCKETS_MS, histogram, strict=True):
+    # A p95 past the last bound is shown as that bound.
+    for bound, count in zip((*store.BUCKETS_MS, store.BUCKETS_MS[-1]), histogram, strict=True):
         seen += count
         if seen >= 0.95 * total:
             return float(bound)

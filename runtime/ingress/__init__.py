@@ -74,7 +74,8 @@ async def listen(config: Settings, built: Services) -> web.AppRunner:
     # input types that read the deployment's settings as they validate
     # (runtime.phones) find them.
     use_settings(config)
-    app = build_app(built, config.ingress_max_body_bytes)
+    app = build_app(built, config.ingress_max_body_bytes, trace_exclude=config.trace_exclude,
+                    access_log=config.access_log)  # fmt: skip
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **RUNNER_OPTIONS)
     await runner.setup()
     address = f"{config.ingress_host}:{config.ingress_port}"

@@ -4,12 +4,13 @@ as problem details, and the OpenAPI document built from the same table."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import msgspec
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
 
 from runtime.errors import (
     InvalidCursor,
@@ -28,6 +29,7 @@ from runtime.ingress import (
     dashboard,
     health,
     jobs,
+    observe,
     prometheus,
     publish,
     schedules,
@@ -58,24 +60,6 @@ SERVICES = web.AppKey("services", Services)
 
 # Seconds a client is told to wait after a 503.
 RETRY_AFTER_S = 2
-
-
-@web.middleware
-async def traced(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """A SERVER span per request, parent of what the request does (the publish span).
-
-    Our own middleware rather than OpenTelemetry's aiohttp-server one, which works
-    only after instrumenting every aiohttp Application of the process.
-    """
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else request.path
-    with tracing.serving(request.method, route, request.headers) as span:
-        response = await handler(request)
-        if span is not None:
-            tracing.answered(span, response.status)
-        return response
 
 
 def problem_for(request: web.Request, exc: Exception) -> web.Response:
@@ -130,6 +114,7 @@ def _checked(handler: Handler) -> Callable[[web.Request, Services], Answer]:
 
             def keyed(request: web.Request, services: Services) -> Answer:
                 key = services.keys.identify(request.headers.get(hdrs.AUTHORIZATION))
+                request[observe.CALLER] = key
                 return keyed_call(request, services, key)
 
             return keyed
@@ -137,6 +122,7 @@ def _checked(handler: Handler) -> Callable[[web.Request, Services], Answer]:
 
             def admin(request: web.Request, services: Services) -> Answer:
                 key = services.keys.identify(request.headers.get(hdrs.AUTHORIZATION))
+                request[observe.CALLER] = key
                 if not key.admin:
                     raise Problem(403, "Forbidden", "this route needs an admin key")
                 return admin_call(request, services, key)
@@ -185,10 +171,21 @@ UNMATCHED = r"/{path:[\s\S]*}"
 
 
 def build_app(
-    services: Services, max_body_bytes: int, routes: Sequence[Route] = ROUTES
+    services: Services,
+    max_body_bytes: int,
+    routes: Sequence[Route] = ROUTES,
+    *,
+    trace_exclude: Collection[str] = (),
+    access_log: bool = False,
 ) -> web.Application:
-    # The tracing middleware only when tracing is on: each layer costs every request.
-    middlewares = [traced] if tracing.enabled() else []
+    """`trace_exclude`: routes served without a span (runtime.ingress.observe);
+    `access_log`: a log line per request."""
+    # Each middleware only when in use: each layer costs every request.
+    middlewares: list[Middleware] = []
+    if access_log:
+        middlewares.append(observe.logged)  # outermost: it times the span too
+    if tracing.enabled():
+        middlewares.append(observe.traced(trace_exclude))
     app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
     app[SERVICES] = services
     for route in routes:
@@ -205,6 +202,8 @@ def build_app(
         raise web.HTTPFound("/admin")
 
     app.router.add_get("/", root)
+    # The docs page's scripts and styles: files, not API routes (not in the document).
+    app.router.add_get("/docs/assets/{name}", dashboard.asset)
     # Last: what no route above took.
     app.router.add_route("*", UNMATCHED, unmatched)
 

@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 document, generated from the route table and the msgspec types
 of its bodies; never written by hand. Each topic gets its own publish path, with
-the input type of the functions it routes to as `data`."""
+the input type of the functions it routes to as `data`, and their declared
+`example` as the example of its input and of its body (what /docs fills in)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,33 @@ _ERRORS = {
     422: "Invalid request, with the field paths",
     503: "Redis unavailable: retry after Retry-After seconds",
 }
+# The groups in the order /docs shows them; the routes kept for apps migrating
+# from BullMQ's queue service (paths under /api/) last, apart from the API proper.
+_TAGS = {
+    "events": "Publish events: one per topic, its body typed with the topic's input",
+    "jobs": "Find, cancel and reschedule jobs",
+    "schedules": "Repeatable jobs",
+    "queues": "Counts, pause and resume per function",
+    "dead letters": "Jobs out of attempts: read and replay",
+    "metrics": "Job metrics, and Prometheus text",
+    "limits": "Rate limits and deferrals",
+    "webhooks": "Webhook endpoints per workspace",
+    "health": "Liveness and readiness probes",
+    "dashboard": "The pages for people",
+    "migration": "Routes of the BullMQ-based service Sluice replaces, in its shapes (MIGRATING.md)",
+}
+# The workspace of the example events: any the reader's key has will do.
+EXAMPLE_WORKSPACE = "acme"
+
+
+def examples(registry: Registry) -> dict[str, Any]:
+    """Topic -> the example input of its functions (the first one declared), as JSON."""
+    found = {}
+    for topic, functions in registry.by_topic.items():
+        declared = [fn.example for fn in functions if fn.example is not None]
+        if declared:
+            found[topic] = msgspec.json.decode(msgspec.json.encode(declared[0]))
+    return found
 
 
 def topic_routes(routes: Sequence[Route], registry: Registry) -> list[Route]:
@@ -60,6 +88,13 @@ def document(routes: Sequence[Route], registry: Registry) -> dict[str, Any]:
         types, ref_template="#/components/schemas/{name}"
     )
     schema_of = dict(zip(map(id, types), schemas, strict=True))
+    for schema in schemas:
+        # One event before an array of them: what a form generated from the schema shows first.
+        schema.get("anyOf", []).sort(key=lambda s: s.get("type") == "array")
+    inputs = examples(registry)
+    for topic, example in inputs.items():
+        name = registry.by_topic[topic][0].input.__name__
+        components[name].setdefault("examples", [example])
     problem = {PROBLEM: {"schema": schema_of[id(ProblemBody)]}}
     paths: dict[str, dict[str, Any]] = {}
     for route in described:
@@ -90,6 +125,10 @@ def document(routes: Sequence[Route], registry: Registry) -> dict[str, Any]:
             operation["security"] = [{"apiKey": []}]
         if route.body is not None:
             content = {JSON: {"schema": schema_of[id(route.body)]}}
+            topic = route.path.removeprefix("/v1/events/")
+            if topic in inputs:
+                example = {"workspace": EXAMPLE_WORKSPACE, "data": inputs[topic]}
+                content[JSON]["example"] = example
             for media in route.also_accepts:
                 content[media] = {
                     "schema": {"type": "string", "description": "one JSON event per line"}
@@ -119,6 +158,11 @@ def document(routes: Sequence[Route], registry: Registry) -> dict[str, Any]:
             "description": "Publish events to handler functions on Redis Streams; "
             "inspect and manage their jobs.",
         },
+        "tags": [
+            {"name": name, "description": text}
+            for name, text in _TAGS.items()
+            if any(r.tag == name for r in described)
+        ],
         "paths": paths,
         "components": {
             "schemas": components,

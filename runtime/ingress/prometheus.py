@@ -5,17 +5,22 @@ deployment's (every worker's counts and metrics, summed), whichever ingress is
 scraped: jobs by outcome (published, processed, completed, failed, retried,
 dead, expired, cancelled), what waits (unread and backlogged, active, delayed,
 dead), jobs due in the next 1, 5 and 15 minutes (for an autoscaler to add
-workers before a 09:00 burst), handler times, and rate-limit deferrals for the
-10 most deferred workspaces, the rest summed as "other" so series stay bounded.
+workers before a 09:00 burst), rate-limit deferrals for the 10 most deferred
+workspaces, the rest summed as "other" so series stay bounded, and three
+histograms per function: handler call time, latency from publish to
+completion, lateness from due time to start (the workers' bucket counts in
+Redis, streams.metrics, so any ingress shows the whole deployment's).
 
 OpenTelemetry's observable instruments call back synchronously, and Redis is
 read asynchronously: a scrape reads Redis first into a snapshot, then collects.
+OpenTelemetry has no observable histogram: those are a prometheus_client
+collector of their own on the same registry.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import msgspec
 from aiohttp import web
@@ -24,8 +29,9 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 
-from runtime.client.metrics import Snapshot
+from runtime.client.metrics import Histogram, Histograms, Snapshot
 from runtime.ingress.auth import ApiKey
 from runtime.ingress.routes import Admin, Route, Services
 from streams.errors import wrap_unavailable
@@ -38,6 +44,7 @@ DUE_WITHIN_MIN = (1, 5, 15)
 class Scrape(msgspec.Struct):
     counts: dict[str, Counts] = {}
     metrics: dict[str, Snapshot] = {}
+    histograms: dict[str, Histograms] = {}
     # function -> minutes -> jobs due within them
     due: dict[str, dict[int, int]] = {}
     # function -> workspace (top ones, then "other") -> jobs deferred
@@ -87,17 +94,10 @@ class Exposition:
         ):
             meter.create_observable_counter(name, [self._snapshot(read)], "1", text)
         meter.create_observable_gauge(
-            "sluice.handler.duration.p95", [self._snapshot(lambda s: s.p95_ms)], "ms",
-            "95th percentile handler call time",
-        )  # fmt: skip
-        meter.create_observable_gauge(
-            "sluice.handler.duration.avg", [self._snapshot(lambda s: s.avg_ms)], "ms",
-            "average handler call time",
-        )  # fmt: skip
-        meter.create_observable_gauge(
             "sluice.jobs.last_minute", [self._snapshot(lambda s: s.last_minute)], "1",
             "jobs processed in the last minute",
         )  # fmt: skip
+        self.registry.register(_HistogramCollector(self))
 
     def _counts(
         self, read: Callable[[Counts], int]
@@ -134,7 +134,10 @@ class Exposition:
         now_ms = int(time.time() * 1000)
         for fn in services.registry:
             scrape.counts[fn.name] = await services.jobs.counts(fn.name)
-            scrape.metrics[fn.name] = await services.metrics.read(fn.name)
+            (
+                scrape.metrics[fn.name],
+                scrape.histograms[fn.name],
+            ) = await services.metrics.read_with_histograms(fn.name)
             due = dict.fromkeys(DUE_WITHIN_MIN, 0)
             for keys in services.registry.partitions(fn.name):
                 with wrap_unavailable():
@@ -154,6 +157,36 @@ class Exposition:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
+
+
+HISTOGRAMS: tuple[tuple[str, Callable[[Histograms], Histogram], str], ...] = (
+    ("sluice_handler_duration_seconds", lambda h: h.duration,
+     "time of one handler call (one job or a batch)"),
+    ("sluice_job_latency_seconds", lambda h: h.latency,
+     "from publish to completion (a job published for later counts its delay)"),
+    ("sluice_job_lateness_seconds", lambda h: h.lateness,
+     "from a job's due time (published for later, retried, deferred) to its handler's start"),
+)  # fmt: skip
+
+
+class _HistogramCollector:
+    """The histograms of the last scrape's read, as Prometheus histograms by function."""
+
+    def __init__(self, exposition: Exposition) -> None:
+        self.exposition = exposition
+
+    def collect(self) -> Iterator[Metric]:
+        for name, pick, text in HISTOGRAMS:
+            family = HistogramMetricFamily(name, text, labels=["function"])
+            for function, histograms in self.exposition.latest.histograms.items():
+                found = pick(histograms)
+                bounds = [f"{b / 1000:g}" for b in found.bounds_ms] + ["+Inf"]
+                seen, buckets = 0, []
+                for bound, count in zip(bounds, found.counts, strict=True):
+                    seen += count
+                    buckets.append((bound, float(seen)))
+                family.add_metric([function], buckets, sum_value=found.sum_ms / 1000)
+            yield family
 
 
 async def metrics(request: web.Request, services: Services, key: ApiKey) -> web.Response:

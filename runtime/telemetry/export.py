@@ -16,7 +16,6 @@ from typing import Protocol
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -47,7 +46,7 @@ def configure(role: str, environ: Mapping[str, str], mode: tracing.Mode) -> list
         trace.set_tracer_provider(traces)
         tracing.use(traces, mode)
         # A handler's outgoing HTTP calls (a webhook) carry the trace on.
-        AioHttpClientInstrumentor().instrument(tracer_provider=traces)
+        tracing.instrument_client(traces)
         installed.append(traces)
     if _exporter(environ, "OTEL_METRICS_EXPORTER") == "otlp":
         reader = PeriodicExportingMetricReader(OTLPMetricExporter())

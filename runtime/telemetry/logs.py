@@ -43,6 +43,10 @@ class JsonFormatter(logging.Formatter):
                 entry["job_id"] = running[2]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        # A line's own fields (the access log's method, path, status, ...).
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
         return _encoder.encode(entry).decode()
 
 

@@ -12,6 +12,10 @@ batch span linking every job's publish. In parent mode (the default) a job's
 process spans are children of its publish span, one trace per job; in link mode
 each delivery starts a trace linked to the publish, for jobs that reschedule
 themselves forever and would otherwise make one endless trace.
+
+HTTP spans, the ingress's SERVER spans and the CLIENT spans of handlers' aiohttp
+calls alike, follow the stable HTTP conventions (`http.request.method`,
+`url.path`/`url.full`, `server.address`, `http.response.status_code`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from opentelemetry import context, propagate, trace
+from opentelemetry.instrumentation._semconv import _StabilityMode
+from opentelemetry.instrumentation.aiohttp_client import (
+    _instrument as _instrument_aiohttp,
+)
+from opentelemetry.instrumentation.aiohttp_client import (
+    _uninstrument as _uninstrument_aiohttp,
+)
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -57,19 +68,47 @@ def provider() -> TracerProvider | None:
     return _state.provider
 
 
+def instrument_client(provider: TracerProvider) -> None:
+    """Trace every aiohttp ClientSession made from now on (a handler's calls to a
+    provider or a webhook), carrying the trace on in its headers.
+
+    OpenTelemetry's instrumentor writes the old HTTP conventions (`http.method`,
+    `http.url`) unless OTEL_SEMCONV_STABILITY_OPT_IN, read once per process, says
+    otherwise; its module-level function takes the mode, so client spans match
+    the server's whatever the environment.
+    """
+    _instrument_aiohttp(tracer_provider=provider, sem_conv_opt_in_mode=_StabilityMode.HTTP)
+
+
+def uninstrument_client() -> None:
+    _uninstrument_aiohttp()  # type: ignore[no-untyped-call]
+
+
 @contextlib.contextmanager
-def serving(method: str, route: str, headers: Mapping[str, str]) -> Iterator[trace.Span | None]:
+def serving(
+    method: str, route: str, headers: Mapping[str, str], *, path: str, scheme: str,
+    address: str, port: int | None,
+) -> Iterator[trace.Span | None]:  # fmt: skip
     """Around one HTTP request: a SERVER span, continuing the caller's trace if its
     headers carry one (HTTP semantic conventions). None while tracing is off."""
     tracer = _state.tracer
     if tracer is None:
         yield None
         return
+    attributes: dict[str, Any] = {
+        "http.request.method": method,
+        "http.route": route,
+        "url.path": path,
+        "url.scheme": scheme,
+        "server.address": address,
+    }
+    if port is not None:
+        attributes["server.port"] = port
     with tracer.start_as_current_span(
         f"{method} {route}",
         context=propagate.extract(headers),
         kind=SpanKind.SERVER,
-        attributes={"http.request.method": method, "http.route": route},
+        attributes=attributes,
     ) as span:
         yield span
 

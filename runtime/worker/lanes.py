@@ -128,8 +128,10 @@ class Lanes:
             logs.job.set((fn.name, batch.workspace, "" if len(batch) > 1 else batch.jobs[0].id))
             self.busy += 1
             lane.call, lane.started = call, clock()
+            started_ms = env.now_ms()
+            self.recorder.started(call.envelopes, started_ms)
             if instruments.enabled():
-                instruments.started(fn.name, call.envelopes, env.now_ms())
+                instruments.started(fn.name, call.envelopes, started_ms)
             try:
                 if tracing.enabled():
                     failures = await self._invoke_traced(call)
@@ -153,9 +155,11 @@ class Lanes:
                 instruments.called(fn.name, took)
             append = settler.outbox.append
             results = call.batch.results
+            done_ms = started_ms + round(took * 1000)
             for entry_id, envelope in zip(call.entry_ids, call.envelopes, strict=True):
                 failure = failures.get(envelope.id) if failures else None
                 if failure is None:
+                    self.recorder.completed(envelope, done_ms)
                     append(completed(entry_id, envelope, results.get(envelope.id)))
                 else:
                     append(failed(fn, entry_id, envelope, failure))

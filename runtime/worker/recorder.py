@@ -13,6 +13,7 @@ from typing import NoReturn, assert_never
 
 from runtime.guard import Guard
 from runtime.health import RedisHealth
+from streams import envelope as env
 from streams import metrics as store
 from streams import settle
 from streams.connection import Redis
@@ -37,6 +38,9 @@ class Recorder:
         self.states: collections.Counter[tuple[str, type[Outcome]]] = collections.Counter()
         self.calls: collections.Counter[tuple[str, int]] = collections.Counter()
         self.time_ms: collections.Counter[str] = collections.Counter()
+        # Function-wide only (fields bounded whatever the workspaces): "lat" or
+        # "late" and bucket -> jobs, and "latency_ms" / "lateness_ms" -> their sum.
+        self.waits: collections.Counter[str] = collections.Counter()
         # Taken but not yet written (Redis was away), oldest first.
         self.unsent: list[store.Batch] = []
 
@@ -45,6 +49,22 @@ class Recorder:
         ms = duration_s * 1000
         self.calls[(workspace, store.bucket_of(ms))] += 1
         self.time_ms[workspace] += round(ms)
+
+    def started(self, envelopes: Sequence[env.Envelope], now_ms: int) -> None:
+        """A handler call starts: how late each job due at a set time is."""
+        for e in envelopes:
+            if e.due_ms:
+                self._wait("late", "lateness_ms", now_ms - e.due_ms)
+
+    def completed(self, envelope: env.Envelope, now_ms: int) -> None:
+        """A job's handler returned: its latency from publish."""
+        self._wait("lat", "latency_ms", now_ms - envelope.created_ms)
+
+    def _wait(self, kind: str, total: str, ms: int) -> None:
+        # Clocks of two hosts (publisher's, worker's) may disagree by a little.
+        ms = max(0, ms)
+        self.waits[f"{kind}|{store.bucket_of(ms, store.WAIT_BUCKETS_MS)}"] += 1
+        self.waits[total] += ms
 
     def settled(self, outcomes: Sequence[Outcome], fenced: set[str]) -> None:
         states = self.states
@@ -71,7 +91,10 @@ class Recorder:
         for workspace, ms in self.time_ms.items():
             for scope in (workspace, store.FUNCTION_SCOPE):
                 counts[f"{scope}|time_ms"] += ms
-        self.states, self.calls, self.time_ms = (
+        for field, n in self.waits.items():
+            counts[f"{store.FUNCTION_SCOPE}|{field}"] += n
+        self.states, self.calls, self.time_ms, self.waits = (
+            collections.Counter(),
             collections.Counter(),
             collections.Counter(),
             collections.Counter(),

@@ -42,7 +42,8 @@ def registry() -> Registry:
     return Registry([*load(SAMPLE), send_sms, send_email])
 
 
-async def start_api(redis: Redis, url: str, write_timeout_s: float = 2.0) -> Api:
+async def start_api(redis: Redis, url: str, write_timeout_s: float = 2.0, **options: Any) -> Api:
+    """`options`: build_app's keyword arguments (tracing exclusions, the access log)."""
     keys, stored = {}, []
     for who, workspaces, admin in (
         ("admin", (), True),
@@ -52,7 +53,7 @@ async def start_api(redis: Redis, url: str, write_timeout_s: float = 2.0) -> Api
         keys[who], key = new_key(who, workspaces, admin)
         stored.append(key)
     built = services(redis, registry(), KeyRing(stored), RedisHealth(url), write_timeout_s)
-    server = TestServer(build_app(built, MAX_BODY), host="127.0.0.1")
+    server = TestServer(build_app(built, MAX_BODY, **options), host="127.0.0.1")
     await server.start_server(**RUNNER_OPTIONS)
     http = TestClient(server)
     await http.start_server()

@@ -147,6 +147,53 @@ async def test_prometheus_text_has_the_deployments_figures(
     assert due == {"1": 1, "5": 1, "15": 2}
 
 
+async def scrape(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    answer = await api.http.get("/metrics", headers=api.auth("admin"))
+    assert answer.status == 200
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(await answer.text())
+        for s in family.samples
+    }
+
+
+HISTOGRAMS = ("sluice_handler_duration_seconds", "sluice_job_latency_seconds",
+              "sluice_job_lateness_seconds")  # fmt: skip
+
+
+async def test_prometheus_histograms_of_call_time_latency_and_lateness_count_the_jobs_run(
+    api: Api, shared_server: RedisServer, ledger: Path
+) -> None:
+    events: list[dict[str, object]] = [{"workspace": "acme", "data": {"n": i}} for i in range(2)]
+    events.append({"workspace": "acme", "data": {"n": 2}, "delay_ms": 50})
+    tasks = (("function", "tasks"),)
+    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+        assert (await api.post("/v1/events/tasks", events)).status == 202
+
+        async def flushed() -> bool:
+            found = await scrape(api)
+            return (found.get((f"{HISTOGRAMS[1]}_count", tasks)),
+                    found.get((f"{HISTOGRAMS[2]}_count", tasks))) == (3, 1)  # fmt: skip
+
+        await wait_until(flushed, what="three jobs' metrics flushed")
+    samples = await scrape(api)
+    # Calls and completions of the three jobs; lateness of the one published for later.
+    for name, expected in zip(HISTOGRAMS, (3, 3, 1), strict=True):
+        buckets = sorted(
+            (float(dict(labels)["le"]), value)
+            for (sample, labels), value in samples.items()
+            if sample == f"{name}_bucket" and ("function", "tasks") in labels
+        )
+        assert len(buckets) > 10, name
+        counted = [value for _, value in buckets]
+        assert counted == sorted(counted), name  # cumulative
+        assert buckets[-1] == (float("inf"), expected), name
+        assert samples[f"{name}_count", tasks] == expected
+        assert samples[f"{name}_sum", tasks] >= 0
+    # The gauges they replace are gone.
+    assert not [s for s, _ in samples if "p95" in s or "duration_avg" in s]
+
+
 async def test_old_dead_letters_go_with_their_records_and_replay_finds_nothing(
     api: Api, redis: Redis, shared_server: RedisServer, ledger: Path
 ) -> None:

@@ -11,7 +11,10 @@ from typing import Any
 import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from swagger_ui_bundle import swagger_ui_path
 
+from functions.email import send_email
+from functions.sms import send_sms
 from runtime.ingress.app import ROUTES
 from streams.connection import Redis, RedisSettings, connect
 from streams.keys import given_id
@@ -179,3 +182,75 @@ async def test_every_status_the_job_routes_answer_is_documented(
         assert status in documented(spec, route[method]), (method, status)
     conflict = spec["paths"]["/v1/jobs/{id}"]["patch"]["responses"]["409"]
     assert conflict["content"]["application/problem+json"]
+
+
+def as_json(value: object) -> Any:
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
+def refs(node: object) -> set[str]:
+    """Every component a piece of the document names."""
+    if isinstance(node, dict):
+        found = {node["$ref"].rsplit("/", 1)[1]} if "$ref" in node else set()
+        return found.union(*(refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(refs(v) for v in node))
+    return set()
+
+
+async def test_every_body_has_a_schema_and_each_topic_its_functions_example(api: Api) -> None:
+    spec = await document_of(api)
+    schemas = spec["components"]["schemas"]
+    assert refs(spec["paths"]) | refs(schemas) <= set(schemas)
+    for route in ROUTES:
+        path = route.path.replace("{topic}", "sms.send")
+        operation = spec["paths"][path][route.method.lower()]
+        if route.body is not None:
+            schema = operation["requestBody"]["content"]["application/json"]["schema"]
+            assert refs(schema), (route.method, path)
+        for status, kind in route.replies.items():
+            answer = operation["responses"][str(status)]
+            if kind is None:
+                assert "content" not in answer
+            elif not isinstance(kind, str):
+                assert refs(answer["content"]["application/json"]["schema"]), (path, status)
+    # The input types carry their function's example, and the publish body an event with it.
+    assert schemas["Sms"]["examples"] == [as_json(send_sms.example)]
+    for topic, fn in (("sms.send", send_sms), ("email.send", send_email)):
+        body = spec["paths"][f"/v1/events/{topic}"]["post"]["requestBody"]["content"]
+        example = body["application/json"]["example"]
+        assert example["data"] == as_json(fn.example)
+    # A topic whose functions give no example still gets one event, not an array.
+    tasks = spec["paths"]["/v1/events/tasks"]["post"]["requestBody"]["content"]
+    assert "$ref" in tasks["application/json"]["schema"]["anyOf"][0]
+    # The routes kept for apps migrating from BullMQ are a group of their own, listed last.
+    assert spec["paths"]["/api/schedule-sms"]["post"]["tags"] == ["migration"]
+    assert spec["paths"]["/api/metrics"]["get"]["tags"] == ["migration"]
+    assert spec["tags"][-1]["name"] == "migration"
+    used = {op["tags"][0] for methods in spec["paths"].values() for op in methods.values()}
+    assert used == {tag["name"] for tag in spec["tags"]}
+
+
+async def test_the_publish_example_of_the_docs_is_accepted(api: Api) -> None:
+    spec = await document_of(api)
+    for topic in ("sms.send", "email.send"):
+        body = spec["paths"][f"/v1/events/{topic}"]["post"]["requestBody"]["content"]
+        answer = await api.post(f"/v1/events/{topic}", body["application/json"]["example"])
+        assert answer.status == 202, await answer.text()
+
+
+async def test_the_docs_page_loads_swagger_ui_served_from_its_package(api: Api) -> None:
+    page = await api.http.get("/docs")
+    assert page.status == 200
+    html = await page.text()
+    assets = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
+              "docs.js": "text/javascript"}  # fmt: skip
+    for name, media in assets.items():
+        assert f'"/docs/assets/{name}"' in html
+        asset = await api.http.get(f"/docs/assets/{name}")
+        assert (asset.status, asset.content_type) == (200, media), name
+        if name != "docs.js":
+            assert await asset.read() == (swagger_ui_path / name).read_bytes()
+    # Nothing but those: no file of the package, nor any other, by another name.
+    for name in ("index.html", "../docs.html", "%2e%2e%2fdocs.html", "swagger-ui.js.map"):
+        assert (await api.http.get(f"/docs/assets/{name}")).status == 404, name

@@ -13,7 +13,6 @@ import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -44,10 +43,9 @@ def spans() -> Iterator[InMemorySpanExporter]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracing.use(provider)
     # As runtime.telemetry.export does: handlers' outgoing aiohttp calls carry the trace.
-    client = AioHttpClientInstrumentor()
-    client.instrument(tracer_provider=provider)
+    tracing.instrument_client(provider)
     yield exporter
-    client.uninstrument()
+    tracing.uninstrument_client()
     tracing.use(None)
 
 
