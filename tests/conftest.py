@@ -6,7 +6,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from runtime.telemetry import tracing
 from streams.connection import Redis, RedisSettings, connect
 from tests.redis_server import RedisServer
 
@@ -59,3 +63,17 @@ async def redis(shared_server: RedisServer) -> AsyncIterator[Redis]:
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Spans kept in memory: the server's, the handlers', and (as
+    runtime.telemetry.export sets up) outgoing aiohttp calls'."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use(provider)
+    tracing.instrument_client(provider)
+    yield exporter
+    tracing.uninstrument_client()
+    tracing.use(None)

@@ -6,18 +6,15 @@ conventions; an access log line per request when asked for, none otherwise."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import aiohttp
 import msgspec
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from runtime.settings import from_env
-from runtime.telemetry import logs, tracing
+from runtime.telemetry import logs
 from streams.connection import Redis
 from tests.ingress.conftest import start_api
 from tests.redis_server import RedisServer
@@ -25,18 +22,6 @@ from tests.redis_server import RedisServer
 # The attributes of the old conventions, which the stable ones replaced.
 OLD = {"http.method", "http.url", "http.status_code", "http.target", "net.peer.name",
        "http.host", "http.scheme"}  # fmt: skip
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use(provider)
-    tracing.instrument_client(provider)
-    yield exporter
-    tracing.uninstrument_client()
-    tracing.use(None)
 
 
 async def test_server_and_client_spans_use_the_stable_http_conventions_and_skip_excluded_routes(
