@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
@@ -81,6 +82,26 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+# A failure's traceback keeps the innermost frames, where the cause usually is, and
+# at most this many bytes of text (its end): kept with each failed attempt in Redis.
+TRACEBACK_FRAMES = 20
+TRACEBACK_BYTES = 8 * 1024
+_CUT = "(traceback cut to its last 8 KiB)\n"
+
+
+def traceback_of(error: BaseException) -> str:
+    """`error`'s traceback as Python prints it, bounded; "" for one never raised
+    (`batch.fail(job, ValueError(...))` with an exception made on the spot)."""
+    if error.__traceback__ is None:
+        return ""
+    text = "".join(traceback.format_exception(error, limit=-TRACEBACK_FRAMES))
+    data = text.encode()
+    if len(data) <= TRACEBACK_BYTES:
+        return text
+    tail = data[len(data) - TRACEBACK_BYTES + len(_CUT) :]
+    return _CUT + tail.decode(errors="ignore")
+
+
 class Failure(msgspec.Struct, frozen=True):
     """Why one job's attempt failed and what the handler asked to happen next."""
 
@@ -89,6 +110,12 @@ class Failure(msgspec.Struct, frozen=True):
     after_s: float | None = None
     # Dead-letter now: retrying cannot help.
     final: bool = False
+    # Where it was raised (traceback_of): "" for a timeout, a `Retry` (the handler's
+    # own choice, not a fault) or an error given as text.
+    traceback: str = ""
+    # The exception itself, for the log line and the span of the attempt; never
+    # stored, and dropped with the failure once the attempt is settled.
+    exception: BaseException | None = None
 
     @classmethod
     def of(cls, error: BaseException | str) -> Failure:
@@ -96,7 +123,12 @@ class Failure(msgspec.Struct, frozen=True):
             return cls(error)
         if isinstance(error, Retry):
             return cls(describe(error), after_s=error.after_s)
-        return cls(describe(error), final=isinstance(error, Reject))
+        return cls(
+            describe(error),
+            final=isinstance(error, Reject),
+            traceback=traceback_of(error),
+            exception=error,
+        )
 
 
 class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -43,6 +43,10 @@ class Envelope(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True)
     # Epoch ms it was due, by the publisher's clock, for one published for later
     # or a retry (0: at once): how late it started is measured from it.
     due_ms: int = 0
+    # The tracebacks of earlier attempts beside `errors` (the same index; "" where
+    # none was kept: a timeout, a `Retry`, an older attempt past the newest few the
+    # worker keeps). Empty, and so not stored, for a job that never failed.
+    tracebacks: tuple[str, ...] = ()
 
 
 # Priorities as the scripts store them (streams/admit.lua): lower goes first.

@@ -25,6 +25,13 @@ PRIORITY_NAMES = {env.HIGH: "high", env.NORMAL: "normal", env.LOW: "low"}
 JobState = Literal["delayed", "queued", "active", "completed", "dead", "cancelled", "expired"]
 
 
+class FailedAttempt(msgspec.Struct, frozen=True):
+    """One failed attempt of a job: its error, and where it was raised ("": not kept)."""
+
+    error: str
+    traceback: str = ""
+
+
 class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     function: str
@@ -54,6 +61,8 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     # record keeps only its result (streams/record.py), so completed, cancelled
     # and expired jobs show None.
     data: Any = None
+    # Every failed attempt, oldest first, while its envelope is kept (as `data`).
+    failures: tuple[FailedAttempt, ...] = ()
 
 
 class Counts(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,6 +120,7 @@ async def find_job(
     record = rec.parse(data)
     keyfield, *members = record.links.split(" ")
     result = data = None
+    envelope: env.Envelope | None = None
     priority = env.NORMAL
     delayed = record.state == "delayed"
     # A delayed or backlogged job's envelope is its record's tail; it holds the
@@ -127,7 +137,8 @@ async def find_job(
     else:
         error = record.tail.decode()
         if entry:  # a dead job's letter
-            data = msgspec.msgpack.decode(env.decode(entry).payload)
+            envelope = env.decode(entry)
+            data = msgspec.msgpack.decode(envelope.payload)
     state: JobState = "active" if record.state == "queued" and consumer else record.state
     return JobRecord(
         id=shown_id(stored.decode()),
@@ -146,7 +157,15 @@ async def find_job(
         deliveries=int(deliveries),
         priority=PRIORITY_NAMES.get(priority, "normal"),
         data=data,
+        failures=() if envelope is None else failed_attempts(envelope),
     )
+
+
+def failed_attempts(envelope: env.Envelope) -> tuple[FailedAttempt, ...]:
+    """The envelope's errors, each with its traceback where one was kept."""
+    # Aligned from the newest: an envelope of an older release has fewer tracebacks.
+    tracebacks = ("",) * (len(envelope.errors) - len(envelope.tracebacks)) + envelope.tracebacks
+    return tuple(FailedAttempt(e, t) for e, t in zip(envelope.errors, tracebacks, strict=False))
 
 
 async def counts(client: Redis, keys: PartitionKeys) -> Counts:

@@ -85,6 +85,12 @@ def partition_of(workspace: str, partitions: int) -> int:
     return zlib.crc32(workspace.encode()) % partitions
 
 
+# The HASH of the deployment's functions as workers declared them (streams.catalogue):
+# function name -> JSON entry (topics, input schema, partitions, ...), written by
+# each worker at start for its functions, read by clients that publish by name.
+CATALOGUE = f"{PREFIX}:{{catalogue}}:functions"
+
+
 def webhook_endpoints(workspace: str) -> str:
     """The HASH of a workspace's webhook endpoints (streams.webhooks): endpoint id
     -> record. Not a function's key: `webhook.deliver` reads it, the ingress

@@ -24,8 +24,10 @@ id), one string of nine fields joined by `|`:
 - dead: a dead job's dead-letter entry id ("" for any other).
 - links: its business key and tags (`streams.keys.links`), released when it ends.
 - tail, which may hold any byte (it runs to the end of the string): a delayed or
-  backlogged job's envelope (streams.envelope), a completed job's result
-  (msgpack, "" for none), a dead job's last error, else "".
+  backlogged job's envelope (streams.envelope; a retry's holds the error and the
+  bounded traceback of each failed attempt, one that never failed neither), a
+  completed job's result (msgpack, "" for none), a dead job's last error (its
+  dead letter's envelope has every error and traceback), else "".
 
 One HASH for all the records of a partition, not a key per job: a settle writes
 every record of its batch in one variadic HSET, and retention drops records by

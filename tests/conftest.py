@@ -11,8 +11,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from runtime.telemetry import tracing
+from runtime.testing.redis import RedisServer
 from streams.connection import Redis, RedisSettings, connect
-from tests.redis_server import RedisServer
+
+# The library's fixtures (sluice_redis_server, ...), as users' own tests get them.
+pytest_plugins = ["runtime.testing.pytest"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -25,12 +28,10 @@ def long_run(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(scope="session")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One server for the whole session; tests that break their server get their own."""
-    server = RedisServer(tmp_path_factory.mktemp("redis-shared"), appendonly=False)
-    server.start()
-    yield server
-    server.stop()
+def shared_server(sluice_redis_server: RedisServer) -> RedisServer:
+    """One server for the whole session (the library's fixture); tests that break
+    their server get their own."""
+    return sluice_redis_server
 
 
 @pytest.fixture

@@ -63,14 +63,17 @@ def test_imports_are_absolute() -> None:
 # names, which gathers the client role. The worker, scheduler and telemetry never
 # import the client API or the ingress; the base imports no role. A new folder
 # under runtime/ needs its line here.
-ROLES = {"worker", "scheduler", "client", "telemetry", "ingress"}
+# `testing` (the helpers for users' tests) runs workers and calls handlers, and no
+# process imports it.
+ROLES = {"worker", "scheduler", "client", "telemetry", "ingress", "testing"}
 NEVER = {
     "base": ROLES | {"api"},
-    "telemetry": {"worker", "scheduler", "client", "ingress", "api"},
-    "worker": {"scheduler", "client", "ingress", "api"},
-    "scheduler": {"worker", "client", "ingress", "api"},
-    "client": {"worker", "ingress", "api"},
-    "ingress": {"worker", "scheduler", "api"},
+    "telemetry": {"worker", "scheduler", "client", "ingress", "testing", "api"},
+    "worker": {"scheduler", "client", "ingress", "testing", "api"},
+    "scheduler": {"worker", "client", "ingress", "testing", "api"},
+    "client": {"worker", "ingress", "testing", "api"},
+    "ingress": {"worker", "scheduler", "testing", "api"},
+    "testing": {"ingress", "api"},
 }
 # The process shell and the public API gather the roles.
 GATHERERS = {"__init__.py", "__main__.py", "cli.py"}

@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
+from runtime import catalogue
 from runtime.client.timing import When, due, epoch_ms
 from runtime.declare import Function
 from runtime.errors import InvalidPayload, InvalidPriority, PayloadTooLarge
@@ -109,6 +110,14 @@ class Client:
         self.registry = registry
         self._keys: dict[tuple[str, int], PartitionKeys] = {}
         self._routes: dict[str, tuple[Sequence[Function[Any]], tuple[str, ...]]] = {}
+
+    @classmethod
+    async def from_catalogue(cls, redis: Redis) -> Client:
+        """A client of the functions whose workers have started (the catalogue they
+        write), for a publisher that imports no handler: read once, so a function
+        deployed later needs a new client. Its data is checked by the worker
+        (runtime.catalogue)."""
+        return cls(redis, await catalogue.registry(redis))
 
     async def publish(
         self,
@@ -278,8 +287,13 @@ def _tags(given: Sequence[str], index: int) -> tuple[str, ...]:
 
 
 def encode_input(fn: Function[Any], data: Any, index: int = 0) -> msgspec.Raw:
-    """`data` checked against and encoded as `fn`'s input; `index` names it in errors."""
-    if not isinstance(data, fn.input):
+    """`data` checked against and encoded as `fn`'s input; `index` names it in errors.
+
+    A function known from the catalogue (runtime.catalogue) has `dict` for input:
+    any JSON object, a Struct as its fields, which its worker checks."""
+    if not isinstance(data, fn.input) and not (
+        fn.input is dict and isinstance(data, msgspec.Struct)
+    ):
         try:
             data = msgspec.convert(data, fn.input)
         except msgspec.ValidationError as exc:

@@ -25,6 +25,7 @@ from runtime.ingress.bodies import (
 from runtime.ingress.problems import not_found
 from runtime.ingress.routes import Admin, Keyed, Route, Services, query_int, read_json, reply
 from runtime.ingress.views import counts_view, deferral_view, snapshot_view
+from streams.jobs import failed_attempts
 from streams.keys import check_token, shown_id
 
 
@@ -76,6 +77,7 @@ async def dead_letters(request: web.Request, services: Services, key: ApiKey) ->
                     list(letter.envelope.errors),
                     letter.envelope.attempt,
                     letter.envelope.created_ms,
+                    [f.traceback for f in failed_attempts(letter.envelope)],
                 )
                 for letter in letters
             ]

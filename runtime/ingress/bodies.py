@@ -149,6 +149,9 @@ class DeadLetterView(msgspec.Struct, frozen=True):
     errors: list[str]
     attempt: int
     created_ms: int
+    # Beside `errors` (the same index): where each was raised, its innermost 20
+    # frames within 8 KiB ("" when none was kept: a timeout, an older attempt).
+    tracebacks: list[str] = []
 
 
 class DeadLetterList(msgspec.Struct, frozen=True):

@@ -24,6 +24,14 @@ JobState = Literal["delayed", "queued", "active", "completed", "dead", "cancelle
 ListedState = Literal["delayed", "waiting", "active", "completed", "cancelled", "expired", "dead"]
 
 
+class FailedAttempt(msgspec.Struct, frozen=True):
+    """One failed attempt: its error, and the traceback of where it was raised
+    (its innermost 20 frames within 8 KiB; "" when none was kept)."""
+
+    error: str
+    traceback: str
+
+
 class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     function: str
@@ -53,6 +61,8 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     # completed, was cancelled or expired. Shown only to keys of its workspace
     # (and admin keys), as the job itself is.
     data: Any = None
+    # Every failed attempt, oldest first, while its input is kept (as `data`).
+    failures: list[FailedAttempt] = []
 
 
 def job_view(record: jobs.JobRecord) -> JobRecord:
@@ -73,6 +83,7 @@ def job_view(record: jobs.JobRecord) -> JobRecord:
         deliveries=record.deliveries,
         priority=record.priority,
         data=record.data,
+        failures=[FailedAttempt(f.error, f.traceback) for f in record.failures],
     )
 
 

@@ -35,6 +35,7 @@ from opentelemetry.instrumentation.aiohttp_client import (
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from runtime.declare import Failure
 from streams import envelope as env
 
 Mode = Literal["parent", "link"]
@@ -222,8 +223,13 @@ def promoted(function: str, jobs: Sequence[tuple[str, str]]) -> None:
         ).end()
 
 
-def failed(span: trace.Span, error: str) -> None:
-    span.set_status(Status(StatusCode.ERROR, error))
+def failed(span: trace.Span, failure: Failure) -> None:
+    """A job's attempt failed: the span's status, and the exception as its event with
+    the bounded traceback the job keeps (the SDK would format every frame)."""
+    if failure.exception is not None:
+        stack = {"exception.stacktrace": failure.traceback} if failure.traceback else None
+        span.record_exception(failure.exception, attributes=stack)
+    span.set_status(Status(StatusCode.ERROR, failure.error))
 
 
 def _attributes(function: str, e: env.Envelope) -> dict[str, Any]:

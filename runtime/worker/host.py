@@ -10,7 +10,9 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
+from runtime.catalogue import announce
 from runtime.declare import Function
+from runtime.guard import Guard
 from runtime.health import RedisHealth
 from runtime.settings import Settings, use_settings
 from runtime.worker.isolation import Gate
@@ -45,6 +47,7 @@ class WorkerHost:
         self.consumer = config.consumer
         self.redis = settings.redis
         self.settings = settings
+        self.client, self.functions, self.health = client, functions, health
         # One for the process: a crash takes every function's calls in it.
         gate = Gate()
         self.loops = [
@@ -70,6 +73,11 @@ class WorkerHost:
         watch.start(asyncio.get_running_loop())
         try:
             async with asyncio.TaskGroup() as group:
+                # The catalogue publishers read (runtime.catalogue): once Redis takes it.
+                announcing = Guard(self.health, "writing the function catalogue")
+                group.create_task(
+                    announcing.until_done(lambda: announce(self.client, self.functions), stop)
+                )
                 for loop in self.loops:
                     group.create_task(loop.run(stop))
         finally:

@@ -38,5 +38,12 @@ def timed_out(fn: Function[Any], batch: Batch[Any]) -> dict[str, Failure]:
 
 def _all_failed(fn: Function[Any], batch: Batch[Any], failure: Failure) -> dict[str, Failure]:
     ids = [job.id for job in batch.jobs]
-    log.warning("%s: job %s failed: %s", fn.name, ids[0] if len(ids) == 1 else ids, failure.error)
+    # With the traceback (a JSON line's `exception`), as the job's record keeps it.
+    log.warning(
+        "%s: job %s failed: %s",
+        fn.name,
+        ids[0] if len(ids) == 1 else ids,
+        failure.error,
+        exc_info=failure.exception,
+    )
     return dict.fromkeys(ids, failure)

@@ -209,7 +209,7 @@ class Lanes:
         with tracing.processing(self.fn.name, call.envelopes, self.fn.batched) as spans:
             failures = await invoke(self.fn, call.batch)
             for job_id, why in failures.items():
-                tracing.failed(spans[job_id], why.error)
+                tracing.failed(spans[job_id], why)
             return failures
 
 

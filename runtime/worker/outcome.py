@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 # An error kept in a job's history is cut to this many characters, so a handler
 # that raises with a huge message cannot bloat every retry's envelope.
 MAX_ERROR_CHARS = 2000
+# The tracebacks of this many of a job's newest failed attempts are kept (each
+# bounded by runtime.declare.traceback_of): a retried or dead job's envelope holds
+# them, and the attempts of one job mostly fail alike.
+KEPT_TRACEBACKS = 3
 # A handler's result is kept on its record up to this size.
 MAX_RESULT_BYTES = 64 * 1024
 
@@ -97,9 +101,10 @@ def failed(
     the last attempt; then, or at once for `Reject`, dead-letter with every error."""
     error = failure.error[:MAX_ERROR_CHARS]
     errors = (*envelope.errors, error)
+    tracebacks = _tracebacks(envelope, failure.traceback)
     opts = fn.options
     if failure.final or envelope.attempt >= opts.attempts:
-        letter = msgspec.structs.replace(envelope, errors=errors)
+        letter = msgspec.structs.replace(envelope, errors=errors, tracebacks=tracebacks)
         return dead(entry_id, envelope, error, env.encode(letter))
     delay_s = failure.after_s
     if delay_s is None:
@@ -109,6 +114,7 @@ def failed(
         envelope,
         attempt=envelope.attempt + 1,
         errors=errors,
+        tracebacks=tracebacks,
         due_ms=env.now_ms() + delay_ms,
     )
     return Retried(
@@ -122,3 +128,15 @@ def failed(
         priority=envelope.priority,
         links=links_of(envelope),
     )
+
+
+def _tracebacks(envelope: env.Envelope, newest: str) -> tuple[str, ...]:
+    """The envelope's tracebacks with `newest` added, beside its errors; () while
+    there are none, so that no traceback field is stored for them."""
+    if not newest and not envelope.tracebacks:
+        return ()
+    # Attempts before tracebacks were kept (an envelope of an older release) have "".
+    missing = max(0, len(envelope.errors) - len(envelope.tracebacks))
+    kept = (*("",) * missing, *envelope.tracebacks, newest)
+    old = len(kept) - KEPT_TRACEBACKS
+    return kept if old <= 0 else (*("",) * old, *kept[old:])

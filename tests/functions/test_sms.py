@@ -27,6 +27,7 @@ from runtime import (
 )
 from runtime.registry import Registry
 from runtime.settings import from_env
+from runtime.testing import Rejected, call
 from streams.connection import Redis
 from tests.functions.providers import Answer, ProviderServer, worker_for
 from tests.redis_server import RedisServer
@@ -219,16 +220,17 @@ async def test_provider_failures_are_retried_then_dead_lettered_with_their_histo
 
 
 async def test_a_bad_number_is_rejected_at_once_with_the_providers_reason(
-    redis: Redis, shared_server: RedisServer, provider: ProviderServer
+    provider: ProviderServer,
 ) -> None:
     invalid = {"code": 21211, "message": "The 'To' number is not a valid phone number."}
     provider.answers = [Answer(400, {**invalid, "status": 400})]
-    await publish(redis)
-    async with worker_for(shared_server.url, FAST, twilio(provider.url)):
-        await wait_dead(redis)
-    (letter,) = await DeadLetters(redis, REGISTRY).read("sms.send")
-    assert letter.envelope.errors == (
-        "Reject: twilio answered 400: The 'To' number is not a valid phone number. (code 21211)",
+    # The handler called as a worker would (runtime.testing): no Redis needed.
+    outcome = await call(
+        send_sms, {"to": "+15550100", "body": "hi"}, settings=from_env(twilio(provider.url))
+    )
+    assert isinstance(outcome, Rejected)
+    assert outcome.error == (
+        "Reject: twilio answered 400: The 'To' number is not a valid phone number. (code 21211)"
     )
     assert len(provider.arrivals) == 1
 

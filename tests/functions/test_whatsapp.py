@@ -13,13 +13,14 @@ import pytest
 import standardwebhooks
 
 from functions.whatsapp import WhatsApp, send_whatsapp
-from runtime import Client, ConfigurationError, DeadLetters, Function, InvalidPayload, Jobs
+from runtime import Client, ConfigurationError, Function, InvalidPayload, Jobs
 from runtime.registry import Registry
 from runtime.settings import from_env
+from runtime.testing import Completed, Failed, Rejected, Retried, call
 from streams.connection import Redis
 from tests.functions.providers import Answer, ProviderServer, worker_for
 from tests.redis_server import RedisServer
-from tests.runtime.helpers import total_counts, wait_completed, wait_until
+from tests.runtime.helpers import wait_completed
 
 TOKEN = "EAAG-cloud-token"
 SECRET = "whsec_" + base64.b64encode(b"a-whatsapp-signing-key").decode()
@@ -160,27 +161,23 @@ def meta_error(code: int, message: str) -> dict[str, Any]:
 
 
 async def test_metas_not_now_codes_are_retried_and_its_refusals_rejected(
-    redis: Redis, shared_server: RedisServer, provider: ProviderServer
+    provider: ProviderServer,
 ) -> None:
+    # The handler called as a worker would (runtime.testing): no Redis needed.
+    settings = from_env(cloud(provider.url))
     provider.answers = [Answer(400, meta_error(130429, "(#130429) Rate limit hit"))]
-    first = await publish(redis, text="first")
-    async with worker_for(shared_server.url, FAST, cloud(provider.url)):
-        await wait_completed(redis, "whatsapp.send", 1)
-        provider.answers = [Answer(400, meta_error(131047, "(#131047) Re-engagement message"))]
-        second = await publish(redis, text="second")
-
-        async def dead() -> bool:
-            return (await total_counts(redis, "whatsapp.send")).dead == 1
-
-        await wait_until(dead, what="the re-engagement message dead-lettered")
-    assert (await result_of(redis, first))["message_id"] == "wamid.HBgLMTU1NTAxMDA"
-    record = await Jobs(redis, REGISTRY).get("whatsapp.send", first)
-    assert record is not None
-    assert record.attempts == 2
-    (letter,) = await DeadLetters(redis, REGISTRY).read("whatsapp.send")
-    assert letter.envelope.id == second
-    assert letter.envelope.errors == (
-        "Reject: whatsapp answered 400: (#131047) Re-engagement message (code 131047)",
+    data = {"to": "+15550100", "text": "first"}
+    busy = await call(send_whatsapp, data, settings=settings)
+    assert isinstance(busy, Failed | Retried)
+    assert not isinstance(busy, Failed) or not busy.dead
+    sent = await call(send_whatsapp, data, attempt=2, settings=settings)
+    assert isinstance(sent, Completed)
+    assert sent.result.message_id == "wamid.HBgLMTU1NTAxMDA"
+    provider.answers = [Answer(400, meta_error(131047, "(#131047) Re-engagement message"))]
+    refused = await call(send_whatsapp, {**data, "text": "second"}, settings=settings)
+    assert isinstance(refused, Rejected)
+    assert refused.error == (
+        "Reject: whatsapp answered 400: (#131047) Re-engagement message (code 131047)"
     )
 
 

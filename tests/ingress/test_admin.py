@@ -81,6 +81,15 @@ async def test_dead_letters_metrics_and_limits(
             "letters"
         ]
         assert all(letter["errors"] == [letter["reason"]] for letter in letters)
+        # Each failed attempt's traceback, naming the handler's functions (its end: the error).
+        for letter in letters:
+            (traceback,) = letter["tracebacks"]
+            assert "in _act" in traceback
+            assert traceback.rstrip().endswith(letter["reason"])
+        shown = await api.http.get(f"/v1/jobs/{letters[1]['id']}", headers=api.auth("acme"))
+        (failure,) = (await shown.json())["failures"]
+        assert failure["error"] == letters[1]["reason"]
+        assert failure["traceback"] == letters[1]["tracebacks"][0]
         replay = await api.post(
             "/v1/dead-letters/tasks/replay", {"ids": [letters[0]["id"]]}, who="acme"
         )

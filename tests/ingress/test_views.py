@@ -59,13 +59,14 @@ def test_the_walk_finds_a_storage_struct_inside_a_body() -> None:
         jobs: list[jobs.JobRecord] | None
 
     found = set(_structs(mi.type_info(dict[str, Page]), set()))
-    assert found == {Page, jobs.JobRecord}
+    assert found == {Page, jobs.JobRecord, jobs.FailedAttempt}
 
 
 RECORD = jobs.JobRecord(
     id="j1", function="tasks", workspace="acme", state="completed", queued_ms=1, finished_ms=2,
     due_ms=3, attempts=4, error="boom", key="k", tags=("a", "b"), result={"ok": [1]},
     consumer="w1", deliveries=5, priority="high", data={"to": "+15550100"},
+    failures=(jobs.FailedAttempt("ValueError: boom", "Traceback ..."),),
 )  # fmt: skip
 COUNTS = jobs.Counts(
     waiting=1, active=2, delayed=3, completed=4, failed=5, dead=6, cancelled=7, backlogged=8,
@@ -99,7 +100,8 @@ SHOWN: list[tuple[Any, bytes]] = [
         b'{"id":"j1","function":"tasks","workspace":"acme","state":"completed","queued_ms":1,'
         b'"finished_ms":2,"due_ms":3,"attempts":4,"error":"boom","key":"k","tags":["a","b"],'
         b'"result":{"ok":[1]},"consumer":"w1","deliveries":5,"priority":"high",'
-        b'"data":{"to":"+15550100"}}',
+        b'"data":{"to":"+15550100"},'
+        b'"failures":[{"error":"ValueError: boom","traceback":"Traceback ..."}]}',
     ),
     (
         views.counts_view(COUNTS),

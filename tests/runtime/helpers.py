@@ -15,10 +15,9 @@ from typing import Any
 from runtime.declare import Function
 from runtime.health import RedisHealth
 from runtime.registry import load
-from runtime.scheduler.host import Scheduler
 from runtime.settings import from_env
-from runtime.worker.host import WorkerHost
-from streams.connection import Redis, RedisSettings, connect
+from runtime.testing import running
+from streams.connection import Redis, RedisSettings
 from streams.jobs import Counts, counts
 from streams.keys import PartitionKeys
 
@@ -148,24 +147,11 @@ async def hosting(
         reclaim_interval_s=0.3,
         grace_s=grace_s,
     )
-    client = connect(settings.redis)
-    health = RedisHealth(url)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(WorkerHost(client, functions, settings, health).run(stop))]
-    if scheduler:
-        tasks.append(asyncio.create_task(Scheduler(client, functions, health, recheck_s).run(stop)))
-    try:
+    # The library's (runtime.testing.running), as users' own tests run theirs.
+    async with running(
+        functions, settings=settings, scheduler=scheduler, recheck_s=recheck_s
+    ) as health:
         yield health
-    finally:
-        stop.set()
-        _, hung = await asyncio.wait(tasks, timeout=grace_s + 10)
-        if hung:
-            dump_tasks()
-            for task in hung:
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=bool(hung))
-        await client.aclose()
-        assert not hung, "the worker did not stop within its grace period"
 
 
 async def wait_completed(redis: Redis, function: str, n: int, timeout_s: float = 30.0) -> None:
