@@ -30,7 +30,11 @@ test("publish, then get the job it made", async () => {
   assert.equal(job.value.function, "sms.send");
   assert.equal(job.value.workspace, "acme");
   assert.equal(job.value.state, "queued");
-  assert.deepEqual(job.value.data, { to: "+15550100", body: "hi", from: "", media_urls: [], metadata: {} });
+  const data = job.value.data as { to: string; body: string };
+  assert.deepEqual([data.to, data.body], ["+15550100", "hi"]);
+  const listed = await sluice.listJobs({ state: "waiting", function: "sms.send" });
+  assert.ok(listed.ok, JSON.stringify(listed));
+  assert.ok(listed.value.jobs.some((listedJob) => listedJob.id === published.value.id));
 });
 
 test("an id given twice is one job: the second answer is 200, duplicate", async () => {
