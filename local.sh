@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The two commands: `./local.sh up` runs Sluice, `./local.sh test` runs the checks.
-# Each installs what it needs first (redis-server, .venv, the project; chromium for the tests).
+# Each installs what it needs first (redis-server, .venv, the project; chromium, node and
+# npm for the tests).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -73,6 +74,9 @@ run_tests() {
   setup
   # The dashboard's browser test.
   need chromium chromium
+  # The Node client's tests (clients/node); npm comes with some nodejs builds.
+  need node nodejs
+  need npm npm
   .venv/bin/ruff check .
   .venv/bin/ruff format --check .
   .venv/bin/mypy

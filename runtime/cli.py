@@ -1,5 +1,5 @@
-"""`sluice worker | scheduler | ingress | dev | keys create | schedules list|add|remove`:
-the only place that reads the environment and runs a loop."""
+"""`sluice worker | scheduler | ingress | dev | keys create | schedules list|add|remove |
+openapi`: the only place that reads the environment and runs a loop."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ from runtime.errors import CannotListen, SluiceError
 from runtime.health import RedisHealth, report_server
 from runtime.ingress import listen, load_keys, services
 from runtime.ingress import serve as serve_http
+from runtime.ingress.app import ROUTES
 from runtime.ingress.auth import KeyRing, new_key
+from runtime.ingress.openapi import document
 from runtime.ingress.views import schedule_view
 from runtime.lifecycle import stop_on_signals
 from runtime.registry import Registry, load
@@ -71,7 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--workspace", action="append", default=[], help="repeat for several")
     create.add_argument("--admin", action="store_true", help="every workspace and admin routes")
     _schedule_parsers(roles)
+    roles.add_parser("openapi", help="print the ingress's OpenAPI document (needs no Redis)")
     args = parser.parse_args(argv)
+    if args.role == "openapi":
+        _openapi(args.app)
+        return
     if args.role == "keys":
         _create_key(args.name, tuple(args.workspace), args.admin)
         return
@@ -184,6 +190,18 @@ def _create_key(name: str, workspaces: tuple[str, ...], admin: bool) -> None:
     print(f"key (shown once, keep it secret): {key}")
     print("add to the API keys file (a JSON list):")
     print(msgspec.json.encode(stored).decode())
+
+
+def _openapi(app: str | None) -> None:
+    """`sluice openapi`: what the ingress serves at /openapi.json for these functions,
+    without Redis, so clients' types (clients/node) are generated from a checkout."""
+    try:
+        config = settings.from_env(dict(os.environ), **({"functions": app} if app else {}))
+        registry = load(config.functions)
+    except SluiceError as exc:
+        sys.exit(f"sluice: {exc}")
+    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(document(ROUTES, registry))))
+    sys.stdout.buffer.write(b"\n")
 
 
 def _schedule_parsers(roles: Any) -> None:
