@@ -4,40 +4,6 @@
  */
 
 export interface paths {
-    "/api/schedule-email": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Schedule an email (the BullMQ service's route) */
-        post: operations["post_api_schedule_email"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/schedule-sms": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Schedule an SMS (the BullMQ service's route) */
-        post: operations["post_api_schedule_sms"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/v1/jobs/{id}": {
         parameters: {
             query?: never;
@@ -159,57 +125,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/metrics": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Metrics per function (admin) */
-        get: operations["get_api_metrics"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/metrics/workspace/{workspace}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** One workspace's metrics per function */
-        get: operations["get_api_metrics_workspace_workspace_"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/metrics/reset": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Clear a function's or a workspace's metrics (admin) */
-        post: operations["post_api_metrics_reset"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/v1/metrics": {
         parameters: {
             query?: never;
@@ -253,7 +168,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Clear a function's or a workspace's metrics (admin) */
+        /** Clear a function's or a workspace's metrics and rate-limit deferrals (admin) */
         post: operations["post_v1_metrics_reset"];
         delete?: never;
         options?: never;
@@ -486,6 +401,159 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/schedule-sms": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Schedule an SMS (the BullMQ service's route) */
+        post: operations["post_api_schedule_sms"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/schedule-email": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Schedule an email (the BullMQ service's route) */
+        post: operations["post_api_schedule_email"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Add an email job (the BullMQ service's job API) */
+        post: operations["post_api_jobs"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** SMS and email metrics, and workspaces held back by the rate limits (the BullMQ service's shape): the deployment's for an admin key, else the key's workspace's */
+        get: operations["get_api_metrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/metrics/workspace/{workspace}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A workspace's rate-limit records per channel, with its last seconds of deferrals */
+        get: operations["get_api_metrics_workspace_workspace_"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/metrics/reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Clear a workspace's SMS or email metrics (or both) and its rate-limit records */
+        post: operations["post_api_metrics_reset"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/queue/health": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Redis reachable, and each queue's counts (admin keys) */
+        get: operations["get_api_v1_queue_health"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/queues": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The dashboard (Bull Board's address) */
+        get: operations["get_admin_queues"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dashboard": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The dashboard */
+        get: operations["get_dashboard"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/events/email.send": {
         parameters: {
             query?: never;
@@ -576,38 +644,6 @@ export interface components {
             path: string;
             message: string;
         };
-        /**
-         * BullMQEmail
-         * @description POST /api/schedule-email, as the BullMQ service took it.
-         */
-        BullMQEmail: {
-            to: string;
-            subject: string;
-            html: string;
-            workspaceId: string;
-            /** @default  */
-            contactId?: string;
-            /** @default 0 */
-            delay?: number;
-        };
-        /** BullMQReply */
-        BullMQReply: {
-            success: boolean;
-            jobId: string;
-        };
-        /**
-         * BullMQSms
-         * @description POST /api/schedule-sms, as the BullMQ service took it.
-         */
-        BullMQSms: {
-            phoneNumber: string;
-            message: string;
-            workspaceId: string;
-            /** @default null */
-            scheduledFor?: string | null;
-            /** @default {} */
-            metadata?: Record<string, unknown>;
-        };
         /** JobRecord */
         JobRecord: {
             id: string;
@@ -639,6 +675,17 @@ export interface components {
             priority?: string;
             /** @default null */
             data?: unknown;
+            /** @default [] */
+            failures?: components["schemas"]["FailedAttempt"][];
+        };
+        /**
+         * FailedAttempt
+         * @description One failed attempt: its error, and the traceback of where it was raised
+         *     (its innermost 20 frames within 8 KiB; "" when none was kept).
+         */
+        FailedAttempt: {
+            error: string;
+            traceback: string;
         };
         /** JobsPage */
         JobsPage: {
@@ -713,6 +760,8 @@ export interface components {
             errors: string[];
             attempt: number;
             created_ms: number;
+            /** @default [] */
+            tracebacks?: string[];
         };
         /**
          * Replay
@@ -885,6 +934,143 @@ export interface components {
             disabled_ms: number;
         };
         /**
+         * BullMQSms
+         * @description POST /api/schedule-sms, as the BullMQ service took it.
+         */
+        BullMQSms: {
+            phoneNumber: string;
+            message: string;
+            /** @default null */
+            workspaceId?: string | null;
+            /** @default null */
+            scheduledFor?: string | null;
+            /** @default {} */
+            metadata?: Record<string, unknown>;
+        };
+        /** BullMQReply */
+        BullMQReply: {
+            success: boolean;
+            jobId: string;
+        };
+        /**
+         * BullMQEmail
+         * @description POST /api/schedule-email (and /api/jobs), as the BullMQ service took it.
+         */
+        BullMQEmail: {
+            to: string;
+            subject: string;
+            html: string;
+            /** @default null */
+            workspaceId?: string | null;
+            /** @default  */
+            contactId?: string;
+            /** @default 0 */
+            delay?: number;
+        };
+        /**
+         * BullMQMetrics
+         * @description GET /api/metrics: the deployment's (admin key) or the key's workspace's.
+         */
+        BullMQMetrics: {
+            sms: components["schemas"]["BullMQChannel"];
+            email: components["schemas"]["BullMQChannel"];
+            workspaceRateLimits: {
+                [key: string]: components["schemas"]["BullMQChannelRates"];
+            };
+            timestamp: string;
+        };
+        /**
+         * BullMQChannel
+         * @description A channel's (sms.send's, email.send's) metrics as the BullMQ service showed them.
+         */
+        BullMQChannel: {
+            totalProcessed: number;
+            batchesProcessed: number;
+            successRate: number;
+            avgProcessingTime: number;
+            throughput: number;
+            rateExceededCount: number;
+            lastProcessedTime: string | null;
+        };
+        /** BullMQChannelRates */
+        BullMQChannelRates: {
+            sms: components["schemas"]["BullMQRateSummary"];
+            email: components["schemas"]["BullMQRateSummary"];
+        };
+        /**
+         * BullMQRateSummary
+         * @description A workspace's rate-limit record on one channel.
+         */
+        BullMQRateSummary: {
+            count: number;
+            lastExceeded: string | null;
+        };
+        /** BullMQWorkspaceMetrics */
+        BullMQWorkspaceMetrics: {
+            workspaceId: string;
+            sms: components["schemas"]["BullMQRateLimit"];
+            email: components["schemas"]["BullMQRateLimit"];
+            timestamp: string;
+        };
+        /**
+         * BullMQRateLimit
+         * @description ... with its last seconds of deferrals, newest first (at most 20).
+         */
+        BullMQRateLimit: {
+            count: number;
+            lastExceeded: string | null;
+            details: components["schemas"]["BullMQRateDetail"][];
+        };
+        /**
+         * BullMQRateDetail
+         * @description One second in which the limits held back some of the workspace's jobs.
+         */
+        BullMQRateDetail: {
+            timestamp: string;
+            batchSize: number;
+            errorMessage: string;
+        };
+        /**
+         * BullMQMetricsReset
+         * @description Which metrics to clear, with the rate-limit records: one channel's (or both).
+         */
+        BullMQMetricsReset: {
+            /** @default null */
+            type?: ("email" | "sms") | null;
+            /** @default null */
+            workspaceId?: string | null;
+        };
+        /** BullMQResetDone */
+        BullMQResetDone: {
+            success: boolean;
+            message: string;
+        };
+        /**
+         * BullMQHealth
+         * @description GET /api/v1/queue/health: 503 when Redis does not answer within a second.
+         */
+        BullMQHealth: {
+            /** @enum {unknown} */
+            status: "ok" | "unavailable";
+            redis: components["schemas"]["BullMQRedis"];
+            queues: {
+                [key: string]: components["schemas"]["BullMQQueueCounts"];
+            };
+            timestamp: string;
+        };
+        /** BullMQRedis */
+        BullMQRedis: {
+            reachable: boolean;
+            latencyMs: number;
+        };
+        /** BullMQQueueCounts */
+        BullMQQueueCounts: {
+            waiting: number;
+            active: number;
+            delayed: number;
+            failed: number;
+        };
+        /**
          * EventBody[Email]
          * @description One event: `data` is the input of the functions its topic routes to.
          */
@@ -912,6 +1098,16 @@ export interface components {
         /**
          * Email
          * @description One email to one recipient; `html`, `text` or both.
+         * @example {
+         *       "to": "ada@example.com",
+         *       "subject": "Welcome",
+         *       "html": "<p>Hello!</p>",
+         *       "text": "",
+         *       "from": "",
+         *       "reply_to": null,
+         *       "headers": {},
+         *       "contact_id": ""
+         *     }
          */
         Email: {
             /** @description An email address: `ada@example.com`. */
@@ -984,7 +1180,16 @@ export interface components {
              */
             priority?: "high" | "low" | "normal";
         };
-        /** Sms */
+        /**
+         * Sms
+         * @example {
+         *       "to": "+15550100",
+         *       "body": "Your appointment is tomorrow at 10:00.",
+         *       "from": "",
+         *       "media_urls": [],
+         *       "metadata": {}
+         *     }
+         */
         Sms: {
             /** @description A phone number: E.164 (+ and country code), or national in the deployment's SLUICE_SMS_DEFAULT_REGION; stored as E.164 */
             to: string;
@@ -1034,6 +1239,13 @@ export interface components {
         /**
          * WebhookEvent
          * @description One event for a workspace's webhook endpoints.
+         * @example {
+         *       "type": "booking.created",
+         *       "data": {
+         *         "booking": "b-42"
+         *       },
+         *       "endpoint": ""
+         *     }
          */
         WebhookEvent: {
             /** @description What happened (`booking.created`): receivers route on it. */
@@ -1071,7 +1283,24 @@ export interface components {
              */
             priority?: "high" | "low" | "normal";
         };
-        /** WhatsApp */
+        /**
+         * WhatsApp
+         * @example {
+         *       "to": "+15550100",
+         *       "text": "",
+         *       "template": {
+         *         "name": "appointment_reminder",
+         *         "language": "en_US",
+         *         "parameters": [
+         *           "Ada",
+         *           "tomorrow 10:00"
+         *         ],
+         *         "components": []
+         *       },
+         *       "preview_url": false,
+         *       "metadata": {}
+         *     }
+         */
         WhatsApp: {
             /** @description A phone number: E.164 (+ and country code), or national in the deployment's SLUICE_SMS_DEFAULT_REGION; stored as E.164 */
             to: string;
@@ -1125,222 +1354,6 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    post_api_schedule_email: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description the job id of an event that names none (`<key>:<index>` in an array): the same key is never a second job of the workspace */
-                "Idempotency-Key"?: string;
-            };
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["BullMQEmail"];
-            };
-        };
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["BullMQReply"];
-                };
-            };
-            /** @description OK */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["BullMQReply"];
-                };
-            };
-            /** @description Malformed body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description No or unknown API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description The key may not do this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Not found (or another workspace's) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Wrong content type */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Invalid request, with the field paths */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Redis unavailable: retry after Retry-After seconds */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-        };
-    };
-    post_api_schedule_sms: {
-        parameters: {
-            query?: never;
-            header?: {
-                /** @description the job id of an event that names none (`<key>:<index>` in an array): the same key is never a second job of the workspace */
-                "Idempotency-Key"?: string;
-            };
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["BullMQSms"];
-            };
-        };
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["BullMQReply"];
-                };
-            };
-            /** @description OK */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["BullMQReply"];
-                };
-            };
-            /** @description Malformed body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description No or unknown API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description The key may not do this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Not found (or another workspace's) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Wrong content type */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Invalid request, with the field paths */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Redis unavailable: retry after Retry-After seconds */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-        };
-    };
     get_v1_jobs_id_: {
         parameters: {
             query?: {
@@ -2161,292 +2174,6 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Replayed"];
                 };
-            };
-            /** @description Malformed body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description No or unknown API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description The key may not do this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Not found (or another workspace's) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Wrong content type */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Invalid request, with the field paths */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Redis unavailable: retry after Retry-After seconds */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-        };
-    };
-    get_api_metrics: {
-        parameters: {
-            query?: {
-                /** @description only these functions (repeat; default: all) */
-                function?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["FunctionMetrics"];
-                };
-            };
-            /** @description Malformed body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description No or unknown API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description The key may not do this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Not found (or another workspace's) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Wrong content type */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Invalid request, with the field paths */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Redis unavailable: retry after Retry-After seconds */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-        };
-    };
-    get_api_metrics_workspace_workspace_: {
-        parameters: {
-            query?: {
-                /** @description only these functions (repeat; default: all) */
-                function?: string;
-            };
-            header?: never;
-            path: {
-                workspace: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description OK */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["FunctionMetrics"];
-                };
-            };
-            /** @description Malformed body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description No or unknown API key */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description The key may not do this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Not found (or another workspace's) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Body too large */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Wrong content type */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Invalid request, with the field paths */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-            /** @description Redis unavailable: retry after Retry-After seconds */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["ProblemBody"];
-                };
-            };
-        };
-    };
-    post_api_metrics_reset: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["MetricsReset"];
-            };
-        };
-        responses: {
-            /** @description OK */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
             };
             /** @description Malformed body */
             400: {
@@ -4443,6 +4170,891 @@ export interface operations {
             };
         };
     };
+    post_api_schedule_sms: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description the job id of an event that names none (`<key>:<index>` in an array): the same key is never a second job of the workspace */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BullMQSms"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BullMQReply"];
+                };
+            };
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BullMQReply"];
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
+    post_api_schedule_email: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description the job id of an event that names none (`<key>:<index>` in an array): the same key is never a second job of the workspace */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BullMQEmail"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BullMQReply"];
+                };
+            };
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BullMQReply"];
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
+    post_api_jobs: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description the job id of an event that names none (`<key>:<index>` in an array): the same key is never a second job of the workspace */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BullMQEmail"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BullMQReply"];
+                };
+            };
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BullMQReply"];
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
+    get_api_metrics: {
+        parameters: {
+            query?: {
+                /** @description whose figures, for a key of several (admin: all) */
+                workspace?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BullMQMetrics"];
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
+    get_api_metrics_workspace_workspace_: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                workspace: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BullMQWorkspaceMetrics"];
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
+    post_api_metrics_reset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BullMQMetricsReset"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BullMQResetDone"];
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
+    get_api_v1_queue_health: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BullMQHealth"];
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Error */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BullMQHealth"];
+                };
+            };
+        };
+    };
+    get_admin_queues: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
+    get_dashboard: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
     post_v1_events_email_send: {
         parameters: {
             query?: never;
@@ -4455,7 +5067,22 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["EventBody_Email_"][] | components["schemas"]["EventBody_Email_"];
+                /**
+                 * @example {
+                 *       "workspace": "acme",
+                 *       "data": {
+                 *         "to": "ada@example.com",
+                 *         "subject": "Welcome",
+                 *         "html": "<p>Hello!</p>",
+                 *         "text": "",
+                 *         "from": "",
+                 *         "reply_to": null,
+                 *         "headers": {},
+                 *         "contact_id": ""
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["EventBody_Email_"] | components["schemas"]["EventBody_Email_"][];
                 "application/x-ndjson": string;
             };
         };
@@ -4564,7 +5191,19 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["EventBody_Sms_"][] | components["schemas"]["EventBody_Sms_"];
+                /**
+                 * @example {
+                 *       "workspace": "acme",
+                 *       "data": {
+                 *         "to": "+15550100",
+                 *         "body": "Your appointment is tomorrow at 10:00.",
+                 *         "from": "",
+                 *         "media_urls": [],
+                 *         "metadata": {}
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["EventBody_Sms_"] | components["schemas"]["EventBody_Sms_"][];
                 "application/x-ndjson": string;
             };
         };
@@ -4673,7 +5312,19 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["EventBody_WebhookEvent_"][] | components["schemas"]["EventBody_WebhookEvent_"];
+                /**
+                 * @example {
+                 *       "workspace": "acme",
+                 *       "data": {
+                 *         "type": "booking.created",
+                 *         "data": {
+                 *           "booking": "b-42"
+                 *         },
+                 *         "endpoint": ""
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["EventBody_WebhookEvent_"] | components["schemas"]["EventBody_WebhookEvent_"][];
                 "application/x-ndjson": string;
             };
         };
@@ -4782,7 +5433,27 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["EventBody_WhatsApp_"][] | components["schemas"]["EventBody_WhatsApp_"];
+                /**
+                 * @example {
+                 *       "workspace": "acme",
+                 *       "data": {
+                 *         "to": "+15550100",
+                 *         "text": "",
+                 *         "template": {
+                 *           "name": "appointment_reminder",
+                 *           "language": "en_US",
+                 *           "parameters": [
+                 *             "Ada",
+                 *             "tomorrow 10:00"
+                 *           ],
+                 *           "components": []
+                 *         },
+                 *         "preview_url": false,
+                 *         "metadata": {}
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["EventBody_WhatsApp_"] | components["schemas"]["EventBody_WhatsApp_"][];
                 "application/x-ndjson": string;
             };
         };
