@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         "(default: SLUICE_FUNCTIONS, functions:FUNCTIONS)",
     )
     roles = parser.add_subparsers(dest="role", required=True)
-    worker = roles.add_parser("worker", help="run handler functions")
+    worker = roles.add_parser("worker", help="run handler functions", **_reads("worker"))
     worker.add_argument("--functions", help="comma-separated function names (default: all)")
     worker.add_argument(
         "--no-scheduler",
@@ -60,13 +61,19 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument(
         "--with-scheduler", dest="scheduler", action="store_true", help=argparse.SUPPRESS
     )
-    scheduler = roles.add_parser("scheduler", help="promote delayed jobs when they fall due")
+    scheduler = roles.add_parser(
+        "scheduler", help="promote delayed jobs when they fall due", **_reads("scheduler")
+    )
     scheduler.add_argument("--functions", help="comma-separated function names (default: all)")
-    roles.add_parser("ingress", help="serve the HTTP API")
-    roles.add_parser("dev", help="all roles in one process, readable logs, for local use")
+    roles.add_parser("ingress", help="serve the HTTP API", **_reads("ingress"))
+    roles.add_parser(
+        "dev", help="all roles in one process, readable logs, for local use", **_reads("dev")
+    )
     keys = roles.add_parser("keys", help="API keys for the ingress")
     key_actions = keys.add_subparsers(dest="action", required=True)
-    create = key_actions.add_parser("create", help="print a new key once, and its stored form")
+    create = key_actions.add_parser(
+        "create", help="print a new key once, and its stored form", **_reads("keys")
+    )
     create.add_argument("--name", required=True, help="who or what uses it")
     create.add_argument("--workspace", action="append", default=[], help="repeat for several")
     create.add_argument("--admin", action="store_true", help="every workspace and admin routes")
@@ -186,13 +193,30 @@ def _create_key(name: str, workspaces: tuple[str, ...], admin: bool) -> None:
     print(msgspec.json.encode(stored).decode())
 
 
+def _reads(command: str) -> dict[str, Any]:
+    """A subcommand's --help ends with the environment variables it reads."""
+    names = settings.read_by(command)
+    if not names:
+        return {"epilog": "reads no settings from the environment"}
+    listed = textwrap.fill(", ".join(names), 78, initial_indent="  ", subsequent_indent="  ")
+    return {
+        "epilog": f"settings it reads (environment variables; README.md says what each means):\n"
+        f"{listed}",
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
+
+
 def _schedule_parsers(roles: Any) -> None:
     schedules = roles.add_parser("schedules", help="repeatable jobs: list, add, remove")
     actions = schedules.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser("list", help="every schedule with its next run")
+    listing = actions.add_parser(
+        "list", help="every schedule with its next run", **_reads("schedules")
+    )
     listing.add_argument("--function", help="only this function's")
     listing.add_argument("--workspace", help="only this workspace's")
-    add = actions.add_parser("add", help="create or replace a schedule by name")
+    add = actions.add_parser(
+        "add", help="create or replace a schedule by name", **_reads("schedules")
+    )
     add.add_argument("function")
     add.add_argument("name")
     add.add_argument("--workspace", required=True)
@@ -204,7 +228,9 @@ def _schedule_parsers(roles: Any) -> None:
     add.add_argument("--start", help="no run before: RFC 3339, or RFC 9557 with [Zone]")
     add.add_argument("--end", help="no run after, as --start")
     add.add_argument("--limit", type=int, help="at most this many runs")
-    remove = actions.add_parser("remove", help="delete a schedule and cancel its pending run")
+    remove = actions.add_parser(
+        "remove", help="delete a schedule and cancel its pending run", **_reads("schedules")
+    )
     remove.add_argument("function")
     remove.add_argument("name")
     remove.add_argument("--workspace", required=True)

@@ -353,6 +353,55 @@ SECTIONS: dict[str, type[msgspec.Struct]] = {
 }
 
 
+def _of(*sections: str) -> tuple[str, ...]:
+    return tuple(name for name, (section, _) in VARIABLES.items() if section in sections)
+
+
+# The variables only some commands read; every other one is read by every process
+# that runs a role (the Redis connection, SLUICE_FUNCTIONS, logs, tracing, ...).
+_OWN: dict[str, tuple[str, ...]] = {
+    "worker": (
+        "SLUICE_GRACE_S",
+        "SLUICE_BLOCK_MS",
+        "SLUICE_RECLAIM_INTERVAL_S",
+        "SLUICE_CONSUMER",
+        "SLUICE_WORKER_SCHEDULER",
+        "SLUICE_SCHEDULER_RECHECK_S",
+        # The handlers' own (current_settings()).
+        *_of("sms", "whatsapp", "email", "webhook"),
+    ),
+    "scheduler": ("SLUICE_SCHEDULER_RECHECK_S",),
+    "ingress": (
+        "SLUICE_INGRESS_HOST",
+        "SLUICE_INGRESS_PORT",
+        PLATFORM_PORT,
+        "SLUICE_API_KEYS_FILE",
+        "SLUICE_API_KEYS",
+        "SLUICE_INGRESS_MAX_BODY_BYTES",
+        "SLUICE_INGRESS_WRITE_TIMEOUT_S",
+        # Phone numbers are checked at publish (runtime.phones).
+        "SLUICE_SMS_DEFAULT_REGION",
+    ),
+    "dev": ("SLUICE_DEMO",),
+}
+
+
+def read_by(command: str) -> list[str]:
+    """The environment variables `sluice <command>` reads, for its --help: `dev` runs
+    every role, `schedules` needs only Redis and the functions, `keys` nothing."""
+    redis = _of("redis")
+    everything = [*redis, *REDIS_PARTS, *(n for n in VARIABLES if n not in redis), PLATFORM_PORT]
+    connection = [name for name in everything if name.startswith(("REDIS_", "SLUICE_REDIS_"))]
+    if command == "dev":
+        return everything
+    if command == "schedules":
+        return [*connection, "SLUICE_FUNCTIONS"]
+    if command not in _OWN:
+        return []
+    someones = {name for own in _OWN.values() for name in own}
+    return [n for n in everything if n not in someones or n in _OWN[command]]
+
+
 def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:
     """Build Settings from `environ`; a bad value raises one line naming the variable.
 
