@@ -1,4 +1,4 @@
-"""`sluice worker | scheduler | ingress | dev | keys create | schedules list|add|remove`:
+"""`sluice worker | scheduler | ingress | dev | check | keys create | schedules list|add|remove`:
 the only place that reads the environment and runs a loop."""
 
 from __future__ import annotations
@@ -21,18 +21,19 @@ from runtime.client.publish import Client, Event
 from runtime.client.repeats import Repeats
 from runtime.declare import Function
 from runtime.errors import CannotListen, SluiceError
-from runtime.health import RedisHealth, report_server
+from runtime.health import REFUSED_TRIES, RedisHealth, report_server
 from runtime.ingress import listen, load_keys, services
 from runtime.ingress import serve as serve_http
 from runtime.ingress.auth import KeyRing, new_key
 from runtime.ingress.views import schedule_view
 from runtime.lifecycle import stop_on_signals
+from runtime.probe import check, serve_probe
 from runtime.registry import Registry, load
 from runtime.scheduler.host import Scheduler
 from runtime.telemetry import export, logs
 from runtime.worker.host import WorkerHost
 from streams.connection import connect
-from streams.errors import RedisUnavailable
+from streams.errors import RedisRefused, RedisUnavailable
 from streams.repeats import Schedule
 
 log = logging.getLogger("sluice")
@@ -69,6 +70,15 @@ def main(argv: list[str] | None = None) -> None:
     roles.add_parser(
         "dev", help="all roles in one process, readable logs, for local use", **_reads("dev")
     )
+    probe = roles.add_parser(
+        "check",
+        help="exit 0 if the worker or scheduler beside answers ready on its health port, "
+        "else 1 (a Kubernetes exec probe)",
+        **_reads("check"),
+    )
+    probe.add_argument(
+        "--live", action="store_true", help="ask /healthz (the loop turns) instead of /readyz"
+    )
     keys = roles.add_parser("keys", help="API keys for the ingress")
     key_actions = keys.add_subparsers(dest="action", required=True)
     create = key_actions.add_parser(
@@ -84,6 +94,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.role == "schedules":
         _schedules(args)
+        return
+    if args.role == "check":
+        _check(args.live)
         return
     consume = args.role in ("worker", "dev")
     ingress = args.role in ("ingress", "dev")
@@ -137,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                 dev_key=dev_key,
             )
         )
-    except CannotListen as exc:
+    except (CannotListen, RedisRefused) as exc:
         sys.exit(f"sluice: {exc}")
     finally:
         for provider in traced:
@@ -158,7 +171,10 @@ async def _serve(
     stop = asyncio.Event()
     stop_on_signals(stop)
     client = connect(config.redis)
-    health = RedisHealth(config.redis.redacted_url())
+    # Handlers and schedulers end on a refusal that persists; the ingress alone goes
+    # on, answering 503 with the reason (as its /readyz does) until Redis lets it in.
+    runs = consume or schedule
+    health = RedisHealth(config.redis.redacted_url(), refused_tries=REFUSED_TRIES if runs else 0)
     gc_tuning.tune_collector()
     try:
         # The ingress binds first: a busy port stops the process before any role starts.
@@ -177,10 +193,42 @@ async def _serve(
             if runner is not None:
                 group.create_task(serve_http(runner, stop))
             group.create_task(report_server(client, health.url, stop))
+            if runs and config.health_port:
+                probe = serve_probe(client, health, "0.0.0.0", config.health_port, stop)
+                group.create_task(probe)
+            if runs:
+                group.create_task(_stop_when_refused(health, stop))
             if demo:
                 group.create_task(_publish_examples(Client(client, registry)))
     finally:
         await client.aclose()
+    if health.gave_up is not None:
+        raise health.gave_up
+
+
+async def _stop_when_refused(health: RedisHealth, stop: asyncio.Event) -> None:
+    """Shut down once Redis has refused this process `REFUSED_TRIES` times in a row:
+    waiting does not fix a password (the process then exits 1 with the reason)."""
+    refused = asyncio.ensure_future(health.refusing())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([refused, stopping], return_when=asyncio.FIRST_COMPLETED)
+    refused.cancel()
+    stopping.cancel()
+    stop.set()
+
+
+def _check(live: bool) -> None:
+    """`sluice check`: the health port's answer, exit 0 when ready (or live), else 1."""
+    try:
+        port = settings.from_env(dict(os.environ)).health_port
+    except SluiceError as exc:
+        sys.exit(f"sluice: {exc}")
+    if not port:
+        sys.exit("sluice: SLUICE_HEALTH_PORT is not set: the process has no health port to ask")
+    ok, said = check(port, "/healthz" if live else "/readyz")
+    print(said)
+    if not ok:
+        sys.exit(1)
 
 
 def _create_key(name: str, workspaces: tuple[str, ...], admin: bool) -> None:

@@ -232,6 +232,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # that run dedicated schedulers (any number may promote, none twice).
     worker_scheduler: bool = True
     consumer: str = ""
+    # The health port of workers and schedulers (runtime.probe); 0: none.
+    health_port: int = 0
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     demo: bool = False
@@ -258,6 +260,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError("SLUICE_RECLAIM_INTERVAL_S must be positive")
         if self.scheduler_recheck_s <= 0:
             raise ConfigurationError("SLUICE_SCHEDULER_RECHECK_S must be positive")
+        if not 0 <= self.health_port < 65536:
+            raise ConfigurationError("SLUICE_HEALTH_PORT must be 1-65535, or 0 for none")
         if not 0 < self.ingress_port < 65536:
             raise ConfigurationError("SLUICE_INGRESS_PORT must be 1-65535")
         if self.ingress_max_body_bytes < 1024:
@@ -290,6 +294,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_SCHEDULER_RECHECK_S": ("", "scheduler_recheck_s"),
     "SLUICE_WORKER_SCHEDULER": ("", "worker_scheduler"),
     "SLUICE_CONSUMER": ("", "consumer"),
+    "SLUICE_HEALTH_PORT": ("", "health_port"),
     "SLUICE_LOG_FORMAT": ("", "log_format"),
     "SLUICE_LOG_LEVEL": ("", "log_level"),
     "SLUICE_DEMO": ("", "demo"),
@@ -367,10 +372,11 @@ _OWN: dict[str, tuple[str, ...]] = {
         "SLUICE_CONSUMER",
         "SLUICE_WORKER_SCHEDULER",
         "SLUICE_SCHEDULER_RECHECK_S",
+        "SLUICE_HEALTH_PORT",
         # The handlers' own (current_settings()).
         *_of("sms", "whatsapp", "email", "webhook"),
     ),
-    "scheduler": ("SLUICE_SCHEDULER_RECHECK_S",),
+    "scheduler": ("SLUICE_SCHEDULER_RECHECK_S", "SLUICE_HEALTH_PORT"),
     "ingress": (
         "SLUICE_INGRESS_HOST",
         "SLUICE_INGRESS_PORT",
@@ -388,7 +394,8 @@ _OWN: dict[str, tuple[str, ...]] = {
 
 def read_by(command: str) -> list[str]:
     """The environment variables `sluice <command>` reads, for its --help: `dev` runs
-    every role, `schedules` needs only Redis and the functions, `keys` nothing."""
+    every role, `schedules` needs only Redis and the functions, `check` the health
+    port, `keys` nothing."""
     redis = _of("redis")
     everything = [*redis, *REDIS_PARTS, *(n for n in VARIABLES if n not in redis), PLATFORM_PORT]
     connection = [name for name in everything if name.startswith(("REDIS_", "SLUICE_REDIS_"))]
@@ -396,6 +403,8 @@ def read_by(command: str) -> list[str]:
         return everything
     if command == "schedules":
         return [*connection, "SLUICE_FUNCTIONS"]
+    if command == "check":
+        return ["SLUICE_HEALTH_PORT"]
     if command not in _OWN:
         return []
     someones = {name for own in _OWN.values() for name in own}

@@ -150,6 +150,7 @@ class Reader:
                 await guard.pause(exc)
                 continue
             guard.ok()
+            part.health.did("read")
             if not deliveries:
                 self._refill(last)
                 continue

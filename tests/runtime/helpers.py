@@ -138,6 +138,7 @@ async def hosting(
     grace_s: float = 5.0,
     scheduler: bool = False,
     recheck_s: float = 1.0,
+    health: RedisHealth | None = None,
 ) -> AsyncIterator[RedisHealth]:
     """A WorkerHost of `functions` (and a Scheduler) on this event loop, with its own
     client and the settings `environ` gives; stopped on exit."""
@@ -149,7 +150,7 @@ async def hosting(
         grace_s=grace_s,
     )
     client = connect(settings.redis)
-    health = RedisHealth(url)
+    health = health or RedisHealth(url)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(WorkerHost(client, functions, settings, health).run(stop))]
     if scheduler:
