@@ -3,8 +3,10 @@ period while it cannot, never per retry; what it last did; and when to give up.
 
 Every loop of a process reports what its calls see (runtime.guard.Guard). A
 refusal (`RedisRefused`: no or wrong password, an ACL denial) does not clear by
-waiting: a worker or scheduler ends after `refused_tries` of them in a row,
-with one line that says so, rather than retrying forever.
+waiting: a worker or scheduler ends once one task was refused `refused_tries`
+times in a row, with one line that says so, rather than retrying forever. Per
+task, not per process: a user the ACL lets ping and read but not settle must
+not pass because the reads go through.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ class RedisHealth:
         "gave_up",
         "giving_up",
         "last",
-        "refusals",
         "refused",
         "refused_tries",
         "report_every_s",
@@ -55,28 +56,27 @@ class RedisHealth:
         self.error = ""
         self.reported_at = 0.0
         self.report_every_s = report_every_s
-        # Refusals in a row; past `refused_tries` (0: never), `gave_up` holds the
-        # error the process ends with.
+        # Whether the last failure was a refusal; once a task was refused
+        # `refused_tries` times in a row (0: never), `gave_up` holds the error the
+        # process ends with.
         self.refused = False
-        self.refusals = 0
         self.refused_tries = refused_tries
         self.gave_up: RedisRefused | None = None
         self.giving_up = asyncio.Event()
         # What went through last, by activity ("read", "settle", "promote"): wall time.
         self.last: dict[str, float] = {}
 
-    def down(self, error: BaseException) -> None:
+    def down(self, error: BaseException, tries: int = 1) -> None:
+        """A call failed with `error`; a refusal, the `tries`-th in a row of its task."""
         now = time.monotonic()
         self.error = str(error)
         refused = isinstance(error, RedisRefused)
         if refused:
-            self.refusals += 1
             if not self.refused:
                 log.error("redis at %s refused this process: %s", self.url, error)
-            if self.refused_tries and self.refusals >= self.refused_tries and not self.gave_up:
-                self.gave_up = RedisRefused(
-                    f"{error} (redis at {self.url}, {self.refusals} tries in a row)"
-                )
+            if self.refused_tries and tries >= self.refused_tries and not self.gave_up:
+                where = f"redis at {self.url}, {tries} tries in a row"
+                self.gave_up = RedisRefused(f"{error} ({where})")
                 self.giving_up.set()
         self.refused = refused
         if self.available:
@@ -97,7 +97,6 @@ class RedisHealth:
         if not self.available:
             self.available = True
             self.refused = False
-            self.refusals = 0
             log.warning(
                 "redis available again at %s, after %.0f s",
                 self.url,
