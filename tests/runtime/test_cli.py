@@ -170,8 +170,10 @@ def test_every_commands_help_lists_the_settings_it_reads(
             "ingress": ["ingress"],
             "dev": ["dev"],
             "schedules": ["schedules", "add"],
+            "check": ["check"],
         }.items()
     }
+    assert shown.pop("check") == {"SLUICE_HEALTH_PORT"}
     every = set(VARIABLES) | set(REDIS_PARTS) | {PLATFORM_PORT}
     # Each command names the Redis connection; `sluice dev` runs every role, so every setting.
     for name, variables in shown.items():
@@ -181,6 +183,7 @@ def test_every_commands_help_lists_the_settings_it_reads(
     assert "SLUICE_INGRESS_PORT" not in shown["worker"]
     assert "SLUICE_SCHEDULER_RECHECK_S" in shown["scheduler"]
     assert "SLUICE_BLOCK_MS" not in shown["scheduler"]
+    assert "SLUICE_HEALTH_PORT" in shown["scheduler"]
     assert {"SLUICE_INGRESS_PORT", "PORT", "SLUICE_API_KEYS_FILE"} <= shown["ingress"]
     assert "SLUICE_BLOCK_MS" not in shown["ingress"]
     assert "SLUICE_FUNCTIONS" in shown["schedules"]
