@@ -1,5 +1,6 @@
-"""`sluice worker | scheduler | ingress | dev | keys create | schedules list|add|remove |
-openapi`: the only place that reads the environment and runs a loop."""
+"""`sluice worker | scheduler | ingress | dev | check | keys create |
+schedules list|add|remove | openapi`: the only place that reads the environment
+and runs a loop."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
@@ -20,7 +22,7 @@ from runtime.client.publish import Client, Event
 from runtime.client.repeats import Repeats
 from runtime.declare import Function
 from runtime.errors import CannotListen, SluiceError
-from runtime.health import RedisHealth, report_server
+from runtime.health import REFUSED_TRIES, RedisHealth, report_server
 from runtime.ingress import listen, load_keys, services
 from runtime.ingress import serve as serve_http
 from runtime.ingress.app import ROUTES
@@ -28,12 +30,13 @@ from runtime.ingress.auth import KeyRing, new_key
 from runtime.ingress.openapi import document
 from runtime.ingress.views import schedule_view
 from runtime.lifecycle import stop_on_signals
+from runtime.probe import check, serve_probe
 from runtime.registry import Registry, load
 from runtime.scheduler.host import Scheduler
 from runtime.telemetry import export, logs
 from runtime.worker.host import WorkerHost
 from streams.connection import connect
-from streams.errors import RedisUnavailable
+from streams.errors import RedisRefused, RedisUnavailable
 from streams.repeats import Schedule
 
 log = logging.getLogger("sluice")
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         "(default: SLUICE_FUNCTIONS, functions:FUNCTIONS)",
     )
     roles = parser.add_subparsers(dest="role", required=True)
-    worker = roles.add_parser("worker", help="run handler functions")
+    worker = roles.add_parser("worker", help="run handler functions", **_reads("worker"))
     worker.add_argument("--functions", help="comma-separated function names (default: all)")
     worker.add_argument(
         "--no-scheduler",
@@ -62,18 +65,37 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument(
         "--with-scheduler", dest="scheduler", action="store_true", help=argparse.SUPPRESS
     )
-    scheduler = roles.add_parser("scheduler", help="promote delayed jobs when they fall due")
+    scheduler = roles.add_parser(
+        "scheduler", help="promote delayed jobs when they fall due", **_reads("scheduler")
+    )
     scheduler.add_argument("--functions", help="comma-separated function names (default: all)")
-    roles.add_parser("ingress", help="serve the HTTP API")
-    roles.add_parser("dev", help="all roles in one process, readable logs, for local use")
+    roles.add_parser("ingress", help="serve the HTTP API", **_reads("ingress"))
+    roles.add_parser(
+        "dev", help="all roles in one process, readable logs, for local use", **_reads("dev")
+    )
+    probe = roles.add_parser(
+        "check",
+        help="exit 0 if the worker or scheduler beside answers ready on its health port, "
+        "else 1 (a Kubernetes exec probe)",
+        **_reads("check"),
+    )
+    probe.add_argument(
+        "--live", action="store_true", help="ask /healthz (the loop turns) instead of /readyz"
+    )
     keys = roles.add_parser("keys", help="API keys for the ingress")
     key_actions = keys.add_subparsers(dest="action", required=True)
-    create = key_actions.add_parser("create", help="print a new key once, and its stored form")
+    create = key_actions.add_parser(
+        "create", help="print a new key once, and its stored form", **_reads("keys")
+    )
     create.add_argument("--name", required=True, help="who or what uses it")
     create.add_argument("--workspace", action="append", default=[], help="repeat for several")
     create.add_argument("--admin", action="store_true", help="every workspace and admin routes")
     _schedule_parsers(roles)
-    roles.add_parser("openapi", help="print the ingress's OpenAPI document (needs no Redis)")
+    roles.add_parser(
+        "openapi",
+        help="print the ingress's OpenAPI document (needs no Redis)",
+        **_reads("openapi"),
+    )
     args = parser.parse_args(argv)
     if args.role == "openapi":
         _openapi(args.app)
@@ -83,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.role == "schedules":
         _schedules(args)
+        return
+    if args.role == "check":
+        _check(args.live)
         return
     consume = args.role in ("worker", "dev")
     ingress = args.role in ("ingress", "dev")
@@ -136,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                 dev_key=dev_key,
             )
         )
-    except CannotListen as exc:
+    except (CannotListen, RedisRefused) as exc:
         sys.exit(f"sluice: {exc}")
     finally:
         for provider in traced:
@@ -157,7 +182,10 @@ async def _serve(
     stop = asyncio.Event()
     stop_on_signals(stop)
     client = connect(config.redis)
-    health = RedisHealth(config.redis.redacted_url())
+    # Handlers and schedulers end on a refusal that persists; the ingress alone goes
+    # on, answering 503 with the reason (as its /readyz does) until Redis lets it in.
+    runs = consume or schedule
+    health = RedisHealth(config.redis.redacted_url(), refused_tries=REFUSED_TRIES if runs else 0)
     gc_tuning.tune_collector()
     try:
         # The ingress binds first: a busy port stops the process before any role starts.
@@ -176,10 +204,42 @@ async def _serve(
             if runner is not None:
                 group.create_task(serve_http(runner, stop))
             group.create_task(report_server(client, health.url, stop))
+            if runs and config.health_port:
+                probe = serve_probe(client, health, "0.0.0.0", config.health_port, stop)
+                group.create_task(probe)
+            if runs:
+                group.create_task(_stop_when_refused(health, stop))
             if demo:
                 group.create_task(_publish_examples(Client(client, registry)))
     finally:
         await client.aclose()
+    if health.gave_up is not None:
+        raise health.gave_up
+
+
+async def _stop_when_refused(health: RedisHealth, stop: asyncio.Event) -> None:
+    """Shut down once Redis has refused this process `REFUSED_TRIES` times in a row:
+    waiting does not fix a password (the process then exits 1 with the reason)."""
+    refused = asyncio.ensure_future(health.refusing())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([refused, stopping], return_when=asyncio.FIRST_COMPLETED)
+    refused.cancel()
+    stopping.cancel()
+    stop.set()
+
+
+def _check(live: bool) -> None:
+    """`sluice check`: the health port's answer, exit 0 when ready (or live), else 1."""
+    try:
+        port = settings.from_env(dict(os.environ)).health_port
+    except SluiceError as exc:
+        sys.exit(f"sluice: {exc}")
+    if not port:
+        sys.exit("sluice: SLUICE_HEALTH_PORT is not set: the process has no health port to ask")
+    ok, said = check(port, "/healthz" if live else "/readyz")
+    print(said)
+    if not ok:
+        sys.exit(1)
 
 
 def _create_key(name: str, workspaces: tuple[str, ...], admin: bool) -> None:
@@ -204,13 +264,30 @@ def _openapi(app: str | None) -> None:
     sys.stdout.buffer.write(b"\n")
 
 
+def _reads(command: str) -> dict[str, Any]:
+    """A subcommand's --help ends with the environment variables it reads."""
+    names = settings.read_by(command)
+    if not names:
+        return {"epilog": "reads no settings from the environment"}
+    listed = textwrap.fill(", ".join(names), 78, initial_indent="  ", subsequent_indent="  ")
+    return {
+        "epilog": f"settings it reads (environment variables; README.md says what each means):\n"
+        f"{listed}",
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
+
+
 def _schedule_parsers(roles: Any) -> None:
     schedules = roles.add_parser("schedules", help="repeatable jobs: list, add, remove")
     actions = schedules.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser("list", help="every schedule with its next run")
+    listing = actions.add_parser(
+        "list", help="every schedule with its next run", **_reads("schedules")
+    )
     listing.add_argument("--function", help="only this function's")
     listing.add_argument("--workspace", help="only this workspace's")
-    add = actions.add_parser("add", help="create or replace a schedule by name")
+    add = actions.add_parser(
+        "add", help="create or replace a schedule by name", **_reads("schedules")
+    )
     add.add_argument("function")
     add.add_argument("name")
     add.add_argument("--workspace", required=True)
@@ -222,7 +299,9 @@ def _schedule_parsers(roles: Any) -> None:
     add.add_argument("--start", help="no run before: RFC 3339, or RFC 9557 with [Zone]")
     add.add_argument("--end", help="no run after, as --start")
     add.add_argument("--limit", type=int, help="at most this many runs")
-    remove = actions.add_parser("remove", help="delete a schedule and cancel its pending run")
+    remove = actions.add_parser(
+        "remove", help="delete a schedule and cancel its pending run", **_reads("schedules")
+    )
     remove.add_argument("function")
     remove.add_argument("name")
     remove.add_argument("--workspace", required=True)

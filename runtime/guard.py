@@ -1,8 +1,10 @@
 """How every background task meets a failed call, written once.
 
 An outage (`RedisUnavailable`) is told to the process's `RedisHealth`, which logs
-it once per change rather than once per task and retry; any other error is a bug
-or a refusal Redis may get over (out of memory), logged with its traceback.
+it once per change (and once a period while it lasts) rather than once per task
+and retry, and gives up on a task refused (`RedisRefused`) too often in a row;
+any other error is a bug or a refusal Redis may get over (out of memory),
+logged with its traceback.
 Either way the task goes on: a worker keeps its claims and its outcomes through
 an outage and carries on when Redis is back.
 """
@@ -17,7 +19,7 @@ from typing import NoReturn
 from runtime.backoff import Backoff
 from runtime.health import RedisHealth
 from runtime.lifecycle import sleep_unless
-from streams.errors import RedisUnavailable
+from streams.errors import RedisRefused, RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +30,25 @@ class Guard:
     """One task's error handling and backoff; `what` names it in the log
     ("sluice:{fn#0}: heartbeat" logs "sluice:{fn#0}: heartbeat failed")."""
 
-    __slots__ = ("backoff", "health", "what")
+    __slots__ = ("backoff", "health", "refusals", "what")
 
     def __init__(self, health: RedisHealth, what: str) -> None:
         self.health = health
         self.what = what
         self.backoff = Backoff()
+        # Refusals in a row (RedisRefused): the health gives up past a bound.
+        self.refusals = 0
 
     def ok(self) -> None:
         """A call went through: Redis is there, and the next failure backs off from the start."""
         self.health.up()
         self.backoff.reset()
+        self.refusals = 0
 
     def report(self, exc: Exception) -> None:
+        self.refusals = self.refusals + 1 if isinstance(exc, RedisRefused) else 0
         if isinstance(exc, RedisUnavailable):
-            self.health.down(exc)
+            self.health.down(exc, self.refusals)
         else:
             log.error("%s failed", self.what, exc_info=exc)
 

@@ -237,6 +237,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # that run dedicated schedulers (any number may promote, none twice).
     worker_scheduler: bool = True
     consumer: str = ""
+    # The health port of workers and schedulers (runtime.probe); 0: none.
+    health_port: int = 0
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     demo: bool = False
@@ -269,6 +271,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError("SLUICE_RECLAIM_INTERVAL_S must be positive")
         if self.scheduler_recheck_s <= 0:
             raise ConfigurationError("SLUICE_SCHEDULER_RECHECK_S must be positive")
+        if not 0 <= self.health_port < 65536:
+            raise ConfigurationError("SLUICE_HEALTH_PORT must be 1-65535, or 0 for none")
         if not 0 < self.ingress_port < 65536:
             raise ConfigurationError("SLUICE_INGRESS_PORT must be 1-65535")
         if self.ingress_max_body_bytes < 1024:
@@ -301,6 +305,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_SCHEDULER_RECHECK_S": ("", "scheduler_recheck_s"),
     "SLUICE_WORKER_SCHEDULER": ("", "worker_scheduler"),
     "SLUICE_CONSUMER": ("", "consumer"),
+    "SLUICE_HEALTH_PORT": ("", "health_port"),
     "SLUICE_LOG_FORMAT": ("", "log_format"),
     "SLUICE_LOG_LEVEL": ("", "log_level"),
     "SLUICE_DEMO": ("", "demo"),
@@ -364,6 +369,61 @@ SECTIONS: dict[str, type[msgspec.Struct]] = {
     for f in msgspec.structs.fields(Settings)
     if isinstance(f.type, type) and issubclass(f.type, msgspec.Struct)
 }
+
+
+def _of(*sections: str) -> tuple[str, ...]:
+    return tuple(name for name, (section, _) in VARIABLES.items() if section in sections)
+
+
+# The variables only some commands read; every other one is read by every process
+# that runs a role (the Redis connection, SLUICE_FUNCTIONS, logs, tracing, ...).
+_OWN: dict[str, tuple[str, ...]] = {
+    "worker": (
+        "SLUICE_GRACE_S",
+        "SLUICE_BLOCK_MS",
+        "SLUICE_RECLAIM_INTERVAL_S",
+        "SLUICE_CONSUMER",
+        "SLUICE_WORKER_SCHEDULER",
+        "SLUICE_SCHEDULER_RECHECK_S",
+        "SLUICE_HEALTH_PORT",
+        # The handlers' own (current_settings()).
+        *_of("sms", "whatsapp", "email", "webhook"),
+    ),
+    "scheduler": ("SLUICE_SCHEDULER_RECHECK_S", "SLUICE_HEALTH_PORT"),
+    "ingress": (
+        "SLUICE_INGRESS_HOST",
+        "SLUICE_INGRESS_PORT",
+        PLATFORM_PORT,
+        "SLUICE_API_KEYS_FILE",
+        "SLUICE_API_KEYS",
+        "SLUICE_INGRESS_MAX_BODY_BYTES",
+        "SLUICE_INGRESS_WRITE_TIMEOUT_S",
+        # Phone numbers are checked at publish (runtime.phones).
+        "SLUICE_SMS_DEFAULT_REGION",
+    ),
+    "dev": ("SLUICE_DEMO",),
+}
+
+
+def read_by(command: str) -> list[str]:
+    """The environment variables `sluice <command>` reads, for its --help: `dev` runs
+    every role, `schedules` needs only Redis and the functions, `check` the health
+    port, `openapi` the functions, `keys` nothing."""
+    redis = _of("redis")
+    everything = [*redis, *REDIS_PARTS, *(n for n in VARIABLES if n not in redis), PLATFORM_PORT]
+    connection = [name for name in everything if name.startswith(("REDIS_", "SLUICE_REDIS_"))]
+    if command == "dev":
+        return everything
+    if command == "schedules":
+        return [*connection, "SLUICE_FUNCTIONS"]
+    if command == "check":
+        return ["SLUICE_HEALTH_PORT"]
+    if command == "openapi":
+        return ["SLUICE_FUNCTIONS"]
+    if command not in _OWN:
+        return []
+    someones = {name for own in _OWN.values() for name in own}
+    return [n for n in everything if n not in someones or n in _OWN[command]]
 
 
 def from_env(environ: Mapping[str, str], **overrides: object) -> Settings:

@@ -142,16 +142,20 @@ class _Bounded(aioredis.Redis):
 
 
 class _BoundedPipeline(aioredis.client.Pipeline):
-    """A pipeline sent and answered within `call_timeout_s`, like `_Bounded`'s calls."""
+    """A pipeline sent and answered within `call_timeout_s`, like `_Bounded`'s calls
+    (a blocking read in it its BLOCK on top: streams.consume.read_unless_paused)."""
 
     call_timeout_s = 5.0
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        limit = self.call_timeout_s + max(
+            (_blocking_s(c[0]) for c in self.command_stack), default=0
+        )
         try:
-            async with asyncio.timeout(self.call_timeout_s):
+            async with asyncio.timeout(limit):
                 return await super().execute(raise_on_error)
         except TimeoutError:
-            raise _late(self.call_timeout_s) from None
+            raise _late(limit) from None
 
 
 def _late(limit_s: float) -> redis.exceptions.TimeoutError:

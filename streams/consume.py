@@ -85,6 +85,35 @@ async def read(
                 raise
             await ensure_group(client, keys)
             return []
+    return _deliveries(reply)
+
+
+async def read_unless_paused(
+    client: Redis, keys: PartitionKeys, consumer: str, count: int, block_ms: int
+) -> tuple[list[Delivery], bool]:
+    """`read`, and whether the partition is paused (streams.pause) once it returned.
+
+    The flag is asked in the same round trip, after the read: Redis runs the two
+    in order, so "not paused" means the entries were handed over before any pause
+    was set, and "paused" that they may have come after it: the caller must not
+    start them. A pause therefore holds from the moment its call returns, whatever
+    the worker was doing, with no wait for a periodic look at the flag.
+    """
+    with wrap_unavailable():
+        pipe = client.pipeline(transaction=False)
+        pipe.xreadgroup(GROUP, consumer, {keys.stream: ">"}, count=count, block=block_ms)
+        pipe.exists(keys.paused)
+        try:
+            reply, paused = await pipe.execute()
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await ensure_group(client, keys)
+            return [], False
+    return _deliveries(reply), bool(paused)
+
+
+def _deliveries(reply: Any) -> list[Delivery]:
     if not reply:
         return []
     # As sent (see streams.connection): {stream: [[entry id, [b"e", envelope]], ...]}

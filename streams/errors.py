@@ -29,6 +29,16 @@ class RedisFull(RedisUnavailable):
     """
 
 
+class RedisRefused(RedisUnavailable):
+    """Raised when Redis refuses this client: no password where one is required, a
+    wrong password or user, or an ACL that denies a command or key.
+
+    A kind of `RedisUnavailable`, so every caller backs off and answers 503 as for
+    an outage; but it does not clear by waiting, so workers and schedulers end after
+    a few tries (runtime.health) instead of retrying forever.
+    """
+
+
 class InvalidName(SluiceError, ValueError):
     """Raised when a function name, workspace or job id could not be used in a key."""
 
@@ -53,9 +63,14 @@ _UNAVAILABLE = (
 
 @contextlib.contextmanager
 def wrap_unavailable() -> Iterator[None]:
-    """Turn redis-py's "cannot talk to Redis" errors into `RedisUnavailable`."""
+    """Turn redis-py's "cannot talk to Redis" errors into `RedisUnavailable`, and its
+    refusals of the credentials or of a command into `RedisRefused`, in plain words."""
     try:
         yield
+    except redis.exceptions.AuthenticationError as exc:
+        raise RedisRefused(_refusal(exc)) from exc
+    except redis.exceptions.NoPermissionError as exc:
+        raise RedisRefused(f"Redis refused a command: the ACL user may not run it ({exc})") from exc
     except _UNAVAILABLE as exc:
         raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
     except redis.exceptions.OutOfMemoryError as exc:
@@ -68,3 +83,15 @@ def wrap_unavailable() -> Iterator[None]:
         if str(exc).startswith(("LOADING", "MASTERDOWN", "READONLY")):
             raise RedisUnavailable(str(exc)) from exc
         raise
+
+
+def _refusal(exc: redis.exceptions.AuthenticationError) -> str:
+    """What an authentication error means. Without a password, redis-py's RESP3
+    handshake gets "HELLO must be called with the client already authenticated"."""
+    said = str(exc)
+    if "HELLO must be called" in said or said.startswith(("NOAUTH", "Authentication required")):
+        return (
+            "Redis refused the connection: it requires a password and none was given "
+            "(REDIS_URL's user:password@, or REDIS_PASSWORD)"
+        )
+    return f"Redis refused the credentials: wrong password or user, or a disabled user ({said})"

@@ -1,5 +1,6 @@
-"""Pause and resume functions at run time: their workers stop starting jobs within
-about a second (runtime.worker.reader), and take up where they were on resume."""
+"""Pause and resume functions at run time: once `pause` returned, workers start no
+job they read afterwards, only those read before (runtime.worker.reader); on
+resume they take up where they were, within about a second."""
 
 from __future__ import annotations
 

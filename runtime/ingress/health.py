@@ -1,6 +1,6 @@
 """Liveness and readiness: `/healthz` answers while the process runs; `/readyz`
 only while Redis answers within a second (a load balancer stops sending
-publishes that could only get 503)."""
+publishes that could only get 503), naming a refused password or ACL as such."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from aiohttp import web
 
 from runtime.ingress.bodies import Health
 from runtime.ingress.routes import Public, Route, Services, reply
+from streams.errors import RedisRefused, wrap_unavailable
 
 READY_TIMEOUT_S = 1.0
 
@@ -20,14 +21,21 @@ async def healthz(request: web.Request, services: Services) -> web.Response:
 
 async def readyz(request: web.Request, services: Services) -> web.Response:
     # asyncio.wait, not wait_for: the ping is not waited on past the timeout.
-    ping = asyncio.ensure_future(services.redis.ping())
+    ping = asyncio.ensure_future(_ping(services))
     done, _ = await asyncio.wait([ping], timeout=READY_TIMEOUT_S)
     if not done:
         ping.cancel()
         return reply(Health("unavailable", "redis did not answer within 1 s"), 503)
-    if (error := ping.exception()) is not None:
+    if isinstance(error := ping.exception(), RedisRefused):
+        return reply(Health("unavailable", str(error)), 503)
+    if error is not None:
         return reply(Health("unavailable", f"redis: {error}"), 503)
     return reply(Health("ok"))
+
+
+async def _ping(services: Services) -> None:
+    with wrap_unavailable():
+        await services.redis.ping()
 
 
 ROUTES = [

@@ -91,6 +91,7 @@ class Scheduler:
                     await guard.pause(exc)
                     continue
                 guard.ok()
+                self.health.did("promote")
                 for channel in woken:
                     if channel in self.due_at:
                         self.due_at[channel] = 0.0

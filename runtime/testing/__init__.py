@@ -155,17 +155,19 @@ async def running(
     settings: Settings | None = None,
     scheduler: bool = True,
     recheck_s: float = 1.0,
+    health: RedisHealth | None = None,
 ) -> AsyncIterator[RedisHealth]:
     """A worker of `functions` (and, unless told not to, a scheduler for their due
     jobs) on this event loop, against the Redis of `url` or of `settings`; stopped
-    on exit, within the grace period. Yields the health its loops report.
+    on exit, within the grace period. Yields the health its loops report (`health`
+    when given: a test that reads its outage reports, say).
 
     Without `settings`, reads block for 100 ms (production: 2 s), the time a stop
     waits for the worker's read to return: tests stop many workers."""
     if settings is None:
         settings = from_env({}, redis=RedisSettings(url=url), block_ms=100)
     client = connect(settings.redis)
-    health = RedisHealth(settings.redis.url)
+    health = health or RedisHealth(settings.redis.url)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(WorkerHost(client, functions, settings, health).run(stop))]
     if scheduler:

@@ -96,8 +96,10 @@ class Lanes:
         settler = self.settler
         clock = asyncio.get_running_loop().time
         fn = self.fn
+        part = self.part
         while True:
-            if not calls:
+            if not calls or part.paused:
+                # Closed, the calls are gone: a paused lane ends too.
                 if self.closed:
                     return
                 self.ready.clear()

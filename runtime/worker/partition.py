@@ -14,7 +14,17 @@ from streams.keys import PartitionKeys
 class Partition:
     """What the reader, the lanes and the settler of one partition all work with."""
 
-    __slots__ = ("client", "consumer", "fn", "health", "held", "keys", "room", "suspects")
+    __slots__ = (
+        "client",
+        "consumer",
+        "fn",
+        "health",
+        "held",
+        "keys",
+        "paused",
+        "room",
+        "suspects",
+    )
 
     def __init__(
         self, client: Redis, fn: Function[Any], index: int, consumer: str, health: RedisHealth
@@ -31,3 +41,5 @@ class Partition:
         self.suspects: set[str] = set()
         # Set whenever held entries go: the reader waits on it for room.
         self.room = asyncio.Event()
+        # The function is paused (streams.pause): the lanes start no call while set.
+        self.paused = False

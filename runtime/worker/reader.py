@@ -6,6 +6,14 @@ After each read a refill call lets the workspaces' backlogs into the stream (for
 a limited function, in the same call that takes rate capacity). A job over a
 limit waits here for the slot reserved for it; while the function's global limit
 is booked beyond its horizon, and while the function is paused, the reader waits.
+
+A pause holds from the moment its call returns: each read asks for the pause
+flag in its round trip (streams.consume.read_unless_paused), and what a read
+brings with the flag set is held, not started, as are the calls queued in the
+lanes once the reader knows. So the jobs that may start after a pause returned
+are at most those read before it: the reader's capacity (below), per worker and
+partition. The flag is also looked at every PAUSE_CHECK_S, which is how a
+paused reader learns of the resume.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from runtime.worker.limiter import apply_limits, limited
 from runtime.worker.partition import Partition
 from runtime.worker.settler import Settler
 from streams import envelope as env
-from streams.consume import Delivery, Read, ensure_group, read, refill, taken
+from streams.consume import Delivery, Read, ensure_group, read_unless_paused, refill, taken
 from streams.errors import RedisUnavailable
 from streams.pause import is_paused
 from streams.ratelimit import overridden
@@ -32,8 +40,9 @@ from streams.settle import Outcome
 
 log = logging.getLogger(__name__)
 
-# How often a worker looks whether its function was paused (runtime.client.pauses), and
-# whether one declared without a rate has run-time limits (runtime.client.limits).
+# How often a worker looks whether its function was paused or resumed
+# (runtime.client.pauses) without reading, and whether one declared without a rate
+# has run-time limits (runtime.client.limits).
 PAUSE_CHECK_S = 1.0
 
 
@@ -83,12 +92,21 @@ class Reader:
         paused = await is_paused(part.client, part.keys)
         if not self.declared_limited:
             self.limited = await overridden(part.client, part.keys)
-        if paused and self.unpaused.is_set():
+        self._paused(paused)
+
+    def _paused(self, paused: bool) -> None:
+        """Take in what the flag says: paused, the lanes start nothing and the reader
+        waits; resumed, both go on with what is held."""
+        part = self.part
+        if paused and not part.paused:
             log.info("%s: paused", part.keys)
+            part.paused = True
             self.unpaused.clear()
-        elif not paused and not self.unpaused.is_set():
+        elif not paused and part.paused:
             log.info("%s: resumed", part.keys)
+            part.paused = False
             self.unpaused.set()
+            self.lanes.ready.set()
 
     def stop(self) -> None:
         """Read no more, and queue no more calls; a read in progress ends within BLOCK."""
@@ -132,6 +150,7 @@ class Reader:
                 await guard.pause(exc)
                 continue
             guard.ok()
+            part.health.did("read")
             if not deliveries:
                 self._refill(last)
                 continue
@@ -168,10 +187,14 @@ class Reader:
         refilled here; the last one's refill is returned, for the caller to make
         (with the rate limits, in one call)."""
         part = self.part
-        deliveries = await read(part.client, part.keys, part.consumer, want, self.block_ms)
+        deliveries, paused = await read_unless_paused(
+            part.client, part.keys, part.consumer, want, self.block_ms
+        )
+        # Before they are queued: the lanes must not start what came after a pause.
+        self._paused(paused)
         last = Read(taken(deliveries), len(deliveries) < want)
         window_s = self.fn.options.batch_window_ms / 1000
-        if not window_s or not deliveries or len(deliveries) >= want:
+        if not window_s or not deliveries or len(deliveries) >= want or paused:
             return deliveries, last
         loop = asyncio.get_running_loop()
         deadline = loop.time() + window_s
@@ -179,7 +202,7 @@ class Reader:
             len(deliveries) < want and not self.stopping and (left_s := deadline - loop.time()) > 0
         ):
             try:
-                more = await read(
+                more, paused = await read_unless_paused(
                     part.client,
                     part.keys,
                     part.consumer,
@@ -188,11 +211,12 @@ class Reader:
                 )
             except RedisUnavailable:
                 break  # run what is in; the next read reports the outage
+            self._paused(paused)
             self._refill(last)
             last = Read(taken(more), len(more) < want - len(deliveries))
-            if not more:
-                break
             deliveries += more
+            if not more or paused:
+                break
         return deliveries, last
 
     def _refill(self, read: Read) -> None:

@@ -79,6 +79,7 @@ class Settler:
                 await guard.pause(exc)
                 continue
             guard.ok()
+            part.health.did("settle")
             await self._settled(batch, result)
 
     async def _gather(self, idle: Callable[[], bool]) -> None:

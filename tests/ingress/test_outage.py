@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+import redis.asyncio
+
 from runtime import Jobs
 from streams.connection import RedisSettings, connect
 from tests.ingress.conftest import registry, start_api
@@ -87,3 +90,24 @@ async def test_a_write_redis_never_answers_is_503_at_the_write_timeout(
     finally:
         await api.http.close()
         await redis.aclose()
+
+
+async def test_a_refused_password_is_named_by_readyz_and_the_503s(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = redis.asyncio.Redis(port=server.port)
+    await admin.config_set("requirepass", "s3cret")
+    await admin.aclose()
+    wrong = connect(RedisSettings(url=f"redis://:wrong@127.0.0.1:{server.port}/0", retries=0))
+    api = await start_api(wrong, server.url)
+    try:
+        answer = await api.http.get("/readyz")
+        body = await answer.json()
+        assert answer.status == 503
+        assert body["detail"].startswith("Redis refused the credentials: wrong password")
+        answer = await api.post("/v1/events/tasks", {"workspace": "acme", "data": {"n": 1}})
+        assert answer.status == 503
+        assert any("Redis refused the credentials" in r.getMessage() for r in caplog.records)
+    finally:
+        await api.http.close()
+        await wrong.aclose()

@@ -137,6 +137,7 @@ async def hosting(
     grace_s: float = 5.0,
     scheduler: bool = False,
     recheck_s: float = 1.0,
+    health: RedisHealth | None = None,
 ) -> AsyncIterator[RedisHealth]:
     """A WorkerHost of `functions` (and a Scheduler) on this event loop, with its own
     client and the settings `environ` gives; stopped on exit."""
@@ -149,7 +150,7 @@ async def hosting(
     )
     # The library's (runtime.testing.running), as users' own tests run theirs.
     async with running(
-        functions, settings=settings, scheduler=scheduler, recheck_s=recheck_s
+        functions, settings=settings, scheduler=scheduler, recheck_s=recheck_s, health=health
     ) as health:
         yield health
 

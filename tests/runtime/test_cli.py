@@ -12,10 +12,13 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 import redis.asyncio
 
 from runtime import Client
+from runtime.cli import main
 from runtime.registry import load
+from runtime.settings import PLATFORM_PORT, REDIS_PARTS, VARIABLES
 from streams.connection import Redis, RedisSettings, connect
 from tests.redis_server import RedisServer, free_port
 from tests.runtime.helpers import SAMPLE, start_worker, wait_completed, wait_until
@@ -147,3 +150,43 @@ def test_sluice_tells_its_version() -> None:
         [sys.executable, "-m", "runtime", "--version"], capture_output=True, text=True, check=True
     )
     assert re.fullmatch(r"sluice \d+\.\d+\.\d+\n", done.stdout)
+
+
+def help_of(capsys: pytest.CaptureFixture[str], *command: str) -> str:
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_every_commands_help_lists_the_settings_it_reads(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shown = {
+        name: set(re.findall(r"\b(?:SLUICE|REDIS)_[A-Z_]+\b|\bPORT\b", help_of(capsys, *cmd)))
+        for name, cmd in {
+            "worker": ["worker"],
+            "scheduler": ["scheduler"],
+            "ingress": ["ingress"],
+            "dev": ["dev"],
+            "schedules": ["schedules", "add"],
+            "check": ["check"],
+            "openapi": ["openapi"],
+        }.items()
+    }
+    assert shown.pop("check") == {"SLUICE_HEALTH_PORT"}
+    assert shown.pop("openapi") == {"SLUICE_FUNCTIONS"}
+    every = set(VARIABLES) | set(REDIS_PARTS) | {PLATFORM_PORT}
+    # Each command names the Redis connection; `sluice dev` runs every role, so every setting.
+    for name, variables in shown.items():
+        assert {"REDIS_URL", "REDIS_PASSWORD", "SLUICE_REDIS_CALL_TIMEOUT_S"} <= variables, name
+    assert shown["dev"] == every
+    assert {"SLUICE_BLOCK_MS", "SLUICE_GRACE_S", "SLUICE_SMS_PROVIDER"} <= shown["worker"]
+    assert "SLUICE_INGRESS_PORT" not in shown["worker"]
+    assert "SLUICE_SCHEDULER_RECHECK_S" in shown["scheduler"]
+    assert "SLUICE_BLOCK_MS" not in shown["scheduler"]
+    assert "SLUICE_HEALTH_PORT" in shown["scheduler"]
+    assert {"SLUICE_INGRESS_PORT", "PORT", "SLUICE_API_KEYS_FILE"} <= shown["ingress"]
+    assert "SLUICE_BLOCK_MS" not in shown["ingress"]
+    assert "SLUICE_FUNCTIONS" in shown["schedules"]
+    assert "reads no settings" in help_of(capsys, "keys", "create")

@@ -12,7 +12,7 @@ import pytest
 from runtime import Client, Jobs, RedisUnavailable
 from runtime.registry import load
 from streams.connection import RedisSettings, connect
-from streams.consume import ensure_group, read
+from streams.consume import ensure_group, read, read_unless_paused
 from streams.keys import PartitionKeys
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE
@@ -59,5 +59,7 @@ async def test_a_blocking_read_may_wait_its_block_time_beyond_the_bound(
         await ensure_group(redis, keys)
         # Nothing to read: Redis answers after the BLOCK of 500 ms, past the 0.2 s bound.
         assert await read(redis, keys, "c", 10, block_ms=500) == []
+        # And with the pause flag asked in the same round trip (a pipeline).
+        assert await read_unless_paused(redis, keys, "c", 10, block_ms=500) == ([], False)
     finally:
         await redis.aclose()
