@@ -1,5 +1,6 @@
 """The public API of the runtime: the only names `functions/` imports."""
 
+from runtime.client.current import current_client
 from runtime.client.deadletters import DeadLetters
 from runtime.client.jobs import Cancelled, Jobs
 from runtime.client.limits import Limits
@@ -17,6 +18,7 @@ from runtime.errors import (
     InvalidPayload,
     InvalidSchedule,
     JobNotFound,
+    NotInWorker,
     PayloadTooLarge,
     RedisFull,
     RedisUnavailable,
@@ -55,6 +57,7 @@ __all__ = [
     "Limits",
     "LocalTime",
     "Metrics",
+    "NotInWorker",
     "Options",
     "PayloadTooLarge",
     "Receipt",
@@ -73,6 +76,7 @@ __all__ = [
     "WhatsAppSettings",
     "WrongJobState",
     "batch_function",
+    "current_client",
     "current_settings",
     "e164",
     "function",

@@ -16,6 +16,7 @@ import msgspec
 import uvloop
 
 from runtime import gc_tuning, settings
+from runtime.client.current import worker_context
 from runtime.client.publish import Client, Event
 from runtime.client.repeats import Repeats
 from runtime.declare import Function
@@ -163,7 +164,12 @@ async def _serve(
                 print(f"sluice dev: admin API key for this run: {dev_key}", file=sys.stderr)
         async with asyncio.TaskGroup() as group:
             if consume:
-                group.create_task(WorkerHost(client, functions, config, health).run(stop))
+                # Its handlers publish with this connection to any of the deployment's
+                # functions (runtime.current_client).
+                group.create_task(
+                    WorkerHost(client, functions, config, health).run(stop),
+                    context=worker_context(Client(client, registry)),
+                )
             if schedule:
                 scheduler = Scheduler(client, functions, health, config.scheduler_recheck_s)
                 group.create_task(scheduler.run(stop))

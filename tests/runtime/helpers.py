@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from pathlib import Path
 from typing import Any
 
+from runtime.client.current import worker_context
+from runtime.client.publish import Client
 from runtime.declare import Function
 from runtime.health import RedisHealth
-from runtime.registry import load
+from runtime.registry import Registry, load
 from runtime.scheduler.host import Scheduler
 from runtime.settings import from_env
 from runtime.worker.host import WorkerHost
@@ -138,9 +140,11 @@ async def hosting(
     grace_s: float = 5.0,
     scheduler: bool = False,
     recheck_s: float = 1.0,
+    registry: Registry | None = None,
 ) -> AsyncIterator[RedisHealth]:
     """A WorkerHost of `functions` (and a Scheduler) on this event loop, with its own
-    client and the settings `environ` gives; stopped on exit."""
+    client and the settings `environ` gives; stopped on exit. Its handlers'
+    `current_client()` publishes to `registry` (default: `functions`)."""
     settings = from_env(
         environ or {},
         redis=RedisSettings(url=url, connect_timeout_s=0.5, socket_timeout_s=2.0, retries=1),
@@ -151,7 +155,9 @@ async def hosting(
     client = connect(settings.redis)
     health = RedisHealth(url)
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(WorkerHost(client, functions, settings, health).run(stop))]
+    context = worker_context(Client(client, registry or Registry(functions)))
+    host = WorkerHost(client, functions, settings, health)
+    tasks = [asyncio.create_task(host.run(stop), context=context)]
     if scheduler:
         tasks.append(asyncio.create_task(Scheduler(client, functions, health, recheck_s).run(stop)))
     try:
