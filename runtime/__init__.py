@@ -7,7 +7,7 @@ from runtime.client.limits import Limits
 from runtime.client.metrics import Metrics
 from runtime.client.publish import Client, Event, Receipt
 from runtime.client.repeats import Repeats
-from runtime.client.timing import LocalTime
+from runtime.client.timing import LocalTime, instant
 from runtime.client.webhooks import Endpoint as WebhookEndpoint
 from runtime.client.webhooks import Webhooks
 from runtime.declare import Batch, Function, Job, Options, batch_function, function
@@ -80,4 +80,5 @@ __all__ = [
     "current_settings",
     "e164",
     "function",
+    "instant",
 ]
