@@ -14,7 +14,7 @@ import pytest
 from functions import FUNCTIONS
 from functions.booking import Booking, cancel_booking, remind_booking
 from functions.payment import Payment, payment_paid, remind_payment
-from runtime import Client, InvalidPayload
+from runtime import Client, Function, InvalidPayload
 from runtime.registry import Registry
 from streams import envelope as env
 from streams import record
@@ -25,7 +25,7 @@ from tests.redis_server import RedisServer
 from tests.runtime.helpers import hosting, total_counts, wait_until
 
 REGISTRY = Registry(FUNCTIONS)
-WORKERS = [remind_booking, cancel_booking, remind_payment, payment_paid]
+WORKERS: list[Function[Any]] = [remind_booking, cancel_booking, remind_payment, payment_paid]
 BERLIN = ZoneInfo("Europe/Berlin")
 CONTACT = {"phone": "+15550100", "email": "ada@example.com"}
 
@@ -78,7 +78,7 @@ def at(ms: int) -> datetime:
 
 async def expires(redis: Redis, function: str, job_id: str) -> datetime:
     raw = await redis.hget(PartitionKeys(function, 0).jobs, job_id)
-    assert raw is not None
+    assert isinstance(raw, bytes)
     return at(env.decode(record.parse(raw).tail).expires_ms)
 
 
