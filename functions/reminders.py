@@ -18,13 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from functions.email import Address, Email
-from functions.sms import Phone, Sms
-from functions.whatsapp import Template, WhatsApp
+from functions.email import Address
+from functions.sms import Phone
 from runtime import Event, Reject, current_client, e164
 
 Channel = Literal["sms", "email", "whatsapp"]
@@ -116,7 +115,9 @@ class Reminder(msgspec.Struct, frozen=True):
     # Both in UTC.
     due: datetime
     expires: datetime
-    data: Sms | Email | WhatsApp
+    # The channel function's input as JSON-like data, checked against its type by
+    # the publish (a Struct built here would skip its constraints).
+    data: dict[str, Any]
 
 
 def message(
@@ -126,22 +127,20 @@ def message(
     text: str,
     subject: str,
     parameters: tuple[str, ...],
-) -> Sms | Email | WhatsApp:
+) -> dict[str, Any]:
     """The channel's input for one reminder; `parameters` fill a WhatsApp template's body."""
     if channel == "email":
-        assert contact.email is not None  # check() saw to it
-        return Email(to=contact.email, subject=subject, text=text)
-    assert contact.phone is not None
+        return {"to": contact.email, "subject": subject, "text": text}
     if channel == "sms":
-        return Sms(to=contact.phone, body=text)
+        return {"to": contact.phone, "body": text}
     if messages.whatsapp_template:
-        template = Template(
-            name=messages.whatsapp_template,
-            language=messages.whatsapp_language,
-            parameters=parameters,
-        )
-        return WhatsApp(to=contact.phone, template=template)
-    return WhatsApp(to=contact.phone, text=text)
+        template = {
+            "name": messages.whatsapp_template,
+            "language": messages.whatsapp_language,
+            "parameters": parameters,
+        }
+        return {"to": contact.phone, "template": template}
+    return {"to": contact.phone, "text": text}
 
 
 class Scheduled(msgspec.Struct, frozen=True):
@@ -164,20 +163,22 @@ class Replaced(msgspec.Struct, frozen=True):
 
 async def replace(workspace: str, tag: str, reminders: Sequence[Reminder]) -> Replaced:
     """Cancel the tag's reminders that have not started, then publish `reminders`
-    still in the future, each keyed `<tag>:<channel>:<step>` and tagged `tag`."""
+    still in the future, each keyed `<tag>:<channel>:<step>` and tagged `tag`.
+
+    The new set is checked first: one its channel refuses (a text longer than an
+    SMS may be, a time past the horizon) rejects the job, retrying cannot help,
+    and leaves the reminders it has untouched.
+    """
     client = current_client()
     deployed = [name for name in FUNCTIONS.values() if name in client.registry.by_name]
     missing = sorted({FUNCTIONS[r.channel] for r in reminders} - set(deployed))
     if missing:
         raise Reject(f"this deployment has no {', '.join(missing)} for the reminders")
-    old = await client.jobs.cancel_tag(tag, workspace=workspace, functions=deployed)
     now = datetime.now(UTC)
     ahead = [r for r in reminders if r.due > now]
-    scheduled: list[Scheduled] = []
+    batches = []
     for channel, function in FUNCTIONS.items():
         mine = [r for r in ahead if r.channel == channel]
-        if not mine:
-            continue
         events = [
             Event(
                 workspace=workspace,
@@ -189,9 +190,18 @@ async def replace(workspace: str, tag: str, reminders: Sequence[Reminder]) -> Re
             )
             for r in mine
         ]
+        try:
+            client.prepare(function, events)  # checks, writes nothing
+        except ValueError as exc:
+            raise Reject(f"a reminder {function} refuses: {exc}") from None
+        if mine:
+            batches.append((function, mine, events))
+    old = await client.jobs.cancel_tag(tag, workspace=workspace, functions=deployed)
+    scheduled: list[Scheduled] = []
+    for function, mine, events in batches:
         receipts = await client.publish_many(function, events)
         scheduled += [
-            Scheduled(channel, r.step, r.due, receipt.id)
+            Scheduled(r.channel, r.step, r.due, receipt.id)
             for r, receipt in zip(mine, receipts, strict=True)
         ]
     return Replaced(scheduled, len(reminders) - len(ahead), len(old.cancelled))

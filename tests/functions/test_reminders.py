@@ -13,6 +13,7 @@ import pytest
 
 from functions import FUNCTIONS
 from functions.booking import Booking, cancel_booking, remind_booking
+from functions.booking import plan as plan_booking
 from functions.payment import Payment, payment_paid, remind_payment
 from runtime import Client, Function, InvalidPayload
 from runtime.registry import Registry
@@ -231,3 +232,51 @@ def test_the_inputs_take_a_local_time_and_zone() -> None:
         Payment,
     )  # fmt: skip
     assert paid.falls_due().hour == 9
+
+
+async def test_a_reminder_its_channel_refuses_rejects_the_booking_at_once(
+    redis: Redis, shared_server: RedisServer
+) -> None:
+    # Each part within its bounds, but the SMS they make is longer than sms.send takes.
+    data = booking(
+        "long",
+        (datetime.now(UTC) + timedelta(days=2)).isoformat(),
+        location="x" * 500,
+        messages={"text": "{location}" * 4},
+    )
+    receipt = await Client(redis, REGISTRY).publish("booking.remind", workspace="acme", data=data)
+    async with hosting(shared_server.url, WORKERS, registry=REGISTRY):
+
+        async def dead() -> bool:
+            found = await Client(redis, REGISTRY).jobs.get("booking.remind", receipt.id)
+            return found is not None and found.state == "dead"
+
+        await wait_until(dead, 10, what="booking.remind rejected")
+    found = await Client(redis, REGISTRY).jobs.get("booking.remind", receipt.id)
+    assert found is not None
+    assert found.attempts == 1
+    assert "sms.send" in found.error
+    assert await delayed(redis, "sms.send", "booking:long") == []
+
+
+def test_a_whatsapp_template_gets_the_bookings_name_start_and_location() -> None:
+    data = msgspec.convert(
+        booking(
+            "w",
+            "2030-06-14T10:00[Europe/Berlin]",
+            channels=["whatsapp"],
+            location="Main St 1",
+            offsets_s=[3600],
+            messages={"whatsapp_template": "appointment_reminder", "whatsapp_language": "de"},
+        ),
+        Booking,
+    )
+    (reminder,) = plan_booking(data)
+    assert reminder.data == {
+        "to": "+15550100",
+        "template": {
+            "name": "appointment_reminder",
+            "language": "de",
+            "parameters": ("Haircut", "Fri 14 Jun 2030, 10:00 CEST", "Main St 1"),
+        },
+    }
