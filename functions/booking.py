@@ -14,7 +14,8 @@ does `Jobs.cancel_tag("booking:<id>", ...)`.
 
 Failures: a start that cannot be read, a channel without its contact or an
 unknown placeholder is refused at publish; a channel function the deployment
-lacks rejects the job; Redis unavailable retries it.
+lacks, or a reminder its channel refuses, rejects the job before anything is
+cancelled; Redis unavailable retries it.
 """
 
 from __future__ import annotations
