@@ -1,8 +1,19 @@
 """The functions this deployment runs, listed explicitly; loaded as `functions:FUNCTIONS`."""
 
+from functions.booking import cancel_booking, remind_booking
 from functions.email import send_email
+from functions.payment import payment_paid, remind_payment
 from functions.sms import send_sms
 from functions.webhook import deliver_webhook
 from functions.whatsapp import send_whatsapp
 
-FUNCTIONS = (send_sms, send_whatsapp, send_email, deliver_webhook)
+FUNCTIONS = (
+    send_sms,
+    send_whatsapp,
+    send_email,
+    deliver_webhook,
+    remind_booking,
+    cancel_booking,
+    remind_payment,
+    payment_paid,
+)

@@ -1,12 +1,13 @@
 """The public API of the runtime: the only names `functions/` imports."""
 
+from runtime.client.current import current_client
 from runtime.client.deadletters import DeadLetters
 from runtime.client.jobs import Cancelled, Jobs
 from runtime.client.limits import Limits
 from runtime.client.metrics import Metrics
 from runtime.client.publish import Client, Event, Receipt
 from runtime.client.repeats import Repeats
-from runtime.client.timing import LocalTime
+from runtime.client.timing import LocalTime, instant
 from runtime.client.webhooks import Endpoint as WebhookEndpoint
 from runtime.client.webhooks import Webhooks
 from runtime.declare import Batch, Function, Job, Options, batch_function, function
@@ -17,6 +18,7 @@ from runtime.errors import (
     InvalidPayload,
     InvalidSchedule,
     JobNotFound,
+    NotInWorker,
     PayloadTooLarge,
     RedisFull,
     RedisUnavailable,
@@ -55,6 +57,7 @@ __all__ = [
     "Limits",
     "LocalTime",
     "Metrics",
+    "NotInWorker",
     "Options",
     "PayloadTooLarge",
     "Receipt",
@@ -73,7 +76,9 @@ __all__ = [
     "WhatsAppSettings",
     "WrongJobState",
     "batch_function",
+    "current_client",
     "current_settings",
     "e164",
     "function",
+    "instant",
 ]

@@ -18,7 +18,9 @@ import msgspec
 import uvloop
 
 from runtime import gc_tuning, settings
-from runtime.client.publish import Client, Event
+from runtime.client.current import worker_context
+from runtime.client.demo import publish_demo
+from runtime.client.publish import Client
 from runtime.client.repeats import Repeats
 from runtime.declare import Function
 from runtime.errors import CannotListen, SluiceError
@@ -36,7 +38,7 @@ from runtime.scheduler.host import Scheduler
 from runtime.telemetry import export, logs
 from runtime.worker.host import WorkerHost
 from streams.connection import connect
-from streams.errors import RedisRefused, RedisUnavailable
+from streams.errors import RedisRefused
 from streams.repeats import Schedule
 
 log = logging.getLogger("sluice")
@@ -197,7 +199,12 @@ async def _serve(
                 print(f"sluice dev: admin API key for this run: {dev_key}", file=sys.stderr)
         async with asyncio.TaskGroup() as group:
             if consume:
-                group.create_task(WorkerHost(client, functions, config, health).run(stop))
+                # Its handlers publish with this connection to any of the deployment's
+                # functions (runtime.current_client).
+                group.create_task(
+                    WorkerHost(client, functions, config, health).run(stop),
+                    context=worker_context(Client(client, registry)),
+                )
             if schedule:
                 scheduler = Scheduler(client, functions, health, config.scheduler_recheck_s)
                 group.create_task(scheduler.run(stop))
@@ -210,7 +217,7 @@ async def _serve(
             if runs:
                 group.create_task(_stop_when_refused(health, stop))
             if demo:
-                group.create_task(_publish_examples(Client(client, registry)))
+                group.create_task(publish_demo(Client(client, registry)))
     finally:
         await client.aclose()
     if health.gave_up is not None:
@@ -366,19 +373,3 @@ def _dev_key() -> tuple[str, KeyRing]:
     the ingress listens."""
     key, stored = new_key("dev", (), admin=True)
     return key, KeyRing([stored])
-
-
-async def _publish_examples(client: Client) -> None:
-    """Publish each function's declared example a few times, so a newcomer sees jobs flow."""
-    for fn in client.registry:
-        if fn.example is None:
-            continue
-        events = [Event(workspace=f"demo-{n}", data=fn.example) for n in range(3)]
-        # One for later, so the scheduler has something to promote.
-        events.append(Event(workspace="demo-later", data=fn.example, delay_ms=5_000))
-        try:
-            receipts = await client.publish_many(fn.name, events)
-        except RedisUnavailable as exc:
-            log.warning("demo: could not publish to %s: %s", fn.name, exc)
-            continue
-        log.info("demo: published %s to %s", ", ".join(r.id for r in receipts), fn.name)

@@ -22,6 +22,7 @@ __all__ = [
     "InvalidPayload",
     "InvalidSchedule",
     "JobNotFound",
+    "NotInWorker",
     "PayloadTooLarge",
     "RedisFull",
     "RedisUnavailable",
@@ -36,6 +37,10 @@ __all__ = [
 
 class CannotListen(SluiceError):
     """The ingress's address cannot be bound (in use, not this host's, not permitted)."""
+
+
+class NotInWorker(ConfigurationError):
+    """`current_client()` or `current_settings()` called outside a handler a worker runs."""
 
 
 class UnknownFunction(SluiceError, LookupError):

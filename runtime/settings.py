@@ -14,6 +14,7 @@ from typing import Literal
 import msgspec
 import phonenumbers
 
+from runtime.errors import NotInWorker
 from streams.connection import RedisSettings
 from streams.errors import ConfigurationError
 
@@ -585,6 +586,4 @@ def current_settings() -> Settings:
     try:
         return _worker_settings.get()
     except LookupError:
-        raise ConfigurationError(
-            "current_settings() is known only to handlers a worker runs"
-        ) from None
+        raise NotInWorker("current_settings() is known only to handlers a worker runs") from None

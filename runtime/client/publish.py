@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from runtime import catalogue
+from runtime.client.jobs import Jobs
 from runtime.client.timing import When, due, epoch_ms
 from runtime.declare import Function
 from runtime.errors import InvalidPayload, InvalidPriority, PayloadTooLarge
@@ -103,11 +104,13 @@ class Prepared(msgspec.Struct, frozen=True):
 
 
 class Client:
-    """Publishes events for the functions of a registry."""
+    """Publishes events for the functions of a registry; `jobs` finds, cancels and
+    moves them (runtime.client.jobs)."""
 
     def __init__(self, redis: Redis, registry: Registry) -> None:
         self.redis = redis
         self.registry = registry
+        self.jobs = Jobs(redis, registry)
         self._keys: dict[tuple[str, int], PartitionKeys] = {}
         self._routes: dict[str, tuple[Sequence[Function[Any]], tuple[str, ...]]] = {}
 

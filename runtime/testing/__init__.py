@@ -22,9 +22,11 @@ from typing import Any
 
 import msgspec
 
-from runtime.client.publish import encode_input
+from runtime.client.current import worker_context
+from runtime.client.publish import Client, encode_input
 from runtime.declare import Batch, Failure, Function, Job
 from runtime.health import RedisHealth
+from runtime.registry import Registry
 from runtime.scheduler.host import Scheduler
 from runtime.settings import Settings, from_env, use_settings
 from runtime.worker.host import WorkerHost
@@ -156,11 +158,13 @@ async def running(
     scheduler: bool = True,
     recheck_s: float = 1.0,
     health: RedisHealth | None = None,
+    registry: Registry | None = None,
 ) -> AsyncIterator[RedisHealth]:
     """A worker of `functions` (and, unless told not to, a scheduler for their due
     jobs) on this event loop, against the Redis of `url` or of `settings`; stopped
     on exit, within the grace period. Yields the health its loops report (`health`
-    when given: a test that reads its outage reports, say).
+    when given: a test that reads its outage reports, say). Its handlers'
+    `current_client()` publishes to `registry` (default: `functions`).
 
     Without `settings`, reads block for 100 ms (production: 2 s), the time a stop
     waits for the worker's read to return: tests stop many workers."""
@@ -169,7 +173,9 @@ async def running(
     client = connect(settings.redis)
     health = health or RedisHealth(settings.redis.url)
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(WorkerHost(client, functions, settings, health).run(stop))]
+    context = worker_context(Client(client, registry or Registry(functions)))
+    host = WorkerHost(client, functions, settings, health)
+    tasks = [asyncio.create_task(host.run(stop), context=context)]
     if scheduler:
         tasks.append(asyncio.create_task(Scheduler(client, functions, health, recheck_s).run(stop)))
     try:

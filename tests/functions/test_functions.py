@@ -9,6 +9,7 @@ import pytest
 
 from functions import FUNCTIONS
 from runtime import Client
+from runtime.client.current import worker_context
 from runtime.health import RedisHealth
 from runtime.registry import Registry
 from runtime.settings import from_env
@@ -36,7 +37,10 @@ async def test_the_examples_run_end_to_end(
     worker_client = connect(settings.redis)
     stop = asyncio.Event()
     host = WorkerHost(worker_client, list(registry), settings, RedisHealth(shared_server.url))
-    task = asyncio.create_task(host.run(stop))
+    # The reminders' handlers publish with the worker's client (runtime.current_client).
+    task = asyncio.create_task(
+        host.run(stop), context=worker_context(Client(worker_client, registry))
+    )
 
     async def done() -> bool:
         totals = [await total_counts(redis, fn.name) for fn in FUNCTIONS]

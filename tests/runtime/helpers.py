@@ -14,7 +14,7 @@ from typing import Any
 
 from runtime.declare import Function
 from runtime.health import RedisHealth
-from runtime.registry import load
+from runtime.registry import Registry, load
 from runtime.settings import from_env
 from runtime.testing import running
 from streams.connection import Redis, RedisSettings
@@ -138,9 +138,11 @@ async def hosting(
     scheduler: bool = False,
     recheck_s: float = 1.0,
     health: RedisHealth | None = None,
+    registry: Registry | None = None,
 ) -> AsyncIterator[RedisHealth]:
     """A WorkerHost of `functions` (and a Scheduler) on this event loop, with its own
-    client and the settings `environ` gives; stopped on exit."""
+    client and the settings `environ` gives; stopped on exit. Its handlers'
+    `current_client()` publishes to `registry` (default: `functions`)."""
     settings = from_env(
         environ or {},
         redis=RedisSettings(url=url, connect_timeout_s=0.5, socket_timeout_s=2.0, retries=1),
@@ -150,7 +152,12 @@ async def hosting(
     )
     # The library's (runtime.testing.running), as users' own tests run theirs.
     async with running(
-        functions, settings=settings, scheduler=scheduler, recheck_s=recheck_s, health=health
+        functions,
+        settings=settings,
+        scheduler=scheduler,
+        recheck_s=recheck_s,
+        health=health,
+        registry=registry,
     ) as health:
         yield health
 

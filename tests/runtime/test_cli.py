@@ -54,6 +54,16 @@ async def test_dev_runs_the_demo_and_stops_cleanly(
             )
             assert answer.status == 202, await answer.text()
         await wait_completed(redis, "sms.send", 5)
+
+        # The demo's booking: its handler scheduled the 15-minute reminders through
+        # the worker's client (current_client), the earlier ones being past.
+        async def reminded() -> bool:
+            page = await Client(redis, load("functions:FUNCTIONS")).jobs.page(
+                "sms.send", "delayed", workspace="demo"
+            )
+            return [j.key for j in page.jobs] == ["booking:demo-1:sms:900"]
+
+        await wait_until(reminded, what="the demo booking's reminder")
     finally:
         dev.send_signal(signal.SIGTERM)
         code = dev.wait(timeout=30)
