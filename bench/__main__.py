@@ -109,12 +109,17 @@ async def drain(
 PROCESSES = (1, 2, 4)
 
 
-async def process_drain_rates(client: Client, redis: Redis, url: str, n: int) -> dict[int, float]:
+async def process_drain_rates(
+    client: Client, redis: Redis, url: str, n: int
+) -> tuple[dict[int, float], float]:
     """The single-job drain of `n` jobs by 1, 2 and 4 worker processes against one
-    Redis; each timed from the first settlement."""
+    Redis, each timed from the first settlement; and the Redis memory a finished
+    job's record (no result) keeps, from the first drain."""
     keys = PartitionKeys("noop", 0)
     rates: dict[int, float] = {}
+    finished_bytes = 0.0
     for processes in PROCESSES:
+        before: int = (await redis.info("memory"))["used_memory"]
         await publish_rate(client, "noop", n)
         worker = start_worker(url, "noop", {}, processes=processes)
         try:
@@ -124,8 +129,10 @@ async def process_drain_rates(client: Client, redis: Redis, url: str, n: int) ->
             rates[processes] = (done - first) / (time.perf_counter() - start)
         finally:
             stop(worker)
+        if processes == 1:
+            finished_bytes = ((await redis.info("memory"))["used_memory"] - before) / n
         await redis.flushall()
-    return rates
+    return rates, finished_bytes
 
 
 async def cpu_s(redis: Redis, pid: int) -> float:
@@ -215,6 +222,8 @@ class Figures(msgspec.Struct):
     backlog: int
     lateness_backlog_p99_ms: float
     delayed_bytes_per_job: float
+    # What a finished job's record (and its place in the retention index) keeps.
+    finished_bytes_per_job: float
     promote_rate: float
     # A global limit under steady overload (bench.limits).
     limit_held_rate: float
@@ -247,7 +256,7 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
             await redis.flushall()
             await publish_rate(client, "noop", n)
             traced = await drain_rate(redis, server.url, "noop", n, {"BENCH_TRACING": "1"})
-            by_processes = await process_drain_rates(client, redis, server.url, n)
+            by_processes, finished_bytes = await process_drain_rates(client, redis, server.url, n)
             batch_drain, limited_drain, unshared_drain = await compared_drains(
                 client, redis, server.url, n
             )
@@ -290,6 +299,7 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
         backlog=backlog,
         lateness_backlog_p99_ms=round(late_backlog[int(len(late_backlog) * 0.99)], 3),
         delayed_bytes_per_job=round(per_job, 1),
+        finished_bytes_per_job=round(finished_bytes, 1),
         promote_rate=round(promote),
         limit_held_rate=round(held.jobs_per_s, 1),
         limit_held_ratio=round(held.jobs_per_s / held.limit_per_s, 3),
@@ -357,6 +367,7 @@ def report(f: Figures) -> None:
     print(
         f"  memory per delayed job         {f.delayed_bytes_per_job:,.0f} bytes beyond its payload"
     )
+    print(f"  memory per finished job        {f.finished_bytes_per_job:,.0f} bytes (its record)")
     print(f"  promote (delayed -> stream)    {f.promote_rate:>10,.0f} jobs/s")
     print(
         f"  5,000 jobs over a 500/s limit  {f.limit_held_rate:>10,.1f} jobs/s  "

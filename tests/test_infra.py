@@ -68,6 +68,18 @@ def functions_option(args: list[str]) -> set[str]:
     return set(args[args.index("--functions") + 1].split(","))
 
 
+def test_every_file_parses_and_every_mounted_file_exists() -> None:
+    for path in [*INFRA.glob("*.y*ml"), *K8S.glob("*.yaml")]:
+        assert documents(path), path
+    for doc in (d for path in K8S.glob("*.yaml") for d in documents(path)):
+        assert {"apiVersion", "kind", "metadata"} <= set(doc)
+    services = documents(INFRA / "compose.yaml")[0]["services"]
+    mounted = [v.split(":")[0] for s in services.values() for v in s.get("volumes", [])]
+    files = [m for m in mounted if m.startswith("./")]
+    assert files
+    assert [f for f in files if not (INFRA / f).is_file()] == []
+
+
 # --- the image -------------------------------------------------------------
 
 
