@@ -67,7 +67,8 @@ class Supervisor:
         stopped cleanly, 1 otherwise (or when a child kept failing to start)."""
         async with asyncio.TaskGroup() as group:
             slots = [group.create_task(self._slot(slot, stop)) for slot in range(self.processes)]
-        clean = all(task.result() == 0 for task in slots)
+        # None: the stop came while a slot waited to restart its child.
+        clean = all(task.result() in (0, None) for task in slots)
         return 0 if clean and not self.gave_up else 1
 
     def signal_children(self, signum: int) -> None:

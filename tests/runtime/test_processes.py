@@ -127,3 +127,34 @@ async def test_processes_that_keep_failing_to_start_stop_the_supervisor() -> Non
         assert await supervisor.run(stop) == 1
     # One slot's third quick failure ends the run; the other slot is stopped, not restarted.
     assert 3 <= supervisor.started <= 6
+
+
+async def test_a_stop_while_a_restart_waits_is_a_clean_stop(tmp_path: Path) -> None:
+    # The first child fails; a restarted one (should the jittered wait be short)
+    # stops cleanly on SIGTERM.
+    script = (
+        "import pathlib, signal, sys, time\n"
+        f"marker = pathlib.Path({str(tmp_path / 'failed')!r})\n"
+        "if not marker.exists():\n"
+        "    marker.touch()\n"
+        "    sys.exit(3)\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        "time.sleep(60)\n"
+    )
+
+    def command(slot: int) -> list[str]:
+        return [sys.executable, "-c", script]
+
+    # The restart waits up to a minute, and the stop comes meanwhile.
+    supervisor = Supervisor(command, 1, grace_s=1.0, backoff_base_s=60.0, backoff_cap_s=60.0)
+    stop = asyncio.Event()
+    run = asyncio.create_task(supervisor.run(stop))
+
+    async def failed() -> bool:
+        first = supervisor.live.get(0)
+        return first is not None and first.returncode is not None
+
+    await wait_until(failed, what="the first child to fail")
+    stop.set()
+    async with asyncio.timeout(10):
+        assert await run == 0
