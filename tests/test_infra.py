@@ -290,8 +290,10 @@ def test_pods_outlast_the_grace_period_and_are_budgeted() -> None:
         tuple(sorted(b["spec"]["selector"]["matchLabels"].items()))
         for b in manifests("PodDisruptionBudget")
     }
+    (uid,) = re.findall(r"useradd .*--uid (\d+)", (INFRA / "Dockerfile").read_text())
     for deployment in manifests("Deployment"):
         pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": int(uid)}
         (container,) = pod["containers"]
         pause = container.get("lifecycle", {}).get("preStop", {}).get("exec", {})
         pause_s = float(pause["command"][1]) if pause else 0.0
