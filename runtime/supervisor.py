@@ -12,9 +12,11 @@ after the visibility timeout, as they would a lost container's.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from runtime.backoff import Backoff
@@ -29,6 +31,26 @@ STEADY_S = 10.0
 MAX_FAILURES = 5
 # Past the grace period a child still hands its unfinished jobs back to Redis.
 HAND_BACK_S = 5.0
+
+
+# prctl(2): the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with(parent: int) -> Callable[[], None] | None:
+    """What a child runs before it starts (Linux): SIGTERM it when the supervisor
+    dies, even by SIGKILL, so no worker outlives its supervisor unwatched and
+    a restarted supervisor does not run beside the old one's children."""
+    if sys.platform != "linux":
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arm() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
 
 
 def inherited(slot: int) -> Mapping[str, str]:
@@ -80,6 +102,7 @@ class Supervisor:
         """Keep one child running; its exit status once stopped (None: never ran)."""
         loop = asyncio.get_running_loop()
         backoff = Backoff(self.backoff_base_s, self.backoff_cap_s)
+        armed = die_with(os.getpid())
         failures = 0
         while not stop.is_set():
             started = loop.time()
@@ -87,7 +110,10 @@ class Supervisor:
             # alone, which passes one SIGTERM on (a second signal would make the
             # child exit at once, without its grace period).
             process = await asyncio.create_subprocess_exec(
-                *self.command(slot), env=self.environ(slot), start_new_session=True
+                *self.command(slot),
+                env=self.environ(slot),
+                start_new_session=True,
+                preexec_fn=armed,
             )
             self.live[slot] = process
             self.started += 1

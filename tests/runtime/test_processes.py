@@ -35,11 +35,12 @@ def children(pid: int) -> set[int]:
 
 
 def alive(pid: int) -> bool:
+    """Whether `pid` runs: neither gone nor a zombie waiting to be reaped."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return False
-    return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def reading(redis: Redis, supervisor: subprocess.Popen[bytes]) -> Callable[[], Awaitable[bool]]:
@@ -158,3 +159,22 @@ async def test_a_stop_while_a_restart_waits_is_a_clean_stop(tmp_path: Path) -> N
     stop.set()
     async with asyncio.timeout(10):
         assert await run == 0
+
+
+async def test_worker_processes_stop_when_their_supervisor_is_killed(
+    redis: Redis, shared_server: RedisServer, tmp_path: Path
+) -> None:
+    supervisor = start_worker(
+        shared_server.url, tmp_path / "ledger", functions="tasks", options=["--processes", "2"]
+    )
+    try:
+        await wait_until(reading(redis, supervisor), what="two processes reading", timeout_s=20)
+        workers = children(supervisor.pid)
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+
+    async def gone() -> bool:
+        return not any(alive(pid) for pid in workers)
+
+    await wait_until(gone, what="the orphaned worker processes to stop", timeout_s=20)
