@@ -99,7 +99,8 @@ class Supervisor:
                 process.send_signal(signum)
 
     async def _slot(self, slot: int, stop: asyncio.Event) -> int | None:
-        """Keep one child running; its exit status once stopped (None: never ran)."""
+        """Keep one child running; its exit status once stopped (None: the stop came
+        while it waited to restart the child)."""
         loop = asyncio.get_running_loop()
         backoff = Backoff(self.backoff_base_s, self.backoff_cap_s)
         armed = die_with(os.getpid())
@@ -128,8 +129,8 @@ class Supervisor:
             failures += 1
             if failures >= self.max_failures:
                 log.error(
-                    "worker process %d (pid %d) exited with %d %d times within %.0f s of "
-                    "starting; giving up", slot, process.pid, code, failures, STEADY_S,
+                    "worker process %d (pid %d) exited with %d: %d starts in a row ended "
+                    "within %.0f s; giving up", slot, process.pid, code, failures, STEADY_S,
                 )  # fmt: skip
                 self.gave_up = True
                 stop.set()
