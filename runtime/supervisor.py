@@ -149,13 +149,17 @@ class Supervisor:
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        if not exited.done():
-            process.send_signal(signal.SIGTERM)
-            done, _ = await asyncio.wait([exited], timeout=self.grace_s + HAND_BACK_S)
-            if not done:
-                log.error("worker process (pid %d) outlived its grace period; killed", process.pid)
-                process.kill()
-        return await exited
+        if exited.done():
+            return await exited
+        process.send_signal(signal.SIGTERM)
+        done, _ = await asyncio.wait([exited], timeout=self.grace_s + HAND_BACK_S)
+        if not done:
+            log.error("worker process (pid %d) outlived its grace period; killed", process.pid)
+            process.kill()
+        code = await exited
+        # Ended by the SIGTERM itself: it was still starting, before its handler
+        # was installed, so it held no jobs. As clean as a graceful stop.
+        return 0 if code == -signal.SIGTERM else code
 
 
 def install_signals(supervisor: Supervisor, stop: asyncio.Event) -> None:

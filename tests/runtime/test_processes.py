@@ -178,3 +178,21 @@ async def test_worker_processes_stop_when_their_supervisor_is_killed(
         return not any(alive(pid) for pid in workers)
 
     await wait_until(gone, what="the orphaned worker processes to stop", timeout_s=20)
+
+
+async def test_a_child_stopped_before_it_handles_sigterm_stopped_cleanly() -> None:
+    # A worker SIGTERMed while still importing ends by the signal: it held nothing.
+    def command(slot: int) -> list[str]:
+        return [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    supervisor = Supervisor(command, 2, grace_s=5.0)
+    stop = asyncio.Event()
+    run = asyncio.create_task(supervisor.run(stop))
+
+    async def started() -> bool:
+        return supervisor.started == 2
+
+    await wait_until(started, what="both children to start")
+    stop.set()
+    async with asyncio.timeout(10):
+        assert await run == 0
