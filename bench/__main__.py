@@ -105,6 +105,36 @@ async def drain(
         stop(worker)
 
 
+# Worker processes under one supervisor (`sluice worker --processes N`).
+PROCESSES = (1, 2, 4)
+
+
+async def process_drain_rates(
+    client: Client, redis: Redis, url: str, n: int
+) -> tuple[dict[int, float], float]:
+    """The single-job drain of `n` jobs by 1, 2 and 4 worker processes against one
+    Redis, each timed from the first settlement; and the Redis memory a finished
+    job's record (no result) keeps, from the first drain."""
+    keys = PartitionKeys("noop", 0)
+    rates: dict[int, float] = {}
+    finished_bytes = 0.0
+    for processes in PROCESSES:
+        before: int = (await redis.info("memory"))["used_memory"]
+        await publish_rate(client, "noop", n)
+        worker = start_worker(url, "noop", {}, processes=processes)
+        try:
+            first = await until_completed(redis, keys, 1, 0.002)
+            start = time.perf_counter()
+            done = await until_completed(redis, keys, n, 0.05)
+            rates[processes] = (done - first) / (time.perf_counter() - start)
+        finally:
+            stop(worker)
+        if processes == 1:
+            finished_bytes = ((await redis.info("memory"))["used_memory"] - before) / n
+        await redis.flushall()
+    return rates, finished_bytes
+
+
 async def cpu_s(redis: Redis, pid: int) -> float:
     """CPU seconds used so far by process `pid` and by the Redis server."""
     info = await redis.info("cpu")
@@ -172,6 +202,8 @@ class Figures(msgspec.Struct):
     drain_rate: float
     # The same with tracing on: every span sampled, none exported.
     drain_rate_traced: float
+    # The same drain by 1, 2 and 4 worker processes (--processes), by count.
+    drain_rate_processes: dict[int, float]
     batch_drain_rate: float
     batch_drain_rate_limited: float
     # The batch drain with no backlogs (workspace_share unbounded): 100 workspaces
@@ -190,6 +222,8 @@ class Figures(msgspec.Struct):
     backlog: int
     lateness_backlog_p99_ms: float
     delayed_bytes_per_job: float
+    # What a finished job's record (and its place in the retention index) keeps.
+    finished_bytes_per_job: float
     promote_rate: float
     # A global limit under steady overload (bench.limits).
     limit_held_rate: float
@@ -222,6 +256,7 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
             await redis.flushall()
             await publish_rate(client, "noop", n)
             traced = await drain_rate(redis, server.url, "noop", n, {"BENCH_TRACING": "1"})
+            by_processes, finished_bytes = await process_drain_rates(client, redis, server.url, n)
             batch_drain, limited_drain, unshared_drain = await compared_drains(
                 client, redis, server.url, n
             )
@@ -248,6 +283,7 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
         publish_rate=round(pub),
         drain_rate=round(drain),
         drain_rate_traced=round(traced),
+        drain_rate_processes={k: round(v) for k, v in by_processes.items()},
         batch_drain_rate=round(batch_drain.jobs_per_s),
         batch_drain_rate_limited=round(limited_drain.jobs_per_s),
         batch_drain_rate_unshared=round(unshared_drain.jobs_per_s),
@@ -263,6 +299,7 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
         backlog=backlog,
         lateness_backlog_p99_ms=round(late_backlog[int(len(late_backlog) * 0.99)], 3),
         delayed_bytes_per_job=round(per_job, 1),
+        finished_bytes_per_job=round(finished_bytes, 1),
         promote_rate=round(promote),
         limit_held_rate=round(held.jobs_per_s, 1),
         limit_held_ratio=round(held.jobs_per_s / held.limit_per_s, 3),
@@ -285,6 +322,10 @@ def report(f: Figures) -> None:
         ("publish (bulk)", f.publish_rate, f.publish_rate / f.raw_publish_rate),
         ("drain (single-job handler)", f.drain_rate, f.drain_rate / f.raw_drain_rate),
         ("  traced", f.drain_rate_traced, f.drain_rate_traced / f.raw_drain_rate),
+        *(
+            (f"  by {k} worker process{'es' if k > 1 else ''}", rate, rate / f.raw_drain_rate)
+            for k, rate in f.drain_rate_processes.items()
+        ),
         ("drain (batch handler)", f.batch_drain_rate, f.batch_drain_rate / f.raw_drain_rate),
         (
             "  with limits, none hit",
@@ -326,6 +367,7 @@ def report(f: Figures) -> None:
     print(
         f"  memory per delayed job         {f.delayed_bytes_per_job:,.0f} bytes beyond its payload"
     )
+    print(f"  memory per finished job        {f.finished_bytes_per_job:,.0f} bytes (its record)")
     print(f"  promote (delayed -> stream)    {f.promote_rate:>10,.0f} jobs/s")
     print(
         f"  5,000 jobs over a 500/s limit  {f.limit_held_rate:>10,.1f} jobs/s  "

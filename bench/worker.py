@@ -22,10 +22,13 @@ def start_worker(
     *,
     scheduler: bool = False,
     wrapper: tuple[str, ...] = (),
+    processes: int = 1,
 ) -> subprocess.Popen[bytes]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     environ.update(REDIS_URL=url, SLUICE_FUNCTIONS=SPEC, SLUICE_LOG_LEVEL="WARNING", **extra)
     args = [*wrapper, sys.executable, "-m", "runtime", "worker", "--functions", functions]
+    if processes > 1:
+        args += ["--processes", str(processes)]
     if not scheduler:
         # Workers promote by default; the figures without one stay comparable.
         args.append("--no-scheduler")

@@ -35,6 +35,7 @@ from runtime.lifecycle import stop_on_signals
 from runtime.probe import check, serve_probe
 from runtime.registry import Registry, load
 from runtime.scheduler.host import Scheduler
+from runtime.supervisor import Supervisor, install_signals
 from runtime.telemetry import export, logs
 from runtime.worker.host import WorkerHost
 from streams.connection import connect
@@ -62,6 +63,14 @@ def main(argv: list[str] | None = None) -> None:
         action="store_false",
         default=None,
         help="leave due jobs to dedicated schedulers (default: SLUICE_WORKER_SCHEDULER, true)",
+    )
+    worker.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N worker processes under a supervisor that restarts one that dies "
+        "(default 1: this process is the worker)",
     )
     # Promoting is what a worker does by default now; the old flag still says so.
     worker.add_argument(
@@ -138,18 +147,22 @@ def main(argv: list[str] | None = None) -> None:
             if getattr(args, "functions", None)
             else list(registry)
         )
+        if getattr(args, "processes", 1) < 1:
+            raise SluiceError("--processes must be 1 or more")
     except SluiceError as exc:
         sys.exit(f"sluice: {exc}")
     logs.configure(config.log_format, config.log_level)
+    schedule = args.role in ("scheduler", "dev") or (
+        args.role == "worker"
+        and (config.worker_scheduler if args.scheduler is None else args.scheduler)
+    )
+    if args.role == "worker" and args.processes > 1:
+        sys.exit(_supervise(args, config, schedule))
     try:
         traced = export.configure(args.role, os.environ, config.trace_mode)
     except SluiceError as exc:
         sys.exit(f"sluice: {exc}")
     demo = args.role == "dev" and config.demo
-    schedule = args.role in ("scheduler", "dev") or (
-        args.role == "worker"
-        and (config.worker_scheduler if args.scheduler is None else args.scheduler)
-    )
     try:
         uvloop.run(
             _serve(
@@ -247,6 +260,36 @@ def _check(live: bool) -> None:
     print(said)
     if not ok:
         sys.exit(1)
+
+
+def _supervise(args: argparse.Namespace, config: settings.Settings, schedule: bool) -> int:
+    """`sluice worker --processes N`: this process supervises N `sluice worker`s."""
+
+    def command(slot: int) -> list[str]:
+        line = [sys.executable, "-m", "runtime"]
+        if args.app:
+            line += ["--app", args.app]
+        line.append("worker")
+        if args.functions:
+            line += ["--functions", args.functions]
+        # One scheduler for the machine is enough (any number promote each job
+        # once); the first process runs it, the others only consume.
+        line.append("--with-scheduler" if schedule and slot == 0 else "--no-scheduler")
+        return line
+
+    def environ(slot: int) -> dict[str, str]:
+        # A consumer name belongs to one process: each child gets its own.
+        if not config.consumer:
+            return dict(os.environ)
+        return {**os.environ, "SLUICE_CONSUMER": f"{config.consumer}-{slot}"}
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        supervisor = Supervisor(command, args.processes, grace_s=config.grace_s, environ=environ)
+        install_signals(supervisor, stop)
+        return await supervisor.run(stop)
+
+    return uvloop.run(run())
 
 
 def _create_key(name: str, workspaces: tuple[str, ...], admin: bool) -> None:

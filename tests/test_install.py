@@ -7,14 +7,12 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
-import sysconfig
 import textwrap
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.install import install_wheel
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import wait_until
 
@@ -62,38 +60,8 @@ asyncio.run(main())
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv with the wheel installed; its dependencies are this one's
-    (a path entry, so no download and none of this checkout's own packages)."""
-    folder = tmp_path_factory.mktemp("install")
-    wheels, venv = folder / "wheels", folder / "venv"
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
-        check=True,
-        cwd=folder,
-    )
-    (wheel,) = wheels.glob("sluice-*.whl")
-    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
-    assert "functions" not in tops, "the wheel ships this repository's deployment"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    target = subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-c",
-            "import sysconfig; print(sysconfig.get_path('purelib'))",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    # This environment's packages less its editable install of this checkout (a
-    # path entry: the .pth files in it, the editable finder among them, do not run).
-    Path(target, "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    subprocess.run(
-        [*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", str(wheel)],
-        check=True,
-    )
-    return venv
+    """A fresh virtualenv with the wheel installed (tests/install.py)."""
+    return install_wheel(ROOT, tmp_path_factory.mktemp("install"))
 
 
 async def test_the_installed_console_script_runs_the_projects_own_functions(
