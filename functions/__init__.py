@@ -1,6 +1,7 @@
 """The functions this deployment runs, listed explicitly; loaded as `functions:FUNCTIONS`."""
 
 from functions.booking import cancel_booking, remind_booking
+from functions.campaign import cancel_campaign, launch_campaign
 from functions.email import send_email
 from functions.payment import payment_paid, remind_payment
 from functions.sms import send_sms
@@ -16,4 +17,6 @@ FUNCTIONS = (
     cancel_booking,
     remind_payment,
     payment_paid,
+    launch_campaign,
+    cancel_campaign,
 )
