@@ -2,6 +2,7 @@
 
 from functions.booking import cancel_booking, remind_booking
 from functions.campaign import cancel_campaign, launch_campaign
+from functions.cleanup import cleanup
 from functions.email import send_email
 from functions.payment import payment_paid, remind_payment
 from functions.sms import send_sms
@@ -19,4 +20,5 @@ FUNCTIONS = (
     payment_paid,
     launch_campaign,
     cancel_campaign,
+    cleanup,
 )

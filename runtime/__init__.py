@@ -2,6 +2,7 @@
 
 from runtime.client.current import current_client
 from runtime.client.deadletters import DeadLetters
+from runtime.client.housekeeping import Housekeeping
 from runtime.client.jobs import Cancelled, Jobs
 from runtime.client.limits import Limits
 from runtime.client.metrics import Metrics
@@ -37,6 +38,8 @@ from runtime.settings import (
     WhatsAppSettings,
     current_settings,
 )
+from streams.sweep import Swept
+from streams.tagged import TagCounts
 
 __all__ = [
     "Batch",
@@ -47,6 +50,7 @@ __all__ = [
     "EmailSettings",
     "Event",
     "Function",
+    "Housekeeping",
     "InvalidCursor",
     "InvalidName",
     "InvalidPayload",
@@ -69,6 +73,8 @@ __all__ = [
     "Settings",
     "SluiceError",
     "SmsSettings",
+    "Swept",
+    "TagCounts",
     "UnknownFunction",
     "WebhookEndpoint",
     "WebhookSettings",
