@@ -5,6 +5,7 @@ from functions.campaign import cancel_campaign, launch_campaign
 from functions.cleanup import cleanup
 from functions.email import send_email
 from functions.payment import payment_paid, remind_payment
+from functions.report import generate_report
 from functions.sms import send_sms
 from functions.webhook import deliver_webhook
 from functions.whatsapp import send_whatsapp
@@ -21,4 +22,5 @@ FUNCTIONS = (
     launch_campaign,
     cancel_campaign,
     cleanup,
+    generate_report,
 )

@@ -137,7 +137,7 @@ class Campaign(msgspec.Struct, frozen=True, kw_only=True):
         return instant(local, f"campaign {self.id}", "start").astimezone(UTC)
 
 
-class Cancel(msgspec.Struct, frozen=True, kw_only=True):
+class CancelCampaign(msgspec.Struct, frozen=True, kw_only=True):
     id: CampaignId
 
 
@@ -266,7 +266,9 @@ async def launch_campaign(job: Job[Campaign]) -> Launched:
     return Launched(f"campaign:{campaign.id}", published, duplicates, late, unreachable, jobs)
 
 
-@function("campaign.cancel", input=Cancel, example=Cancel(id="spring-sale"), attempts=5)
-async def cancel_campaign(job: Job[Cancel]) -> reminders.Cancelled:
+@function(
+    "campaign.cancel", input=CancelCampaign, example=CancelCampaign(id="spring-sale"), attempts=5
+)
+async def cancel_campaign(job: Job[CancelCampaign]) -> reminders.Cancelled:
     """Cancel the campaign's jobs not yet started, in every function."""
     return await reminders.cancel(job.workspace, f"campaign:{job.data.id}")

@@ -8,6 +8,8 @@ from runtime.client.limits import Limits
 from runtime.client.metrics import Metrics
 from runtime.client.publish import Client, Event, Receipt
 from runtime.client.repeats import Repeats
+from runtime.client.reports import Line as ReportLine
+from runtime.client.reports import Reports, Usage, period
 from runtime.client.timing import LocalTime, instant
 from runtime.client.webhooks import Endpoint as WebhookEndpoint
 from runtime.client.webhooks import Webhooks
@@ -69,6 +71,8 @@ __all__ = [
     "RedisUnavailable",
     "Reject",
     "Repeats",
+    "ReportLine",
+    "Reports",
     "Retry",
     "Settings",
     "SluiceError",
@@ -76,6 +80,7 @@ __all__ = [
     "Swept",
     "TagCounts",
     "UnknownFunction",
+    "Usage",
     "WebhookEndpoint",
     "WebhookSettings",
     "Webhooks",
@@ -87,4 +92,5 @@ __all__ = [
     "e164",
     "function",
     "instant",
+    "period",
 ]
