@@ -2,11 +2,14 @@
 
 from runtime.client.current import current_client
 from runtime.client.deadletters import DeadLetters
+from runtime.client.housekeeping import Housekeeping
 from runtime.client.jobs import Cancelled, Jobs
 from runtime.client.limits import Limits
 from runtime.client.metrics import Metrics
 from runtime.client.publish import Client, Event, Receipt
 from runtime.client.repeats import Repeats
+from runtime.client.reports import Line as ReportLine
+from runtime.client.reports import Reports, Usage, period
 from runtime.client.timing import LocalTime, instant
 from runtime.client.webhooks import Endpoint as WebhookEndpoint
 from runtime.client.webhooks import Webhooks
@@ -37,6 +40,8 @@ from runtime.settings import (
     WhatsAppSettings,
     current_settings,
 )
+from streams.sweep import Swept
+from streams.tagged import TagCounts
 
 __all__ = [
     "Batch",
@@ -47,6 +52,7 @@ __all__ = [
     "EmailSettings",
     "Event",
     "Function",
+    "Housekeeping",
     "InvalidCursor",
     "InvalidName",
     "InvalidPayload",
@@ -65,11 +71,16 @@ __all__ = [
     "RedisUnavailable",
     "Reject",
     "Repeats",
+    "ReportLine",
+    "Reports",
     "Retry",
     "Settings",
     "SluiceError",
     "SmsSettings",
+    "Swept",
+    "TagCounts",
     "UnknownFunction",
+    "Usage",
     "WebhookEndpoint",
     "WebhookSettings",
     "Webhooks",
@@ -81,4 +92,5 @@ __all__ = [
     "e164",
     "function",
     "instant",
+    "period",
 ]

@@ -16,6 +16,8 @@ there is no default region, and a number must be international.
 
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
 
 from runtime.settings import current_settings
@@ -48,6 +50,21 @@ def e164(number: str, field: str) -> str:
     """`number` as E.164 (`+4930123456`); raises ValueError naming `field` and why not."""
     region = default_region()
     try:
+        return _e164(number, region)
+    except _NotANumber as exc:
+        raise ValueError(f"`{field}` {number!r} is not a phone number: {exc}") from None
+
+
+class _NotANumber(Exception):
+    """Why a number is refused, without the field's name (which its caller adds)."""
+
+
+# Parsing costs about 0.1 ms, and a campaign's number is checked again at each
+# step's publish (and in the handler that builds them): one seen is known.
+# Refusals raise, so only good numbers are kept.
+@functools.lru_cache(maxsize=65_536)
+def _e164(number: str, region: str) -> str:
+    try:
         parsed = phonenumbers.parse(number, region or None)
     except phonenumbers.NumberParseException as exc:
         reason = _PARSE_REASONS.get(exc.error_type, "not a phone number")
@@ -56,12 +73,11 @@ def e164(number: str, field: str) -> str:
                 "a national number, and no default region (SLUICE_SMS_DEFAULT_REGION):"
                 " give + and its country code"
             )
-        raise ValueError(f"`{field}` {number!r} is not a phone number: {reason}") from None
+        raise _NotANumber(reason) from None
     result = phonenumbers.is_possible_number_with_reason(parsed)
     if result not in (
         phonenumbers.ValidationResult.IS_POSSIBLE,
         phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
     ):
-        reason = _REASONS.get(result, "not a possible number")
-        raise ValueError(f"`{field}` {number!r} is not a phone number: {reason}")
+        raise _NotANumber(_REASONS.get(result, "not a possible number"))
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

@@ -243,6 +243,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     demo: bool = False
+    # Where `report.generate` (functions/report.py) writes its CSV files; "": a
+    # `sluice-reports` folder in the system's temporary directory.
+    reports_dir: str = ""
     # Jobs started a second, by function name, in place of the declared `rate_per_s`
     # (0: none); run-time overrides (runtime.client.limits) still win.
     rates: dict[str, float] = {}
@@ -310,6 +313,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_LOG_FORMAT": ("", "log_format"),
     "SLUICE_LOG_LEVEL": ("", "log_level"),
     "SLUICE_DEMO": ("", "demo"),
+    "SLUICE_REPORTS_DIR": ("", "reports_dir"),
     "SLUICE_TRACE_MODE": ("", "trace_mode"),
     "SLUICE_TRACE_EXCLUDE": ("", "trace_exclude"),
     "SLUICE_ACCESS_LOG": ("", "access_log"),
@@ -389,6 +393,7 @@ _OWN: dict[str, tuple[str, ...]] = {
         "SLUICE_HEALTH_PORT",
         # The handlers' own (current_settings()).
         *_of("sms", "whatsapp", "email", "webhook"),
+        "SLUICE_REPORTS_DIR",
     ),
     "scheduler": ("SLUICE_SCHEDULER_RECHECK_S", "SLUICE_HEALTH_PORT"),
     "ingress": (

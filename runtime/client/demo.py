@@ -1,9 +1,9 @@
 """What `sluice dev`'s demo publishes (`SLUICE_DEMO`), so a newcomer sees jobs flow:
-each function's example, and a booking whose reminders fall due while they watch.
+each function's example, a booking whose reminders fall due while they watch,
+and a small campaign whose first messages go two minutes later.
 
 Each step is one coroutine of the `Client`; a step for a function the
-deployment lacks publishes nothing. Another demo (a small campaign) is one more
-step in `STEPS`.
+deployment lacks publishes nothing; another demo is one more step in `STEPS`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from runtime.client.publish import Client, Event
 from streams.errors import SluiceError
@@ -65,4 +66,30 @@ async def booking(client: Client) -> None:
     log.info("demo: booking demo-1 at %s published (%s)", start.isoformat(), receipt.id)
 
 
-STEPS: tuple[Callable[[Client], Awaitable[None]], ...] = (examples, booking)
+async def campaign(client: Client) -> None:
+    """A campaign of three contacts in Berlin's time: an SMS two minutes from now
+    (the wall clock's minute), an email at the same time the next day."""
+    if "campaign.launch" not in client.registry.by_name:
+        return
+    first = datetime.now(ZoneInfo("Europe/Berlin")) + timedelta(minutes=2)
+    at = first.strftime("%H:%M")
+    data = {
+        "id": "demo",
+        "zone": "Europe/Berlin",
+        "start": first.date().isoformat(),
+        "steps": [
+            {"day": 0, "at": at, "channel": "sms", "text": "Hi {name}, the sale starts now"},
+            {"day": 1, "at": at, "channel": "email", "subject": "Sale", "text": "Hi {name}"},
+        ],
+        "contacts": [
+            {"id": f"c-{n}", "name": name, "phone": f"+1555010{n}", "email": f"{name}@example.com"}
+            for n, name in enumerate(("ada", "grace", "edsger"))
+        ],
+    }
+    receipt = await client.publish(
+        "campaign.launch", workspace="demo", data=data, key="campaign:demo"
+    )
+    log.info("demo: campaign demo published (%s), its first SMS at %s Berlin", receipt.id, at)
+
+
+STEPS: tuple[Callable[[Client], Awaitable[None]], ...] = (examples, booking, campaign)

@@ -15,6 +15,7 @@ from streams.connection import Redis
 from streams.jobs import Counts, JobRecord, counts, find_job
 from streams.keys import PartitionKeys, check_token, job_ref, shown_id
 from streams.listing import Listable, Page, list_jobs, offset
+from streams.tagged import TagCounts, tag_counts
 
 
 class Cancelled(msgspec.Struct, frozen=True):
@@ -111,6 +112,24 @@ class Jobs:
                 elif state == "active":
                     running.append(shown_id(job_id))
         return Cancelled(tuple(cancelled), tuple(running))
+
+    async def tag_counts(
+        self, tag: str, *, workspace: str, functions: Iterable[str] | None = None
+    ) -> dict[str, TagCounts]:
+        """The live jobs of `tag` in `workspace` by function and state (delayed,
+        waiting, active), every function's or those named; a function with none is
+        left out. A finished job has left its tags: a campaign's progress is what
+        it published less what is still live (streams.tagged)."""
+        check_token("tag", tag)
+        check_token("workspace", workspace)
+        names = list(functions) if functions is not None else [fn.name for fn in self.registry]
+        found: dict[str, TagCounts] = {}
+        for name in names:
+            keys = self.registry.partitions(name, workspace)[0]
+            counted = await tag_counts(self.redis, keys, workspace, tag)
+            if counted != TagCounts():
+                found[name] = counted
+        return found
 
     async def reschedule(
         self,

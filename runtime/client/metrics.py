@@ -107,13 +107,14 @@ def _snapshot(tally: store.Tally) -> Snapshot:
         expired=c["expired"],
         batches=c["batches"],
         avg_ms=c["time_ms"] / c["batches"] if c["batches"] else 0.0,
-        p95_ms=_p95(tally.histogram),
+        p95_ms=p95(tally.histogram),
         last_minute=tally.last_minute,
         last_ms=tally.last_ms,
     )
 
 
-def _p95(histogram: list[int]) -> float:
+def p95(histogram: list[int]) -> float:
+    """The upper bound (ms) of the call-time bucket holding the 95th percentile (0: no calls)."""
     total = sum(histogram)
     if not total:
         return 0.0

@@ -20,6 +20,7 @@ from runtime.cli import main
 from runtime.registry import load
 from runtime.settings import PLATFORM_PORT, REDIS_PARTS, VARIABLES
 from streams.connection import Redis, RedisSettings, connect
+from streams.tagged import TagCounts
 from tests.redis_server import RedisServer, free_port
 from tests.runtime.helpers import SAMPLE, start_worker, wait_completed, wait_until
 
@@ -61,9 +62,19 @@ async def test_dev_runs_the_demo_and_stops_cleanly(
             page = await Client(redis, load("functions:FUNCTIONS")).jobs.page(
                 "sms.send", "delayed", workspace="demo"
             )
-            return [j.key for j in page.jobs] == ["booking:demo-1:sms:900"]
+            return [j.key for j in page.jobs if j.key] == ["booking:demo-1:sms:900"]
 
         await wait_until(reminded, what="the demo booking's reminder")
+
+        # The demo's campaign: its three contacts' SMS and, a day later, emails.
+        async def launched() -> bool:
+            jobs = Client(redis, load("functions:FUNCTIONS")).jobs
+            return await jobs.tag_counts("campaign:demo", workspace="demo") == {
+                "sms.send": TagCounts(delayed=3),
+                "email.send": TagCounts(delayed=3),
+            }
+
+        await wait_until(launched, what="the demo campaign's messages")
     finally:
         dev.send_signal(signal.SIGTERM)
         code = dev.wait(timeout=30)

@@ -12,6 +12,7 @@ from streams.jobs import get_job
 from streams.keys import PartitionKeys, links
 from streams.publish import Outgoing, publish
 from streams.settle import Completed, settle
+from streams.tagged import TagCounts, tag_counts
 
 KEYS = PartitionKeys("fn", 0)
 HOUR_MS = 3_600_000
@@ -105,3 +106,20 @@ async def test_keys_replace_and_cancel_work_before_any_worker_made_the_group(
     assert await live(redis) == ["b", "c"]
     assert await cancel_job(redis, KEYS, ["b"], "ws") == "cancelled"
     assert await live(redis) == ["c"]
+
+
+async def test_a_tags_live_jobs_are_counted_by_state(redis: Redis) -> None:
+    await ensure_group(redis, KEYS)
+    assert await tag_counts(redis, KEYS, "ws", "t") == TagCounts()
+    tagged = ("t",)
+    await publish(redis, KEYS, [job("a", tags=tagged, delay_ms=0), job("b", tags=tagged)])
+    await publish(redis, KEYS, [job("c", tags=tagged, delay_ms=0), job("d", tags=("u",))])
+    (held, _) = await read(redis, KEYS, "c1", 2, 100)
+    # One more queued after the read: waiting, though an entry before it was read.
+    await publish(redis, KEYS, [job("e", tags=tagged, delay_ms=0)])
+    assert await tag_counts(redis, KEYS, "ws", "t") == TagCounts(delayed=1, waiting=1, active=2)
+    done = Completed(held.entry_id, "a", "ws", 1, links=links("ws", "a", "", tagged))
+    await settle(redis, KEYS, "c1", 60_000, [done], 1)
+    # A finished job has left its tag; another workspace's are not counted.
+    assert await tag_counts(redis, KEYS, "ws", "t") == TagCounts(delayed=1, waiting=1, active=1)
+    assert await tag_counts(redis, KEYS, "other", "t") == TagCounts()

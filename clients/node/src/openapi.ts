@@ -588,6 +588,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events/campaign.cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Publish campaign.cancel events */
+        post: operations["post_v1_events_campaign_cancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events/campaign.launch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Publish campaign.launch events */
+        post: operations["post_v1_events_campaign_launch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/events/email.send": {
         parameters: {
             query?: never;
@@ -633,6 +667,40 @@ export interface paths {
         put?: never;
         /** Publish payment.remind events */
         post: operations["post_v1_events_payment_remind"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events/report.generate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Publish report.generate events */
+        post: operations["post_v1_events_report_generate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events/sluice.cleanup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Publish sluice.cleanup events */
+        post: operations["post_v1_events_sluice_cleanup"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1320,6 +1388,183 @@ export interface components {
             whatsapp_language?: string;
         };
         /**
+         * EventBody[CancelCampaign]
+         * @description One event: `data` is the input of the functions its topic routes to.
+         */
+        EventBody_CancelCampaign_: {
+            workspace: string;
+            data: components["schemas"]["CancelCampaign"];
+            /** @default null */
+            id?: string | null;
+            /** @default null */
+            delay_ms?: number | null;
+            /** @default null */
+            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            /** @default null */
+            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            /** @default null */
+            key?: string | null;
+            /** @default [] */
+            tags?: string[];
+            /**
+             * @default normal
+             * @enum {unknown}
+             */
+            priority?: "high" | "low" | "normal";
+        };
+        /**
+         * CancelCampaign
+         * @example {
+         *       "id": "spring-sale"
+         *     }
+         */
+        CancelCampaign: {
+            /** @description The campaign's id in the sender's records: 1-40 of A-Z a-z 0-9 _ . - */
+            id: string;
+        };
+        /**
+         * EventBody[Campaign]
+         * @description One event: `data` is the input of the functions its topic routes to.
+         */
+        EventBody_Campaign_: {
+            workspace: string;
+            data: components["schemas"]["Campaign"];
+            /** @default null */
+            id?: string | null;
+            /** @default null */
+            delay_ms?: number | null;
+            /** @default null */
+            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            /** @default null */
+            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            /** @default null */
+            key?: string | null;
+            /** @default [] */
+            tags?: string[];
+            /**
+             * @default normal
+             * @enum {unknown}
+             */
+            priority?: "high" | "low" | "normal";
+        };
+        /**
+         * Campaign
+         * @example {
+         *       "id": "spring-sale",
+         *       "zone": "Europe/Berlin",
+         *       "start": "2030-03-29",
+         *       "steps": [
+         *         {
+         *           "day": 0,
+         *           "at": "09:00",
+         *           "channel": "sms",
+         *           "text": "Hi {name}, our spring sale starts today!",
+         *           "subject": "",
+         *           "whatsapp_template": "",
+         *           "whatsapp_language": "en_US"
+         *         },
+         *         {
+         *           "day": 2,
+         *           "at": "18:30",
+         *           "channel": "email",
+         *           "text": "Hi {name}, the sale ends tonight.",
+         *           "subject": "Last day of the spring sale",
+         *           "whatsapp_template": "",
+         *           "whatsapp_language": "en_US"
+         *         }
+         *       ],
+         *       "contacts": [
+         *         {
+         *           "id": "c-1",
+         *           "name": "Ada",
+         *           "phone": "+15550100",
+         *           "email": "ada@example.com",
+         *           "fields": {}
+         *         },
+         *         {
+         *           "id": "c-2",
+         *           "name": "Grace",
+         *           "phone": null,
+         *           "email": "grace@example.com",
+         *           "fields": {}
+         *         }
+         *       ],
+         *       "contacts_url": null,
+         *       "late_s": 21600
+         *     }
+         */
+        Campaign: {
+            /** @description The campaign's id in the sender's records: 1-40 of A-Z a-z 0-9 _ . - */
+            id: string;
+            /** @description The workspace's time zone (IANA): `Europe/Berlin` */
+            zone: string;
+            /**
+             * Format: date
+             * @description Day 0 of the steps, in the zone
+             */
+            start: string;
+            steps: components["schemas"]["Step"][];
+            /** @default null */
+            contacts?: components["schemas"]["Recipient"][] | null;
+            /** @default null */
+            contacts_url?: string | null;
+            /**
+             * @description How late a message may still go; later it expires, unsent
+             * @default 21600
+             */
+            late_s?: number;
+        };
+        /**
+         * Step
+         * @description One message of the campaign, sent to every contact.
+         */
+        Step: {
+            /** @description Days after `start` (0: on it) */
+            day: number;
+            /** @description Wall-clock time in the campaign's zone, `HH:MM` */
+            at: string;
+            /** @enum {unknown} */
+            channel: "email" | "sms" | "whatsapp";
+            /**
+             * @description The SMS, the WhatsApp text or the email body; placeholders {name} and the contact's `fields` ({first_name}, ...)
+             * @default
+             */
+            text?: string;
+            /** @default  */
+            subject?: string;
+            /**
+             * @description An approved WhatsApp template instead of `text`; its parameter is the contact's name
+             * @default
+             */
+            whatsapp_template?: string;
+            /** @default en_US */
+            whatsapp_language?: string;
+        };
+        /**
+         * Recipient
+         * @description One contact of a campaign.
+         */
+        Recipient: {
+            /** @description The contact's id in the sender's records (part of each job's id, so a launch retried adds no second message): 1-64 of A-Z a-z 0-9 _ . - */
+            id: string;
+            /**
+             * @description Fills {name}
+             * @default
+             */
+            name?: string;
+            /** @default null */
+            phone?: string | null;
+            /** @default null */
+            email?: string | null;
+            /**
+             * @description More placeholders: `{"first_name": "Ada"}` fills {first_name}
+             * @default {}
+             */
+            fields?: {
+                [key: string]: string;
+            };
+        };
+        /**
          * EventBody[Email]
          * @description One event: `data` is the input of the functions its topic routes to.
          */
@@ -1518,6 +1763,81 @@ export interface components {
              *     }
              */
             messages?: components["schemas"]["Messages"];
+        };
+        /**
+         * EventBody[Report]
+         * @description One event: `data` is the input of the functions its topic routes to.
+         */
+        EventBody_Report_: {
+            workspace: string;
+            data: components["schemas"]["Report"];
+            /** @default null */
+            id?: string | null;
+            /** @default null */
+            delay_ms?: number | null;
+            /** @default null */
+            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            /** @default null */
+            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            /** @default null */
+            key?: string | null;
+            /** @default [] */
+            tags?: string[];
+            /**
+             * @default normal
+             * @enum {unknown}
+             */
+            priority?: "high" | "low" | "normal";
+        };
+        /**
+         * Report
+         * @description No fields: the job's workspace is the report's.
+         * @example {}
+         */
+        Report: Record<string, unknown>;
+        /**
+         * EventBody[Cleanup]
+         * @description One event: `data` is the input of the functions its topic routes to.
+         */
+        EventBody_Cleanup_: {
+            workspace: string;
+            data: components["schemas"]["Cleanup"];
+            /** @default null */
+            id?: string | null;
+            /** @default null */
+            delay_ms?: number | null;
+            /** @default null */
+            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            /** @default null */
+            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            /** @default null */
+            key?: string | null;
+            /** @default [] */
+            tags?: string[];
+            /**
+             * @default normal
+             * @enum {unknown}
+             */
+            priority?: "high" | "low" | "normal";
+        };
+        /**
+         * Cleanup
+         * @example {
+         *       "consumer_idle_s": 86400,
+         *       "deferrals_s": 2592000
+         *     }
+         */
+        Cleanup: {
+            /**
+             * @description Delete a consumer idle this long that holds no job (a worker gone)
+             * @default 86400
+             */
+            consumer_idle_s?: number;
+            /**
+             * @description Forget a workspace's rate-limit deferral record (`Limits`) this long after its last deferral
+             * @default 2592000
+             */
+            deferrals_s?: number;
         };
         /**
          * EventBody[Sms]
@@ -5675,6 +5995,280 @@ export interface operations {
             };
         };
     };
+    post_v1_events_campaign_cancel: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description the job id of an event that names none (`<key>:<index>` in an array): the same key is never a second job of the workspace */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "workspace": "acme",
+                 *       "data": {
+                 *         "id": "spring-sale"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["EventBody_CancelCampaign_"] | components["schemas"]["EventBody_CancelCampaign_"][];
+                "application/x-ndjson": string;
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Published"] | components["schemas"]["PublishedMany"];
+                };
+            };
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Published"] | components["schemas"]["PublishedMany"];
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
+    post_v1_events_campaign_launch: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description the job id of an event that names none (`<key>:<index>` in an array): the same key is never a second job of the workspace */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "workspace": "acme",
+                 *       "data": {
+                 *         "id": "spring-sale",
+                 *         "zone": "Europe/Berlin",
+                 *         "start": "2030-03-29",
+                 *         "steps": [
+                 *           {
+                 *             "day": 0,
+                 *             "at": "09:00",
+                 *             "channel": "sms",
+                 *             "text": "Hi {name}, our spring sale starts today!",
+                 *             "subject": "",
+                 *             "whatsapp_template": "",
+                 *             "whatsapp_language": "en_US"
+                 *           },
+                 *           {
+                 *             "day": 2,
+                 *             "at": "18:30",
+                 *             "channel": "email",
+                 *             "text": "Hi {name}, the sale ends tonight.",
+                 *             "subject": "Last day of the spring sale",
+                 *             "whatsapp_template": "",
+                 *             "whatsapp_language": "en_US"
+                 *           }
+                 *         ],
+                 *         "contacts": [
+                 *           {
+                 *             "id": "c-1",
+                 *             "name": "Ada",
+                 *             "phone": "+15550100",
+                 *             "email": "ada@example.com",
+                 *             "fields": {}
+                 *           },
+                 *           {
+                 *             "id": "c-2",
+                 *             "name": "Grace",
+                 *             "phone": null,
+                 *             "email": "grace@example.com",
+                 *             "fields": {}
+                 *           }
+                 *         ],
+                 *         "contacts_url": null,
+                 *         "late_s": 21600
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["EventBody_Campaign_"] | components["schemas"]["EventBody_Campaign_"][];
+                "application/x-ndjson": string;
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Published"] | components["schemas"]["PublishedMany"];
+                };
+            };
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Published"] | components["schemas"]["PublishedMany"];
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
     post_v1_events_email_send: {
         parameters: {
             query?: never;
@@ -5959,6 +6553,239 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["EventBody_Payment_"] | components["schemas"]["EventBody_Payment_"][];
+                "application/x-ndjson": string;
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Published"] | components["schemas"]["PublishedMany"];
+                };
+            };
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Published"] | components["schemas"]["PublishedMany"];
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
+    post_v1_events_report_generate: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description the job id of an event that names none (`<key>:<index>` in an array): the same key is never a second job of the workspace */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "workspace": "acme",
+                 *       "data": {}
+                 *     }
+                 */
+                "application/json": components["schemas"]["EventBody_Report_"] | components["schemas"]["EventBody_Report_"][];
+                "application/x-ndjson": string;
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Published"] | components["schemas"]["PublishedMany"];
+                };
+            };
+            /** @description OK */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Published"] | components["schemas"]["PublishedMany"];
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
+    post_v1_events_sluice_cleanup: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description the job id of an event that names none (`<key>:<index>` in an array): the same key is never a second job of the workspace */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "workspace": "acme",
+                 *       "data": {
+                 *         "consumer_idle_s": 86400,
+                 *         "deferrals_s": 2592000
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["EventBody_Cleanup_"] | components["schemas"]["EventBody_Cleanup_"][];
                 "application/x-ndjson": string;
             };
         };
