@@ -75,7 +75,10 @@ def topic_routes(routes: Sequence[Route], registry: Registry) -> list[Route]:
 def document(routes: Sequence[Route], registry: Registry) -> dict[str, Any]:
     described = [r for r in routes if r.path != "/v1/events/{topic}"]
     described += topic_routes(routes, registry)
-    types: list[Any] = [ProblemBody]
+    # Each topic's input, to find the component msgspec names it by: its class name,
+    # or its full path when two inputs share a name (booking.Cancel, campaign.Cancel).
+    inputs_of = {topic: functions[0].input for topic, functions in registry.by_topic.items()}
+    types: list[Any] = [ProblemBody, *inputs_of.values()]
     for route in described:
         if route.body is not None:
             types.append(route.body)
@@ -93,7 +96,7 @@ def document(routes: Sequence[Route], registry: Registry) -> dict[str, Any]:
         schema.get("anyOf", []).sort(key=lambda s: s.get("type") == "array")
     inputs = examples(registry)
     for topic, example in inputs.items():
-        name = registry.by_topic[topic][0].input.__name__
+        name = schema_of[id(inputs_of[topic])]["$ref"].rsplit("/", 1)[1]
         components[name].setdefault("examples", [example])
     problem = {PROBLEM: {"schema": schema_of[id(ProblemBody)]}}
     paths: dict[str, dict[str, Any]] = {}

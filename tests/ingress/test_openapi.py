@@ -15,7 +15,10 @@ from swagger_ui_bundle import swagger_ui_path
 
 from functions.email import send_email
 from functions.sms import send_sms
+from runtime import Job, function
 from runtime.ingress.app import ROUTES
+from runtime.ingress.openapi import document
+from runtime.registry import Registry
 from streams.connection import Redis, RedisSettings, connect
 from streams.keys import given_id
 from tests.ingress.conftest import Api, start_api
@@ -254,3 +257,34 @@ async def test_the_docs_page_loads_swagger_ui_served_from_its_package(api: Api) 
     # Nothing but those: no file of the package, nor any other, by another name.
     for name in ("index.html", "../docs.html", "%2e%2e%2fdocs.html", "swagger-ui.js.map"):
         assert (await api.http.get(f"/docs/assets/{name}")).status == 404, name
+
+
+def _named_input(module: str, name: str) -> type[msgspec.Struct]:
+    """An input type called `name`, as if declared in `module`."""
+    kind = msgspec.defstruct(name, [("n", int)])
+    kind.__module__ = module
+    return kind
+
+
+def test_functions_whose_inputs_share_a_class_name_get_one_schema_each() -> None:
+    first = _named_input("functions.booking", "Cancel")
+    second = _named_input("functions.campaign", "Cancel")
+
+    async def handle(job: Job[Any]) -> None:
+        return None
+
+    registry = Registry(
+        [
+            function("booking.cancel", input=first, example=first(n=1))(handle),
+            function("campaign.cancel", input=second, example=second(n=2))(handle),
+        ]
+    )
+    spec = document(ROUTES, registry)
+    schemas = spec["components"]["schemas"]
+    for topic, n in (("booking.cancel", 1), ("campaign.cancel", 2)):
+        body = spec["paths"][f"/v1/events/{topic}"]["post"]["requestBody"]["content"]
+        assert body["application/json"]["example"]["data"] == {"n": n}
+        (one, _) = body["application/json"]["schema"]["anyOf"]
+        event = schemas[one["$ref"].rsplit("/", 1)[1]]
+        data = schemas[event["properties"]["data"]["$ref"].rsplit("/", 1)[1]]
+        assert data["examples"] == [{"n": n}]
