@@ -34,7 +34,15 @@ from runtime.ingress.auth import KeyRing, new_key
 from runtime.ingress.openapi import document
 from runtime.ingress.views import schedule_view
 from runtime.lifecycle import stop_on_signals
-from runtime.probe import Address, check, open_port, processes_app, serve_probe
+from runtime.probe import (
+    LIVE_PATH,
+    READY_PATH,
+    Address,
+    check,
+    open_port,
+    processes_app,
+    serve_probe,
+)
 from runtime.registry import Registry, load
 from runtime.scheduler.host import Scheduler
 from runtime.supervisor import Supervisor, install_signals
@@ -265,7 +273,7 @@ def _check(live: bool) -> None:
         sys.exit(f"sluice: {exc}")
     if not port:
         sys.exit("sluice: SLUICE_HEALTH_PORT is not set: the process has no health port to ask")
-    ok, said = check(port, "/healthz" if live else "/readyz")
+    ok, said = check(port, LIVE_PATH if live else READY_PATH)
     print(said)
     if not ok:
         sys.exit(1)

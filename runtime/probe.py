@@ -32,6 +32,9 @@ from runtime.health import RedisHealth
 from streams.connection import Redis
 from streams.errors import RedisRefused, RedisUnavailable, wrap_unavailable
 
+# The probe's two routes, as Kubernetes manifests name them (tests/test_infra.py).
+LIVE_PATH = "/healthz"
+READY_PATH = "/readyz"
 READY_TIMEOUT_S = 1.0
 # How often the event loop's lag is measured: a sleep of this long, and how late it woke.
 LAG_EVERY_S = 0.5
@@ -125,8 +128,8 @@ async def serve_probe(
     """Answer the probes on `address` until `stop` is set."""
     probe = HealthPort(client, health)
     app = web.Application()
-    app.router.add_get("/healthz", probe.healthz)
-    app.router.add_get("/readyz", probe.readyz)
+    app.router.add_get(LIVE_PATH, probe.healthz)
+    app.router.add_get(READY_PATH, probe.readyz)
     runner = await open_port(app, address)
     lag = asyncio.create_task(probe.measure_lag())
     try:
@@ -189,10 +192,10 @@ class ProcessesPort:
         self.pid = pid
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return await self._gather("/healthz", ("ok", "starting"))
+        return await self._gather(LIVE_PATH, ("ok", "starting"))
 
     async def readyz(self, request: web.Request) -> web.Response:
-        return await self._gather("/readyz", ("ok",))
+        return await self._gather(READY_PATH, ("ok",))
 
     async def _gather(self, path: str, passing: tuple[str, ...]) -> web.Response:
         asked = [self._ask(slot, socket, path) for slot, socket in enumerate(self.sockets)]
@@ -240,12 +243,12 @@ def processes_app(sockets: Sequence[Path], pid: Callable[[int], int | None]) -> 
     None while it is being restarted) answers on `sockets[slot]`."""
     port = ProcessesPort(sockets, pid)
     app = web.Application()
-    app.router.add_get("/healthz", port.healthz)
-    app.router.add_get("/readyz", port.readyz)
+    app.router.add_get(LIVE_PATH, port.healthz)
+    app.router.add_get(READY_PATH, port.readyz)
     return app
 
 
-def check(port: int, path: str = "/readyz", timeout_s: float = 2.0) -> tuple[bool, str]:
+def check(port: int, path: str = READY_PATH, timeout_s: float = 2.0) -> tuple[bool, str]:
     """Ask the health port on this host; (ready, what it said)."""
     url = f"http://127.0.0.1:{port}{path}"
     try:
