@@ -2,20 +2,23 @@
 
 `python healthcheck.py [PID]` (PID 1, the container's `sluice`, by default): an
 ingress (or `sluice dev`) is healthy while GET /healthz on its port answers 200;
-a worker or scheduler serves no HTTP and is healthy while its process runs,
-which it does as long as this check can run in its container. The slim image
-has no curl, hence Python's urllib.
+a worker or scheduler with a health port (SLUICE_HEALTH_PORT) while its /readyz
+answers 200 (Redis answers it; under `--processes N`, every process is ready),
+and without one while its process runs, which it does as long as this check can
+run in its container. The slim image has no curl, hence Python's urllib.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 ROLES = ("worker", "scheduler", "ingress", "dev", "keys", "schedules")
 SERVING = {"ingress", "dev"}
+PROBED = {"worker", "scheduler"}
 
 
 def role(pid: int) -> str:
@@ -25,21 +28,35 @@ def role(pid: int) -> str:
     return next((word for word in words if word in ROLES), "")
 
 
-def port() -> int:
+def ingress_port() -> int:
     # As runtime.settings reads it: SLUICE_INGRESS_PORT, else the platform's PORT.
     return int(os.environ.get("SLUICE_INGRESS_PORT") or os.environ.get("PORT") or 8080)
 
 
+def url(pid: int) -> str | None:
+    """What to ask about process `pid`, or None: healthy while it runs."""
+    which = role(pid)
+    if which in SERVING:
+        return f"http://127.0.0.1:{ingress_port()}/healthz"
+    health_port = int(os.environ.get("SLUICE_HEALTH_PORT") or 0)
+    if which in PROBED and health_port:
+        return f"http://127.0.0.1:{health_port}/readyz"
+    return None
+
+
 def main() -> int:
-    pid = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-    if role(pid) not in SERVING:
+    asked = url(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    if asked is None:
         return 0
-    url = f"http://127.0.0.1:{port()}/healthz"
     try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
+        with urllib.request.urlopen(asked, timeout=4) as answer:
             return 0 if answer.status == 200 else 1
+    except urllib.error.HTTPError as exc:
+        # Docker keeps the output: the probe's JSON says why (Redis down, a process stuck).
+        print(f"{asked}: {exc.code} {exc.read().decode()}", file=sys.stderr)
+        return 1
     except OSError as exc:
-        print(f"{url}: {exc}", file=sys.stderr)
+        print(f"{asked}: {exc}", file=sys.stderr)
         return 1
 
 

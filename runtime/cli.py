@@ -9,9 +9,11 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
 import textwrap
 from collections.abc import Sequence
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -32,7 +34,15 @@ from runtime.ingress.auth import KeyRing, new_key
 from runtime.ingress.openapi import document
 from runtime.ingress.views import schedule_view
 from runtime.lifecycle import stop_on_signals
-from runtime.probe import check, serve_probe
+from runtime.probe import (
+    LIVE_PATH,
+    READY_PATH,
+    Address,
+    check,
+    open_port,
+    processes_app,
+    serve_probe,
+)
 from runtime.registry import Registry, load
 from runtime.scheduler.host import Scheduler
 from runtime.supervisor import Supervisor, install_signals
@@ -76,6 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument(
         "--with-scheduler", dest="scheduler", action="store_true", help=argparse.SUPPRESS
     )
+    # A worker process under a supervisor answers the probes here, for the
+    # supervisor to ask (it serves SLUICE_HEALTH_PORT for all of its processes).
+    worker.add_argument("--health-socket", type=Path, help=argparse.SUPPRESS)
     scheduler = roles.add_parser(
         "scheduler", help="promote delayed jobs when they fall due", **_reads("scheduler")
     )
@@ -163,6 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     except SluiceError as exc:
         sys.exit(f"sluice: {exc}")
     demo = args.role == "dev" and config.demo
+    probe_at: Address | None = getattr(args, "health_socket", None)
+    if probe_at is None and config.health_port:
+        probe_at = ("0.0.0.0", config.health_port)
     try:
         uvloop.run(
             _serve(
@@ -174,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
                 schedule=schedule,
                 demo=demo,
                 dev_key=dev_key,
+                probe_at=probe_at,
             )
         )
     except (CannotListen, RedisRefused) as exc:
@@ -193,6 +210,7 @@ async def _serve(
     schedule: bool,
     demo: bool,
     dev_key: str | None,
+    probe_at: Address | None,
 ) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
@@ -224,9 +242,8 @@ async def _serve(
             if runner is not None:
                 group.create_task(serve_http(runner, stop))
             group.create_task(report_server(client, health.url, stop))
-            if runs and config.health_port:
-                probe = serve_probe(client, health, "0.0.0.0", config.health_port, stop)
-                group.create_task(probe)
+            if runs and probe_at is not None:
+                group.create_task(serve_probe(client, health, probe_at, stop))
             if runs:
                 group.create_task(_stop_when_refused(health, stop))
             if demo:
@@ -256,7 +273,7 @@ def _check(live: bool) -> None:
         sys.exit(f"sluice: {exc}")
     if not port:
         sys.exit("sluice: SLUICE_HEALTH_PORT is not set: the process has no health port to ask")
-    ok, said = check(port, "/healthz" if live else "/readyz")
+    ok, said = check(port, LIVE_PATH if live else READY_PATH)
     print(said)
     if not ok:
         sys.exit(1)
@@ -264,7 +281,21 @@ def _check(live: bool) -> None:
 
 def _supervise(args: argparse.Namespace, config: settings.Settings, schedule: bool) -> int:
     """`sluice worker --processes N`: this process supervises N `sluice worker`s."""
+    if not config.health_port:
+        return _supervised(args, config, schedule, [])
+    # Each process answers the probes on its own socket here, and the supervisor
+    # serves the health port for them all: one probe per pod sees every process.
+    with tempfile.TemporaryDirectory(prefix="sluice-health-") as folder:
+        sockets = [Path(folder, f"{slot}.sock") for slot in range(args.processes)]
+        try:
+            return _supervised(args, config, schedule, sockets)
+        except CannotListen as exc:
+            sys.exit(f"sluice: {exc}")
 
+
+def _supervised(
+    args: argparse.Namespace, config: settings.Settings, schedule: bool, sockets: list[Path]
+) -> int:
     def command(slot: int) -> list[str]:
         line = [sys.executable, "-m", "runtime"]
         if args.app:
@@ -275,6 +306,8 @@ def _supervise(args: argparse.Namespace, config: settings.Settings, schedule: bo
         # One scheduler for the machine is enough (any number promote each job
         # once); the first process runs it, the others only consume.
         line.append("--with-scheduler" if schedule and slot == 0 else "--no-scheduler")
+        if sockets:
+            line += ["--health-socket", str(sockets[slot])]
         return line
 
     def environ(slot: int) -> dict[str, str]:
@@ -287,7 +320,15 @@ def _supervise(args: argparse.Namespace, config: settings.Settings, schedule: bo
         stop = asyncio.Event()
         supervisor = Supervisor(command, args.processes, grace_s=config.grace_s, environ=environ)
         install_signals(supervisor, stop)
-        return await supervisor.run(stop)
+        if not sockets:
+            return await supervisor.run(stop)
+        # Bound before any process starts: a busy port stops the supervisor alone.
+        app = processes_app(sockets, supervisor.pid)
+        runner = await open_port(app, ("0.0.0.0", config.health_port))
+        try:
+            return await supervisor.run(stop)
+        finally:
+            await runner.cleanup()
 
     return uvloop.run(run())
 

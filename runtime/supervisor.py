@@ -6,7 +6,8 @@ starts the children, restarts one that dies (with backoff, so a crash loop does
 not spin), gives up when a child keeps dying at start, and on SIGTERM or SIGINT
 passes SIGTERM on and waits for every child to finish its jobs within the grace
 period. What a dead child held is safe in Redis: the other workers take it over
-after the visibility timeout, as they would a lost container's.
+after the visibility timeout, as they would a lost container's. With a health
+port, the supervisor answers it for all of them (runtime.probe.processes_app).
 """
 
 from __future__ import annotations
@@ -92,6 +93,11 @@ class Supervisor:
         # None: the stop came while a slot waited to restart its child.
         clean = all(task.result() in (0, None) for task in slots)
         return 0 if clean and not self.gave_up else 1
+
+    def pid(self, slot: int) -> int | None:
+        """The process id of the child running in `slot` (None: it is being restarted)."""
+        process = self.live.get(slot)
+        return process.pid if process is not None and process.returncode is None else None
 
     def signal_children(self, signum: int) -> None:
         for process in self.live.values():

@@ -25,6 +25,7 @@ from functions import FUNCTIONS
 from runtime import Client
 from runtime.ingress.app import ROUTES
 from runtime.ingress.auth import ApiKey, digest
+from runtime.probe import ASK_TIMEOUT_S, LIVE_PATH, READY_PATH
 from runtime.registry import Registry
 from runtime.settings import PLATFORM_PORT, REDIS_PARTS, VARIABLES, Settings, from_env
 from streams.connection import Redis
@@ -181,11 +182,18 @@ def test_the_images_entry_point_and_command_run(image: tuple[Path, Path]) -> Non
     assert "ingress" in done.stdout or "--functions" in done.stdout
 
 
-def test_the_healthcheck_asks_an_ingress_and_passes_a_worker(
+def healthcheck(image: tuple[Path, Path], pid: int, env: dict[str, str]) -> int:
+    """The image's HEALTHCHECK for process `pid` (its PID 1), in environment `env`."""
+    venv, workdir = image
+    check = workdir.parent / "usr/local/lib/sluice/healthcheck.py"
+    line = [str(venv / "bin" / "python"), str(check), str(pid)]
+    return subprocess.run(line, env=env, capture_output=True, timeout=30).returncode
+
+
+def test_the_healthcheck_asks_an_ingress_and_passes_a_worker_without_health_port(
     image: tuple[Path, Path], shared_server: RedisServer
 ) -> None:
     venv, workdir = image
-    check = workdir.parent / "usr/local/lib/sluice/healthcheck.py"
     port = free_port()
     env = {
         **in_image(venv),
@@ -193,28 +201,45 @@ def test_the_healthcheck_asks_an_ingress_and_passes_a_worker(
         "SLUICE_INGRESS_HOST": "127.0.0.1",
         "SLUICE_INGRESS_PORT": str(port),
     }
-    python = str(venv / "bin" / "python")
-
-    def healthy(pid: int, **extra: str) -> int:
-        line = [python, str(check), str(pid)]
-        done = subprocess.run(line, env={**env, **extra}, capture_output=True, timeout=30)
-        return done.returncode
-
     ingress = subprocess.Popen(["sluice", "ingress"], cwd=workdir, env=env)
     try:
         with serving(port):
-            assert healthy(ingress.pid) == 0
-            assert healthy(ingress.pid, SLUICE_INGRESS_PORT=str(free_port())) == 1
+            assert healthcheck(image, ingress.pid, env) == 0
+            elsewhere = {**env, "SLUICE_INGRESS_PORT": str(free_port())}
+            assert healthcheck(image, ingress.pid, elsewhere) == 1
     finally:
         ingress.terminate()
         ingress.wait(timeout=30)
-    # A worker serves no HTTP: healthy while it runs.
+    # Without SLUICE_HEALTH_PORT a worker answers nothing: healthy while it runs.
+    python = str(venv / "bin" / "python")
     worker = subprocess.Popen([python, "-c", "import time; time.sleep(60)", "worker"])
     try:
-        assert healthy(worker.pid) == 0
+        assert healthcheck(image, worker.pid, env) == 0
     finally:
         worker.kill()
         worker.wait()
+
+
+def test_the_healthcheck_asks_a_workers_health_port(
+    image: tuple[Path, Path], server: RedisServer
+) -> None:
+    venv, workdir = image
+    port = free_port()
+    env = {**in_image(venv), "REDIS_URL": server.url, "SLUICE_HEALTH_PORT": str(port)}
+    line = ["sluice", "worker", "--functions", "webhook.deliver"]
+    worker = subprocess.Popen(line, cwd=workdir, env=env)
+    try:
+        with serving(port):
+            assert healthcheck(image, worker.pid, env) == 0
+            server.pause()
+            try:
+                assert healthcheck(image, worker.pid, env) == 1
+            finally:
+                server.resume()
+            assert healthcheck(image, worker.pid, env) == 0
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
 
 
 @contextlib.contextmanager
@@ -282,6 +307,32 @@ def test_the_ingress_port_and_probe_paths_are_the_ingress_own() -> None:
     (scrape,) = documents(INFRA / "prometheus.yml")[0]["scrape_configs"]
     assert scrape["metrics_path"] in {r.path for r in ROUTES}
     assert scrape["static_configs"] == [{"targets": [f"ingress:{port}"]}]
+
+
+def test_workers_and_schedulers_are_probed_on_their_health_port() -> None:
+    port = from_env(k8s_environment()).health_port
+    assert port, "SLUICE_HEALTH_PORT is set for the workers and the scheduler"
+    probed = set()
+    for container in containers():
+        assert {"readinessProbe", "livenessProbe"} <= set(container), container["name"]
+        if container["args"] == ["ingress"]:
+            continue
+        probed.add(container["args"][0])
+        assert container["ports"] == [{"name": "health", "containerPort": port}]
+        ready, live = container["readinessProbe"], container["livenessProbe"]
+        # Liveness asks only that the loop turns: an outage of Redis restarts nothing.
+        assert ready["httpGet"] == {"path": READY_PATH, "port": "health"}
+        assert live["httpGet"] == {"path": LIVE_PATH, "port": "health"}
+        # Time to hear the answer (a supervisor's waits for its slowest process).
+        assert min(ready["timeoutSeconds"], live["timeoutSeconds"]) > ASK_TIMEOUT_S
+    assert probed == {"worker", "scheduler"}
+    # A pod not ready because Redis is down does not hold up a node's drain.
+    budgets = manifests("PodDisruptionBudget")
+    assert {b["spec"].get("unhealthyPodEvictionPolicy") for b in budgets} == {"AlwaysAllow"}
+    for service in compose_services().values():
+        if service["command"] != ["ingress"]:
+            assert from_env(service["environment"]).health_port
+            assert service["healthcheck"]["test"] == ["CMD", "sluice", "check"]
 
 
 def test_pods_outlast_the_grace_period_and_are_budgeted() -> None:

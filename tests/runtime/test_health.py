@@ -102,7 +102,7 @@ async def probed(server: RedisServer, port: int) -> AsyncIterator[RedisHealth]:
     stop = asyncio.Event()
     functions = load(SAMPLE).select(["tasks"])
     async with hosting(server.url, functions, scheduler=True) as health:
-        probe = asyncio.create_task(serve_probe(client, health, "127.0.0.1", port, stop))
+        probe = asyncio.create_task(serve_probe(client, health, ("127.0.0.1", port), stop))
         try:
             yield health
         finally:

@@ -4,18 +4,24 @@ one that dies and passes SIGTERM on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from runtime import Client, Event
 from runtime.registry import load
 from runtime.supervisor import Supervisor
-from streams.connection import Redis
-from tests.redis_server import RedisServer
+from streams.connection import Redis, connect
+from tests.conftest import settings_for
+from tests.redis_server import RedisServer, free_port
 from tests.runtime.helpers import (
     SAMPLE,
     blocked_readers,
@@ -196,3 +202,109 @@ async def test_a_child_stopped_before_it_handles_sigterm_stopped_cleanly() -> No
     stop.set()
     async with asyncio.timeout(10):
         assert await run == 0
+
+
+@contextlib.asynccontextmanager
+async def private_redis(server: RedisServer) -> AsyncIterator[Redis]:
+    client = connect(settings_for(server.url))
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def asked(http: aiohttp.ClientSession, path: str) -> tuple[int, Any]:
+    """The health port's status and body (0 and None while nothing listens)."""
+    try:
+        async with http.get(path) as answer:
+            return answer.status, await answer.json()
+    except aiohttp.ClientConnectionError:
+        return 0, None
+
+
+async def test_one_health_port_is_ready_only_while_every_worker_process_is(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    port, log = free_port(), tmp_path / "log"
+    supervisor = start_worker(
+        server.url, tmp_path / "ledger", functions="tasks", options=["--processes", "2"],
+        log=log, environ={"SLUICE_HEALTH_PORT": str(port)},
+    )  # fmt: skip
+    try:
+        async with (
+            private_redis(server) as redis,
+            aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http,
+        ):
+            await wait_until(reading(redis, supervisor), what="two processes reading", timeout_s=20)
+
+            async def ready() -> bool:
+                return supervisor.poll() is not None or (await asked(http, "/readyz"))[0] == 200
+
+            await wait_until(ready, what="the health port to answer ready", timeout_s=20)
+            assert supervisor.poll() is None, log.read_text()
+            workers = children(supervisor.pid)
+            status, body = await asked(http, "/readyz")
+            assert status == 200, body
+            assert sorted(p["pid"] for p in body["processes"]) == sorted(workers)
+            assert {p["probe"]["redis"] for p in body["processes"]} == {"up"}
+
+            # One process frozen: the pod is neither ready nor alive.
+            victim = min(workers)
+            os.kill(victim, signal.SIGSTOP)
+            try:
+                (status, body), (live, _) = await asyncio.gather(
+                    asked(http, "/readyz"), asked(http, "/healthz")
+                )
+            finally:
+                os.kill(victim, signal.SIGCONT)
+            assert status == 503, body
+            assert f"(pid {victim})" in body["detail"]
+            assert live == 503
+            await wait_until(ready, what="ready again once the process runs")
+
+            # Redis paused: not ready, but alive (a restart would not bring Redis back).
+            server.pause()
+            try:
+                (status, body), (live, _) = await asyncio.gather(
+                    asked(http, "/readyz"), asked(http, "/healthz")
+                )
+            finally:
+                server.resume()
+            assert status == 503, body
+            assert {p["probe"]["redis"] for p in body["processes"]} == {"down"}
+            assert live == 200
+            await wait_until(ready, what="ready again once Redis answers")
+
+            # One process killed: not ready until it is restarted, alive meanwhile
+            # (the supervisor restarts it; so would a pod restart, only slower).
+            os.kill(victim, signal.SIGKILL)
+            (status, body), (live, _) = await asyncio.gather(
+                asked(http, "/readyz"), asked(http, "/healthz")
+            )
+            assert status == 503, body
+            assert live == 200
+            await wait_until(ready, what="ready again once the process is restarted", timeout_s=20)
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(supervisor.wait, 30)
+    assert code == 0, log.read_text()
+
+
+async def test_a_busy_health_port_stops_the_supervisor_before_any_process_starts(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "log"
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        supervisor = start_worker(
+            None, tmp_path / "ledger", functions="tasks", options=["--processes", "2"], log=log,
+            environ={"SLUICE_HEALTH_PORT": str(port), "REDIS_URL": "redis://127.0.0.1:1/0"},
+        )  # fmt: skip
+        code = await asyncio.to_thread(supervisor.wait, 30)
+    text = log.read_text()
+    assert code == 1, text
+    assert text.strip().splitlines() == [
+        f"sluice: cannot listen on 0.0.0.0:{port} (SLUICE_HEALTH_PORT): address already in use"
+    ]
