@@ -8,16 +8,16 @@ ended, never half a line, and no two processes share a file.
 The line is the job's effect: `ok` means the work was done (a second `ok` line
 for one job is a duplicate effect). Its fields are tests.chaos.ledger.Call's.
 
-Four switches break a promise on purpose, for the battery's negative controls:
-`BATTERY_ACK_FIRST=1` (environment) makes the handler return before its work
-is done, which then runs in the background (an acknowledgement before the work:
-a killed worker loses it), and `Work.tail_ms` does the effect first and then
-keeps working (a shutdown that cuts the tail hands the job back, and its
-effect happens twice). `BATTERY_RAISE_BATCH=1` makes a batch handler reject its
-whole batch for its poison job instead of failing that job alone: its
-neighbours are dead-lettered with it. `BATTERY_ONE_DELIVERY=1` declares
-`max_deliveries=1`: the first crash dead-letters every job running in the
-process, before isolation can tell the poison from its neighbours.
+Switches break a promise on purpose, for the battery's negative controls:
+- `BATTERY_ACK_FIRST=1`: chaos-single's handler returns before its work is done,
+  which runs on in the background (acknowledged before the work: a killed
+  worker loses it);
+- `Work.tail_ms`: the effect first, then more work (a shutdown that cuts the
+  tail hands the job back, and its effect happens twice);
+- `BATTERY_RAISE_BATCH=1`: the batch handler rejects its whole batch for its
+  poison job instead of failing that job alone (its neighbours die with it);
+- `BATTERY_ONE_DELIVERY=1`: `max_deliveries=1`, so the first crash dead-letters
+  every job running in the process, before isolation can name the poison.
 """
 
 from __future__ import annotations
@@ -119,7 +119,8 @@ async def _run_batch(batch: Batch[Work]) -> None:
             batch.fail(job, f"work {job.data.n} refused")
         else:
             ledger.write(job, start_ns, "ok")
-    await asyncio.sleep(tail_ms / 1000)  # the control's tail, which a shutdown may cut
+    if tail_ms:
+        await asyncio.sleep(tail_ms / 1000)  # the control's tail, which a shutdown may cut
 
 
 # The control of the exit-poison scenario: the first crash is final for every job

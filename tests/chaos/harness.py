@@ -72,9 +72,21 @@ class Fleet:
 
         await wait_until(reading, what="the workers to read")
 
-    def started(self, worker: subprocess.Popen[bytes]) -> bool:
-        """Whether `worker` has written a ledger line."""
-        return (self.ledger / f"{worker.pid}.log").exists()
+    async def veteran(self) -> subprocess.Popen[bytes]:
+        """The oldest live worker that has run a job (written a ledger line): the
+        one a fault should hit, not a replacement still starting."""
+
+        def first() -> subprocess.Popen[bytes] | None:
+            ran = (w for w in self.live if (self.ledger / f"{w.pid}.log").exists())
+            return next(ran, None)
+
+        async def found() -> bool:
+            return first() is not None
+
+        await wait_until(found, what="a worker to run a job")
+        worker = first()
+        assert worker is not None
+        return worker
 
     async def kill(self, redis: Redis, worker: subprocess.Popen[bytes]) -> Fault:
         """Freeze `worker`, note the jobs it holds, then SIGKILL it: the held jobs are
@@ -101,7 +113,9 @@ class Fleet:
                 worker.send_signal(signal.SIGCONT)
 
     def terminate(self, worker: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
-        """SIGTERM `worker` and wait for its exit code."""
+        """SIGTERM `worker` and wait for its exit code. A fault that promises no
+        duplicates: it is recorded with nothing held that may run twice."""
+        self.history.faults.append(Fault(worker.pid, time.time_ns(), frozenset()))
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(timeout=timeout_s)
         self.live.remove(worker)

@@ -47,17 +47,21 @@ async def test_workers_sigkilled_under_load(
     # worker that has run jobs is frozen, its held jobs noted, and SIGKILLed, and
     # a new one takes its place. Control: handlers that return before their work
     # is done (an acknowledgement before the work) lose the killed worker's.
-    n, kills = (6_000, 8) if long_run else (600, 2)
+    # A control needs one run's worth of loss, not the long run's counts.
+    n, kills = (6_000, 8) if long_run and not control else (600, 2)
     environ = {"BATTERY_ACK_FIRST": "1"} if control else {}
     history = history_for(redis)
     fleet = Fleet(shared_server.url, tmp_path, history, environ=environ)
     fleet.start(3)
     try:
         await fleet.ready(redis)
-        await publish_load(history, n, sleep_ms=20)
+        share = n // (kills + 1)
+        await publish_load(history, share, sleep_ms=20)
         for k in range(1, kills + 1):
-            await progressed(fleet, n * k // (kills + 1))
-            victim = next(w for w in fleet.live if fleet.started(w))
+            # Each round's jobs queued before its fault: every worker has work.
+            await publish_load(history, share, sleep_ms=20)
+            await progressed(fleet, share * k - share // 2)
+            victim = await fleet.veteran()
             await fleet.kill(redis, victim)
             fleet.start(1)
         await drained(redis)
@@ -71,7 +75,7 @@ async def test_workers_sigkilled_under_load(
         assert any(b.startswith("lost=") for b in broken), result.line()
     else:
         assert broken == [], result.line()
-        assert result.acknowledged == n
+        assert result.acknowledged == share * (kills + 1)
 
 
 @pytest.mark.parametrize("control", [False, True], ids=["kept", "control-effect-first"])
@@ -97,10 +101,12 @@ async def test_rolling_sigterm(
     fleet.start(3)
     try:
         await fleet.ready(redis)
-        await publish_load(history, n, **data)
+        share = n // (rounds + 1)
+        await publish_load(history, share, **data)
         for k in range(1, rounds + 1):
-            await progressed(fleet, n * k // (rounds + 1))
-            victim = next(w for w in fleet.live if fleet.started(w))
+            await publish_load(history, share, **data)
+            await progressed(fleet, share * k - share // 2)
+            victim = await fleet.veteran()
             assert fleet.terminate(victim) == 0
             fleet.start(1)
         await drained(redis)
@@ -118,8 +124,9 @@ async def test_rolling_sigterm(
 
 # The exit poison's bar is not met yet: see RELIABILITY.md ("poison by exit").
 NEIGHBOUR_CHARGED = pytest.mark.xfail(
-    reason="an innocent job that ended just before a suspect crashed its process is "
-    "charged with the crash: the isolation gate waits for calls, not their settles",
+    reason="innocent jobs taken over with the poison are charged with crashes they "
+    "did not run into: a first run is counted for a job only held, and a start "
+    "stays counted until its settle reaches Redis, after the call has ended",
     strict=False,
 )
 
