@@ -55,6 +55,8 @@ class Fleet:
         for _ in range(n):
             worker = start_worker(
                 self.url,
+                # The sample functions' LEDGER_FILE: the battery's handlers use
+                # BATTERY_LEDGER (one file per process) instead.
                 self.ledger / "unused",
                 log=self.log,
                 grace_s=self.grace_s,
