@@ -41,36 +41,6 @@ async def publish_tasks(redis: Redis, function: str, n: int, **data: object) -> 
     return {r.id for r in await client.publish_many(function, events)}
 
 
-async def test_sigkill_mid_batches_loses_nothing(
-    redis: Redis, shared_server: RedisServer, tmp_path: Path, long_run: bool
-) -> None:
-    n = 20_000 if long_run else 3_000
-    ledger = tmp_path / "ledger"
-    victim = start_worker(shared_server.url, ledger, functions="tasks")
-    survivor = start_worker(shared_server.url, ledger, functions="tasks")
-    try:
-        published = await publish_tasks(redis, "tasks", n, sleep_ms=1)
-
-        async def under_way() -> bool:
-            return len(read_ledger(ledger)) >= n // 5
-
-        await wait_until(under_way, what="a fifth of the jobs handled")
-        victim.kill()
-        victim.wait(timeout=10)
-
-        await wait_completed(redis, "tasks", n, timeout_s=90)
-    finally:
-        victim.kill()
-        survivor.send_signal(signal.SIGTERM)
-        assert survivor.wait(timeout=30) == 0
-    handled = read_ledger(ledger)
-    assert set(handled) == published
-    duplicates = sum(c - 1 for c in handled.values())
-    print(f"SIGKILL of one of two workers: {n} jobs, {duplicates} handled twice")
-    final = await total_counts(redis, "tasks")
-    assert (final.waiting, final.active, final.failed, final.dead) == (0, 0, 0, 0)
-
-
 async def test_sigterm_hands_back_unfinished_jobs_at_once(
     redis: Redis, shared_server: RedisServer, tmp_path: Path
 ) -> None:

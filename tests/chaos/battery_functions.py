@@ -1,0 +1,157 @@
+"""The fault battery's handlers: each call appends one line to its process's ledger.
+
+Worker subprocesses load `FUNCTIONS` (tests.chaos.battery_functions:FUNCTIONS) and
+write to `$BATTERY_LEDGER/<pid>.log`, opened O_APPEND and written with one
+os.write per line: a SIGKILL loses at most the line of a call that had not
+ended, never half a line, and no two processes share a file.
+
+The line is the job's effect: `ok` means the work was done (a second `ok` line
+for one job is a duplicate effect). Its fields are tests.chaos.ledger.Call's.
+
+Switches break a promise on purpose, for the battery's negative controls:
+- `BATTERY_ACK_FIRST=1`: chaos-single's handler returns before its work is done,
+  which runs on in the background (acknowledged before the work: a killed
+  worker loses it);
+- `Work.tail_ms`: the effect first, then more work (a shutdown that cuts the
+  tail hands the job back, and its effect happens twice);
+- `BATTERY_RAISE_BATCH=1`: the batch handler rejects its whole batch for its
+  poison job instead of failing that job alone (its neighbours die with it);
+- `BATTERY_ONE_DELIVERY=1`: `max_deliveries=1`, so the first crash dead-letters
+  every job running in the process, before isolation can name the poison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Literal
+
+import msgspec
+
+from runtime import Batch, Job, Reject, batch_function, function
+
+
+class Work(msgspec.Struct, frozen=True):
+    n: int
+    sleep_ms: int = 0
+    # ok: do the work; raise: fail every attempt; exit: end the worker process
+    # (os._exit) in the call, as a crashing C extension or an OOM kill would.
+    mode: Literal["ok", "raise", "exit"] = "ok"
+    # Control: the effect at the start of the call, then this much more work.
+    tail_ms: int = 0
+
+
+class _Ledger:
+    """This process's append-only ledger file, opened on first use (after fork)."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.pid = 0
+
+    def write(self, job: Job[Work], start_ns: int, outcome: str) -> None:
+        folder = os.environ.get("BATTERY_LEDGER")
+        if not folder:
+            return
+        if self.pid != os.getpid():
+            self.pid = os.getpid()
+            path = os.path.join(folder, f"{self.pid}.log")
+            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        line = (
+            f"{job.id} {job.attempt} {job.deliveries} {self.pid} "
+            f"{start_ns} {time.time_ns()} {outcome}\n"
+        )
+        os.write(self.fd, line.encode())
+
+
+ledger = _Ledger()
+# The control's work still running after its handler returned: kept referenced
+# so the event loop does not drop the tasks.
+_background: set[asyncio.Task[None]] = set()
+
+
+async def _work(job: Job[Work], start_ns: int, extra_ms: int = 0) -> None:
+    work = job.data
+    if work.mode == "exit":
+        ledger.write(job, start_ns, "exit")
+        os._exit(3)
+    if work.mode == "raise":
+        ledger.write(job, start_ns, "raise")
+        raise ValueError(f"work {work.n} refused")
+    if work.tail_ms:
+        ledger.write(job, start_ns, "ok")
+        await asyncio.sleep(work.tail_ms / 1000)  # the tail a shutdown may cut
+        return
+    if work.sleep_ms or extra_ms:
+        await asyncio.sleep((work.sleep_ms + extra_ms) / 1000)  # the job's simulated work
+    ledger.write(job, start_ns, "ok")
+
+
+async def _run(job: Job[Work]) -> None:
+    start_ns = time.time_ns()
+    if os.environ.get("BATTERY_ACK_FIRST") == "1":
+        # Half a second more of work than asked: a kill always finds some running.
+        task = asyncio.create_task(_work(job, start_ns, extra_ms=500))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+        return
+    await _work(job, start_ns)
+
+
+async def _run_batch(batch: Batch[Work]) -> None:
+    start_ns = time.time_ns()
+    for job in batch.jobs:
+        if job.data.mode == "exit":
+            # Before any effect: the crash takes the batch's calls, not their work.
+            ledger.write(job, start_ns, "exit")
+            os._exit(3)
+    poison = [job for job in batch.jobs if job.data.mode == "raise"]
+    if poison and os.environ.get("BATTERY_RAISE_BATCH") == "1":
+        for job in batch.jobs:
+            ledger.write(job, start_ns, "raise")
+        raise Reject(f"work {poison[0].data.n} refused")
+    tail_ms = max(job.data.tail_ms for job in batch.jobs)
+    if not tail_ms:
+        await asyncio.sleep(max(job.data.sleep_ms for job in batch.jobs) / 1000)
+    for job in batch.jobs:
+        if job.data.mode == "raise":
+            ledger.write(job, start_ns, "raise")
+            batch.fail(job, f"work {job.data.n} refused")
+        else:
+            ledger.write(job, start_ns, "ok")
+    if tail_ms:
+        await asyncio.sleep(tail_ms / 1000)  # the control's tail, which a shutdown may cut
+
+
+# The control of the exit-poison scenario: the first crash is final for every job
+# running then. Read at import, as a deployment's own declarations would be.
+MAX_DELIVERIES = 1 if os.environ.get("BATTERY_ONE_DELIVERY") == "1" else 3
+
+# Saturated in the battery: 4 lanes of up to 10 jobs, a 1 s visibility timeout,
+# so a killed worker's jobs are taken over within the bounded run.
+run_single = function(
+    "chaos-single",
+    input=Work,
+    batch_size=10,
+    concurrency=4,
+    attempts=2,
+    backoff_base_s=0.05,
+    backoff_cap_s=0.1,
+    timeout_s=5.0,
+    visibility_timeout_s=1.0,
+    max_deliveries=MAX_DELIVERIES,
+)(_run)
+run_batch = batch_function(
+    "chaos-batch",
+    input=Work,
+    batch_size=20,
+    concurrency=2,
+    attempts=2,
+    backoff_base_s=0.05,
+    backoff_cap_s=0.1,
+    timeout_s=5.0,
+    visibility_timeout_s=1.0,
+    max_deliveries=MAX_DELIVERIES,
+)(_run_batch)
+
+FUNCTIONS = (run_single, run_batch)

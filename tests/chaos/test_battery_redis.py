@@ -1,0 +1,136 @@
+"""The fault battery, Redis's faults: SIGKILLed and restarted, and paused.
+
+As in test_battery_workers, each scenario runs as Sluice runs and as a negative
+control that breaks its promise on purpose, which the checker must then name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from streams.connection import Redis, connect
+from tests.chaos.harness import FUNCTIONS, Fleet, drained, history_for, progressed, publish_load
+from tests.chaos.ledger import Bar, Fault, Figures, check, read_calls, violations
+from tests.conftest import settings_for
+from tests.redis_server import RedisServer
+from tests.runtime.helpers import total_counts, wait_until
+
+pytestmark = pytest.mark.chaos
+
+Report = Callable[[Figures], None]
+
+
+async def waiting(redis: Redis) -> int:
+    return sum([(await total_counts(redis, f)).waiting for f in FUNCTIONS])
+
+
+@pytest.mark.parametrize("appendonly", [True, False], ids=["kept-aof-always", "control-aof-off"])
+async def test_redis_sigkilled_and_restarted(
+    tmp_path: Path, long_run: bool, figures: Report, appendonly: bool
+) -> None:
+    # Redis (AOF, appendfsync always: infra/redis.conf) SIGKILLed with jobs
+    # waiting, running and being published, and started again on its files: every
+    # publish it confirmed survives and runs. The workers are frozen for the
+    # moment of the kill, so the jobs they hold then (the only ones the fault may
+    # repeat) are known. Control: one kill without AOF, which loses the waiting
+    # jobs; once the held jobs have run, the workers are left (RELIABILITY.md:
+    # a worker whose lanes are full when Redis comes back empty stops reading).
+    # A control needs one kill's worth of loss, not the long run's counts.
+    n, kills = (6_000, 5) if long_run and appendonly else (600, 1)
+    server = RedisServer(tmp_path / "redis", appendonly=appendonly)
+    server.start()
+    redis = connect(settings_for(server.url))
+    history = history_for(redis)
+    fleet = Fleet(server.url, tmp_path, history)
+    fleet.start(2)
+    try:
+        await fleet.ready(redis)
+        share = n // (kills + 1)
+        await publish_load(history, share, sleep_ms=20)
+        for k in range(1, kills + 1):
+            await progressed(fleet, share * k // 2)
+            # Published through the kill: some of these calls fail, some are unknown.
+            publishing = asyncio.create_task(
+                publish_load(history, share if appendonly else 0, chunk=10, sleep_ms=20)
+            )
+            async with fleet.frozen(redis) as held:
+                assert await waiting(redis) > 0  # confirmed jobs only Redis has
+                assert server.process is not None
+                history.faults.append(Fault(server.process.pid, time.time_ns(), held))
+                server.kill()
+            # In a thread: the publisher goes on meanwhile, against a dead server.
+            await asyncio.to_thread(server.start)
+            await publishing
+        if appendonly:
+            await drained(redis)
+            await fleet.close(redis)
+        else:
+            await ran(fleet, held)
+    finally:
+        fleet.abandon()
+        await redis.aclose()
+        server.stop()
+    name = "redis-sigkill" + ("" if appendonly else "-control")
+    result = check(name, history, read_calls(fleet.ledger))
+    figures(result)
+    broken = violations(result, Bar(duplicates="held"))
+    if appendonly:
+        assert broken == [], result.line()
+    else:
+        assert any(b.startswith("lost=") for b in broken), result.line()
+
+
+async def ran(fleet: Fleet, jobs: frozenset[str]) -> None:
+    """Wait until each of `jobs` has had its effect."""
+
+    async def all_ran() -> bool:
+        return jobs <= {c.job for c in read_calls(fleet.ledger) if c.outcome == "ok"}
+
+    await wait_until(all_ran, what="the held jobs to run")
+
+
+@pytest.mark.parametrize("control", [False, True], ids=["kept", "control-timeouts-as-fail"])
+async def test_redis_paused(
+    server: RedisServer, tmp_path: Path, long_run: bool, figures: Report, control: bool
+) -> None:
+    # Redis frozen (SIGSTOP) under running workers for longer than the functions'
+    # visibility timeout. Publishes made meanwhile time out: none may be taken
+    # for ok, and whatever Redis confirmed runs once it is resumed. Control: a
+    # publisher that takes a timeout for a failure sees its "failed" jobs run.
+    n = 4_000 if long_run else 300
+    redis = connect(settings_for(server.url))
+    history = history_for(redis, timeouts_fail=control)
+    fleet = Fleet(server.url, tmp_path, history)
+    fleet.start(2)
+    try:
+        await fleet.ready(redis)
+        await publish_load(history, n, sleep_ms=20)
+        await progressed(fleet, n // 4)
+        async with fleet.frozen(redis) as held:
+            assert server.process is not None
+            history.faults.append(Fault(server.process.pid, time.time_ns(), held))
+            server.pause()
+        during = len(history.ops)
+        # Each call waits its whole timeout (settings_for: 2 s) and gives up.
+        await asyncio.gather(*(publish_load(history, 20, chunk=10) for _ in range(3)))
+        paused = history.ops[during:]
+        server.resume()
+        await publish_load(history, n, sleep_ms=20)
+        await drained(redis)
+        await fleet.close(redis)
+    finally:
+        fleet.abandon()
+        await redis.aclose()
+    result = check("redis-pause" + "-control" * control, history, read_calls(fleet.ledger))
+    figures(result)
+    assert all(op.outcome != "ok" for op in paused)
+    broken = violations(result, Bar(duplicates="held"))
+    if control:
+        assert any(b.startswith("unexpected=") for b in broken), result.line()
+    else:
+        assert broken == [], result.line()

@@ -1,0 +1,53 @@
+"""The battery's checker on made-up ledgers: each broken promise is named."""
+
+from __future__ import annotations
+
+from runtime import Client
+from runtime.registry import load
+from streams.connection import RedisSettings, connect
+from tests.chaos.harness import BATTERY
+from tests.chaos.ledger import Bar, Call, Fault, History, Op, check, violations
+
+
+def history(**ops: tuple[str, ...]) -> History:
+    """A history with one publish per outcome given, of those job ids."""
+    # connect() is lazy: nothing here talks to Redis.
+    made = History(Client(connect(RedisSettings()), load(BATTERY)))
+    made.ops = [Op(ids, 0, 1, outcome) for outcome, ids in ops.items()]  # type: ignore[arg-type]
+    return made
+
+
+def ran(*jobs: str, pid: int = 1) -> list[Call]:
+    return [Call(job, 1, 1, pid, 10, 20, "ok") for job in jobs]
+
+
+def test_a_run_that_kept_every_promise_breaks_none() -> None:
+    figures = check("t", history(ok=("a", "b"), unknown=("c",)), ran("a", "b", "c"))
+    assert (figures.acknowledged, figures.completed, figures.recovered) == (2, 3, 1)
+    assert violations(figures, Bar()) == []
+
+
+def test_a_missing_completion_is_lost() -> None:
+    figures = check("t", history(ok=("a", "b")), ran("a"))
+    assert violations(figures, Bar()) == ["lost=1"]
+
+
+def test_a_job_run_after_a_definite_failure_or_never_published_is_unexpected() -> None:
+    figures = check("t", history(ok=("a",), fail=("b",)), ran("a", "b", "z"))
+    assert violations(figures, Bar()) == ["unexpected=2"]
+
+
+def test_duplicates_are_allowed_only_of_jobs_held_at_a_fault() -> None:
+    calls = ran("a", "b", "a", "b", pid=2)
+    made = history(ok=("a", "b"))
+    assert violations(check("t", made, calls), Bar()) == ["duplicates=2"]
+    made.faults.append(Fault(1, 5, frozenset({"a"})))
+    figures = check("t", made, calls)
+    assert (figures.duplicates, figures.duplicates_held) == (2, 1)
+    assert violations(figures, Bar(duplicates="held")) == ["duplicates=2 > duplicates_held"]
+
+
+def test_a_dead_poison_job_is_not_lost_and_a_dead_neighbour_is_named() -> None:
+    figures = check("t", history(ok=("a", "p", "b")), ran("a"), dead={"p", "b"}, poison={"p"})
+    assert (figures.lost, figures.dead) == (0, 2)
+    assert violations(figures, Bar()) == ["innocent_dead=1"]
