@@ -1,22 +1,28 @@
 """Phone numbers in E.164, as the SMS and WhatsApp functions take them.
 
 A number with its `+` and country code is taken as it is; a national one
-(`5550100`, `030 1234567`) is read in the deployment's default region
+(`5550100`, `030 1234567`) is read in its workspace's region
+(`SLUICE_SMS_REGIONS`), else the deployment's default region
 (`SLUICE_SMS_DEFAULT_REGION`). The check is Google's libphonenumber
 (`phonenumbers`): a number of a length no number of its country has is refused,
 but one merely unassigned is not (fictional 555 numbers pass), since a carrier
 tells that better than a table that ages.
 
 The region comes from `current_settings()` where the process set it (workers,
-and the ingress for the requests it serves): the input types normalise in their
-`__post_init__`, which is where publish-time validation runs, and a Struct's
-decoding can be handed nothing else. Elsewhere (a Python `Client` in an app)
+and the ingress for the requests it serves), and the workspace from
+`in_workspace`, which whoever decodes an event's data wraps the decoding in (the
+client per event, the ingress per event when workspaces have regions): the input
+types normalise in their `__post_init__`, which is where publish-time validation
+runs, and a Struct's decoding can be handed nothing else. Elsewhere (a Python `Client` in an app)
 there is no default region, and a number must be international.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 import phonenumbers
 
@@ -38,12 +44,36 @@ _PARSE_REASONS = {
 }
 
 
-def default_region() -> str:
-    """The deployment's default region ("" where the process has no settings)."""
+# The workspace whose event is being decoded ("": none known).
+_workspace: ContextVar[str] = ContextVar("sluice_phones_workspace", default="")
+
+
+@contextlib.contextmanager
+def in_workspace(workspace: str) -> Iterator[None]:
+    """Numbers checked inside are read in `workspace`'s region, if it has one."""
+    token = _workspace.set(workspace)
     try:
-        return current_settings().sms.default_region
+        yield
+    finally:
+        _workspace.reset(token)
+
+
+def regional() -> bool:
+    """Some workspace has a region of its own: decoding must know the workspace."""
+    try:
+        return bool(current_settings().sms.regions)
+    except ConfigurationError:
+        return False
+
+
+def default_region() -> str:
+    """The region national numbers are read in: the workspace's, else the
+    deployment's ("" where the process has no settings)."""
+    try:
+        sms = current_settings().sms
     except ConfigurationError:
         return ""
+    return sms.regions.get(_workspace.get(), sms.default_region)
 
 
 def e164(number: str, field: str) -> str:

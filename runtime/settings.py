@@ -40,6 +40,9 @@ class SmsSettings(msgspec.Struct, frozen=True, kw_only=True):
     # The region (ISO 3166 code, "US") national numbers are read in, for sms.send
     # and whatsapp.send (runtime.phones); "": only international numbers.
     default_region: str = ""
+    # A workspace's own region, where its customers' numbers are national ones of
+    # another country than the deployment's: workspace -> ISO 3166 code.
+    regions: dict[str, str] = {}
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
@@ -48,6 +51,14 @@ class SmsSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError(
                 f"SLUICE_SMS_DEFAULT_REGION={self.default_region!r} is no region phone"
                 " numbers know (an ISO 3166 code in capitals, such as US or DE)"
+            )
+        unknown = {
+            ws: r for ws, r in self.regions.items() if r not in phonenumbers.SUPPORTED_REGIONS
+        }
+        if unknown:
+            raise ConfigurationError(
+                f"SLUICE_SMS_REGIONS: {', '.join(f'{r!r} (for {ws})' for ws, r in unknown.items())}"
+                " is no region phone numbers know (an ISO 3166 code in capitals, such as US or DE)"
             )
         if self.provider == "twilio" and not (self.twilio_account_sid and self.twilio_auth_token):
             raise ConfigurationError(
@@ -327,6 +338,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_SMS_PROVIDER": ("sms", "provider"),
     "SLUICE_SMS_FROM": ("sms", "sender"),
     "SLUICE_SMS_DEFAULT_REGION": ("sms", "default_region"),
+    "SLUICE_SMS_REGIONS": ("sms", "regions"),
     "SLUICE_SMS_TIMEOUT_S": ("sms", "timeout_s"),
     "SLUICE_TWILIO_ACCOUNT_SID": ("sms", "twilio_account_sid"),
     "SLUICE_TWILIO_AUTH_TOKEN": ("sms", "twilio_auth_token"),
@@ -400,6 +412,9 @@ _OWN: dict[str, tuple[str, ...]] = {
         "SLUICE_INGRESS_HOST",
         "SLUICE_INGRESS_PORT",
         PLATFORM_PORT,
+        # Phone numbers are normalised where events are published.
+        "SLUICE_SMS_DEFAULT_REGION",
+        "SLUICE_SMS_REGIONS",
         "SLUICE_API_KEYS_FILE",
         "SLUICE_API_KEYS",
         "SLUICE_INGRESS_MAX_BODY_BYTES",

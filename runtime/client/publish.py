@@ -14,6 +14,7 @@ from runtime.client.jobs import Jobs
 from runtime.client.timing import When, due, epoch_ms
 from runtime.declare import Function
 from runtime.errors import InvalidPayload, InvalidPriority, PayloadTooLarge
+from runtime.phones import in_workspace
 from runtime.registry import Registry
 from runtime.telemetry import tracing
 from streams import envelope as env
@@ -203,7 +204,7 @@ class Client:
                     id=job_id,
                     function=fn.name,
                     workspace=workspace,
-                    payload=encode_input(fn, event.data, i),
+                    payload=encode_input(fn, event.data, i, workspace),
                     created_ms=created_ms,
                     due_ms=due_ms or (created_ms + delay_ms if delay_ms else 0),
                     expires_ms=expires_ms,
@@ -289,8 +290,9 @@ def _tags(given: Sequence[str], index: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(check_token(f"tag of event {index}", t) for t in given))
 
 
-def encode_input(fn: Function[Any], data: Any, index: int = 0) -> msgspec.Raw:
-    """`data` checked against and encoded as `fn`'s input; `index` names it in errors.
+def encode_input(fn: Function[Any], data: Any, index: int = 0, workspace: str = "") -> msgspec.Raw:
+    """`data` checked against and encoded as `fn`'s input; `index` names it in errors,
+    and its `workspace` is the one whose region national phone numbers are read in.
 
     A function known from the catalogue (runtime.catalogue) has `dict` for input:
     any JSON object, a Struct as its fields, which its worker checks."""
@@ -298,7 +300,8 @@ def encode_input(fn: Function[Any], data: Any, index: int = 0) -> msgspec.Raw:
         fn.input is dict and isinstance(data, msgspec.Struct)
     ):
         try:
-            data = msgspec.convert(data, fn.input)
+            with in_workspace(workspace):
+                data = msgspec.convert(data, fn.input)
         except msgspec.ValidationError as exc:
             raise InvalidPayload(fn.name, index, str(exc)) from None
     try:

@@ -104,7 +104,7 @@ class Repeats:
         schedule = Schedule(
             name=name,
             workspace=workspace,
-            payload=encode_input(fn, data),
+            payload=encode_input(fn, data, workspace=workspace),
             cron=cron or "",
             zone=zone,
             every_ms=every_ms or 0,

@@ -33,6 +33,7 @@ from runtime.ingress.routes import (
     media_type,
     reply,
 )
+from runtime.phones import in_workspace, regional
 from runtime.telemetry import tracing
 
 # An istr: looked up in every request's headers without case-folding it first.
@@ -59,6 +60,32 @@ def _decoders(services: Services, topic: str) -> Decoders:
         found = msgspec.json.Decoder(one), msgspec.json.Decoder(many)
         services.decoders[topic] = found
     return found
+
+
+class _Workspace(msgspec.Struct):
+    """An event read for its workspace alone, before its data is decoded."""
+
+    workspace: str = ""
+
+
+_WORKSPACE = msgspec.json.Decoder(_Workspace)
+_EVENTS = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _in_its_workspace(one: msgspec.json.Decoder[Any], event: bytes, at: str) -> EventBody[Any]:
+    """Decode one event with its data's phone numbers read in its workspace's region
+    (runtime.phones): where some workspace has a region of its own, the workspace
+    must be known before the data is decoded, so it is read first."""
+    try:
+        try:
+            workspace = _WORKSPACE.decode(event).workspace
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            workspace = ""  # the full decode below says what is wrong
+        with in_workspace(workspace):
+            decoded: EventBody[Any] = one.decode(event)
+            return decoded
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise from_validation(exc, at) from None
 
 
 def _identified(body: EventBody[Any], idempotency: str | None, index: int | None) -> EventBody[Any]:
@@ -111,18 +138,18 @@ async def publish_events(
     data = await request.read()
     single = False
     try:
-        if kind == JSON:
+        if kind == JSON and regional():
+            single = not data.lstrip().startswith(b"[")
+            events = [msgspec.Raw(data)] if single else _EVENTS.decode(data)
+            bodies = [_in_its_workspace(one, e, "$" if single else f"$[{n}]")
+                      for n, e in enumerate(events)]  # fmt: skip
+        elif kind == JSON:
             decoded = many.decode(data)
             single = isinstance(decoded, EventBody)
             bodies = [decoded] if single else decoded
         elif kind == NDJSON:
-            bodies = []
-            for n, line in enumerate(data.splitlines()):
-                if line.strip():
-                    try:
-                        bodies.append(one.decode(line))
-                    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-                        raise from_validation(exc, f"$[{n}]") from None
+            bodies = [_in_its_workspace(one, line, f"$[{n}]")
+                      for n, line in enumerate(data.splitlines()) if line.strip()]  # fmt: skip
         else:
             raise Problem(415, "Unsupported media type", f"send {JSON} or {NDJSON}")
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:

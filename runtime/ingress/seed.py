@@ -44,7 +44,7 @@ from runtime.ingress.views import (
     rate_limit_view,
     rate_summary_view,
 )
-from runtime.phones import e164
+from runtime.phones import e164, in_workspace
 from streams.keys import check_token
 from streams.ratelimit import Deferral
 
@@ -109,7 +109,8 @@ async def schedule_sms(request: web.Request, services: Services, key: ApiKey) ->
     body = await read_json(request, BullMQSms)
     workspace = _workspace(key, body.workspaceId)
     try:  # here, to name the seed's field rather than sms.send's `to`
-        to = e164(body.phoneNumber, "phoneNumber")
+        with in_workspace(workspace):
+            to = e164(body.phoneNumber, "phoneNumber")
     except ValueError as exc:
         raise invalid("$.phoneNumber", str(exc)) from None
     data = {"to": to, "body": body.message, "metadata": body.metadata}

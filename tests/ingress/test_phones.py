@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextvars
 from typing import Any
 
+import msgspec
 import pytest
 
 from functions.sms import Sms
 from functions.whatsapp import WhatsApp
 from runtime import ConfigurationError, Jobs, Settings, SmsSettings, e164
-from runtime.settings import use_settings
+from runtime.phones import in_workspace
+from runtime.settings import from_env, use_settings
 from streams.connection import Redis
 from tests.ingress.conftest import registry, start_api
 from tests.redis_server import RedisServer
@@ -82,5 +84,84 @@ async def test_the_ingress_normalises_in_its_region_and_names_the_field_it_refus
         assert [(e["path"], e["message"]) for e in problem["errors"]] == [
             ("$.phoneNumber", "`phoneNumber` '555' is not a phone number: too short")
         ]
+    finally:
+        await api.http.close()
+
+
+# acme's customers are in Germany, globex's in the US; everyone else's where the
+# deployment is (Great Britain).
+REGIONS = Settings(sms=SmsSettings(default_region="GB", regions={"acme": "DE", "globex": "US"}))
+
+
+def test_a_workspace_may_read_national_numbers_in_its_own_region() -> None:
+    def sms_in(workspace: str, to: str) -> str:
+        with in_workspace(workspace):
+            return Sms(to=to, body="hi").to
+
+    assert in_region(REGIONS, sms_in, "acme", "030 1234567") == "+49301234567"
+    assert in_region(REGIONS, sms_in, "globex", "(555) 010-0199") == "+15550100199"
+    assert in_region(REGIONS, sms_in, "initech", "020 7946 0958") == "+442079460958"
+    with pytest.raises(ConfigurationError, match=r"SLUICE_SMS_REGIONS: 'XX' \(for globex\)"):
+        SmsSettings(regions={"globex": "XX"})
+    assert from_env({"SLUICE_SMS_REGIONS": "acme=DE, globex=US"}).sms.regions == {
+        "acme": "DE",
+        "globex": "US",
+    }
+
+
+async def test_the_ingress_reads_each_events_numbers_in_its_workspaces_region(
+    redis: Redis, shared_server: RedisServer
+) -> None:
+    use_settings(REGIONS)
+    api = await start_api(redis, shared_server.url)
+    try:
+        # A workspace key, and an admin key publishing for two workspaces at once.
+        one = await api.post("/v1/events/sms.send", {"workspace": "acme",
+                             "data": {"to": "030 1234567", "body": "hi"}})  # fmt: skip
+        assert one.status == 202, await one.text()
+        events = [
+            {"workspace": "acme", "data": {"to": "030 1234567", "body": "hi"}},
+            {"workspace": "globex", "data": {"to": "(555) 010-0199", "body": "hi"}},
+            {"workspace": "initech", "data": {"to": "020 7946 0958", "body": "hi"}},
+        ]
+        many = await api.post("/v1/events/sms.send", events, who="admin")
+        assert many.status == 202, await many.text()
+        lines = "\n".join(msgspec.json.encode(e).decode() for e in events)
+        streamed = await api.http.post(
+            "/v1/events/sms.send",
+            data=lines,
+            headers={**api.auth("admin"), "Content-Type": "application/x-ndjson"},
+        )
+        assert streamed.status == 202, await streamed.text()
+        seed = await api.post("/api/schedule-sms", {"phoneNumber": "(555) 010-0199",
+                              "message": "hi", "workspaceId": "globex"}, who="admin")  # fmt: skip
+        assert seed.status == 202, await seed.text()
+        jobs = Jobs(redis, registry())
+        sent = [((await one.json())["id"], "acme")]
+        for answer in (many, streamed):
+            ids = [job["id"] for job in (await answer.json())["jobs"]]
+            sent += zip(ids, ("acme", "globex", "initech"), strict=True)
+        found = []
+        for job_id, workspace in sent:
+            record = await jobs.get("sms.send", job_id, workspace=workspace)
+            assert record is not None, job_id
+            found.append(record.data["to"])
+        assert found == ["+49301234567", *(["+49301234567", "+15550100199", "+442079460958"] * 2)]
+        record = await jobs.get("sms.send", (await seed.json())["jobId"], workspace="globex")
+        assert record is not None
+        assert record.data["to"] == "+15550100199"
+        # Decoded event by event, bad input is still named where it is.
+        bad = await api.post("/v1/events/sms.send", [events[0], {**events[1], "data": {
+                             "to": "12", "body": "hi"}}], who="admin")  # fmt: skip
+        assert bad.status == 422
+        problem = await bad.json(content_type=None)
+        assert [e["path"] for e in problem["errors"]] == ["$[1].data"]
+        for body, status in ((b"[1,", 400), (b"[7]", 422), (b'{"workspace": 7}', 422)):
+            answer = await api.http.post(
+                "/v1/events/sms.send",
+                data=body,
+                headers={**api.auth("admin"), "Content-Type": "application/json"},
+            )
+            assert answer.status == status, (body, await answer.text())
     finally:
         await api.http.close()
