@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from streams.connection import Redis, RedisSettings, connect
+from tests.redis_cluster import RedisCluster, running_cluster
 from tests.redis_server import RedisServer
 
 
@@ -27,6 +28,22 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One local 3-master Redis Cluster for the session, started when first asked for."""
+    with running_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def cluster_redis(shared_cluster: RedisCluster) -> AsyncIterator[Redis]:
+    """A client of the shared cluster, every node emptied before each test."""
+    shared_cluster.flush()
+    client = connect(settings_for(shared_cluster.url))
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

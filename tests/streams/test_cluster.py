@@ -1,0 +1,80 @@
+"""Redis Cluster: the settings that ask for one, and the data layer's calls on a local
+3-master cluster (tests/redis_cluster.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.settings import from_env
+from streams.connection import Redis, RedisSettings, connect
+from streams.consume import ensure_group
+from streams.errors import ConfigurationError
+from streams.keys import PartitionKeys
+from tests.conftest import settings_for
+from tests.redis_cluster import RedisCluster
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        RedisSettings(url="redis+cluster://10.0.0.1:7000"),
+        RedisSettings(url="rediss+cluster://u:p@redis.example:7000/0"),
+        RedisSettings(url="redis://10.0.0.1:7000", cluster=True),
+    ],
+)
+def test_a_cluster_is_asked_for_by_the_url_scheme_or_the_setting(settings: RedisSettings) -> None:
+    assert settings.is_cluster()
+
+
+def test_cluster_from_the_environment_with_redis_url_or_its_parts() -> None:
+    named = from_env({"REDIS_URL": "redis://h:7000", "SLUICE_REDIS_CLUSTER": "true"})
+    assert named.redis.is_cluster()
+    seeded = from_env({"REDIS_HOST": "h", "REDIS_PORT": "7000", "SLUICE_REDIS_CLUSTER": "1"})
+    assert seeded.redis.is_cluster()
+    assert seeded.redis.url == "redis://h:7000/0"
+    # The parts agree with a cluster URL of the same host, port and TLS.
+    tls = from_env({"REDIS_URL": "rediss+cluster://h:7000", "REDIS_HOST": "h", "REDIS_TLS": "1"})
+    assert tls.redis.is_cluster()
+    assert not from_env({"REDIS_URL": "redis://h:7000"}).redis.is_cluster()
+
+
+@pytest.mark.parametrize(
+    ("url", "cluster"),
+    [
+        ("redis+cluster://h:7000/2", False),
+        ("redis://h:7000/1", True),
+        ("redis://h:7000/?db=3", True),
+        ("unix:///run/redis.sock", True),
+    ],
+)
+def test_a_cluster_has_database_0_over_tcp_only(url: str, cluster: bool) -> None:
+    with pytest.raises(ConfigurationError, match="Cluster"):
+        RedisSettings(url=url, cluster=cluster)
+
+
+def test_a_database_in_the_parts_of_a_cluster_is_refused_naming_it() -> None:
+    with pytest.raises(ConfigurationError, match="database 0"):
+        from_env({"REDIS_HOST": "h", "REDIS_DB": "2", "SLUICE_REDIS_CLUSTER": "true"})
+
+
+async def test_every_partition_is_reached_wherever_its_node(cluster_redis: Redis) -> None:
+    # Before the cluster client, every key on another node than the URL's was MOVED.
+    for p in range(8):
+        keys = PartitionKeys("tasks", p)
+        await ensure_group(cluster_redis, keys)
+        await cluster_redis.hset(keys.jobs, "a", "1")
+        assert await cluster_redis.hget(keys.jobs, "a") == b"1"
+
+
+async def test_the_cluster_client_reads_replies_like_the_single_server_one(
+    shared_cluster: RedisCluster,
+) -> None:
+    client = connect(settings_for(shared_cluster.url))
+    try:
+        assert await client.ping()
+        # RESP3: a map is a dict without redis-py's RESP2 pairing.
+        assert await client.hgetall("sluice:{x#0}:h") == {}
+    finally:
+        await client.aclose()
