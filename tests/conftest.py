@@ -46,6 +46,15 @@ async def cluster_redis(shared_cluster: RedisCluster) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+@pytest.fixture(params=["server", "cluster"])
+def any_redis(request: pytest.FixtureRequest) -> Redis:
+    """The shared single server's client, then the shared cluster's: for tests of what
+    must hold on both."""
+    name = "redis" if request.param == "server" else "cluster_redis"
+    client: Redis = request.getfixturevalue(name)
+    return client
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisServer]:
     """A private server this test may kill, pause or restart."""
