@@ -1,5 +1,5 @@
 """Liveness and readiness: `/healthz` answers while the process runs; `/readyz`
-only while Redis answers within a second (a load balancer stops sending
+only while Redis (every primary of a cluster) answers within a second (a load balancer stops sending
 publishes that could only get 503)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from aiohttp import web
 
 from runtime.ingress.bodies import Health
 from runtime.ingress.routes import Public, Route, Services, reply
+from streams.server import ping_primaries
 
 READY_TIMEOUT_S = 1.0
 
@@ -20,7 +21,7 @@ async def healthz(request: web.Request, services: Services) -> web.Response:
 
 async def readyz(request: web.Request, services: Services) -> web.Response:
     # asyncio.wait, not wait_for: the ping is not waited on past the timeout.
-    ping = asyncio.ensure_future(services.redis.ping())
+    ping = asyncio.ensure_future(ping_primaries(services.redis))
     done, _ = await asyncio.wait([ping], timeout=READY_TIMEOUT_S)
     if not done:
         ping.cancel()

@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import redis.exceptions
 
 from runtime.settings import from_env
 from streams.connection import Redis, RedisSettings, connect
 from streams.consume import ensure_group
-from streams.errors import ConfigurationError
+from streams.errors import ConfigurationError, RedisUnavailable, wrap_unavailable
+from streams.jobs import counts
 from streams.keys import PartitionKeys
 from tests.conftest import settings_for
-from tests.redis_cluster import RedisCluster
+from tests.redis_cluster import RedisCluster, running_cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -76,5 +80,40 @@ async def test_the_cluster_client_reads_replies_like_the_single_server_one(
         assert await client.ping()
         # RESP3: a map is a dict without redis-py's RESP2 pairing.
         assert await client.hgetall("sluice:{x#0}:h") == {}
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.exceptions.SlotNotCoveredError('Slot "7" is not covered by the cluster.'),
+        redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+        redis.exceptions.TryAgainError("TRYAGAIN"),
+        redis.exceptions.ClusterError("TTL exhausted."),
+        redis.exceptions.RedisClusterException(
+            "Redis Cluster cannot be connected. Please provide at least one reachable node"
+        ),
+    ],
+)
+def test_a_cluster_that_cannot_serve_a_slot_is_redis_unavailable(error: Exception) -> None:
+    with pytest.raises(RedisUnavailable), wrap_unavailable():
+        raise error
+
+
+def test_a_cross_slot_call_is_a_bug_not_an_outage() -> None:
+    with pytest.raises(redis.exceptions.RedisClusterException), wrap_unavailable():
+        raise redis.exceptions.RedisClusterException(
+            "EVALSHA - all keys must map to the same key slot"
+        )
+
+
+async def test_a_cluster_whose_nodes_are_all_down_is_unavailable(tmp_path: Path) -> None:
+    with running_cluster(tmp_path) as cluster:
+        pass  # stopped
+    client = connect(settings_for(cluster.url, retries=0))
+    try:
+        with pytest.raises(RedisUnavailable):
+            await counts(client, PartitionKeys("tasks", 0))
     finally:
         await client.aclose()
