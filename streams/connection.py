@@ -96,6 +96,11 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
         return base + mark + query + hash_mark + fragment
 
 
+def is_cluster(client: Redis) -> bool:
+    """Whether `client` talks to a Redis Cluster (whose keys are laid out to spread)."""
+    return isinstance(client, RedisCluster)
+
+
 def connect(settings: RedisSettings) -> Redis:
     """Build a client; it connects lazily, so this never blocks or fails on a down server.
 

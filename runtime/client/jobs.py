@@ -11,7 +11,7 @@ from runtime.client.timing import When, due
 from runtime.errors import InvalidCursor, JobNotFound, WrongJobState
 from runtime.registry import Registry
 from streams import cancel as scripts
-from streams.connection import Redis
+from streams.connection import Redis, is_cluster
 from streams.jobs import Counts, JobRecord, counts, find_job
 from streams.keys import PartitionKeys, check_token, job_ref, shown_id
 from streams.listing import Listable, Page, list_jobs, offset
@@ -49,7 +49,7 @@ class Jobs:
         self, function: str, job_id: str, *, workspace: str | None = None
     ) -> JobRecord | None:
         owner, ids = job_ref(job_id, workspace)
-        for keys in self.registry.partitions(function, owner):
+        for keys in self.registry.partitions(function, owner, cluster=is_cluster(self.redis)):
             record = await find_job(self.redis, keys, ids, owner or "")
             if record is not None:
                 return record
@@ -71,7 +71,7 @@ class Jobs:
     async def cancel_key(self, function: str, key: str, *, workspace: str) -> str:
         """Cancel the live job of business `key`; returns its id. Raises `JobNotFound`
         when the key names no job (or its job finished), `WrongJobState` when it runs."""
-        keys = self.registry.partitions(function, workspace)[0]
+        keys = self.registry.partitions(function, workspace, cluster=is_cluster(self.redis))[0]
         outcome = await scripts.cancel(
             self.redis,
             keys,
@@ -100,7 +100,7 @@ class Jobs:
         cancelled: list[str] = []
         running: list[str] = []
         for name in names:
-            keys = self.registry.partitions(name, workspace)[0]
+            keys = self.registry.partitions(name, workspace, cluster=is_cluster(self.redis))[0]
             for job_id, state in (
                 await scripts.cancel(
                     self.redis, keys, "tag", tag, workspace, self.registry.share(name)
@@ -153,7 +153,7 @@ class Jobs:
             return await page_all(
                 self.redis, self.registry, state, workspace=workspace, cursor=cursor, limit=limit
             )
-        partitions = self.registry.partitions(function, workspace)
+        partitions = self.registry.partitions(function, workspace, cluster=is_cluster(self.redis))
         start, inner = _position(cursor, len(partitions))
         for i in range(start, len(partitions)):
             page = await list_jobs(
@@ -169,7 +169,8 @@ class Jobs:
     async def counts(self, function: str) -> Counts:
         """The function's counts, summed over its partitions."""
         parts = [
-            await counts(self.redis, keys) for keys in self.registry.partitions(function, None)
+            await counts(self.redis, keys)
+            for keys in self.registry.partitions(function, None, cluster=is_cluster(self.redis))
         ]
         total = parts[0]
         for part in parts[1:]:
@@ -187,7 +188,7 @@ class Jobs:
         action: str,
     ) -> None:
         owner, ids = job_ref(job_id, workspace)
-        for keys in self.registry.partitions(function, owner):
+        for keys in self.registry.partitions(function, owner, cluster=is_cluster(self.redis)):
             state = await script(keys, ids, owner or "")
             if state == done:
                 return

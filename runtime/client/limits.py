@@ -5,7 +5,7 @@ worker applies them at its next read, without a restart."""
 from __future__ import annotations
 
 from runtime.registry import Registry
-from streams.connection import Redis
+from streams.connection import Redis, is_cluster
 from streams.ratelimit import GLOBAL, Deferral, deferrals, set_limit
 
 
@@ -20,19 +20,19 @@ class Limits:
 
     async def set_global(self, function: str, rate_per_s: float | None) -> None:
         """All workspaces together; None goes back to the declared rate."""
-        partitions = self.registry.partitions(function)
+        partitions = self.registry.partitions(function, cluster=is_cluster(self.redis))
         share = None if rate_per_s is None else rate_per_s / len(partitions)
         for keys in partitions:
             await set_limit(self.redis, keys, GLOBAL, share)
 
     async def set_workspace(self, function: str, workspace: str, rate_per_s: float | None) -> None:
         """One workspace's own rate (its tier); None goes back to the declared rate."""
-        (keys,) = self.registry.partitions(function, workspace)
+        (keys,) = self.registry.partitions(function, workspace, cluster=is_cluster(self.redis))
         await set_limit(self.redis, keys, workspace, rate_per_s)
 
     async def deferrals(self, function: str) -> dict[str, Deferral]:
         """Per workspace: jobs deferred so far, when last, how many it asked for, which limit."""
         found: dict[str, Deferral] = {}
-        for keys in self.registry.partitions(function):
+        for keys in self.registry.partitions(function, cluster=is_cluster(self.redis)):
             found.update(await deferrals(self.redis, keys))
         return found

@@ -28,6 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from runtime.client.metrics import Snapshot
 from runtime.ingress.auth import ApiKey
 from runtime.ingress.routes import Admin, Route, Services
+from streams.connection import is_cluster
 from streams.errors import wrap_unavailable
 from streams.jobs import Counts
 
@@ -136,7 +137,7 @@ class Exposition:
             scrape.counts[fn.name] = await services.jobs.counts(fn.name)
             scrape.metrics[fn.name] = await services.metrics.read(fn.name)
             due = dict.fromkeys(DUE_WITHIN_MIN, 0)
-            for keys in services.registry.partitions(fn.name):
+            for keys in services.registry.partitions(fn.name, cluster=is_cluster(services.redis)):
                 with wrap_unavailable():
                     for minutes in DUE_WITHIN_MIN:
                         due[minutes] += await services.redis.zcount(

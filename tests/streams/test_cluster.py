@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 import redis.exceptions
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.asyncio.cluster import RedisCluster as RedisClusterClient
+from redis.crc import key_slot
 
 from runtime.settings import from_env
 from streams.connection import Redis, RedisSettings, connect
@@ -117,3 +121,34 @@ async def test_a_cluster_whose_nodes_are_all_down_is_unavailable(tmp_path: Path)
             await counts(client, PartitionKeys("tasks", 0))
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("function", ["tasks", "batch-tasks", "sms.send", "email.send", "x"])
+async def test_three_partitions_on_three_primaries_use_all_three(
+    cluster_redis: Redis, function: str
+) -> None:
+    # Before, the tags {batch-tasks#0..2} and {sms.send#0..2} sat on two primaries.
+    assert isinstance(cluster_redis, RedisClusterClient)
+    await cluster_redis.initialize()
+    owners = {
+        cluster_redis.get_node_from_key(PartitionKeys(function, p, 3).stream) for p in range(3)
+    }
+    assert owners == set(cluster_redis.get_primaries())
+
+
+@given(function=st.from_regex(r"[a-z0-9][a-z0-9_.\-]{0,20}", fullmatch=True), data=st.data())
+def test_each_partition_lands_in_the_middle_of_its_share_of_slots(
+    function: str, data: st.DataObject
+) -> None:
+    partitions = data.draw(st.integers(2, 64))
+    p = data.draw(st.integers(0, partitions - 1))
+    share = 16384 / partitions
+    slot = key_slot(PartitionKeys(function, p, partitions).stream.encode())
+    assert (p + 0.25) * share <= slot < (p + 0.75) * share
+
+
+@given(function=st.from_regex(r"[a-z0-9][a-z0-9_.\-]{0,20}", fullmatch=True))
+def test_single_server_keys_and_one_partition_keep_the_tag_they_had(function: str) -> None:
+    # Spreading renames nothing a single server stored, nor a one-partition function.
+    assert PartitionKeys(function, 3).tag == f"sluice:{{{function}#3}}"
+    assert PartitionKeys(function, 0, 1).tag == f"sluice:{{{function}#0}}"
