@@ -225,6 +225,11 @@ class _BoundedCluster(RedisCluster):
         limit = self.call_timeout_s + _blocking_s(args)
         try:
             async with asyncio.timeout(limit):
+                # Learn the layout first (a no-op once known): redis-py 8.1 routes a
+                # command issued before then, or after an error made it re-learn, to
+                # a random node, and after 5 MOVED replies closes every connection,
+                # the other tasks' calls in flight included.
+                await self.initialize()
                 return await super().execute_command(*args, **options)
         except TimeoutError:
             raise _late(limit) from None
@@ -244,6 +249,7 @@ class _BoundedClusterPipeline(ClusterPipeline):
     ) -> list[Any]:
         try:
             async with asyncio.timeout(self.call_timeout_s):
+                await self.cluster_client.initialize()  # as in _BoundedCluster
                 return await super().execute(raise_on_error, allow_redirections)
         except TimeoutError:
             raise _late(self.call_timeout_s) from None

@@ -18,7 +18,7 @@ from runtime.registry import load
 from runtime.scheduler.host import Scheduler
 from runtime.settings import from_env
 from runtime.worker.host import WorkerHost
-from streams.connection import Redis, RedisSettings, connect
+from streams.connection import Redis, RedisSettings, connect, is_cluster
 from streams.jobs import Counts, counts
 from streams.keys import PartitionKeys
 
@@ -87,7 +87,8 @@ def ledger_pids(path: Path) -> set[str]:
 
 
 async def total_counts(redis: Redis, function: str, partitions: int = 1) -> Counts:
-    parts = [await counts(redis, PartitionKeys(function, p)) for p in range(partitions)]
+    spread = partitions if is_cluster(redis) else 0  # as runtime.registry.partition_keys
+    parts = [await counts(redis, PartitionKeys(function, p, spread)) for p in range(partitions)]
     total = parts[0]
     for part in parts[1:]:
         total = total + part

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,18 @@ def test_single_server_keys_and_one_partition_keep_the_tag_they_had(function: st
     # Spreading renames nothing a single server stored, nor a one-partition function.
     assert PartitionKeys(function, 3).tag == f"sluice:{{{function}#3}}"
     assert PartitionKeys(function, 0, 1).tag == f"sluice:{{{function}#0}}"
+
+
+async def test_concurrent_first_calls_of_a_new_client_each_reach_their_node(
+    shared_cluster: RedisCluster,
+) -> None:
+    # Before: redis-py sent calls made before it knew the layout to random nodes,
+    # and after 5 MOVED replies closed every connection under the others' feet.
+    shared_cluster.flush()
+    client = connect(settings_for(shared_cluster.url, retries=0))
+    try:
+        names = [f"f{i}" for i in range(40)]
+        await asyncio.gather(*(ensure_group(client, PartitionKeys(n, 0)) for n in names))
+        assert all([await client.exists(PartitionKeys(n, 0).stream) for n in names])
+    finally:
+        await client.aclose()
