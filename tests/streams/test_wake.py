@@ -9,8 +9,8 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterPubSub
 
 from runtime import Client
-from runtime.registry import load
-from streams.connection import Redis
+from runtime.registry import load, partition_keys
+from streams.connection import Redis, is_cluster
 from streams.keys import PartitionKeys
 from streams.wake import WakeListener
 from tests.runtime.helpers import SAMPLE
@@ -18,11 +18,13 @@ from tests.runtime.helpers import SAMPLE
 
 async def test_a_sooner_job_wakes_the_listener_of_its_partition(any_redis: Redis) -> None:
     # "batch-tasks" has 2 partitions; on the cluster they sit on different nodes.
-    channels = [PartitionKeys("batch-tasks", p).wake for p in range(2)]
+    registry = load(SAMPLE)
+    (fn,) = registry.select(["batch-tasks"])
+    channels = [partition_keys(fn, p, is_cluster(any_redis)).wake for p in range(2)]
     listener = WakeListener(any_redis, channels)
     try:
         assert await listener.wait(0.01) == set()  # subscribed
-        client = Client(any_redis, load(SAMPLE))
+        client = Client(any_redis, registry)
         for workspace in ("w1", "w2", "w3", "w4"):
             await client.publish("batch-tasks", workspace=workspace, data={"n": 1}, delay_ms=60_000)
         heard: set[str] = set()
