@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -14,6 +15,16 @@ from tests.redis_server import RedisServer
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--long", action="store_true", help="run the long chaos and soak versions")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `slow` run only with --long (`./local.sh test --long`)."""
+    if config.getoption("--long"):
+        return
+    skip = pytest.mark.skip(reason="slow: runs with --long")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -46,13 +57,34 @@ async def cluster_redis(shared_cluster: RedisCluster) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-@pytest.fixture(params=["server", "cluster"])
+BOTH = ["server", pytest.param("cluster", marks=pytest.mark.cluster)]
+
+
+@pytest.fixture(params=BOTH)
 def any_redis(request: pytest.FixtureRequest) -> Redis:
     """The shared single server's client, then the shared cluster's: for tests of what
     must hold on both."""
     name = "redis" if request.param == "server" else "cluster_redis"
     client: Redis = request.getfixturevalue(name)
     return client
+
+
+class Target(NamedTuple):
+    """A Redis to run workers against: a client of it (emptied) and its URL."""
+
+    redis: Redis
+    url: str
+
+
+@pytest.fixture(params=BOTH)
+def target(request: pytest.FixtureRequest) -> Target:
+    """The shared single server, then the shared 3-master cluster: the core tests
+    that must pass on both."""
+    if request.param == "server":
+        server: RedisServer = request.getfixturevalue("shared_server")
+        return Target(request.getfixturevalue("redis"), server.url)
+    cluster: RedisCluster = request.getfixturevalue("shared_cluster")
+    return Target(request.getfixturevalue("cluster_redis"), cluster.url)
 
 
 @pytest.fixture
