@@ -14,6 +14,7 @@ from redis.asyncio.cluster import RedisCluster as RedisClusterClient
 from redis.crc import key_slot
 
 from runtime.settings import from_env
+from streams import webhooks
 from streams.connection import Redis, RedisSettings, connect
 from streams.consume import ensure_group
 from streams.errors import ConfigurationError, RedisUnavailable, wrap_unavailable
@@ -168,3 +169,16 @@ async def test_concurrent_first_calls_of_a_new_client_each_reach_their_node(
         assert all([await client.exists(PartitionKeys(n, 0).stream) for n in names])
     finally:
         await client.aclose()
+
+
+async def test_webhook_endpoints_watched_transactions_run_on_the_cluster(
+    cluster_redis: Redis,
+) -> None:
+    endpoint = webhooks.Endpoint(id="e1", url="https://example.com/hook", secret="whsec_x")
+    assert await webhooks.add(cluster_redis, "w", endpoint, limit=1)
+    assert not await webhooks.add(cluster_redis, "w", endpoint, limit=1)  # at the cap
+    assert await webhooks.disable(cluster_redis, "w", "e1", "410 Gone", 5)
+    (stored,) = await webhooks.endpoints(cluster_redis, "w")
+    assert (stored.disabled, stored.disabled_ms) == ("410 Gone", 5)
+    await webhooks.keep_settled(cluster_redis, "job-1", {"e1": b"200"}, ttl_s=60)
+    assert await webhooks.settled(cluster_redis, "job-1") == {"e1": b"200"}
