@@ -78,16 +78,15 @@ async def test_every_partition_is_reached_wherever_its_node(cluster_redis: Redis
         assert await cluster_redis.hget(keys.jobs, "a") == b"1"
 
 
-async def test_the_cluster_client_reads_replies_like_the_single_server_one(
-    shared_cluster: RedisCluster,
+async def test_the_cluster_client_speaks_resp3_and_packs_with_hiredis_on_every_node(
+    cluster_redis: Redis,
 ) -> None:
-    client = connect(settings_for(shared_cluster.url))
-    try:
-        assert await client.ping()
-        # RESP3: a map is a dict without redis-py's RESP2 pairing.
-        assert await client.hgetall("sluice:{x#0}:h") == {}
-    finally:
-        await client.aclose()
+    assert isinstance(cluster_redis, RedisClusterClient)
+    await cluster_redis.initialize()
+    for node in cluster_redis.get_primaries():
+        info = await cluster_redis.client_info(target_nodes=node)
+        assert info["resp"] == "3"
+        assert node.connection_class.__name__ == "_Tcp"  # hiredis packing
 
 
 @pytest.mark.parametrize(
