@@ -58,6 +58,9 @@ async def cluster_redis(shared_cluster: RedisCluster) -> AsyncIterator[Redis]:
 
 
 BOTH = ["server", pytest.param("cluster", marks=pytest.mark.cluster)]
+# For a longer test: on the cluster only with --long
+# (`@pytest.mark.parametrize("target", SLOW_ON_CLUSTER, indirect=True)`).
+SLOW_ON_CLUSTER = ["server", pytest.param("cluster", marks=[pytest.mark.cluster, pytest.mark.slow])]
 
 
 @pytest.fixture(params=BOTH)

@@ -12,6 +12,7 @@ from runtime import Client, Event, Job, Limits, function
 from runtime.registry import load
 from streams.connection import Redis
 from streams.errors import ConfigurationError
+from tests.conftest import Target
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,
@@ -131,9 +132,8 @@ async def test_a_run_time_override_limits_a_function_declared_without_one(
     assert 1 <= deferred.count <= 10
 
 
-async def test_jobs_over_a_limit_are_each_deferred_once(
-    redis: Redis, shared_server: RedisServer, ledger: Path
-) -> None:
+async def test_jobs_over_a_limit_are_each_deferred_once(target: Target, ledger: Path) -> None:
+    redis = target.redis
     registry = load(SAMPLE)
     n = 60
     client = Client(redis, registry)
@@ -141,7 +141,7 @@ async def test_jobs_over_a_limit_are_each_deferred_once(
     await client.publish_many(
         "limited-tasks", [Event(workspace="acme", data={"n": i}) for i in range(n)]
     )
-    async with worker_in_process(shared_server.url, "limited-tasks", scheduler=True):
+    async with worker_in_process(target.url, "limited-tasks", scheduler=True):
         await wait_completed(redis, "limited-tasks", n)
     deferred = (await Limits(redis, registry).deferrals("limited-tasks"))["acme"]
     assert deferred.count <= n - 10
