@@ -19,7 +19,7 @@ from runtime.backoff import Backoff
 from runtime.lifecycle import sleep_unless
 from streams.connection import Redis
 from streams.errors import RedisRefused, RedisUnavailable
-from streams.server import server_config
+from streams.server import server_configs
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +117,15 @@ class RedisHealth:
 
 
 async def report_server(client: Redis, url: str, stop: asyncio.Event) -> None:
-    """Log the server's durability settings once it answers; warn loudly on risky ones.
+    """Log the server's (every primary's) durability settings once it answers; warn
+    loudly on risky ones.
 
     Runs beside the hosts, so a Redis that is down at start delays only this report.
     """
     backoff = Backoff()
     while not stop.is_set():
         try:
-            config = await server_config(client)
+            configs = await server_configs(client)
         except RedisRefused as exc:
             # Managed Redis often denies INFO and CONFIG: nothing to check, nothing wrong.
             log.warning("redis at %s: its durability settings cannot be read: %s", url, exc)
@@ -132,14 +133,17 @@ async def report_server(client: Redis, url: str, stop: asyncio.Event) -> None:
         except RedisUnavailable:
             await sleep_unless(stop, backoff.next_delay())
             continue
-        log.info(
-            "redis %s at %s: maxmemory-policy=%s appendonly=%s appendfsync=%s",
-            config.version,
-            url,
-            config.maxmemory_policy or "?",
-            config.appendonly or "?",
-            config.appendfsync or "?",
-        )
-        for risk in config.risks():
-            log.warning("RISK OF LOSING JOBS: %s", risk)
+        for node, config in configs.items():
+            # A cluster's primaries each by address: any one evicting loses its jobs.
+            where = f"{url} (primary {node})" if node else url
+            log.info(
+                "redis %s at %s: maxmemory-policy=%s appendonly=%s appendfsync=%s",
+                config.version,
+                where,
+                config.maxmemory_policy or "?",
+                config.appendonly or "?",
+                config.appendfsync or "?",
+            )
+            for risk in config.risks():
+                log.warning("RISK OF LOSING JOBS: %s%s", f"primary {node}: " if node else "", risk)
         return

@@ -50,15 +50,17 @@ class Registry:
             chosen.append(self.by_name[name])
         return chosen
 
-    def partitions(self, function: str, workspace: str | None = None) -> list[PartitionKeys]:
-        """The keys of `function`'s partitions: all of them, or the one `workspace` maps to."""
+    def partitions(
+        self, function: str, workspace: str | None = None, *, cluster: bool
+    ) -> list[PartitionKeys]:
+        """The keys of `function`'s partitions: all of them, or the one `workspace` maps
+        to, as laid out on a cluster (`cluster`) or a single server (`partition_keys`)."""
         (fn,) = self.select([function])
         count = fn.options.partitions
         if workspace is not None:
-            return [
-                PartitionKeys(fn.name, partition_of(check_token("workspace", workspace), count))
-            ]
-        return [PartitionKeys(fn.name, p) for p in range(count)]
+            index = partition_of(check_token("workspace", workspace), count)
+            return [partition_keys(fn, index, cluster)]
+        return [partition_keys(fn, p, cluster) for p in range(count)]
 
     def share(self, function: str) -> int:
         """How many unread jobs of one workspace `function`'s stream holds (Options.share)."""
@@ -89,6 +91,12 @@ class Registry:
 
     def __iter__(self) -> Iterator[AnyFunction]:
         return iter(self.by_name.values())
+
+
+def partition_keys(fn: AnyFunction, partition: int, cluster: bool) -> PartitionKeys:
+    """The keys of `fn`'s `partition`: on a cluster spread over its primaries by the
+    partition count (`streams.keys.spread_tag`), on a single server as they always were."""
+    return PartitionKeys(fn.name, partition, fn.options.partitions if cluster else 0)
 
 
 def load(spec: str) -> Registry:

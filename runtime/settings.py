@@ -313,6 +313,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_REDIS_RETRIES": ("redis", "retries"),
     "SLUICE_REDIS_CALL_TIMEOUT_S": ("redis", "call_timeout_s"),
     "SLUICE_REDIS_MAX_CONNECTIONS": ("redis", "max_connections"),
+    "SLUICE_REDIS_CLUSTER": ("redis", "cluster"),
     "SLUICE_FUNCTIONS": ("", "functions"),
     "SLUICE_GRACE_S": ("", "grace_s"),
     "SLUICE_BLOCK_MS": ("", "block_ms"),
@@ -545,7 +546,7 @@ def _redis(environ: Mapping[str, str]) -> dict[str, object]:
             "REDIS_HOST": None if unix else split.hostname,
             "REDIS_PORT": None if unix else split.port or 6379,
             "REDIS_DB": int(("" if unix else split.path.strip("/")) or query.get("db", ["0"])[0]),
-            "REDIS_TLS": None if unix else split.scheme == "rediss",
+            "REDIS_TLS": None if unix else split.scheme.removesuffix("+cluster") == "rediss",
         }
     except ValueError:
         raise ConfigurationError("REDIS_URL: its port or database is not a number") from None

@@ -86,7 +86,7 @@ async def reschedule(
     if not ids:
         return "missing"
     reply = await _RESCHEDULE(
-        client, [keys.jobs, keys.delayed], [keys.wake, due_ms, delay_ms, workspace, *ids]
+        client, [keys.jobs, keys.delayed, keys.wake], [due_ms, delay_ms, workspace, *ids]
     )
     assert isinstance(reply, bytes)
     return reply.decode()

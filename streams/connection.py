@@ -11,12 +11,18 @@ import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio import connection as aioconnection
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from streams.errors import ConfigurationError
 
-Redis = aioredis.Redis
+# A client of one server or of a Redis Cluster: the data layer's calls are the same
+# (every script and multi-key call keeps to one hash-tagged slot).
+Redis = aioredis.Redis | RedisCluster
+
+# `redis+cluster://host:port` (or `rediss+cluster://`) names any node of a cluster.
+CLUSTER_SUFFIX = "+cluster"
 
 
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,20 +43,39 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     backoff_base_s: float = 0.05
     backoff_cap_s: float = 2.0
     max_connections: int = 64
+    # A Redis Cluster (as a `+cluster` URL scheme says too): the URL names any node.
+    cluster: bool = False
 
     def __post_init__(self) -> None:
         scheme = urllib.parse.urlsplit(self.url).scheme
-        if scheme not in ("redis", "rediss", "unix"):
+        if scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
             raise ConfigurationError(
-                "Redis URL must start with redis://, rediss:// or unix://, "
-                f"got {self.redacted_url()!r}"
+                "Redis URL must start with redis://, rediss://, unix:// or (a cluster) "
+                f"redis+cluster:// or rediss+cluster://, got {self.redacted_url()!r}"
             )
+        if self.is_cluster():
+            if scheme == "unix":
+                raise ConfigurationError("a Redis Cluster is reached over TCP, not unix://")
+            db = aioconnection.parse_url(self._plain_url()).get("db", 0)
+            if db:
+                raise ConfigurationError(
+                    f"a Redis Cluster has only database 0, but the URL names {db} "
+                    f"({self.redacted_url()!r})"
+                )
         if self.connect_timeout_s <= 0 or self.socket_timeout_s <= 0:
             raise ConfigurationError("Redis timeouts must be positive")
         if self.retries < 0:
             raise ConfigurationError("Redis retries must be 0 or more")
         if self.call_timeout_s is not None and self.call_timeout_s <= 0:
             raise ConfigurationError("the Redis call timeout must be positive")
+
+    def is_cluster(self) -> bool:
+        return self.cluster or urllib.parse.urlsplit(self.url).scheme.endswith(CLUSTER_SUFFIX)
+
+    def _plain_url(self) -> str:
+        """The URL in a scheme redis-py parses (without `+cluster`)."""
+        scheme, mark, rest = self.url.partition("://")
+        return scheme.removesuffix(CLUSTER_SUFFIX) + mark + rest
 
     def call_timeout(self) -> float:
         """The longest any one call waits for Redis, beyond a blocking read's BLOCK."""
@@ -71,6 +96,11 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
         return base + mark + query + hash_mark + fragment
 
 
+def is_cluster(client: Redis) -> bool:
+    """Whether `client` talks to a Redis Cluster (whose keys are laid out to spread)."""
+    return isinstance(client, RedisCluster)
+
+
 def connect(settings: RedisSettings) -> Redis:
     """Build a client; it connects lazily, so this never blocks or fails on a down server.
 
@@ -82,6 +112,8 @@ def connect(settings: RedisSettings) -> Redis:
         ExponentialWithJitterBackoff(cap=settings.backoff_cap_s, base=settings.backoff_base_s),
         settings.retries,
     )
+    if settings.is_cluster():
+        return _connect_cluster(settings, retry)
     options: dict[str, Any] = {
         "username": settings.username,
         "password": settings.password,
@@ -104,6 +136,35 @@ def connect(settings: RedisSettings) -> Redis:
     # XREADGROUP replies reach streams.consume as the server sent them: redis-py
     # would build a dict per entry, which showed in a single-job worker's time
     # (bench profile) and is thrown away at once.
+    client.set_response_callback("XREADGROUP", _as_sent)
+    return client
+
+
+def _connect_cluster(settings: RedisSettings, retry: Retry) -> RedisCluster:
+    """A cluster client with the single server's retries, timeouts, RESP3, packing and
+    reply shapes. It learns the other nodes from the one the URL names when first used,
+    and follows MOVED and ASK replies by itself."""
+    options: dict[str, Any] = {
+        "username": settings.username,
+        "password": settings.password,
+        **aioconnection.parse_url(settings._plain_url()),
+    }
+    options.pop("db", None)  # checked to be 0 in RedisSettings
+    plain: type = options.pop("connection_class", aioredis.Connection)
+    client = _BoundedCluster(
+        socket_connect_timeout=settings.connect_timeout_s,
+        socket_timeout=settings.socket_timeout_s,
+        retry=retry,
+        max_connections=settings.max_connections,
+        protocol=3,
+        ssl=plain is aioredis.SSLConnection,
+        **options,
+    )
+    client.call_timeout_s = settings.call_timeout()
+    # The nodes found later are built from these connection options, the seed already.
+    client.connection_kwargs["connection_class"] = _FAST_PACKING[plain]
+    for node in client.startup_nodes:
+        node.connection_class = _FAST_PACKING[plain]
     client.set_response_callback("XREADGROUP", _as_sent)
     return client
 
@@ -156,6 +217,46 @@ class _BoundedPipeline(aioredis.client.Pipeline):
                 return await super().execute(raise_on_error)
         except TimeoutError:
             raise _late(limit) from None
+
+
+class _BoundedCluster(RedisCluster):
+    """A cluster client whose every call ends within `call_timeout_s`, like `_Bounded`'s
+    (redirections and re-reads of the cluster's layout included)."""
+
+    call_timeout_s = 5.0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        limit = self.call_timeout_s + _blocking_s(args)
+        try:
+            async with asyncio.timeout(limit):
+                # Learn the layout first (a no-op once known): redis-py 8.1 routes a
+                # command issued before then, or after an error made it re-learn, to
+                # a random node, and after 5 MOVED replies closes every connection,
+                # the other tasks' calls in flight included.
+                await self.initialize()
+                return await super().execute_command(*args, **options)
+        except TimeoutError:
+            raise _late(limit) from None
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        # Abstract only in redis-py's annotations; its own pipeline() builds the same.
+        pipe = _BoundedClusterPipeline(self, transaction)  # type: ignore[abstract]
+        pipe.call_timeout_s = self.call_timeout_s
+        return pipe
+
+
+class _BoundedClusterPipeline(ClusterPipeline):
+    call_timeout_s = 5.0
+
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        try:
+            async with asyncio.timeout(self.call_timeout_s):
+                await self.cluster_client.initialize()  # as in _BoundedCluster
+                return await super().execute(raise_on_error, allow_redirections)
+        except TimeoutError:
+            raise _late(self.call_timeout_s) from None
 
 
 def _late(limit_s: float) -> redis.exceptions.TimeoutError:

@@ -18,7 +18,8 @@ class SluiceError(Exception):
 
 
 class RedisUnavailable(SluiceError):
-    """Raised when Redis cannot be reached, times out, or is still loading its data."""
+    """Raised when Redis cannot be reached, times out, is still loading its data, or (a
+    cluster) cannot serve a slot for now."""
 
 
 class RedisFull(RedisUnavailable):
@@ -55,10 +56,16 @@ _UNAVAILABLE = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    # A cluster mid-failover or resharding: a slot without a live owner, a multi-key
+    # call during a slot move, redirections that ran out: each clears by itself.
     redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
+    redis.exceptions.ClusterError,  # ClusterDownError, and "TTL exhausted"
+    redis.exceptions.SlotNotCoveredError,
     OSError,
 )
+# What redis-py's cluster client raises when no node it knows answers; its other
+# RedisClusterExceptions are bugs (keys of a call in different slots).
+_NO_NODE = "Redis Cluster cannot be connected"
 
 
 @contextlib.contextmanager
@@ -73,6 +80,10 @@ def wrap_unavailable() -> Iterator[None]:
         raise RedisRefused(f"Redis refused a command: the ACL user may not run it ({exc})") from exc
     except _UNAVAILABLE as exc:
         raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    except redis.exceptions.RedisClusterException as exc:
+        if str(exc).startswith(_NO_NODE):
+            raise RedisUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise
     except redis.exceptions.OutOfMemoryError as exc:
         # "-OOM command not allowed when used memory > 'maxmemory'": refused before
         # anything was written (a script stops at its first write; see streams.lua).

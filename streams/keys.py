@@ -1,13 +1,19 @@
 """The only place a Redis key string is built.
 
 Every key of one function partition shares the hash tag `{<function>#<p>}`, so
-each Lua script touches one slot and runs unchanged on Redis Cluster.
+each Lua script touches one slot and runs unchanged on Redis Cluster. On a
+cluster a partition's tag may carry a suffix (`{<function>#<p>~<n>}`) that
+spreads a function's partitions over the slot space (`spread_tag`).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import zlib
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from streams.errors import InvalidName
 
@@ -105,8 +111,34 @@ def webhook_settled(job_id: str) -> str:
     return f"{PREFIX}:{{webhooks}}:settled:{job_id}"
 
 
+@functools.cache
+def spread_tag(function: str, partition: int, partitions: int) -> str:
+    """The hash tag (inside the braces) of `partition` of `partitions` on a cluster.
+
+    The tag's slot falls in the middle half of the partition's share of the slot
+    space (partition p of P: slots from p/P to (p+1)/P of 16384), so partitions land
+    on different primaries of a cluster whose primaries own even ranges of slots, as
+    `redis-cli --cluster create` and the managed services lay them out: 3 partitions
+    on 3 primaries use all three. `<function>#<p>` where it already falls there, else
+    the first `<function>#<p>~<n>` that does (about 2P to try, once per process).
+    Depends on the partition count: a cluster's keys are laid out for the count.
+    """
+    base = f"{function}#{partition}"
+    if partitions <= 1:
+        return base
+    share = REDIS_CLUSTER_HASH_SLOTS / partitions
+    low, high = (partition + 0.25) * share, (partition + 0.75) * share
+    tags = (f"{base}~{n}" if n else base for n in itertools.count())
+    return next(tag for tag in tags if low <= key_slot(tag.encode()) < high)
+
+
 class PartitionKeys:
-    """The keys of one function partition."""
+    """The keys of one function partition.
+
+    `spread_over`: on a cluster, the function's partition count, so its partitions'
+    tags spread over the primaries (`spread_tag`); 0 on a single server, whose keys
+    keep the tag they always had (a changed tag would strand the jobs stored under it).
+    """
 
     __slots__ = (
         "backlog",
@@ -133,10 +165,11 @@ class PartitionKeys:
         "wake",
     )
 
-    def __init__(self, function: str, partition: int) -> None:
+    def __init__(self, function: str, partition: int, spread_over: int = 0) -> None:
         self.function = function
         self.partition = partition
-        self.tag = f"{PREFIX}:{{{function}#{partition}}}"
+        inside = spread_tag(function, partition, spread_over)
+        self.tag = f"{PREFIX}:{{{inside}}}"
         self.stream = f"{self.tag}:stream"
         self.stats = f"{self.tag}:stats"
         # Fairness and priorities (streams/admit.lua): jobs of a workspace beyond

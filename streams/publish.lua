@@ -2,8 +2,9 @@
 -- uses: record admit links
 -- KEYS[1] stream, KEYS[2] stats, KEYS[3] jobs (HASH id -> record),
 -- KEYS[4] delayed (ZSET id -> due ms), KEYS[5] keyed (HASH "ws/key" -> job id),
--- KEYS[6] tagged (ZSET of "ws/tag/id", score 0), KEYS[7] backlog, KEYS[8] share
--- ARGV[1] wake channel, ARGV[2] group, ARGV[3] each workspace's share of the
+-- KEYS[6] tagged (ZSET of "ws/tag/id", score 0), KEYS[7] backlog, KEYS[8] share,
+-- KEYS[9] wake (the channel; sharded: it carries the partition's hash tag)
+-- ARGV[1] group, ARGV[2] each workspace's share of the
 -- stream (admit.lua), then 7 per job: job id, workspace, due at (epoch ms, 0:
 -- none), delay ms, encoded envelope, links ("ws/key" or "", then " ws/tag/id"
 -- per tag), priority (0 high, 1 normal, 2 low)
@@ -15,7 +16,7 @@
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local now_text = tostring(now)
-Admit.setup(KEYS[1], KEYS[3], KEYS[7], KEYS[8], KEYS[2], ARGV[3], now_text)
+Admit.setup(KEYS[1], KEYS[3], KEYS[7], KEYS[8], KEYS[2], ARGV[2], now_text)
 local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 local earliest = first[2] and tonumber(first[2]) or math.huge
 local out, seen, parked, records = {}, {}, {}, {}
@@ -23,7 +24,7 @@ local soonest, replaced = math.huge, 0
 
 -- The ids that exist already, in one HMGET rather than a HEXISTS a job.
 local ids = {}
-for a = 4, #ARGV, 7 do ids[#ids + 1] = ARGV[a] end
+for a = 3, #ARGV, 7 do ids[#ids + 1] = ARGV[a] end
 local known = {}
 if #ids > 0 then
   for i, record in ipairs(redis.call('HMGET', KEYS[3], unpack(ids))) do
@@ -51,7 +52,7 @@ local function replace(old)
   local r = record and Record.parse(record)
   if not r then return end
   if r.state == 'queued' then
-    if not Admit.withdraw(r, old, ARGV[2]) then return end
+    if not Admit.withdraw(r, old, ARGV[1]) then return end
   elseif r.state == 'delayed' then
     redis.call('ZREM', KEYS[4], old)
   else
@@ -64,7 +65,7 @@ local function replace(old)
 end
 
 local written = 0
-for a = 4, #ARGV, 7 do
+for a = 3, #ARGV, 7 do
   local id, workspace, links = ARGV[a], ARGV[a + 1], ARGV[a + 5]
   if seen[id] or known[id] then
     out[#out + 1] = 0
@@ -112,6 +113,6 @@ if replaced > 0 then
 end
 -- Schedulers sleep until the earliest due time they know; wake them for an earlier one.
 if soonest < earliest then
-  redis.call('PUBLISH', ARGV[1], soonest)
+  redis.call('SPUBLISH', KEYS[9], soonest)
 end
 return out

@@ -52,7 +52,7 @@ async def publish(
     """
     if not jobs:
         return []
-    args: list[Arg] = [keys.wake, GROUP, share]
+    args: list[Arg] = [GROUP, share]
     for job in jobs:
         e = job.envelope
         linked = links(e.workspace, e.id, e.key, e.tags)
@@ -68,6 +68,7 @@ async def publish(
             keys.tagged,
             keys.backlog,
             keys.share,
+            keys.wake,
         ],
         args,
     )

@@ -2,12 +2,12 @@
 -- uses: record links
 -- KEYS[1] stream, KEYS[2] stats, KEYS[3] dead (the dead-letter stream), KEYS[4] jobs,
 -- KEYS[5] done (the retention index: ZSET id -> finished ms), KEYS[6] delayed,
--- KEYS[7] keyed, KEYS[8] tagged
+-- KEYS[7] keyed, KEYS[8] tagged, KEYS[9] wake (the channel, sharded)
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] retention ms, ARGV[4] pending scan limit,
--- ARGV[5] and ARGV[6] the lowest and highest entry id of the batch, ARGV[7] wake
--- channel, ARGV[8] how many completed jobs follow, ARGV[9] how many others,
--- ARGV[10] most finished records kept (0: no limit), ARGV[11] how long dead letters
--- are kept (ms, -1: no limit), ARGV[12] how many (0: no limit);
+-- ARGV[5] and ARGV[6] the lowest and highest entry id of the batch,
+-- ARGV[7] how many completed jobs follow, ARGV[8] how many others,
+-- ARGV[9] most finished records kept (0: no limit), ARGV[10] how long dead letters
+-- are kept (ms, -1: no limit), ARGV[11] how many (0: no limit);
 -- then 4 per completed job: entry id, job id, workspace, attempt;
 -- then 9 per other job: entry id, job id, workspace, state
 -- (retry|defer|dead|expired), attempts ended, error, envelope (retry: the next
@@ -45,8 +45,8 @@ local function chunked(cmd, key, items, step)
 end
 
 local settled, fenced, records, finished, parked = {}, {}, {}, {}, {}
-local split = 12 + 4 * tonumber(ARGV[8])
-local last = split + 9 * tonumber(ARGV[9])
+local split = 11 + 4 * tonumber(ARGV[7])
+local last = split + 9 * tonumber(ARGV[8])
 local links, results = {}, {}
 for i = last + 1, #ARGV, 3 do
   links[ARGV[i]] = ARGV[i + 1]
@@ -61,7 +61,7 @@ local function unlink(id)
   return l
 end
 local completed, failed, expired, deferred, lettered = 0, 0, 0, 0, 0
-for i = 13, split, 4 do
+for i = 12, split, 4 do
   local eid, id = ARGV[i], ARGV[i + 1]
   if mine(eid) then
     settled[#settled + 1] = eid
@@ -129,7 +129,7 @@ if #settled > 0 then
     chunked('ZADD', KEYS[6], parked, 1000)
     -- Schedulers sleep until the earliest due time they know; wake them for an earlier one.
     if not first[2] or soonest < tonumber(first[2]) then
-      redis.call('PUBLISH', ARGV[7], soonest)
+      redis.call('SPUBLISH', KEYS[9], soonest)
     end
   end
   if completed > 0 then redis.call('HINCRBY', KEYS[2], 'completed', completed) end
@@ -151,7 +151,7 @@ if #old > 0 then
 end
 -- And beyond the count kept, the oldest, as many per call as this one finished
 -- (plus some, to catch up after the limit is lowered).
-local keep = tonumber(ARGV[10])
+local keep = tonumber(ARGV[9])
 if keep > 0 then
   local over = math.min(redis.call('ZCARD', KEYS[5]) - keep, #finished / 2 + 100)
   if over > 0 then
@@ -161,7 +161,7 @@ if keep > 0 then
   end
 end
 
--- Dead letters are kept ARGV[11] ms and at most ARGV[12], the newest; checked when
+-- Dead letters are kept ARGV[10] ms and at most ARGV[11], the newest; checked when
 -- this call wrote one, as only then do they grow, and at most as many per call as
 -- it wrote plus some (to catch up after a limit is lowered). A letter goes with its
 -- job's record (while that still names it), so a lookup, a listing and the counts
@@ -192,12 +192,12 @@ end
 
 if lettered > 0 then
   local bound = lettered + 100
-  local keep_letters = tonumber(ARGV[12])
+  local keep_letters = tonumber(ARGV[11])
   if keep_letters > 0 then
     local over = math.min(redis.call('XLEN', KEYS[3]) - keep_letters, bound)
     if over > 0 then drop_letters(redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', over)) end
   end
-  local kept_ms = tonumber(ARGV[11])
+  local kept_ms = tonumber(ARGV[10])
   -- Entry ids are Redis's clock at the XADD: those of letters older than kept_ms go.
   local before = now_ms - kept_ms - 1
   if kept_ms >= 0 and before >= 0 then

@@ -127,7 +127,6 @@ async def settle(
         max(owned_limit, len(outcomes)) + 1,
         f"{low_ms}-{low_seq}",
         f"{high_ms}-{high_seq}",
-        keys.wake,
         len(completed) // 4,
         len(others) // 9,
         retention_count,
@@ -148,6 +147,7 @@ async def settle(
             keys.delayed,
             keys.keyed,
             keys.tagged,
+            keys.wake,
         ],
         args,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -13,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from runtime.telemetry import tracing
 from runtime.testing.redis import RedisServer
 from streams.connection import Redis, RedisSettings, connect
+from tests.redis_cluster import RedisCluster, running_cluster
 
 # The library's fixtures (sluice_redis_server, ...), as users' own tests get them.
 pytest_plugins = ["runtime.testing.pytest"]
@@ -20,6 +22,16 @@ pytest_plugins = ["runtime.testing.pytest"]
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--long", action="store_true", help="run the long chaos and soak versions")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `slow` run only with --long (`./local.sh test --long`)."""
+    if config.getoption("--long"):
+        return
+    skip = pytest.mark.skip(reason="slow: runs with --long")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +44,55 @@ def shared_server(sluice_redis_server: RedisServer) -> RedisServer:
     """One server for the whole session (the library's fixture); tests that break
     their server get their own."""
     return sluice_redis_server
+
+
+@pytest.fixture(scope="session")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One local 3-master Redis Cluster for the session, started when first asked for."""
+    with running_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def cluster_redis(shared_cluster: RedisCluster) -> AsyncIterator[Redis]:
+    """A client of the shared cluster, every node emptied before each test."""
+    shared_cluster.flush()
+    client = connect(settings_for(shared_cluster.url))
+    yield client
+    await client.aclose()
+
+
+BOTH = ["server", pytest.param("cluster", marks=pytest.mark.cluster)]
+# For a longer test: on the cluster only with --long
+# (`@pytest.mark.parametrize("target", SLOW_ON_CLUSTER, indirect=True)`).
+SLOW_ON_CLUSTER = ["server", pytest.param("cluster", marks=[pytest.mark.cluster, pytest.mark.slow])]
+
+
+@pytest.fixture(params=BOTH)
+def any_redis(request: pytest.FixtureRequest) -> Redis:
+    """The shared single server's client, then the shared cluster's: for tests of what
+    must hold on both."""
+    name = "redis" if request.param == "server" else "cluster_redis"
+    client: Redis = request.getfixturevalue(name)
+    return client
+
+
+class Target(NamedTuple):
+    """A Redis to run workers against: a client of it (emptied) and its URL."""
+
+    redis: Redis
+    url: str
+
+
+@pytest.fixture(params=BOTH)
+def target(request: pytest.FixtureRequest) -> Target:
+    """The shared single server, then the shared 3-master cluster: the core tests
+    that must pass on both."""
+    if request.param == "server":
+        server: RedisServer = request.getfixturevalue("shared_server")
+        return Target(request.getfixturevalue("redis"), server.url)
+    cluster: RedisCluster = request.getfixturevalue("shared_cluster")
+    return Target(request.getfixturevalue("cluster_redis"), cluster.url)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 
 from runtime.registry import Registry
-from streams.connection import Redis
+from streams.connection import Redis, is_cluster
 from streams.deadletter import DeadLetter, dead_letters, newest_letter, purge, replay
 from streams.keys import PartitionKeys, shown_id
 
@@ -83,7 +83,7 @@ class DeadLetters:
         writes a new letter, which this call must not replay again and again.
         """
         wanted = None if ids is None else set(ids)
-        for keys in self.registry.partitions(function, workspace):
+        for keys in self.registry.partitions(function, workspace, cluster=is_cluster(self.redis)):
             after, until = "-", await newest_letter(self.redis, keys)
             while letters := await dead_letters(self.redis, keys, PAGE, after, until):
                 after = letters[-1].entry_id

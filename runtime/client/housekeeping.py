@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from runtime.registry import Registry
-from streams.connection import Redis
+from streams.connection import Redis, is_cluster
 from streams.sweep import Swept, purge_dead_before, redis_ms, sweep
 
 
@@ -27,7 +27,7 @@ class Housekeeping:
         for fn in self.registry:
             total = Swept()
             dead_before = now_ms - fn.options.dead_retention_s * 1000
-            for keys in self.registry.partitions(fn.name, None):
+            for keys in self.registry.partitions(fn.name, None, cluster=is_cluster(self.redis)):
                 total += await sweep(
                     self.redis,
                     keys,

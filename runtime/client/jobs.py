@@ -11,7 +11,7 @@ from runtime.client.timing import When, due
 from runtime.errors import InvalidCursor, JobNotFound, WrongJobState
 from runtime.registry import Registry
 from streams import cancel as scripts
-from streams.connection import Redis
+from streams.connection import Redis, is_cluster
 from streams.jobs import Counts, JobRecord, counts, find_job
 from streams.keys import PartitionKeys, check_token, job_ref, shown_id
 from streams.listing import Listable, Page, list_jobs, offset
@@ -50,7 +50,7 @@ class Jobs:
         self, function: str, job_id: str, *, workspace: str | None = None
     ) -> JobRecord | None:
         owner, ids = job_ref(job_id, workspace)
-        for keys in self.registry.partitions(function, owner):
+        for keys in self.registry.partitions(function, owner, cluster=is_cluster(self.redis)):
             record = await find_job(self.redis, keys, ids, owner or "")
             if record is not None:
                 return record
@@ -72,7 +72,7 @@ class Jobs:
     async def cancel_key(self, function: str, key: str, *, workspace: str) -> str:
         """Cancel the live job of business `key`; returns its id. Raises `JobNotFound`
         when the key names no job (or its job finished), `WrongJobState` when it runs."""
-        keys = self.registry.partitions(function, workspace)[0]
+        keys = self.registry.partitions(function, workspace, cluster=is_cluster(self.redis))[0]
         outcome = await scripts.cancel(
             self.redis,
             keys,
@@ -101,7 +101,7 @@ class Jobs:
         cancelled: list[str] = []
         running: list[str] = []
         for name in names:
-            keys = self.registry.partitions(name, workspace)[0]
+            keys = self.registry.partitions(name, workspace, cluster=is_cluster(self.redis))[0]
             for job_id, state in (
                 await scripts.cancel(
                     self.redis, keys, "tag", tag, workspace, self.registry.share(name)
@@ -125,7 +125,7 @@ class Jobs:
         names = list(functions) if functions is not None else [fn.name for fn in self.registry]
         found: dict[str, TagCounts] = {}
         for name in names:
-            keys = self.registry.partitions(name, workspace)[0]
+            keys = self.registry.partitions(name, workspace, cluster=is_cluster(self.redis))[0]
             counted = await tag_counts(self.redis, keys, workspace, tag)
             if counted != TagCounts():
                 found[name] = counted
@@ -172,7 +172,7 @@ class Jobs:
             return await page_all(
                 self.redis, self.registry, state, workspace=workspace, cursor=cursor, limit=limit
             )
-        partitions = self.registry.partitions(function, workspace)
+        partitions = self.registry.partitions(function, workspace, cluster=is_cluster(self.redis))
         start, inner = _position(cursor, len(partitions))
         for i in range(start, len(partitions)):
             page = await list_jobs(
@@ -188,7 +188,8 @@ class Jobs:
     async def counts(self, function: str) -> Counts:
         """The function's counts, summed over its partitions."""
         parts = [
-            await counts(self.redis, keys) for keys in self.registry.partitions(function, None)
+            await counts(self.redis, keys)
+            for keys in self.registry.partitions(function, None, cluster=is_cluster(self.redis))
         ]
         total = parts[0]
         for part in parts[1:]:
@@ -206,7 +207,7 @@ class Jobs:
         action: str,
     ) -> None:
         owner, ids = job_ref(job_id, workspace)
-        for keys in self.registry.partitions(function, owner):
+        for keys in self.registry.partitions(function, owner, cluster=is_cluster(self.redis)):
             state = await script(keys, ids, owner or "")
             if state == done:
                 return

@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from runtime.registry import Registry
-from streams.connection import Redis
+from streams.connection import Redis, is_cluster
 from streams.ratelimit import (
     GLOBAL,
     Deferral,
@@ -29,28 +29,29 @@ class Limits:
 
     async def set_global(self, function: str, rate_per_s: float | None) -> None:
         """All workspaces together; None goes back to the declared rate."""
-        partitions = self.registry.partitions(function)
+        partitions = self.registry.partitions(function, cluster=is_cluster(self.redis))
         share = None if rate_per_s is None else rate_per_s / len(partitions)
         for keys in partitions:
             await set_limit(self.redis, keys, GLOBAL, share)
 
     async def set_workspace(self, function: str, workspace: str, rate_per_s: float | None) -> None:
         """One workspace's own rate (its tier); None goes back to the declared rate."""
-        (keys,) = self.registry.partitions(function, workspace)
+        (keys,) = self.registry.partitions(function, workspace, cluster=is_cluster(self.redis))
         await set_limit(self.redis, keys, workspace, rate_per_s)
 
     async def deferrals(self, function: str) -> dict[str, Deferral]:
         """Per workspace: jobs deferred so far, when last, how many it asked for, which limit."""
         found: dict[str, Deferral] = {}
-        for keys in self.registry.partitions(function):
+        for keys in self.registry.partitions(function, cluster=is_cluster(self.redis)):
             found.update(await deferrals(self.redis, keys))
         return found
 
     async def history(self, function: str, workspace: str) -> list[DeferralEvent]:
         """The workspace's last seconds with deferrals (up to `streams.ratelimit.HISTORY`),
         newest first; a global limit's rate is the function's, not a partition's share."""
-        (keys,) = self.registry.partitions(function, workspace)
-        shares = len(self.registry.partitions(function))
+        cluster = is_cluster(self.redis)
+        (keys,) = self.registry.partitions(function, workspace, cluster=cluster)
+        shares = len(self.registry.partitions(function, cluster=cluster))
         return [
             msgspec.structs.replace(event, rate_per_s=event.rate_per_s * shares)
             if event.limit == "global"

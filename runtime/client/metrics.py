@@ -14,7 +14,7 @@ import msgspec
 
 from runtime.registry import Registry
 from streams import metrics as store
-from streams.connection import Redis
+from streams.connection import Redis, is_cluster
 from streams.keys import check_token
 from streams.ratelimit import forget_deferrals
 
@@ -80,7 +80,7 @@ class Metrics:
         scope = store.FUNCTION_SCOPE if workspace is None else check_token("workspace", workspace)
         now_s = int(time.time())
         tally: store.Tally | None = None
-        for keys in self.registry.partitions(function, workspace):
+        for keys in self.registry.partitions(function, workspace, cluster=is_cluster(self.redis)):
             part = await store.read_tally(self.redis, keys, scope, now_s)
             tally = part if tally is None else tally + part
         assert tally is not None
@@ -90,7 +90,7 @@ class Metrics:
         """Forget the function's metrics (every workspace's too), or one workspace's,
         with the record and history of its rate-limit deferrals (`Limits`): they
         count the same events as `rate_limited`. The limits themselves stay."""
-        for keys in self.registry.partitions(function, workspace):
+        for keys in self.registry.partitions(function, workspace, cluster=is_cluster(self.redis)):
             await store.reset(self.redis, keys, workspace)
             await forget_deferrals(self.redis, keys, workspace)
 

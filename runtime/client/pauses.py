@@ -5,7 +5,7 @@ resume they take up where they were, within about a second."""
 from __future__ import annotations
 
 from runtime.registry import Registry
-from streams.connection import Redis
+from streams.connection import Redis, is_cluster
 from streams.pause import is_paused, set_paused
 
 
@@ -15,12 +15,14 @@ class Pauses:
         self.registry = registry
 
     async def pause(self, function: str) -> None:
-        for keys in self.registry.partitions(function):
+        for keys in self.registry.partitions(function, cluster=is_cluster(self.redis)):
             await set_paused(self.redis, keys, True)
 
     async def resume(self, function: str) -> None:
-        for keys in self.registry.partitions(function):
+        for keys in self.registry.partitions(function, cluster=is_cluster(self.redis)):
             await set_paused(self.redis, keys, False)
 
     async def paused(self, function: str) -> bool:
-        return await is_paused(self.redis, self.registry.partitions(function)[0])
+        return await is_paused(
+            self.redis, self.registry.partitions(function, cluster=is_cluster(self.redis))[0]
+        )

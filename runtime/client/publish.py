@@ -15,10 +15,10 @@ from runtime.client.timing import When, due, epoch_ms
 from runtime.declare import Function
 from runtime.errors import InvalidPayload, InvalidPriority, PayloadTooLarge
 from runtime.phones import in_workspace
-from runtime.registry import Registry
+from runtime.registry import Registry, partition_keys
 from runtime.telemetry import tracing
 from streams import envelope as env
-from streams.connection import Redis
+from streams.connection import Redis, is_cluster
 from streams.keys import PartitionKeys, check_token, given_id, partition_of
 from streams.publish import Outgoing, Written, publish
 
@@ -277,7 +277,9 @@ class Client:
     def _partition(self, function: str, partition: int) -> PartitionKeys:
         keys = self._keys.get((function, partition))
         if keys is None:
-            keys = self._keys[(function, partition)] = PartitionKeys(function, partition)
+            fn = self.registry.by_name[function]
+            keys = partition_keys(fn, partition, is_cluster(self.redis))
+            self._keys[(function, partition)] = keys
         return keys
 
 

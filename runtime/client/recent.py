@@ -18,7 +18,7 @@ import msgspec
 
 from runtime.errors import InvalidCursor
 from runtime.registry import Registry
-from streams.connection import Redis
+from streams.connection import Redis, is_cluster
 from streams.jobs import JobRecord, get_job
 from streams.keys import PartitionKeys
 from streams.listing import Listable, Page
@@ -62,7 +62,7 @@ async def page_all(
     sources = [
         keys
         for name in sorted(fn.name for fn in registry)
-        for keys in registry.partitions(name, workspace)
+        for keys in registry.partitions(name, workspace, cluster=is_cluster(redis))
     ]
     position = _decode(cursor) if cursor else None
     if isinstance(position, _Backlog):

@@ -20,7 +20,7 @@ from runtime.registry import Registry
 from runtime.scheduler.cron import Cron
 from runtime.scheduler.ticks import last_run_ms, next_runs, tag_of
 from streams import envelope as env
-from streams.connection import Redis
+from streams.connection import Redis, is_cluster
 from streams.keys import PartitionKeys, check_token
 from streams.repeats import (
     Schedule,
@@ -121,7 +121,7 @@ class Repeats:
 
     async def read(self, function: str) -> list[Schedule]:
         found: list[Schedule] = []
-        for keys in self.registry.partitions(function):
+        for keys in self.registry.partitions(function, cluster=is_cluster(self.redis)):
             found += await load_schedules(self.redis, keys)
         return sorted(found, key=lambda s: (s.workspace, s.name))
 
@@ -174,5 +174,5 @@ class Repeats:
         await jobs.cancel_tag(tag_of(schedule), workspace=schedule.workspace, functions=[function])
 
     def _keys(self, function: str, workspace: str) -> PartitionKeys:
-        (keys,) = self.registry.partitions(function, workspace)
+        (keys,) = self.registry.partitions(function, workspace, cluster=is_cluster(self.redis))
         return keys

@@ -15,7 +15,7 @@ import msgspec
 from runtime.client.metrics import p95
 from runtime.registry import Registry
 from streams import metrics as store
-from streams.connection import Redis
+from streams.connection import Redis, is_cluster
 from streams.keys import check_token
 
 
@@ -58,7 +58,9 @@ class Reports:
         found = {}
         for fn in self.registry:
             tally: store.Tally | None = None
-            for keys in self.registry.partitions(fn.name, workspace):
+            for keys in self.registry.partitions(
+                fn.name, workspace, cluster=is_cluster(self.redis)
+            ):
                 part = await store.read_tally(self.redis, keys, workspace, now_s)
                 tally = part if tally is None else tally + part
             assert tally is not None

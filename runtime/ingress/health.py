@@ -1,6 +1,7 @@
 """Liveness and readiness: `/healthz` answers while the process runs; `/readyz`
-only while Redis answers within a second (a load balancer stops sending
-publishes that could only get 503), naming a refused password or ACL as such."""
+only while Redis (every primary of a cluster) answers within a second (a load
+balancer stops sending publishes that could only get 503), naming a refused
+password or ACL as such."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from aiohttp import web
 
 from runtime.ingress.bodies import Health
 from runtime.ingress.routes import Public, Route, Services, reply
-from streams.errors import RedisRefused, wrap_unavailable
+from streams.errors import RedisRefused
+from streams.server import ping_primaries
 
 READY_TIMEOUT_S = 1.0
 
@@ -21,7 +23,7 @@ async def healthz(request: web.Request, services: Services) -> web.Response:
 
 async def readyz(request: web.Request, services: Services) -> web.Response:
     # asyncio.wait, not wait_for: the ping is not waited on past the timeout.
-    ping = asyncio.ensure_future(_ping(services))
+    ping = asyncio.ensure_future(ping_primaries(services.redis))
     done, _ = await asyncio.wait([ping], timeout=READY_TIMEOUT_S)
     if not done:
         ping.cancel()
@@ -31,11 +33,6 @@ async def readyz(request: web.Request, services: Services) -> web.Response:
     if error is not None:
         return reply(Health("unavailable", f"redis: {error}"), 503)
     return reply(Health("ok"))
-
-
-async def _ping(services: Services) -> None:
-    with wrap_unavailable():
-        await services.redis.ping()
 
 
 ROUTES = [

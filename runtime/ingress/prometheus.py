@@ -34,6 +34,7 @@ from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from runtime.client.metrics import Histogram, Histograms, Snapshot
 from runtime.ingress.auth import ApiKey
 from runtime.ingress.routes import Admin, Route, Services
+from streams.connection import is_cluster
 from streams.errors import wrap_unavailable
 from streams.jobs import Counts
 
@@ -139,7 +140,7 @@ class Exposition:
                 scrape.histograms[fn.name],
             ) = await services.metrics.read_with_histograms(fn.name)
             due = dict.fromkeys(DUE_WITHIN_MIN, 0)
-            for keys in services.registry.partitions(fn.name):
+            for keys in services.registry.partitions(fn.name, cluster=is_cluster(services.redis)):
                 with wrap_unavailable():
                     for minutes in DUE_WITHIN_MIN:
                         due[minutes] += await services.redis.zcount(

@@ -22,12 +22,12 @@ from runtime.declare import Function
 from runtime.guard import Guard
 from runtime.health import RedisHealth
 from runtime.lifecycle import stop_task
+from runtime.registry import partition_keys
 from runtime.scheduler.ticks import upcoming_ticks
 from runtime.telemetry import tracing
 from streams import envelope as env
-from streams.connection import Redis
+from streams.connection import Redis, is_cluster
 from streams.delayed import promote_due
-from streams.keys import PartitionKeys
 from streams.publish import Outgoing, publish
 from streams.repeats import load_schedules
 from streams.wake import WakeListener
@@ -55,7 +55,9 @@ class Scheduler:
         self.partitions = {
             keys.wake: keys
             for fn in functions
-            for keys in (PartitionKeys(fn.name, p) for p in range(fn.options.partitions))
+            for keys in (
+                partition_keys(fn, p, is_cluster(client)) for p in range(fn.options.partitions)
+            )
         }
         self.shares = {fn.name: fn.options.share for fn in functions}
         # Loop time at which each partition (by wake channel) is next promoted.

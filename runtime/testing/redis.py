@@ -43,12 +43,20 @@ class RedisServer:
     """
 
     def __init__(
-        self, directory: Path, *, appendonly: bool = True, wrapper: tuple[str, ...] = ()
+        self,
+        directory: Path,
+        *,
+        appendonly: bool = True,
+        wrapper: tuple[str, ...] = (),
+        port: int | None = None,
+        options: tuple[str, ...] = (),
     ) -> None:
         self.directory = directory
         # A command the server runs under (valgrind, for the bench's instruction counts).
         self.wrapper = wrapper
-        self.port = free_port()
+        # Further redis-server options (a cluster node's, tests/redis_cluster.py).
+        self.options = options
+        self.port = free_port() if port is None else port
         self.appendonly = appendonly
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
@@ -67,6 +75,7 @@ class RedisServer:
             "--dir", str(self.directory),
             "--appendonly", "yes" if self.appendonly else "no",
             "--logfile", str(self.directory / "redis.log"),
+            *self.options,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.wait_ready(60.0 if self.wrapper else 10.0)

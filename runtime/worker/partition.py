@@ -7,8 +7,8 @@ from typing import Any
 
 from runtime.declare import Function
 from runtime.health import RedisHealth
-from streams.connection import Redis
-from streams.keys import PartitionKeys
+from runtime.registry import partition_keys
+from streams.connection import Redis, is_cluster
 
 
 class Partition:
@@ -31,7 +31,7 @@ class Partition:
     ) -> None:
         self.client = client
         self.fn = fn
-        self.keys = PartitionKeys(fn.name, index)
+        self.keys = partition_keys(fn, index, is_cluster(client))
         self.consumer = consumer
         self.health = health
         # Entries read and not yet settled (entry id -> job id): what heartbeats

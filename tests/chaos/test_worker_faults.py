@@ -15,7 +15,7 @@ from streams.connection import Redis, connect
 from streams.consume import ensure_group
 from streams.jobs import get_job
 from streams.keys import GROUP, PartitionKeys
-from tests.conftest import settings_for
+from tests.conftest import Target, settings_for
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,
@@ -75,10 +75,11 @@ async def test_sigterm_hands_back_unfinished_jobs_at_once(
 
 
 async def test_sigterm_past_the_grace_period_hands_back_the_running_job(
-    redis: Redis, shared_server: RedisServer, tmp_path: Path
+    target: Target, tmp_path: Path
 ) -> None:
+    redis = target.redis
     ledger = tmp_path / "ledger"
-    worker = start_worker(shared_server.url, ledger, functions="slow-tasks", grace_s=0.5)
+    worker = start_worker(target.url, ledger, functions="slow-tasks", grace_s=0.5)
     (job_id,) = await publish_tasks(redis, "slow-tasks", 1, sleep_ms=20_000)
     keys = PartitionKeys("slow-tasks", 0)
 

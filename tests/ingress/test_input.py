@@ -90,7 +90,7 @@ async def test_a_record_written_with_a_float_due_time_is_still_read(api: Api, re
     """Before the horizon, Lua wrote a due time of 1e14 ms or more as 2.53402300799e+14:
     such a record must still be shown, listed and rescheduled."""
     reg: Registry = registry()
-    keys = reg.partitions("tasks", "acme")[0]
+    keys = reg.partitions("tasks", "acme", cluster=False)[0]
     envelope = env.Envelope(
         id="old", function="tasks", workspace="acme",
         payload=msgspec.Raw(env.encode_payload({"n": 1})), created_ms=env.now_ms(),

@@ -25,7 +25,7 @@ SMS_FIELDS = ["totalProcessed", "batchesProcessed", "successRate", "avgProcessin
 async def seed_metrics(redis: Redis, workspace: str) -> int:
     """sms.send's metrics as a worker flushes them: 1,000 jobs in 25 calls of 120 ms
     on average, 998 succeeded, 2,520 in the last minute (42/s), 3 rate-limited."""
-    (keys,) = registry().partitions("sms.send", workspace)
+    (keys,) = registry().partitions("sms.send", workspace, cluster=False)
     now_ms = int(time.time() * 1000)
     counts = {"processed": 1000, "succeeded": 998, "failed": 2, "batches": 25, "time_ms": 3000,
               "rate_limited": 3}  # fmt: skip
@@ -40,7 +40,7 @@ async def seed_metrics(redis: Redis, workspace: str) -> int:
 
 async def defer(redis: Redis, function: str, workspace: str, asked: int, rate: float) -> None:
     """A worker's read of `asked` jobs over the function's global `rate`."""
-    (keys,) = registry().partitions(function, workspace)
+    (keys,) = registry().partitions(function, workspace, cluster=False)
     await refill(redis, keys, {}, False, ask=Ask({workspace: asked}, Rates(rate, 0.0, 1.0)))
 
 

@@ -17,7 +17,7 @@ from runtime.health import RedisHealth
 from runtime.registry import Registry, load
 from runtime.settings import from_env
 from runtime.testing import running
-from streams.connection import Redis, RedisSettings
+from streams.connection import Redis, RedisSettings, is_cluster
 from streams.jobs import Counts, counts
 from streams.keys import PartitionKeys
 
@@ -85,8 +85,16 @@ def ledger_pids(path: Path) -> set[str]:
     return {line.split()[1] for line in path.read_text().splitlines()}
 
 
+def keys_for(redis: Redis, function: str, workspace: str) -> PartitionKeys:
+    """The keys of the partition holding `workspace`'s jobs of sample `function`, as
+    the runtime lays them out on `redis` (a cluster's are spread)."""
+    (keys,) = load(SAMPLE).partitions(function, workspace, cluster=is_cluster(redis))
+    return keys
+
+
 async def total_counts(redis: Redis, function: str, partitions: int = 1) -> Counts:
-    parts = [await counts(redis, PartitionKeys(function, p)) for p in range(partitions)]
+    spread = partitions if is_cluster(redis) else 0  # as runtime.registry.partition_keys
+    parts = [await counts(redis, PartitionKeys(function, p, spread)) for p in range(partitions)]
     total = parts[0]
     for part in parts[1:]:
         total = total + part

@@ -288,7 +288,7 @@ async def test_a_job_written_before_ids_were_per_workspace_is_still_found(redis:
     # workspace's by that id, and no other workspace's.
     registry = load(SAMPLE)
     jobs = Jobs(redis, registry)
-    (keys,) = registry.partitions("tasks", "acme")
+    (keys,) = registry.partitions("tasks", "acme", cluster=False)
     payload = env.encode_payload({"n": 1})
     old = env.Envelope("legacy-1", "tasks", "acme", payload, env.now_ms())
     await publish(redis, keys, [Outgoing(old, delay_ms=HOUR)])

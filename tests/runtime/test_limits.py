@@ -14,6 +14,7 @@ from streams.connection import Redis
 from streams.consume import refill
 from streams.errors import ConfigurationError
 from streams.ratelimit import Ask, Rates
+from tests.conftest import Target
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,
@@ -133,9 +134,8 @@ async def test_a_run_time_override_limits_a_function_declared_without_one(
     assert 1 <= deferred.count <= 10
 
 
-async def test_jobs_over_a_limit_are_each_deferred_once(
-    redis: Redis, shared_server: RedisServer, ledger: Path
-) -> None:
+async def test_jobs_over_a_limit_are_each_deferred_once(target: Target, ledger: Path) -> None:
+    redis = target.redis
     registry = load(SAMPLE)
     n = 60
     client = Client(redis, registry)
@@ -143,7 +143,7 @@ async def test_jobs_over_a_limit_are_each_deferred_once(
     await client.publish_many(
         "limited-tasks", [Event(workspace="acme", data={"n": i}) for i in range(n)]
     )
-    async with worker_in_process(shared_server.url, "limited-tasks", scheduler=True):
+    async with worker_in_process(target.url, "limited-tasks", scheduler=True):
         await wait_completed(redis, "limited-tasks", n)
     deferred = (await Limits(redis, registry).deferrals("limited-tasks"))["acme"]
     assert deferred.count <= n - 10
@@ -200,7 +200,7 @@ async def test_a_workspaces_deferral_history_names_the_functions_rate_and_reset_
     registry = load(SAMPLE)
     limits, metrics = Limits(redis, registry), Metrics(redis, registry)
     # batch-tasks has 2 partitions: each holds half of a 10/s global rate.
-    (keys,) = registry.partitions("batch-tasks", "acme")
+    (keys,) = registry.partitions("batch-tasks", "acme", cluster=False)
     await refill(redis, keys, {}, False, ask=Ask({"acme": 8}, Rates(5.0, 0.0, 1.0)))
     (event,) = await limits.history("batch-tasks", "acme")
     assert (event.asked, event.held, event.limit, event.rate_per_s) == (8, 3, "global", 10.0)

@@ -27,11 +27,13 @@ from runtime.registry import Registry, load
 from streams.connection import Redis
 from streams.deadletter import dead_letters
 from streams.jobs import get_job
-from streams.keys import PartitionKeys, partition_of
+from streams.keys import PartitionKeys
+from tests.conftest import Target
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,
     blocked_readers,
+    keys_for,
     read_ledger,
     start_worker,
     total_counts,
@@ -49,19 +51,22 @@ def client(redis: Redis) -> Client:
 
 
 async def test_a_raising_or_hanging_handler_with_one_attempt_is_dead_with_the_error(
-    redis: Redis, shared_server: RedisServer, client: Client
+    target: Target,
 ) -> None:
+    redis = target.redis
+    client = Client(redis, load(SAMPLE))
     raised = await client.publish("tasks", workspace="ws", data={"n": 1, "mode": "raise"})
     hung = await client.publish("tasks", workspace="ws", data={"n": 2, "mode": "hang"})
     fine = await client.publish("tasks", workspace="ws", data={"n": 3})
-    async with worker_in_process(shared_server.url, "tasks"):
+    async with worker_in_process(target.url, "tasks"):
 
         async def settled() -> bool:
             c = await total_counts(redis, "tasks")
             return c.dead == 2 and c.completed == 1
 
         await wait_until(settled, what="two failures and one completion")
-    records = {r.id: await get_job(redis, TASKS, r.id) for r in (raised, hung, fine)}
+    keys = keys_for(redis, "tasks", "ws")
+    records = {r.id: await get_job(redis, keys, r.id) for r in (raised, hung, fine)}
     failed, timed_out, done = (records[r.id] for r in (raised, hung, fine))
     assert failed is not None
     assert timed_out is not None
@@ -71,18 +76,15 @@ async def test_a_raising_or_hanging_handler_with_one_attempt_is_dead_with_the_er
     assert (done.state, done.error, done.attempts) == ("completed", "", 1)
 
 
-async def test_a_batch_handler_fails_only_the_jobs_it_names(
-    redis: Redis,
-    shared_server: RedisServer,
-    client: Client,
-    ledger: Path,
-) -> None:
+async def test_a_batch_handler_fails_only_the_jobs_it_names(target: Target, ledger: Path) -> None:
+    redis = target.redis
+    client = Client(redis, load(SAMPLE))
     events = [
         Event(workspace=f"ws{i % 3}", data={"n": i, "mode": "raise" if i % 10 == 0 else "ok"})
         for i in range(100)
     ]
     receipts = await client.publish_many("batch-tasks", events)
-    async with worker_in_process(shared_server.url, "batch-tasks"):
+    async with worker_in_process(target.url, "batch-tasks"):
 
         async def settled() -> bool:
             c = await total_counts(redis, "batch-tasks", partitions=2)
@@ -95,7 +97,7 @@ async def test_a_batch_handler_fails_only_the_jobs_it_names(
     assert len(handled) == 90
     assert max(handled.values()) == 1
     for event, receipt in zip(events, receipts, strict=True):
-        keys = PartitionKeys("batch-tasks", partition_of(event.workspace, 2))
+        keys = keys_for(redis, "batch-tasks", event.workspace)
         record = await get_job(redis, keys, receipt.id)
         assert record is not None
         assert record.state == ("dead" if event.data["mode"] == "raise" else "completed")

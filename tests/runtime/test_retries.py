@@ -11,6 +11,7 @@ from runtime.registry import load
 from streams.connection import Redis
 from streams.jobs import get_job
 from streams.keys import PartitionKeys
+from tests.conftest import Target
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, read_ledger, total_counts, wait_until, worker_in_process
 
@@ -37,8 +38,9 @@ def attempt_times(path: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 async def test_failed_attempts_are_retried_with_capped_jittered_backoff(
-    redis: Redis, shared_server: RedisServer, ledger: Path, attempts_file: Path
+    target: Target, ledger: Path, attempts_file: Path
 ) -> None:
+    redis = target.redis
     client = Client(redis, load(SAMPLE))
     flaky = [
         await client.publish(
@@ -51,7 +53,7 @@ async def test_failed_attempts_are_retried_with_capped_jittered_backoff(
         workspace="ws",
         data={"n": 99, "mode": "retry", "retry_after_ms": 600, "fail_times": 1},
     )
-    async with worker_in_process(shared_server.url, "retry-tasks", scheduler=True):
+    async with worker_in_process(target.url, "retry-tasks", scheduler=True):
 
         async def all_done() -> bool:
             return (await total_counts(redis, "retry-tasks")).completed == 21
@@ -74,8 +76,9 @@ async def test_failed_attempts_are_retried_with_capped_jittered_backoff(
 
 
 async def test_the_last_failure_dead_letters_with_its_history_and_replay_succeeds(
-    redis: Redis, shared_server: RedisServer, ledger: Path, tmp_path: Path
+    target: Target, ledger: Path, tmp_path: Path
 ) -> None:
+    redis = target.redis
     client = Client(redis, load(SAMPLE))
     broken = tmp_path / "provider-down"
     broken.touch()
@@ -84,7 +87,7 @@ async def test_the_last_failure_dead_letters_with_its_history_and_replay_succeed
     )
     rejected = await client.publish("retry-tasks", workspace="ws", data={"n": 2, "mode": "reject"})
     letters = DeadLetters(redis, load(SAMPLE))
-    async with worker_in_process(shared_server.url, "retry-tasks", scheduler=True):
+    async with worker_in_process(target.url, "retry-tasks", scheduler=True):
 
         async def both_dead() -> bool:
             return (await total_counts(redis, "retry-tasks")).dead == 2

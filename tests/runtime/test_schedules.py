@@ -174,7 +174,7 @@ class _OldSchedule(msgspec.Struct, frozen=True, kw_only=True):
 
 async def test_a_schedule_stored_before_the_bounds_reads_unbounded(redis: Redis) -> None:
     registry = load(SAMPLE)
-    (keys,) = registry.partitions("tasks", "ops")
+    (keys,) = registry.partitions("tasks", "ops", cluster=False)
     old = _OldSchedule(name="old", workspace="ops", payload=msgspec.Raw(msgspec.msgpack.encode(
         {"n": 1})), every_ms=60_000, anchor_ms=1000)  # fmt: skip
     await redis.hset(keys.repeats, "ops/old", msgspec.msgpack.encode(old))

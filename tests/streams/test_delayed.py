@@ -95,7 +95,7 @@ async def test_a_retry_settlement_parks_the_next_attempt_with_its_errors(redis: 
     await ensure_group(redis, KEYS)
     await publish(redis, KEYS, [job("a")])
     pubsub = redis.pubsub()
-    await pubsub.subscribe(KEYS.wake)
+    await pubsub.ssubscribe(KEYS.wake)  # sharded, as the scripts publish it
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
     (d,) = await read(redis, KEYS, "c1", 10, 100)
     first = env.decode(d.envelope)
@@ -177,7 +177,7 @@ async def test_reschedule_moves_only_a_delayed_job_and_wakes_schedulers(redis: R
     await ensure_group(redis, KEYS)
     await publish(redis, KEYS, [job("later", delay_ms=HOUR_MS), job("now")])
     pubsub = redis.pubsub()
-    await pubsub.subscribe(KEYS.wake)
+    await pubsub.ssubscribe(KEYS.wake)  # sharded, as the scripts publish it
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
     assert await reschedule(redis, KEYS, ["later"], delay_ms=60_000) == "delayed"
     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
