@@ -41,6 +41,10 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     # (0 while unsettled).
     queued_ms: int = 0
     finished_ms: int = 0
+    # A completed or dead job that ran: when its last attempt started (Redis time,
+    # ms: the settle's time less the handler's) and how long it ran.
+    started_ms: int = 0
+    ran_ms: int = 0
     # While delayed: when it falls due (Redis time, ms).
     due_ms: int = 0
     # Attempts that have ended; the running or next one is attempts + 1.
@@ -148,6 +152,8 @@ async def find_job(
         queued_ms=0 if delayed else record.at,
         due_ms=record.at if delayed else 0,
         finished_ms=record.finished,
+        started_ms=0 if record.ran is None else record.finished - record.ran,
+        ran_ms=record.ran or 0,
         attempts=record.attempts,
         error=error,
         key=keyfield.partition("/")[2],

@@ -20,7 +20,10 @@ id), one string of nine fields joined by `|`:
   delayed set's score). A record of an older release may hold a time of 1e14 or
   more as "2.53402300799e+14".
 - attempts: attempts that have ended; the running or next one is attempts + 1.
-- finished: Redis time (ms) it was settled; 0 while unsettled.
+- finished: Redis time (ms) it was settled; 0 while unsettled. A completed or
+  dead job whose handler ran adds ":" and how long its last attempt ran (ms):
+  "1798613277095:153" (its start is told from the two; a record of an older
+  release has no ":").
 - dead: a dead job's dead-letter entry id ("" for any other).
 - links: its business key and tags (`streams.keys.links`), released when it ends.
 - tail, which may hold any byte (it runs to the end of the string): a delayed or
@@ -73,6 +76,8 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
     at: int = 0
     attempts: int = 0
     finished: int = 0
+    # How long the last attempt ran (ms), for a completed or dead job that ran.
+    ran: int | None = None
     dead: str = ""
     links: str = ""
     tail: bytes = b""
@@ -98,6 +103,7 @@ def parse(data: bytes) -> Record:
         backlog = text
     else:
         entry = text
+    finished, ran_mark, ran = finished.partition(b":")
     return Record(
         state=state,
         workspace=workspace.decode(),
@@ -107,6 +113,7 @@ def parse(data: bytes) -> Record:
         at=_ms(at),
         attempts=int(attempts),
         finished=_ms(finished),
+        ran=int(ran) if ran_mark else None,
         dead=dead.decode(),
         links=links.decode(),
         tail=tail,
@@ -121,7 +128,7 @@ def format(record: Record) -> bytes:
             record.place,
             str(record.at),
             str(record.attempts),
-            str(record.finished),
+            str(record.finished) if record.ran is None else f"{record.finished}:{record.ran}",
             record.dead,
             record.links,
         )

@@ -8,11 +8,11 @@
 -- ARGV[7] how many completed jobs follow, ARGV[8] how many others,
 -- ARGV[9] most finished records kept (0: no limit), ARGV[10] how long dead letters
 -- are kept (ms, -1: no limit), ARGV[11] how many (0: no limit);
--- then 4 per completed job: entry id, job id, workspace, attempt;
--- then 9 per other job: entry id, job id, workspace, state
+-- then 5 per completed job: entry id, job id, workspace, attempt, ms its handler ran;
+-- then 10 per other job: entry id, job id, workspace, state
 -- (retry|defer|dead|expired), attempts ended, error, envelope (retry: the next
 -- attempt's; defer: its own; dead: the dead letter's), delay ms (or "@" and the
--- Redis time in ms it is due), priority;
+-- Redis time in ms it is due), priority, ms its last attempt ran (dead);
 -- then triples for the jobs with a business key, tags or a result: job id, links,
 -- result (msgpack, kept as a completed record's tail).
 -- Records: see streams/record.py.
@@ -45,8 +45,8 @@ local function chunked(cmd, key, items, step)
 end
 
 local settled, fenced, records, finished, parked = {}, {}, {}, {}, {}
-local split = 11 + 4 * tonumber(ARGV[7])
-local last = split + 9 * tonumber(ARGV[8])
+local split = 11 + 5 * tonumber(ARGV[7])
+local last = split + 10 * tonumber(ARGV[8])
 local links, results = {}, {}
 for i = last + 1, #ARGV, 3 do
   links[ARGV[i]] = ARGV[i + 1]
@@ -61,7 +61,7 @@ local function unlink(id)
   return l
 end
 local completed, failed, expired, deferred, lettered = 0, 0, 0, 0, 0
-for i = 12, split, 4 do
+for i = 12, split, 5 do
   local eid, id = ARGV[i], ARGV[i + 1]
   if mine(eid) then
     settled[#settled + 1] = eid
@@ -69,15 +69,15 @@ for i = 12, split, 4 do
     finished[#finished + 1] = now
     finished[#finished + 1] = id
     records[#records + 1] = id
-    records[#records + 1] = Record.settled('completed', ARGV[i + 2], eid, ARGV[i + 3], now, '',
-      unlink(id), results[id] or '')
+    records[#records + 1] = Record.settled('completed', ARGV[i + 2], eid, ARGV[i + 3],
+      now .. ':' .. ARGV[i + 4], '', unlink(id), results[id] or '')
   else
     fenced[#fenced + 1] = eid
   end
 end
 
 local soonest = math.huge
-for i = split + 1, last, 9 do
+for i = split + 1, last, 10 do
   local eid, id, workspace, state = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if mine(eid) then
     settled[#settled + 1] = eid
@@ -107,7 +107,8 @@ for i = split + 1, last, 9 do
       -- The letter names its job (i), so trimming it can drop the record too.
       local dead_id = redis.call('XADD', KEYS[3], '*', 'e', ARGV[i + 6], 'r', ARGV[i + 5], 'i', id)
       lettered = lettered + 1
-      records[#records + 1] = Record.settled('dead', workspace, eid, ARGV[i + 4], now, dead_id,
+      records[#records + 1] = Record.settled('dead', workspace, eid, ARGV[i + 4],
+        now .. ':' .. ARGV[i + 9], dead_id,
         unlink(id), ARGV[i + 5])
     end
   else

@@ -32,6 +32,8 @@ class _Settled(msgspec.Struct, frozen=True, tag=True):
 class Completed(_Settled, frozen=True):
     """The handler returned."""
 
+    # How long the handler ran (ms): the record keeps it, its start is told from it.
+    ran_ms: int = 0
     # The job's business key and tags (`streams.keys.links`), released now.
     links: str = ""
     # The handler's result, msgpack-encoded (empty: none).
@@ -74,6 +76,8 @@ class Dead(_Settled, frozen=True):
     # The dead letter's envelope (with every error).
     letter: bytes
     links: str = ""
+    # How long its last attempt ran (ms; 0: none ran).
+    ran_ms: int = 0
 
 
 @final
@@ -127,8 +131,8 @@ async def settle(
         max(owned_limit, len(outcomes)) + 1,
         f"{low_ms}-{low_seq}",
         f"{high_ms}-{high_seq}",
-        len(completed) // 4,
-        len(others) // 9,
+        len(completed) // 5,
+        len(others) // 10,
         retention_count,
         -1 if dead_retention_ms is None else dead_retention_ms,
         dead_retention_count,
@@ -164,7 +168,7 @@ def _entry_order(entry_id: str) -> tuple[int, int]:
 
 def _arguments(outcomes: Sequence[Outcome]) -> tuple[list[Arg], list[Arg], list[Arg]]:
     """The script's arguments for `outcomes` (see settle.lua's header): completed
-    jobs, the common case, as 4 each; the others as 9, the state word and the
+    jobs, the common case, as 5 each; the others as 10, the state word and the
     fields that state uses (blank where it uses none); and a triple for each job
     with links or a result."""
     completed: list[Arg] = []
@@ -180,7 +184,7 @@ def _arguments(outcomes: Sequence[Outcome]) -> tuple[list[Arg], list[Arg], list[
         if type(o) is Completed:
             # The common case, ahead of the match: a class pattern costs as much
             # as the rest of this loop's work for a job (measured on Python 3.11).
-            completed += (o.entry_id, o.job_id, o.workspace, o.attempt)
+            completed += (o.entry_id, o.job_id, o.workspace, o.attempt, o.ran_ms)
             if o.links or o.result:
                 linked += (o.job_id, o.links, o.result)
             continue
@@ -198,7 +202,7 @@ def _arguments(outcomes: Sequence[Outcome]) -> tuple[list[Arg], list[Arg], list[
             case _:
                 assert_never(o)
         others += (o.entry_id, o.job_id, o.workspace, state, o.attempt)
-        others += (error, envelope, wait, priority)
+        others += (error, envelope, wait, priority, o.ran_ms if type(o) is Dead else 0)
         if o.links:
             linked += (o.job_id, o.links, b"")
     return completed, others, linked

@@ -41,6 +41,10 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     # (0 while unsettled).
     queued_ms: int = 0
     finished_ms: int = 0
+    # A completed or dead job that ran: when its last attempt started (Redis time,
+    # ms) and how long it ran; 0 otherwise.
+    started_ms: int = 0
+    ran_ms: int = 0
     # While delayed: when it falls due (Redis time, ms).
     due_ms: int = 0
     # Attempts that have ended; the running or next one is attempts + 1.
@@ -73,6 +77,8 @@ def job_view(record: jobs.JobRecord) -> JobRecord:
         state=record.state,
         queued_ms=record.queued_ms,
         finished_ms=record.finished_ms,
+        started_ms=record.started_ms,
+        ran_ms=record.ran_ms,
         due_ms=record.due_ms,
         attempts=record.attempts,
         error=record.error,

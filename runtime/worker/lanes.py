@@ -157,14 +157,15 @@ class Lanes:
                 instruments.called(fn.name, took)
             append = settler.outbox.append
             results = call.batch.results
-            done_ms = started_ms + round(took * 1000)
+            ran_ms = round(took * 1000)
+            done_ms = started_ms + ran_ms
             for entry_id, envelope in zip(call.entry_ids, call.envelopes, strict=True):
                 failure = failures.get(envelope.id) if failures else None
                 if failure is None:
                     self.recorder.completed(envelope, done_ms)
-                    append(completed(entry_id, envelope, results.get(envelope.id)))
+                    append(completed(entry_id, envelope, results.get(envelope.id), ran_ms))
                 else:
-                    append(failed(fn, entry_id, envelope, failure))
+                    append(failed(fn, entry_id, envelope, failure, ran_ms))
             settler.ready.set()
 
     async def _still_held(self, call: Call) -> Call | None:

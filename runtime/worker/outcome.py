@@ -28,13 +28,16 @@ MAX_RESULT_BYTES = 64 * 1024
 _results = msgspec.msgpack.Encoder()
 
 
-def completed(entry_id: str, envelope: env.Envelope, result: object = None) -> Completed:
+def completed(
+    entry_id: str, envelope: env.Envelope, result: object = None, ran_ms: int = 0
+) -> Completed:
+    """The handler returned `result` after running `ran_ms`."""
     e = envelope
     if e.key or e.tags or result is not None:
         return Completed(
-            entry_id, e.id, e.workspace, e.attempt, links_of(e), _encode_result(e, result)
+            entry_id, e.id, e.workspace, e.attempt, ran_ms, links_of(e), _encode_result(e, result)
         )
-    return Completed(entry_id, e.id, e.workspace, e.attempt)
+    return Completed(entry_id, e.id, e.workspace, e.attempt, ran_ms)
 
 
 def expired(entry_id: str, envelope: env.Envelope) -> Expired:
@@ -63,10 +66,13 @@ def deferred(
     )
 
 
-def dead(entry_id: str, envelope: env.Envelope, reason: str, letter: bytes) -> Dead:
-    """Dead-lettered before its handler ran: poison, or a payload it cannot take."""
+def dead(
+    entry_id: str, envelope: env.Envelope, reason: str, letter: bytes, ran_ms: int = 0
+) -> Dead:
+    """Dead-lettered: before its handler ran (poison, a payload it cannot take), or
+    after its last attempt ran `ran_ms`."""
     e = envelope
-    return Dead(entry_id, e.id, e.workspace, e.attempt, reason, letter, links_of(e))
+    return Dead(entry_id, e.id, e.workspace, e.attempt, reason, letter, links_of(e), ran_ms)
 
 
 def _encode_result(envelope: env.Envelope, result: object) -> bytes:
@@ -95,17 +101,18 @@ def links_of(envelope: env.Envelope) -> str:
 
 
 def failed(
-    fn: Function[Any], entry_id: str, envelope: env.Envelope, failure: Failure
+    fn: Function[Any], entry_id: str, envelope: env.Envelope, failure: Failure, ran_ms: int = 0
 ) -> Retried | Dead:
     """Retry with the function's backoff (or the handler's `Retry(after=...)`) until
-    the last attempt; then, or at once for `Reject`, dead-letter with every error."""
+    the last attempt; then, or at once for `Reject`, dead-letter with every error
+    (and the time the last attempt ran)."""
     error = failure.error[:MAX_ERROR_CHARS]
     errors = (*envelope.errors, error)
     tracebacks = _tracebacks(envelope, failure.traceback)
     opts = fn.options
     if failure.final or envelope.attempt >= opts.attempts:
         letter = msgspec.structs.replace(envelope, errors=errors, tracebacks=tracebacks)
-        return dead(entry_id, envelope, error, env.encode(letter))
+        return dead(entry_id, envelope, error, env.encode(letter), ran_ms)
     delay_s = failure.after_s
     if delay_s is None:
         delay_s = retry_delay_s(envelope.attempt, opts.backoff_base_s, opts.backoff_cap_s)

@@ -60,11 +60,12 @@ function Record.delayed(workspace, priority, due, attempts, links, envelope)
     .. '|' .. envelope
 end
 
--- A job settled from its stream entry `eid` (completed, expired or dead) at `now`;
--- it was queued when the entry was added (the entry id's time).
-function Record.settled(state, workspace, eid, attempts, now, dead, links, tail)
+-- A job settled from its stream entry `eid` (completed, expired or dead) at
+-- `finished`: the Redis time, and for a job that ran, ":" and how long its last
+-- attempt ran (ms); it was queued when the entry was added (the entry id's time).
+function Record.settled(state, workspace, eid, attempts, finished, dead, links, tail)
   return CODE[state] .. '|' .. workspace .. '|' .. eid .. '|' .. string.match(eid, '^%d+') .. '|'
-    .. attempts .. '|' .. now .. '|' .. dead .. '|' .. links .. '|' .. tail
+    .. attempts .. '|' .. finished .. '|' .. dead .. '|' .. links .. '|' .. tail
 end
 
 function Record.state(s)

@@ -64,7 +64,8 @@ def test_the_walk_finds_a_storage_struct_inside_a_body() -> None:
 
 RECORD = jobs.JobRecord(
     id="j1", function="tasks", workspace="acme", state="completed", queued_ms=1, finished_ms=2,
-    due_ms=3, attempts=4, error="boom", key="k", tags=("a", "b"), result={"ok": [1]},
+    started_ms=1, ran_ms=1, due_ms=3, attempts=4, error="boom", key="k", tags=("a", "b"),
+    result={"ok": [1]},
     consumer="w1", deliveries=5, priority="high", data={"to": "+15550100"},
     failures=(jobs.FailedAttempt("ValueError: boom", "Traceback ..."),),
 )  # fmt: skip
@@ -98,7 +99,7 @@ SHOWN: list[tuple[Any, bytes]] = [
     (
         views.job_view(RECORD),
         b'{"id":"j1","function":"tasks","workspace":"acme","state":"completed","queued_ms":1,'
-        b'"finished_ms":2,"due_ms":3,"attempts":4,"error":"boom","key":"k","tags":["a","b"],'
+        b'"finished_ms":2,"started_ms":1,"ran_ms":1,"due_ms":3,"attempts":4,"error":"boom","key":"k","tags":["a","b"],'
         b'"result":{"ok":[1]},"consumer":"w1","deliveries":5,"priority":"high",'
         b'"data":{"to":"+15550100"},'
         b'"failures":[{"error":"ValueError: boom","traceback":"Traceback ..."}]}',

@@ -373,3 +373,27 @@ async def test_a_page_limit_out_of_range_is_refused(redis: Redis, limit: int) ->
 def test_a_retry_beyond_the_horizon_is_refused(after: float) -> None:
     with pytest.raises(ValueError, match="must be 0 to"):
         Retry(after=after)
+
+
+async def test_a_finished_jobs_status_says_when_its_last_attempt_started_and_how_long_it_ran(
+    redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    registry = load(SAMPLE)
+    client, jobs = Client(redis, registry), Jobs(redis, registry)
+    slow = await client.publish("tasks", workspace="acme", data={"n": 1, "sleep_ms": 300})
+    # Outlives the function's 2 s timeout, its one attempt: dead.
+    failing = await client.publish("tasks", workspace="acme", data={"n": 2, "mode": "hang"})
+    async with worker_in_process(shared_server.url, "tasks"):
+
+        async def both_done() -> bool:
+            counts = await total_counts(redis, "tasks")
+            return counts.completed + counts.dead == 2
+
+        await wait_until(both_done, what="one job completed and one dead")
+    for receipt, state, ran_ms in ((slow, "completed", 300), (failing, "dead", 2000)):
+        record = await jobs.get("tasks", receipt.id)
+        assert record is not None
+        assert record.state == state
+        assert record.queued_ms <= record.started_ms < record.finished_ms
+        # The handler's own time, not the wait for the settle's round trip.
+        assert ran_ms <= record.ran_ms <= record.finished_ms - record.started_ms

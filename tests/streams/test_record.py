@@ -59,6 +59,8 @@ def records(draw: st.DrawFn) -> rec.Record:
         at=draw(_ms),
         attempts=draw(st.integers(0, 1000)),
         finished=draw(_ms),
+        # A completed or dead job that ran keeps how long its last attempt ran.
+        ran=draw(st.none() | st.integers(0, 10**7)) if state in ("completed", "dead") else None,
         dead=draw(_entry) if state == "dead" else "",
         links=draw(_links),
         tail=draw(st.binary(max_size=300)),
@@ -99,7 +101,7 @@ def test_python_format_lua_parse_python_parse_round_trip(
             assert priority == ("" if record.priority is None else str(record.priority)).encode()
             assert (at, attempts, finished) == (
                 str(record.at).encode(), str(record.attempts).encode(),
-                str(record.finished).encode(),
+                (str(record.finished) + ("" if record.ran is None else f":{record.ran}")).encode(),
             )  # fmt: skip
             assert (dead, links, tail) == (record.dead.encode(), record.links.encode(), record.tail)
             assert rec.parse(formatted) == record

@@ -1304,6 +1304,10 @@ export interface components {
             /** @default 0 */
             finished_ms?: number;
             /** @default 0 */
+            started_ms?: number;
+            /** @default 0 */
+            ran_ms?: number;
+            /** @default 0 */
             due_ms?: number;
             /** @default 0 */
             attempts?: number;
