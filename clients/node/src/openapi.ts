@@ -40,6 +40,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/tags/{tag}/counts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A tag's live jobs in a workspace by function and state (a campaign's progress) */
+        get: operations["get_v1_tags_tag_counts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/queues": {
         parameters: {
             query?: never;
@@ -780,6 +797,518 @@ export interface components {
             path: string;
             message: string;
         };
+        /**
+         * Sms
+         * @example {
+         *       "to": "+15550100",
+         *       "body": "Your appointment is tomorrow at 10:00.",
+         *       "from": "",
+         *       "media_urls": [],
+         *       "metadata": {}
+         *     }
+         */
+        Sms: {
+            /** @description A phone number: E.164 (+ and country code), or national in the deployment's SLUICE_SMS_DEFAULT_REGION; stored as E.164 */
+            to: string;
+            /** @description The text; longer than one SMS (160 GSM-7 or 70 UCS-2 characters) it is sent in segments, each billed */
+            body: string;
+            /**
+             * @description The sender: an E.164 number, an alphanumeric sender id, or a Twilio messaging service (MG...); empty: the deployment's SLUICE_SMS_FROM
+             * @default
+             */
+            from?: string;
+            /**
+             * @description Images and files to attach (MMS), at most 10
+             * @default []
+             */
+            media_urls?: string[];
+            /**
+             * @description The sender's own data about the message, kept with the job
+             * @default {}
+             */
+            metadata?: Record<string, unknown>;
+        };
+        /**
+         * WhatsApp
+         * @example {
+         *       "to": "+15550100",
+         *       "text": "",
+         *       "template": {
+         *         "name": "appointment_reminder",
+         *         "language": "en_US",
+         *         "parameters": [
+         *           "Ada",
+         *           "tomorrow 10:00"
+         *         ],
+         *         "components": []
+         *       },
+         *       "preview_url": false,
+         *       "metadata": {}
+         *     }
+         */
+        WhatsApp: {
+            /** @description A phone number: E.164 (+ and country code), or national in the deployment's SLUICE_SMS_DEFAULT_REGION; stored as E.164 */
+            to: string;
+            /**
+             * @description A text message (to a customer who wrote within 24 hours); give this or `template`
+             * @default
+             */
+            text?: string;
+            /**
+             * @description An approved template; this or `text`
+             * @default null
+             */
+            template?: components["schemas"]["Template"] | null;
+            /**
+             * @description Show a preview of the text's first link
+             * @default false
+             */
+            preview_url?: boolean;
+            /**
+             * @description The sender's own data about the message, kept with the job
+             * @default {}
+             */
+            metadata?: Record<string, unknown>;
+        };
+        /** Template */
+        Template: {
+            /** @description An approved template's name */
+            name: string;
+            /**
+             * @description Its language: en_US, de, pt_BR, ...
+             * @default en_US
+             */
+            language?: string;
+            /**
+             * @description The body's {{1}}, {{2}}, ... in order, as text
+             * @default []
+             */
+            parameters?: string[];
+            /**
+             * @description Further Cloud API template components (header, buttons), sent as given
+             * @default []
+             */
+            components?: Record<string, unknown>[];
+        };
+        /**
+         * Email
+         * @description One email to one recipient; `html`, `text` or both.
+         * @example {
+         *       "to": "ada@example.com",
+         *       "subject": "Welcome",
+         *       "html": "<p>Hello!</p>",
+         *       "text": "",
+         *       "from": "",
+         *       "reply_to": null,
+         *       "headers": {},
+         *       "contact_id": ""
+         *     }
+         */
+        Email: {
+            /** @description An email address: `ada@example.com`. */
+            to: string;
+            /** @description The subject line. */
+            subject: string;
+            /**
+             * @description The HTML body; the text part is derived from it when `text` is empty.
+             * @default
+             */
+            html?: string;
+            /**
+             * @description The plain-text body.
+             * @default
+             */
+            text?: string;
+            /**
+             * @description The From: an address or `Name <address>`; the deployment's SLUICE_EMAIL_FROM when empty.
+             * @default
+             */
+            from?: string;
+            /** @default null */
+            reply_to?: string | null;
+            /**
+             * @description Extra headers (`List-Unsubscribe`, ...); not those the message sets itself (From, To, Subject, Reply-To, Cc, Bcc, Date, Message-ID, Content-*).
+             * @default {}
+             */
+            headers?: {
+                [key: string]: string;
+            };
+            /**
+             * @description The recipient in the sender's own records.
+             * @default
+             */
+            contact_id?: string;
+        };
+        /**
+         * WebhookEvent
+         * @description One event for a workspace's webhook endpoints.
+         * @example {
+         *       "type": "booking.created",
+         *       "data": {
+         *         "booking": "b-42"
+         *       },
+         *       "endpoint": ""
+         *     }
+         */
+        WebhookEvent: {
+            /** @description What happened (`booking.created`): receivers route on it. */
+            type: string;
+            /** @description The event's content: any JSON. */
+            data: unknown;
+            /**
+             * @description Only this endpoint (its id); empty: every enabled endpoint of the workspace.
+             * @default
+             */
+            endpoint?: string;
+        };
+        /**
+         * Booking
+         * @example {
+         *       "id": "B-1042",
+         *       "name": "Haircut with Sam",
+         *       "start": "2030-06-14T10:00[Europe/Berlin]",
+         *       "contact": {
+         *         "phone": "+15550100",
+         *         "email": "ada@example.com"
+         *       },
+         *       "channels": [
+         *         "sms",
+         *         "email"
+         *       ],
+         *       "location": "Kastanienallee 12",
+         *       "offsets_s": [
+         *         86400,
+         *         3600,
+         *         900
+         *       ],
+         *       "messages": {
+         *         "text": "",
+         *         "subject": "",
+         *         "whatsapp_template": "",
+         *         "whatsapp_language": "en_US"
+         *       }
+         *     }
+         */
+        Booking: {
+            /** @description Its id in the sender's records: 1-100 of A-Z a-z 0-9 _ . - */
+            id: string;
+            /** @description What is booked: `Haircut with Sam` */
+            name: string;
+            /** @description When it starts, in its zone: RFC 9557 (`2026-12-24T10:00[Europe/Berlin]`) or `{"local": "2026-12-24T10:00", "zone": "Europe/Berlin"}`; RFC 3339 with an offset is taken too. Reminders show it there */
+            start: string | components["schemas"]["runtime.client.timing.LocalTime"];
+            contact: components["schemas"]["Contact"];
+            /**
+             * @description sms, email and/or whatsapp
+             * @default [
+             *       "sms"
+             *     ]
+             */
+            channels?: ("email" | "sms" | "whatsapp")[];
+            /**
+             * @description Where
+             * @default
+             */
+            location?: string;
+            /**
+             * @description When to remind, in seconds before the start (elapsed time)
+             * @default [
+             *       86400,
+             *       3600,
+             *       900
+             *     ]
+             */
+            offsets_s?: number[];
+            /**
+             * @description The wording: placeholders {name}, {start}, {location} and {when} (`in 24 hours`); a WhatsApp template gets name, start and location
+             * @default {
+             *       "text": "",
+             *       "subject": "",
+             *       "whatsapp_template": "",
+             *       "whatsapp_language": "en_US"
+             *     }
+             */
+            messages?: components["schemas"]["Messages"];
+        };
+        /**
+         * LocalTime
+         * @description A wall-clock time in an IANA zone: `LocalTime("2026-12-24T09:00", "Europe/Berlin")`.
+         */
+        "runtime.client.timing.LocalTime": {
+            local: string;
+            zone: string;
+        };
+        /**
+         * Contact
+         * @description Whom the reminders reach: a phone for sms and whatsapp, an address for email.
+         */
+        Contact: {
+            /** @default null */
+            phone?: string | null;
+            /** @default null */
+            email?: string | null;
+        };
+        /**
+         * Messages
+         * @description The reminders' wording; empty: the function's own. Placeholders in braces
+         *     (`{name}`, `{when}`, ...) are filled per reminder; the function says which it has.
+         */
+        Messages: {
+            /**
+             * @description The SMS, the WhatsApp text, the email body
+             * @default
+             */
+            text?: string;
+            /**
+             * @description The email subject
+             * @default
+             */
+            subject?: string;
+            /**
+             * @description An approved WhatsApp template to send instead of `text` (WhatsApp takes only templates from a business outside a 24-hour window)
+             * @default
+             */
+            whatsapp_template?: string;
+            /** @default en_US */
+            whatsapp_language?: string;
+        };
+        /**
+         * Cancel
+         * @example {
+         *       "id": "B-1042"
+         *     }
+         */
+        Cancel: {
+            /** @description Its id in the sender's records: 1-100 of A-Z a-z 0-9 _ . - */
+            id: string;
+        };
+        /**
+         * Payment
+         * @example {
+         *       "id": "INV-2030-117",
+         *       "name": "Invoice 2030-117",
+         *       "amount": "EUR 120.00",
+         *       "due": "2030-07-01T09:00[Europe/Berlin]",
+         *       "contact": {
+         *         "phone": null,
+         *         "email": "ada@example.com"
+         *       },
+         *       "channels": [
+         *         "email"
+         *       ],
+         *       "steps_days": [
+         *         -3,
+         *         0,
+         *         3,
+         *         7
+         *       ],
+         *       "messages": {
+         *         "text": "",
+         *         "subject": "",
+         *         "whatsapp_template": "",
+         *         "whatsapp_language": "en_US"
+         *       }
+         *     }
+         */
+        Payment: {
+            /** @description Its id in the sender's records: 1-100 of A-Z a-z 0-9 _ . - */
+            id: string;
+            /** @description What is due: `Invoice 2026-117` */
+            name: string;
+            /** @description As shown: `EUR 120.00` */
+            amount: string;
+            /** @description When it is due, in its zone: RFC 9557 (`2026-12-24T09:00[Europe/Berlin]`) or `{"local", "zone"}`; RFC 3339 with an offset is taken too */
+            due: string | components["schemas"]["runtime.client.timing.LocalTime"];
+            contact: components["schemas"]["Contact"];
+            /**
+             * @description sms, email and/or whatsapp
+             * @default [
+             *       "email"
+             *     ]
+             */
+            channels?: ("email" | "sms" | "whatsapp")[];
+            /**
+             * @description When to remind: days from the due time, negative before it
+             * @default [
+             *       -3,
+             *       0,
+             *       3,
+             *       7
+             *     ]
+             */
+            steps_days?: number[];
+            /**
+             * @description The wording: placeholders {name}, {amount}, {due} and {when} (`due in 3 days`, `due today`, `overdue by 3 days`); a WhatsApp template gets name, amount and due
+             * @default {
+             *       "text": "",
+             *       "subject": "",
+             *       "whatsapp_template": "",
+             *       "whatsapp_language": "en_US"
+             *     }
+             */
+            messages?: components["schemas"]["Messages"];
+        };
+        /**
+         * Paid
+         * @example {
+         *       "id": "INV-2030-117"
+         *     }
+         */
+        Paid: {
+            /** @description Its id in the sender's records: 1-100 of A-Z a-z 0-9 _ . - */
+            id: string;
+        };
+        /**
+         * Campaign
+         * @example {
+         *       "id": "spring-sale",
+         *       "zone": "Europe/Berlin",
+         *       "start": "2030-03-29",
+         *       "steps": [
+         *         {
+         *           "day": 0,
+         *           "at": "09:00",
+         *           "channel": "sms",
+         *           "text": "Hi {name}, our spring sale starts today!",
+         *           "subject": "",
+         *           "whatsapp_template": "",
+         *           "whatsapp_language": "en_US"
+         *         },
+         *         {
+         *           "day": 2,
+         *           "at": "18:30",
+         *           "channel": "email",
+         *           "text": "Hi {name}, the sale ends tonight.",
+         *           "subject": "Last day of the spring sale",
+         *           "whatsapp_template": "",
+         *           "whatsapp_language": "en_US"
+         *         }
+         *       ],
+         *       "contacts": [
+         *         {
+         *           "id": "c-1",
+         *           "name": "Ada",
+         *           "phone": "+15550100",
+         *           "email": "ada@example.com",
+         *           "fields": {}
+         *         },
+         *         {
+         *           "id": "c-2",
+         *           "name": "Grace",
+         *           "phone": null,
+         *           "email": "grace@example.com",
+         *           "fields": {}
+         *         }
+         *       ],
+         *       "contacts_url": null,
+         *       "late_s": 21600
+         *     }
+         */
+        Campaign: {
+            /** @description The campaign's id in the sender's records: 1-40 of A-Z a-z 0-9 _ . - */
+            id: string;
+            /** @description The workspace's time zone (IANA): `Europe/Berlin` */
+            zone: string;
+            /**
+             * Format: date
+             * @description Day 0 of the steps, in the zone
+             */
+            start: string;
+            steps: components["schemas"]["Step"][];
+            /** @default null */
+            contacts?: components["schemas"]["Recipient"][] | null;
+            /** @default null */
+            contacts_url?: string | null;
+            /**
+             * @description How late a message may still go; later it expires, unsent
+             * @default 21600
+             */
+            late_s?: number;
+        };
+        /**
+         * Step
+         * @description One message of the campaign, sent to every contact.
+         */
+        Step: {
+            /** @description Days after `start` (0: on it) */
+            day: number;
+            /** @description Wall-clock time in the campaign's zone, `HH:MM` */
+            at: string;
+            /** @enum {unknown} */
+            channel: "email" | "sms" | "whatsapp";
+            /**
+             * @description The SMS, the WhatsApp text or the email body; placeholders {name} and the contact's `fields` ({first_name}, ...)
+             * @default
+             */
+            text?: string;
+            /** @default  */
+            subject?: string;
+            /**
+             * @description An approved WhatsApp template instead of `text`; its parameter is the contact's name
+             * @default
+             */
+            whatsapp_template?: string;
+            /** @default en_US */
+            whatsapp_language?: string;
+        };
+        /**
+         * Recipient
+         * @description One contact of a campaign.
+         */
+        Recipient: {
+            /** @description The contact's id in the sender's records (part of each job's id, so a launch retried adds no second message): 1-64 of A-Z a-z 0-9 _ . - */
+            id: string;
+            /**
+             * @description Fills {name}
+             * @default
+             */
+            name?: string;
+            /** @default null */
+            phone?: string | null;
+            /** @default null */
+            email?: string | null;
+            /**
+             * @description More placeholders: `{"first_name": "Ada"}` fills {first_name}
+             * @default {}
+             */
+            fields?: {
+                [key: string]: string;
+            };
+        };
+        /**
+         * CancelCampaign
+         * @example {
+         *       "id": "spring-sale"
+         *     }
+         */
+        CancelCampaign: {
+            /** @description The campaign's id in the sender's records: 1-40 of A-Z a-z 0-9 _ . - */
+            id: string;
+        };
+        /**
+         * Cleanup
+         * @example {
+         *       "consumer_idle_s": 86400,
+         *       "deferrals_s": 2592000
+         *     }
+         */
+        Cleanup: {
+            /**
+             * @description Delete a consumer idle this long that holds no job (a worker gone)
+             * @default 86400
+             */
+            consumer_idle_s?: number;
+            /**
+             * @description Forget a workspace's rate-limit deferral record (`Limits`) this long after its last deferral
+             * @default 2592000
+             */
+            deferrals_s?: number;
+        };
+        /**
+         * Report
+         * @description No fields: the job's workspace is the report's.
+         * @example {}
+         */
+        Report: Record<string, unknown>;
         /** JobRecord */
         JobRecord: {
             id: string;
@@ -847,6 +1376,30 @@ export interface components {
         "runtime.ingress.bodies.LocalTime": {
             local: string;
             zone: string;
+        };
+        /**
+         * TagProgress
+         * @description A tag's live jobs in one workspace, by function (those with none left out)
+         *     and in all: a campaign's progress is what it published less these.
+         */
+        TagProgress: {
+            tag: string;
+            workspace: string;
+            functions: {
+                [key: string]: components["schemas"]["TagCounts"];
+            };
+            total: components["schemas"]["TagCounts"];
+        };
+        /**
+         * TagCounts
+         * @description A tag's live jobs by state: delayed, waiting (in the stream or a workspace's
+         *     backlog, not yet read), active (read by a worker: running, or held until its
+         *     rate-limit slot). A job leaves its tags when it finishes.
+         */
+        TagCounts: {
+            delayed: number;
+            waiting: number;
+            active: number;
         };
         /** Queues */
         Queues: {
@@ -1231,16 +1784,6 @@ export interface components {
              */
             priority?: "high" | "low" | "normal";
         };
-        /**
-         * Cancel
-         * @example {
-         *       "id": "B-1042"
-         *     }
-         */
-        Cancel: {
-            /** @description Its id in the sender's records: 1-100 of A-Z a-z 0-9 _ . - */
-            id: string;
-        };
         /** Published */
         Published: {
             id: string;
@@ -1278,116 +1821,6 @@ export interface components {
             priority?: "high" | "low" | "normal";
         };
         /**
-         * Booking
-         * @example {
-         *       "id": "B-1042",
-         *       "name": "Haircut with Sam",
-         *       "start": "2030-06-14T10:00[Europe/Berlin]",
-         *       "contact": {
-         *         "phone": "+15550100",
-         *         "email": "ada@example.com"
-         *       },
-         *       "channels": [
-         *         "sms",
-         *         "email"
-         *       ],
-         *       "location": "Kastanienallee 12",
-         *       "offsets_s": [
-         *         86400,
-         *         3600,
-         *         900
-         *       ],
-         *       "messages": {
-         *         "text": "",
-         *         "subject": "",
-         *         "whatsapp_template": "",
-         *         "whatsapp_language": "en_US"
-         *       }
-         *     }
-         */
-        Booking: {
-            /** @description Its id in the sender's records: 1-100 of A-Z a-z 0-9 _ . - */
-            id: string;
-            /** @description What is booked: `Haircut with Sam` */
-            name: string;
-            /** @description When it starts, in its zone: RFC 9557 (`2026-12-24T10:00[Europe/Berlin]`) or `{"local": "2026-12-24T10:00", "zone": "Europe/Berlin"}`; RFC 3339 with an offset is taken too. Reminders show it there */
-            start: string | components["schemas"]["runtime.client.timing.LocalTime"];
-            contact: components["schemas"]["Contact"];
-            /**
-             * @description sms, email and/or whatsapp
-             * @default [
-             *       "sms"
-             *     ]
-             */
-            channels?: ("email" | "sms" | "whatsapp")[];
-            /**
-             * @description Where
-             * @default
-             */
-            location?: string;
-            /**
-             * @description When to remind, in seconds before the start (elapsed time)
-             * @default [
-             *       86400,
-             *       3600,
-             *       900
-             *     ]
-             */
-            offsets_s?: number[];
-            /**
-             * @description The wording: placeholders {name}, {start}, {location} and {when} (`in 24 hours`); a WhatsApp template gets name, start and location
-             * @default {
-             *       "text": "",
-             *       "subject": "",
-             *       "whatsapp_template": "",
-             *       "whatsapp_language": "en_US"
-             *     }
-             */
-            messages?: components["schemas"]["Messages"];
-        };
-        /**
-         * LocalTime
-         * @description A wall-clock time in an IANA zone: `LocalTime("2026-12-24T09:00", "Europe/Berlin")`.
-         */
-        "runtime.client.timing.LocalTime": {
-            local: string;
-            zone: string;
-        };
-        /**
-         * Contact
-         * @description Whom the reminders reach: a phone for sms and whatsapp, an address for email.
-         */
-        Contact: {
-            /** @default null */
-            phone?: string | null;
-            /** @default null */
-            email?: string | null;
-        };
-        /**
-         * Messages
-         * @description The reminders' wording; empty: the function's own. Placeholders in braces
-         *     (`{name}`, `{when}`, ...) are filled per reminder; the function says which it has.
-         */
-        Messages: {
-            /**
-             * @description The SMS, the WhatsApp text, the email body
-             * @default
-             */
-            text?: string;
-            /**
-             * @description The email subject
-             * @default
-             */
-            subject?: string;
-            /**
-             * @description An approved WhatsApp template to send instead of `text` (WhatsApp takes only templates from a business outside a 24-hour window)
-             * @default
-             */
-            whatsapp_template?: string;
-            /** @default en_US */
-            whatsapp_language?: string;
-        };
-        /**
          * EventBody[CancelCampaign]
          * @description One event: `data` is the input of the functions its topic routes to.
          */
@@ -1411,16 +1844,6 @@ export interface components {
              * @enum {unknown}
              */
             priority?: "high" | "low" | "normal";
-        };
-        /**
-         * CancelCampaign
-         * @example {
-         *       "id": "spring-sale"
-         *     }
-         */
-        CancelCampaign: {
-            /** @description The campaign's id in the sender's records: 1-40 of A-Z a-z 0-9 _ . - */
-            id: string;
         };
         /**
          * EventBody[Campaign]
@@ -1448,123 +1871,6 @@ export interface components {
             priority?: "high" | "low" | "normal";
         };
         /**
-         * Campaign
-         * @example {
-         *       "id": "spring-sale",
-         *       "zone": "Europe/Berlin",
-         *       "start": "2030-03-29",
-         *       "steps": [
-         *         {
-         *           "day": 0,
-         *           "at": "09:00",
-         *           "channel": "sms",
-         *           "text": "Hi {name}, our spring sale starts today!",
-         *           "subject": "",
-         *           "whatsapp_template": "",
-         *           "whatsapp_language": "en_US"
-         *         },
-         *         {
-         *           "day": 2,
-         *           "at": "18:30",
-         *           "channel": "email",
-         *           "text": "Hi {name}, the sale ends tonight.",
-         *           "subject": "Last day of the spring sale",
-         *           "whatsapp_template": "",
-         *           "whatsapp_language": "en_US"
-         *         }
-         *       ],
-         *       "contacts": [
-         *         {
-         *           "id": "c-1",
-         *           "name": "Ada",
-         *           "phone": "+15550100",
-         *           "email": "ada@example.com",
-         *           "fields": {}
-         *         },
-         *         {
-         *           "id": "c-2",
-         *           "name": "Grace",
-         *           "phone": null,
-         *           "email": "grace@example.com",
-         *           "fields": {}
-         *         }
-         *       ],
-         *       "contacts_url": null,
-         *       "late_s": 21600
-         *     }
-         */
-        Campaign: {
-            /** @description The campaign's id in the sender's records: 1-40 of A-Z a-z 0-9 _ . - */
-            id: string;
-            /** @description The workspace's time zone (IANA): `Europe/Berlin` */
-            zone: string;
-            /**
-             * Format: date
-             * @description Day 0 of the steps, in the zone
-             */
-            start: string;
-            steps: components["schemas"]["Step"][];
-            /** @default null */
-            contacts?: components["schemas"]["Recipient"][] | null;
-            /** @default null */
-            contacts_url?: string | null;
-            /**
-             * @description How late a message may still go; later it expires, unsent
-             * @default 21600
-             */
-            late_s?: number;
-        };
-        /**
-         * Step
-         * @description One message of the campaign, sent to every contact.
-         */
-        Step: {
-            /** @description Days after `start` (0: on it) */
-            day: number;
-            /** @description Wall-clock time in the campaign's zone, `HH:MM` */
-            at: string;
-            /** @enum {unknown} */
-            channel: "email" | "sms" | "whatsapp";
-            /**
-             * @description The SMS, the WhatsApp text or the email body; placeholders {name} and the contact's `fields` ({first_name}, ...)
-             * @default
-             */
-            text?: string;
-            /** @default  */
-            subject?: string;
-            /**
-             * @description An approved WhatsApp template instead of `text`; its parameter is the contact's name
-             * @default
-             */
-            whatsapp_template?: string;
-            /** @default en_US */
-            whatsapp_language?: string;
-        };
-        /**
-         * Recipient
-         * @description One contact of a campaign.
-         */
-        Recipient: {
-            /** @description The contact's id in the sender's records (part of each job's id, so a launch retried adds no second message): 1-64 of A-Z a-z 0-9 _ . - */
-            id: string;
-            /**
-             * @description Fills {name}
-             * @default
-             */
-            name?: string;
-            /** @default null */
-            phone?: string | null;
-            /** @default null */
-            email?: string | null;
-            /**
-             * @description More placeholders: `{"first_name": "Ada"}` fills {first_name}
-             * @default {}
-             */
-            fields?: {
-                [key: string]: string;
-            };
-        };
-        /**
          * EventBody[Email]
          * @description One event: `data` is the input of the functions its topic routes to.
          */
@@ -1588,55 +1894,6 @@ export interface components {
              * @enum {unknown}
              */
             priority?: "high" | "low" | "normal";
-        };
-        /**
-         * Email
-         * @description One email to one recipient; `html`, `text` or both.
-         * @example {
-         *       "to": "ada@example.com",
-         *       "subject": "Welcome",
-         *       "html": "<p>Hello!</p>",
-         *       "text": "",
-         *       "from": "",
-         *       "reply_to": null,
-         *       "headers": {},
-         *       "contact_id": ""
-         *     }
-         */
-        Email: {
-            /** @description An email address: `ada@example.com`. */
-            to: string;
-            /** @description The subject line. */
-            subject: string;
-            /**
-             * @description The HTML body; the text part is derived from it when `text` is empty.
-             * @default
-             */
-            html?: string;
-            /**
-             * @description The plain-text body.
-             * @default
-             */
-            text?: string;
-            /**
-             * @description The From: an address or `Name <address>`; the deployment's SLUICE_EMAIL_FROM when empty.
-             * @default
-             */
-            from?: string;
-            /** @default null */
-            reply_to?: string | null;
-            /**
-             * @description Extra headers (`List-Unsubscribe`, ...); not those the message sets itself (From, To, Subject, Reply-To, Cc, Bcc, Date, Message-ID, Content-*).
-             * @default {}
-             */
-            headers?: {
-                [key: string]: string;
-            };
-            /**
-             * @description The recipient in the sender's own records.
-             * @default
-             */
-            contact_id?: string;
         };
         /**
          * EventBody[Paid]
@@ -1664,16 +1921,6 @@ export interface components {
             priority?: "high" | "low" | "normal";
         };
         /**
-         * Paid
-         * @example {
-         *       "id": "INV-2030-117"
-         *     }
-         */
-        Paid: {
-            /** @description Its id in the sender's records: 1-100 of A-Z a-z 0-9 _ . - */
-            id: string;
-        };
-        /**
          * EventBody[Payment]
          * @description One event: `data` is the input of the functions its topic routes to.
          */
@@ -1697,72 +1944,6 @@ export interface components {
              * @enum {unknown}
              */
             priority?: "high" | "low" | "normal";
-        };
-        /**
-         * Payment
-         * @example {
-         *       "id": "INV-2030-117",
-         *       "name": "Invoice 2030-117",
-         *       "amount": "EUR 120.00",
-         *       "due": "2030-07-01T09:00[Europe/Berlin]",
-         *       "contact": {
-         *         "phone": null,
-         *         "email": "ada@example.com"
-         *       },
-         *       "channels": [
-         *         "email"
-         *       ],
-         *       "steps_days": [
-         *         -3,
-         *         0,
-         *         3,
-         *         7
-         *       ],
-         *       "messages": {
-         *         "text": "",
-         *         "subject": "",
-         *         "whatsapp_template": "",
-         *         "whatsapp_language": "en_US"
-         *       }
-         *     }
-         */
-        Payment: {
-            /** @description Its id in the sender's records: 1-100 of A-Z a-z 0-9 _ . - */
-            id: string;
-            /** @description What is due: `Invoice 2026-117` */
-            name: string;
-            /** @description As shown: `EUR 120.00` */
-            amount: string;
-            /** @description When it is due, in its zone: RFC 9557 (`2026-12-24T09:00[Europe/Berlin]`) or `{"local", "zone"}`; RFC 3339 with an offset is taken too */
-            due: string | components["schemas"]["runtime.client.timing.LocalTime"];
-            contact: components["schemas"]["Contact"];
-            /**
-             * @description sms, email and/or whatsapp
-             * @default [
-             *       "email"
-             *     ]
-             */
-            channels?: ("email" | "sms" | "whatsapp")[];
-            /**
-             * @description When to remind: days from the due time, negative before it
-             * @default [
-             *       -3,
-             *       0,
-             *       3,
-             *       7
-             *     ]
-             */
-            steps_days?: number[];
-            /**
-             * @description The wording: placeholders {name}, {amount}, {due} and {when} (`due in 3 days`, `due today`, `overdue by 3 days`); a WhatsApp template gets name, amount and due
-             * @default {
-             *       "text": "",
-             *       "subject": "",
-             *       "whatsapp_template": "",
-             *       "whatsapp_language": "en_US"
-             *     }
-             */
-            messages?: components["schemas"]["Messages"];
         };
         /**
          * EventBody[Report]
@@ -1790,12 +1971,6 @@ export interface components {
             priority?: "high" | "low" | "normal";
         };
         /**
-         * Report
-         * @description No fields: the job's workspace is the report's.
-         * @example {}
-         */
-        Report: Record<string, unknown>;
-        /**
          * EventBody[Cleanup]
          * @description One event: `data` is the input of the functions its topic routes to.
          */
@@ -1819,25 +1994,6 @@ export interface components {
              * @enum {unknown}
              */
             priority?: "high" | "low" | "normal";
-        };
-        /**
-         * Cleanup
-         * @example {
-         *       "consumer_idle_s": 86400,
-         *       "deferrals_s": 2592000
-         *     }
-         */
-        Cleanup: {
-            /**
-             * @description Delete a consumer idle this long that holds no job (a worker gone)
-             * @default 86400
-             */
-            consumer_idle_s?: number;
-            /**
-             * @description Forget a workspace's rate-limit deferral record (`Limits`) this long after its last deferral
-             * @default 2592000
-             */
-            deferrals_s?: number;
         };
         /**
          * EventBody[Sms]
@@ -1865,37 +2021,6 @@ export interface components {
             priority?: "high" | "low" | "normal";
         };
         /**
-         * Sms
-         * @example {
-         *       "to": "+15550100",
-         *       "body": "Your appointment is tomorrow at 10:00.",
-         *       "from": "",
-         *       "media_urls": [],
-         *       "metadata": {}
-         *     }
-         */
-        Sms: {
-            /** @description A phone number: E.164 (+ and country code), or national in the deployment's SLUICE_SMS_DEFAULT_REGION; stored as E.164 */
-            to: string;
-            /** @description The text; longer than one SMS (160 GSM-7 or 70 UCS-2 characters) it is sent in segments, each billed */
-            body: string;
-            /**
-             * @description The sender: an E.164 number, an alphanumeric sender id, or a Twilio messaging service (MG...); empty: the deployment's SLUICE_SMS_FROM
-             * @default
-             */
-            from?: string;
-            /**
-             * @description Images and files to attach (MMS), at most 10
-             * @default []
-             */
-            media_urls?: string[];
-            /**
-             * @description The sender's own data about the message, kept with the job
-             * @default {}
-             */
-            metadata?: Record<string, unknown>;
-        };
-        /**
          * EventBody[WebhookEvent]
          * @description One event: `data` is the input of the functions its topic routes to.
          */
@@ -1921,28 +2046,6 @@ export interface components {
             priority?: "high" | "low" | "normal";
         };
         /**
-         * WebhookEvent
-         * @description One event for a workspace's webhook endpoints.
-         * @example {
-         *       "type": "booking.created",
-         *       "data": {
-         *         "booking": "b-42"
-         *       },
-         *       "endpoint": ""
-         *     }
-         */
-        WebhookEvent: {
-            /** @description What happened (`booking.created`): receivers route on it. */
-            type: string;
-            /** @description The event's content: any JSON. */
-            data: unknown;
-            /**
-             * @description Only this endpoint (its id); empty: every enabled endpoint of the workspace.
-             * @default
-             */
-            endpoint?: string;
-        };
-        /**
          * EventBody[WhatsApp]
          * @description One event: `data` is the input of the functions its topic routes to.
          */
@@ -1966,68 +2069,6 @@ export interface components {
              * @enum {unknown}
              */
             priority?: "high" | "low" | "normal";
-        };
-        /**
-         * WhatsApp
-         * @example {
-         *       "to": "+15550100",
-         *       "text": "",
-         *       "template": {
-         *         "name": "appointment_reminder",
-         *         "language": "en_US",
-         *         "parameters": [
-         *           "Ada",
-         *           "tomorrow 10:00"
-         *         ],
-         *         "components": []
-         *       },
-         *       "preview_url": false,
-         *       "metadata": {}
-         *     }
-         */
-        WhatsApp: {
-            /** @description A phone number: E.164 (+ and country code), or national in the deployment's SLUICE_SMS_DEFAULT_REGION; stored as E.164 */
-            to: string;
-            /**
-             * @description A text message (to a customer who wrote within 24 hours); give this or `template`
-             * @default
-             */
-            text?: string;
-            /**
-             * @description An approved template; this or `text`
-             * @default null
-             */
-            template?: components["schemas"]["Template"] | null;
-            /**
-             * @description Show a preview of the text's first link
-             * @default false
-             */
-            preview_url?: boolean;
-            /**
-             * @description The sender's own data about the message, kept with the job
-             * @default {}
-             */
-            metadata?: Record<string, unknown>;
-        };
-        /** Template */
-        Template: {
-            /** @description An approved template's name */
-            name: string;
-            /**
-             * @description Its language: en_US, de, pt_BR, ...
-             * @default en_US
-             */
-            language?: string;
-            /**
-             * @description The body's {{1}}, {{2}}, ... in order, as text
-             * @default []
-             */
-            parameters?: string[];
-            /**
-             * @description Further Cloud API template components (header, buttons), sent as given
-             * @default []
-             */
-            components?: Record<string, unknown>[];
         };
     };
     responses: never;
@@ -2384,6 +2425,103 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobsPage"];
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
+    get_v1_tags_tag_counts: {
+        parameters: {
+            query?: {
+                /** @description the jobs' workspace (required for a key of several) */
+                workspace?: string;
+            };
+            header?: never;
+            path: {
+                tag: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TagProgress"];
                 };
             };
             /** @description Malformed body */
