@@ -1,4 +1,4 @@
-"""Jobs over HTTP: look up, list, cancel, reschedule.
+"""Jobs over HTTP: look up, list, cancel, reschedule, count a tag's.
 
 A workspace key sees only its workspaces' jobs: another workspace's job is
 answered 404, exactly as a job that does not exist, so ids do not leak. Ids
@@ -17,8 +17,9 @@ from runtime.ingress.auth import ApiKey, require_workspace, scope
 from runtime.ingress.bodies import JobsPage, Reschedule
 from runtime.ingress.problems import Problem, not_found
 from runtime.ingress.routes import Keyed, Route, Services, query_int, read_json, reply
-from runtime.ingress.views import JobRecord, ListedState, job_view
+from runtime.ingress.views import JobRecord, ListedState, TagProgress, job_view, tag_progress_view
 from streams import jobs as stored
+from streams.errors import InvalidName
 from streams.keys import check_token
 
 STATES: dict[str, ListedState] = {state: state for state in get_args(ListedState)}
@@ -109,6 +110,19 @@ async def _again(services: Services, record: stored.JobRecord) -> stored.JobReco
     return now
 
 
+async def tag_counts(request: web.Request, services: Services, key: ApiKey) -> web.Response:
+    tag = request.match_info["tag"]
+    try:
+        check_token("tag", tag)
+    except InvalidName as exc:  # in the path, not the body: said as it is
+        raise Problem(422, "Invalid request", str(exc)) from None
+    workspace = scope(key, request.query.get("workspace"))
+    if workspace is None:
+        raise Problem(422, "Invalid request", "give workspace: a tag's jobs are counted in one")
+    found = await services.jobs.tag_counts(tag, workspace=workspace)
+    return reply(tag_progress_view(tag, workspace, found))
+
+
 FUNCTION_QUERY: dict[str, tuple[Any, str]] = {
     "function": (str, "look in this function only (default: every function)"),
     "workspace": (
@@ -163,5 +177,14 @@ ROUTES = [
         replies={200: JobRecord},
         errors={409: "The job is not delayed: only a delayed job's due time moves"},
         query=FUNCTION_QUERY,
+    ),
+    Route(
+        "GET",
+        "/v1/tags/{tag}/counts",
+        Keyed(tag_counts),
+        "A tag's live jobs in a workspace by function and state (a campaign's progress)",
+        "jobs",
+        replies={200: TagProgress},
+        query={"workspace": (str, "the jobs' workspace (required for a key of several)")},
     ),
 ]

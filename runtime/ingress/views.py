@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from runtime.client import metrics
-from streams import jobs, ratelimit, repeats, webhooks
+from streams import jobs, ratelimit, repeats, tagged, webhooks
 
 JobState = Literal["delayed", "queued", "active", "completed", "dead", "cancelled", "expired"]
 # The states GET /v1/jobs lists.
@@ -143,6 +143,39 @@ def counts_view(counts: jobs.Counts) -> Counts:
         lost=counts.lost,
         replayed=counts.replayed,
         purged=counts.purged,
+    )
+
+
+class TagCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """A tag's live jobs by state: delayed, waiting (in the stream or a workspace's
+    backlog, not yet read), active (read by a worker: running, or held until its
+    rate-limit slot). A job leaves its tags when it finishes."""
+
+    delayed: int
+    waiting: int
+    active: int
+
+
+class TagProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """A tag's live jobs in one workspace, by function (those with none left out)
+    and in all: a campaign's progress is what it published less these."""
+
+    tag: str
+    workspace: str
+    functions: dict[str, TagCounts]
+    total: TagCounts
+
+
+def _tag_counts_view(counts: tagged.TagCounts) -> TagCounts:
+    return TagCounts(delayed=counts.delayed, waiting=counts.waiting, active=counts.active)
+
+
+def tag_progress_view(tag: str, workspace: str, found: dict[str, tagged.TagCounts]) -> TagProgress:
+    return TagProgress(
+        tag=tag,
+        workspace=workspace,
+        functions={name: _tag_counts_view(counts) for name, counts in found.items()},
+        total=_tag_counts_view(sum(found.values(), tagged.TagCounts())),
     )
 
 

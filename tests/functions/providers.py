@@ -1,12 +1,14 @@
-"""Real HTTP servers on loopback shaped like the delivery providers, and a worker
-running one function with the settings a test gives: for tests/functions."""
+"""Real HTTP servers on loopback shaped like the delivery providers, a worker
+running one function with the settings a test gives, and what a test of a
+channel's rate measures: for tests/functions."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -43,10 +45,13 @@ class ProviderServer:
         self.answers: list[Answer] = []
         self.success = Answer(201, {"sid": "SM0001", "status": "queued"})
         self.arrivals: list[Arrival] = []
+        # Called with each request as it arrives, before it is answered.
+        self.on_arrival: Callable[[web.Request], None] = lambda _: None
         self.url = ""
         self._release = asyncio.Event()
 
     async def handle(self, request: web.Request) -> web.Response:
+        self.on_arrival(request)
         body = await request.read()
         form: dict[str, list[str]] = {}
         if request.content_type == "application/x-www-form-urlencoded":
@@ -92,3 +97,55 @@ async def worker_for(
     the settings `environ` gives; stopped on exit."""
     async with hosting(url, [fn], environ, scheduler=True, recheck_s=0.2):
         yield
+
+
+def busiest_second(times: Iterable[float]) -> int:
+    """The most of `times` (seconds) that fall within any one second."""
+    ordered = sorted(times)
+    most = end = 0
+    for i, start in enumerate(ordered):
+        while end < len(ordered) and ordered[end] < start + 1.0:
+            end += 1
+        most = max(most, end - i)
+    return most
+
+
+class LoopLag:
+    """The longest the event loop may have stood still while watched (starved of CPU
+    on a busy machine, a GC pause): the longest a short timer's sleep took, which
+    holds any stall within it. The worker, the provider server and the test share
+    the loop, so the jobs whose rate-limit slots passed meanwhile start together
+    after it."""
+
+    TICK_S = 0.01
+
+    def __init__(self) -> None:
+        self.max_s = 0.0
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[LoopLag]:
+        task = asyncio.create_task(self._watch())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.TICK_S)
+            self.max_s = max(self.max_s, loop.time() - before)
+
+
+def assert_rate_held(times: Iterable[float], fn: Function[Any], lag: LoopLag) -> None:
+    """No second of `times` (`fn`'s jobs started, as their provider saw them arrive)
+    holds more than its global limit allows: a second's rate plus the burst
+    (`rate_burst_s` of rate), plus the jobs whose slots passed while the loop stood
+    still, as many as the rate gives the longest stall (README: Rate limits)."""
+    rate, burst_s = fn.options.rate_per_s, fn.options.rate_burst_s
+    bound = math.ceil(rate + rate * burst_s + rate * lag.max_s)
+    busiest = busiest_second(times)
+    assert busiest <= bound, f"{busiest} in one second, over {bound} (loop lag {lag.max_s:.3f} s)"

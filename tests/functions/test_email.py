@@ -7,6 +7,7 @@ import base64
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -14,12 +15,12 @@ import standardwebhooks
 
 from functions.email import Email, send_email
 from functions.mime import html_to_text, message_id
-from runtime import Client, ConfigurationError, Event, InvalidPayload, Jobs
+from runtime import Client, ConfigurationError, Event, Function, InvalidPayload, Jobs
 from runtime.registry import Registry
 from runtime.settings import from_env
 from streams.connection import Redis
 from streams.jobs import Counts
-from tests.functions.providers import Answer, ProviderServer
+from tests.functions.providers import Answer, LoopLag, ProviderServer, assert_rate_held
 from tests.functions.smtp_server import (
     DROP,
     PASSWORD,
@@ -41,10 +42,13 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @contextlib.asynccontextmanager
-async def email_worker(url: str, environ: Mapping[str, str]) -> AsyncIterator[None]:
-    """A worker running email.send with the settings of `environ`, as `sluice worker` would;
-    retries stay delayed, to be seen there: no promotion in this worker."""
-    async with hosting(url, list(REGISTRY), {**environ, "SLUICE_WORKER_SCHEDULER": "false"}):
+async def email_worker(
+    url: str, environ: Mapping[str, str], fn: Function[Any] = send_email
+) -> AsyncIterator[None]:
+    """A worker running email.send (as `fn` declares it) with the settings of `environ`,
+    as `sluice worker` would; retries stay delayed, to be seen there: no promotion in
+    this worker."""
+    async with hosting(url, [fn], {**environ, "SLUICE_WORKER_SCHEDULER": "false"}):
         yield
 
 
@@ -362,6 +366,30 @@ async def test_the_callback_provider_posts_each_email_signed(
     assert dead is not None
     assert dead.state == "dead"
     assert "unknown contact" in dead.error
+
+
+async def test_the_rate_holds_under_load(redis: Redis, shared_server: RedisServer) -> None:
+    # 20 emails a second with a second's burst, counted by email (a batch's POSTs
+    # go at once; the limits count its jobs): 50 take about 1.5 s.
+    (limited,) = REGISTRY.with_rates({"email.send": 20})
+    email = Email(to="ada@example.com", subject="Spring sale", text="20% off")
+    events = [Event(workspace=f"ws-{n % 5}", data=email) for n in range(50)]
+    await Client(redis, REGISTRY).publish_many("email.send", events)
+    async with ProviderServer().serve() as receiver:
+        receiver.success = Answer(202, {"status": "queued"})
+        environ = {
+            "SLUICE_EMAIL_PROVIDER": "callback",
+            "SLUICE_EMAIL_CALLBACK_URL": f"{receiver.url}/send-email",
+            "SLUICE_EMAIL_CALLBACK_SECRET": SECRET,
+            "SLUICE_EMAIL_FROM": "Shop <hello@shop.test>",
+        }
+        async with LoopLag().watching() as lag, email_worker(shared_server.url, environ, limited):
+            await settled(redis, completed=50)
+    sent: dict[str, float] = {}
+    for arrival in receiver.arrivals:
+        sent.setdefault(arrival.headers["webhook-id"], arrival.at_s)
+    assert len(sent) == 50
+    assert_rate_held(sent.values(), limited, lag)
 
 
 async def test_a_worker_with_no_email_provider_says_so_at_start(

@@ -13,12 +13,18 @@ import pytest
 import standardwebhooks
 
 from functions.whatsapp import WhatsApp, send_whatsapp
-from runtime import Client, ConfigurationError, Function, InvalidPayload, Jobs
+from runtime import Client, ConfigurationError, Event, Function, InvalidPayload, Jobs
 from runtime.registry import Registry
 from runtime.settings import from_env
 from runtime.testing import Completed, Failed, Rejected, Retried, call
 from streams.connection import Redis
-from tests.functions.providers import Answer, ProviderServer, worker_for
+from tests.functions.providers import (
+    Answer,
+    LoopLag,
+    ProviderServer,
+    assert_rate_held,
+    worker_for,
+)
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import wait_completed
 
@@ -126,6 +132,24 @@ async def test_texts_and_templates_reach_the_cloud_api_with_the_bearer_token(
         "message_id": "wamid.HBgLMTU1NTAxMDA",
         "status": "accepted",
     }
+
+
+async def test_the_rate_holds_under_load(
+    redis: Redis, shared_server: RedisServer, provider: ProviderServer
+) -> None:
+    # 20 a second (SLUICE_RATES) with a second's burst: 50 messages in about 1.5 s.
+    (limited,) = REGISTRY.with_rates({"whatsapp.send": 20})
+    message = msgspec.convert({"to": "+15550100", "text": "Spring sale!"}, WhatsApp)
+    events = [Event(workspace=f"ws-{n % 5}", data=message) for n in range(50)]
+    await Client(redis, REGISTRY).publish_many("whatsapp.send", events)
+    async with (
+        LoopLag().watching() as lag,
+        worker_for(shared_server.url, limited, cloud(provider.url)),
+    ):
+        await wait_completed(redis, "whatsapp.send", 50)
+    assert len(provider.arrivals) == 50
+    assert {a.path for a in provider.arrivals} == {"/v21.0/106540352242922/messages"}
+    assert_rate_held([arrival.at_s for arrival in provider.arrivals], limited, lag)
 
 
 async def test_the_callback_is_signed(

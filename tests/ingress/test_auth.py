@@ -24,6 +24,7 @@ PARAMS = {
     "function": "tasks",
     "workspace": "acme",
     "name": "daily",
+    "tag": "campaign:spring",
 }
 BODIES: dict[str, object] = {
     "/v1/events/{topic}": {"workspace": "acme", "data": {"n": 1}},

@@ -86,7 +86,7 @@ def test_no_input_gets_a_server_error(shared_server: RedisServer) -> None:
             route=st.sampled_from(ROUTES),
             who=st.sampled_from(["admin", "acme"]),
             params=st.fixed_dictionaries(
-                dict.fromkeys(("topic", "id", "function", "workspace", "name"), PARAMS)
+                dict.fromkeys(("topic", "id", "function", "workspace", "name", "tag"), PARAMS)
             ),
             body=BODIES,
             query=st.dictionaries(

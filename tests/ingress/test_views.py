@@ -14,7 +14,7 @@ import pytest
 from runtime.client import metrics
 from runtime.ingress import views
 from runtime.ingress.app import ROUTES
-from streams import jobs, ratelimit, repeats, webhooks
+from streams import jobs, ratelimit, repeats, tagged, webhooks
 
 
 def _structs(kind: mi.Type, seen: set[type]) -> Iterator[type]:
@@ -135,6 +135,17 @@ SHOWN: list[tuple[Any, bytes]] = [
         b'"cron":"0 9 * * *","zone":"Europe/Berlin","every_ms":0,"start_ms":6,"end_ms":7,'
         b'"limit":8,"last_ms":9,"paused":true,"created_ms":5,'
         b'"next_runs":[{"at_ms":1798790400000,"at":"2027-01-01T09:00:00+01:00"}]}',
+    ),
+    (
+        views.tag_progress_view(
+            "campaign:spring",
+            "acme",
+            {"sms.send": tagged.TagCounts(1, 2, 3), "email.send": tagged.TagCounts(4, 0, 0)},
+        ),
+        b'{"tag":"campaign:spring","workspace":"acme","functions":{'
+        b'"sms.send":{"delayed":1,"waiting":2,"active":3},'
+        b'"email.send":{"delayed":4,"waiting":0,"active":0}},'
+        b'"total":{"delayed":5,"waiting":2,"active":3}}',
     ),
     # The BullMQ service's shapes (the examples), for teams moving over.
     (

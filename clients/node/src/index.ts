@@ -34,6 +34,8 @@ export type Job = ReplyOf<"/v1/jobs/{id}", "get", 200>;
 export type JobQuery = QueryOf<"/v1/jobs/{id}", "get">;
 export type JobsPage = ReplyOf<"/v1/jobs", "get", 200>;
 export type JobsQuery = QueryOf<"/v1/jobs", "get">;
+export type TagProgress = ReplyOf<"/v1/tags/{tag}/counts", "get", 200>;
+export type TagQuery = QueryOf<"/v1/tags/{tag}/counts", "get">;
 export type ScheduleRequest = BodyOf<"/v1/schedules/{function}/{name}", "put">;
 export type Schedule = ReplyOf<"/v1/schedules/{function}/{name}", "put", 200>;
 export type Schedules = ReplyOf<"/v1/schedules", "get", 200>;
@@ -148,6 +150,14 @@ export class SluiceClient {
   /** DELETE /v1/jobs/{id}: cancel a job that has not started (409 once it has). */
   cancel(id: string, query: JobQuery = {}): Promise<Result<Job>> {
     return send(this.#transport, { method: "DELETE", path: `/v1/jobs/${segment(id)}`, query });
+  }
+
+  /**
+   * GET /v1/tags/{tag}/counts: a tag's live jobs in a workspace (the key's, or
+   * `workspace`) by function and state, and their total: a campaign's progress.
+   */
+  tagCounts(tag: string, query: TagQuery = {}): Promise<Result<TagProgress>> {
+    return send(this.#transport, { method: "GET", path: `/v1/tags/${segment(tag)}/counts`, query });
   }
 
   /** Repeatable jobs, by function and name, in a workspace (/v1/schedules). */

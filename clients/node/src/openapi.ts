@@ -40,6 +40,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/tags/{tag}/counts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A tag's live jobs in a workspace by function and state (a campaign's progress) */
+        get: operations["get_v1_tags_tag_counts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/queues": {
         parameters: {
             query?: never;
@@ -1364,6 +1381,30 @@ export interface components {
             local: string;
             zone: string;
         };
+        /**
+         * TagProgress
+         * @description A tag's live jobs in one workspace, by function (those with none left out)
+         *     and in all: a campaign's progress is what it published less these.
+         */
+        TagProgress: {
+            tag: string;
+            workspace: string;
+            functions: {
+                [key: string]: components["schemas"]["TagCounts"];
+            };
+            total: components["schemas"]["TagCounts"];
+        };
+        /**
+         * TagCounts
+         * @description A tag's live jobs by state: delayed, waiting (in the stream or a workspace's
+         *     backlog, not yet read), active (read by a worker: running, or held until its
+         *     rate-limit slot). A job leaves its tags when it finishes.
+         */
+        TagCounts: {
+            delayed: number;
+            waiting: number;
+            active: number;
+        };
         /** Queues */
         Queues: {
             queues: components["schemas"]["Queue"][];
@@ -2388,6 +2429,103 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobsPage"];
+                };
+            };
+            /** @description Malformed body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description No or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description The key may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Not found (or another workspace's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Wrong content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Invalid request, with the field paths */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+            /** @description Redis unavailable: retry after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemBody"];
+                };
+            };
+        };
+    };
+    get_v1_tags_tag_counts: {
+        parameters: {
+            query?: {
+                /** @description the jobs' workspace (required for a key of several) */
+                workspace?: string;
+            };
+            header?: never;
+            path: {
+                tag: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TagProgress"];
                 };
             };
             /** @description Malformed body */

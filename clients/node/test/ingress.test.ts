@@ -70,6 +70,22 @@ test("scheduleSms as the seed app calls it, then cancel the job", async () => {
   assert.equal(missing.status, 404);
 });
 
+test("tagCounts: a tag's live jobs by function and state, in the key's workspace", async () => {
+  const tags = ["campaign:node"];
+  for (const delay_ms of [undefined, 3_600_000, 3_600_000]) {
+    const event = { workspace: "acme", data: { to: "+15550100", body: "sale" }, tags, delay_ms };
+    assert.ok((await sluice.publish("sms.send", event)).ok);
+  }
+  const counted = await sluice.tagCounts("campaign:node");
+  assert.ok(counted.ok, JSON.stringify(counted));
+  assert.deepEqual(counted.value.functions, { "sms.send": { delayed: 2, waiting: 1, active: 0 } });
+  assert.deepEqual(counted.value.total, { delayed: 2, waiting: 1, active: 0 });
+  const named = await admin.tagCounts("campaign:node", { workspace: "acme" });
+  assert.ok(named.ok && named.value.total.delayed === 2, JSON.stringify(named));
+  const unnamed = await admin.tagCounts("campaign:node");
+  assert.ok(!unnamed.ok && unnamed.status === 422, JSON.stringify(unnamed));
+});
+
 test("scheduleEmail answers {success: true, jobId}", async () => {
   const result = await sluice.scheduleEmail({
     to: "ada@example.com",
