@@ -14,7 +14,7 @@ import pytest
 from runtime.client import metrics
 from runtime.ingress import views
 from runtime.ingress.app import ROUTES
-from streams import jobs, ratelimit, repeats, webhooks
+from streams import consumers, jobs, ratelimit, repeats, webhooks
 
 
 def _structs(kind: mi.Type, seen: set[type]) -> Iterator[type]:
@@ -132,6 +132,14 @@ SHOWN: list[tuple[Any, bytes]] = [
         b'"cron":"0 9 * * *","zone":"Europe/Berlin","every_ms":0,"start_ms":6,"end_ms":7,'
         b'"limit":8,"last_ms":9,"paused":true,"created_ms":5,'
         b'"next_runs":[{"at_ms":1798790400000,"at":"2027-01-01T09:00:00+01:00"}]}',
+    ),
+    (
+        views.worker_view(consumers.Consumer("host-7-a1b2c3", 2, 1500)),
+        b'{"name":"host-7-a1b2c3","pending":2,"idle_ms":1500}',
+    ),
+    (
+        views.minute_view(metrics.Minute(1742638500000, 42, 3)),
+        b'{"at_ms":1742638500000,"processed":42,"failed":3}',
     ),
     # The BullMQ service's shapes (the examples), for teams moving over.
     (
