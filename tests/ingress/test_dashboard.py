@@ -144,6 +144,13 @@ async def test_actions_cancel_replay_and_pause_show_their_outcome_and_take_effec
     # Chromium's own line for the 409, and nothing else.
     assert [p for p in problems if "status of 409" not in p] == []
 
+    # The selected letters deleted for good, in their workspace.
+    await page.unroute("**/replay")
+    await page.locator("#jobs tbody tr", has_text="bad-1").locator("input").check()
+    await page.locator("#bulk button", has_text="Delete 1 selected").click()
+    await expect(page.locator("#outcome.good")).to_contain_text("Delete: 1 job(s) done")
+    assert (await jobs.counts("tasks")).dead == 0
+
 
 async def test_the_job_detail_shows_input_errors_and_local_times_and_fits_400_px(
     api: Api, redis: Redis, shared_server: RedisServer, ledger: Path, browser: Browser
