@@ -4,6 +4,7 @@ while Redis is frozen, a 400 px screen; and the admin routes it reads."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -48,6 +49,7 @@ async def open_board(browser: Browser, api: Api, **context: Any) -> tuple[Page, 
     """The dashboard opened with the admin key, confirmations accepted, and the
     errors the page reports."""
     page = await (await browser.new_context(**context)).new_page()
+    await page.bring_to_front()  # the browser's other pages do not hold the focus
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
@@ -179,6 +181,23 @@ async def test_the_job_detail_shows_input_errors_and_local_times_and_fits_400_px
     await page.locator("#jobs button", has_text="bad-1").click()
     await expect(job.locator("#job-errors li")).to_have_count(1)
     await expect(job.locator("#job-errors li")).to_contain_text("task 1 refused")
+    # Keyboard: arrows move between the state tabs, Enter opens one; a refresh
+    # leaves the focus where it was.
+    await page.focus("#tab-completed")
+    await page.keyboard.press("ArrowLeft")
+    await expect(page.locator("#tab-delayed")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#tab-delayed")).to_have_attribute("aria-selected", "true")
+    await expect(page.locator("#jobs tbody tr", has_text="later-1")).to_have_count(1)
+    await expect(page.locator("#tab-delayed")).to_be_focused()
+    run_now = page.locator("#jobs tbody tr", has_text="later-1").locator(
+        "button", has_text="Run now"
+    )
+    await run_now.focus()
+    updated = await page.locator("#status").inner_text()
+    await expect(page.locator("#status")).not_to_have_text(updated)
+    assert await page.evaluate("document.activeElement.textContent") == "Run now"
+    await expect(run_now).to_be_focused()
     # Nothing wider than the screen, in any view.
     for view in ("queues", "workers", "schedules", "limits"):
         await page.click(f"nav button[data-view={view}]")
@@ -208,8 +227,12 @@ async def test_a_banner_shows_while_redis_is_frozen_and_goes_when_it_answers(
         finally:
             server.resume()
         await expect(banner).to_be_hidden(timeout=10_000)
-        # Chromium's own lines for the 503s, and nothing else.
-        assert [p for p in problems if "status of 503" not in p] == []
+        # A key no longer known (`sluice dev` restarted): back to the form, saying so.
+        await page.evaluate("state.key = 'sk_unknown'")
+        await expect(page.locator("#login")).to_be_visible()
+        await expect(page.locator("#login-error")).to_contain_text("The key was refused (401")
+        # Chromium's own lines for the 503s and the 401, and nothing else.
+        assert [p for p in problems if not re.search("status of (503|401)", p)] == []
     finally:
         await api.http.close()
         await redis.aclose()
