@@ -226,9 +226,11 @@ class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True):
         return tuple(networks), frozenset(hosts)
 
 
-TRACE_EXCLUDE = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/admin", "/docs",
-                 "/docs/assets/{name}", "GET /v1/queues", "GET /v1/metrics", "GET /v1/jobs",
-                 "GET /v1/dead-letters/{function}", "GET /v1/limits/{function}")  # fmt: skip
+TRACE_EXCLUDE = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/admin", "/admin/queues",
+                 "/dashboard", "/docs", "/docs/assets/{name}", "GET /v1/queues",
+                 "GET /v1/metrics", "GET /v1/metrics/history", "GET /v1/workers", "GET /v1/jobs",
+                 "GET /v1/jobs/{id}", "GET /v1/schedules", "GET /v1/dead-letters/{function}",
+                 "GET /v1/limits/{function}")  # fmt: skip
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):

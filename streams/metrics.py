@@ -7,7 +7,8 @@ path pays nothing per job. Fields of the partition's `metrics` HASH are scoped:
 scope is a workspace, or "*" for the function as a whole. For the function as a
 whole only (bounded, whatever the number of workspaces): "*|lat|<bucket>" and
 "*|latency_ms" (publish to completion), "*|late|<bucket>" and "*|lateness_ms"
-(due time to handler start).
+(due time to handler start), "*|m|<minute of the hour>" (jobs processed and
+failed per minute: the last hour's chart).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000
 # stopped worker); past the last bound, the +Inf bucket.
 WAIT_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
                    300_000, 900_000, 3_600_000)  # fmt: skip
+# Minutes the per-minute ring keeps.
+HOUR = 60
 
 
 class Tally(msgspec.Struct, kw_only=True):
@@ -48,6 +51,8 @@ class Tally(msgspec.Struct, kw_only=True):
     lateness: list[int]
     last_minute: int = 0
     last_ms: int = 0
+    # Epoch minute -> [processed, failed], the last hour's (function scope only).
+    minutes: dict[int, list[int]] = msgspec.field(default_factory=dict)
 
     def __add__(self, other: Tally) -> Tally:
         return Tally(
@@ -57,6 +62,10 @@ class Tally(msgspec.Struct, kw_only=True):
             lateness=_sum(self.lateness, other.lateness),
             last_minute=self.last_minute + other.last_minute,
             last_ms=max(self.last_ms, other.last_ms),
+            minutes={
+                m: _sum(self.minutes.get(m, [0, 0]), other.minutes.get(m, [0, 0]))
+                for m in {*self.minutes, *other.minutes}
+            },
         )
 
 
@@ -81,6 +90,8 @@ class Batch(msgspec.Struct, frozen=True):
     ring: list[tuple[str, int, int]]
     # Scope -> epoch ms of the last job processed.
     last: dict[str, int]
+    # (epoch minute, jobs processed, jobs failed) for the function's minute ring.
+    minutes: list[tuple[int, int, int]] = []
 
 
 async def flush(client: Redis, keys: PartitionKeys, batch: Batch) -> None:
@@ -91,6 +102,9 @@ async def flush(client: Redis, keys: PartitionKeys, batch: Batch) -> None:
     args.append(len(batch.ring))
     for scope, second, jobs in batch.ring:
         args += (scope, second, jobs)
+    args.append(len(batch.minutes))
+    for minute, processed, failed in batch.minutes:
+        args += (minute, processed, failed)
     for scope, ms in batch.last.items():
         args += (scope, ms)
     await _FLUSH(client, [keys.metrics], args)
@@ -104,6 +118,7 @@ async def read_tally(client: Redis, keys: PartitionKeys, scope: str, now_s: int)
     histogram = [0] * (len(BUCKETS_MS) + 1)
     waits = {"lat": [0] * (len(WAIT_BUCKETS_MS) + 1), "late": [0] * (len(WAIT_BUCKETS_MS) + 1)}
     minute, last = 0, 0
+    minutes: dict[int, list[int]] = {}
     for field, value in stored.items():
         if not field.startswith(prefix):
             continue
@@ -116,6 +131,10 @@ async def read_tally(client: Redis, keys: PartitionKeys, scope: str, now_s: int)
             second, _, jobs = value.decode().partition(":")
             if now_s - int(second) < 60:
                 minute += int(jobs)
+        elif kind == "m":
+            at, processed, failed = (int(n) for n in value.decode().split(":"))
+            if now_s // 60 - at < HOUR:
+                minutes[at] = [processed, failed]
         elif kind == "last":
             last = int(value)
         elif kind in counters:
@@ -127,6 +146,7 @@ async def read_tally(client: Redis, keys: PartitionKeys, scope: str, now_s: int)
         lateness=waits["late"],
         last_minute=minute,
         last_ms=last,
+        minutes=minutes,
     )
 
 

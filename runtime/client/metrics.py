@@ -3,7 +3,8 @@
 
 Per function and per workspace: jobs processed, succeeded, failed, retried, dead,
 rate-limited and expired; handler calls (batches) with their average and p95
-time; jobs processed in the last minute; when the last one was processed.
+time; jobs processed in the last minute; when the last one was processed. Per
+function: jobs processed and failed in each minute of the last hour.
 """
 
 from __future__ import annotations
@@ -55,6 +56,15 @@ class Histograms(msgspec.Struct, frozen=True):
     lateness: Histogram
 
 
+class Minute(msgspec.Struct, frozen=True):
+    """Jobs of one minute (as the workers' clocks count it)."""
+
+    at_ms: int
+    processed: int
+    # Attempts that ended in an error (retried or dead).
+    failed: int
+
+
 class Metrics:
     """Read and reset the metrics of the functions in `registry`."""
 
@@ -75,6 +85,16 @@ class Metrics:
             latency=Histogram(store.WAIT_BUCKETS_MS, tally.latency, c["latency_ms"]),
             lateness=Histogram(store.WAIT_BUCKETS_MS, tally.lateness, c["lateness_ms"]),
         )
+
+    async def history(self, function: str) -> list[Minute]:
+        """The function's jobs per minute over the last hour, oldest first, the
+        current (partial) minute last; minutes without jobs as zeros."""
+        minutes = (await self._tally(function, None)).minutes
+        now = int(time.time()) // 60
+        return [
+            Minute(m * 60_000, *minutes.get(m, (0, 0)))
+            for m in range(now - store.HOUR + 1, now + 1)
+        ]
 
     async def _tally(self, function: str, workspace: str | None) -> store.Tally:
         scope = store.FUNCTION_SCOPE if workspace is None else check_token("workspace", workspace)

@@ -1,4 +1,4 @@
-"""Queues, dead letters, metrics and rate limits over HTTP.
+"""Queues, dead letters, metrics, rate limits and workers over HTTP.
 
 Counts across workspaces, limits and resets need an admin key; a workspace key
 reads and replays its own workspaces' dead letters and reads their metrics.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from runtime.client.workers import Workers
 from runtime.errors import UnknownFunction
 from runtime.ingress.auth import ApiKey, require_workspace, scope
 from runtime.ingress.bodies import (
@@ -15,16 +16,26 @@ from runtime.ingress.bodies import (
     DeadLetterView,
     FunctionMetrics,
     LimitsView,
+    MetricsHistory,
     MetricsReset,
+    Purge,
+    Purged,
     Queue,
     Queues,
     RateLimit,
     Replay,
     Replayed,
+    WorkerList,
 )
 from runtime.ingress.problems import not_found
 from runtime.ingress.routes import Admin, Keyed, Route, Services, query_int, read_json, reply
-from runtime.ingress.views import counts_view, deferral_view, snapshot_view
+from runtime.ingress.views import (
+    counts_view,
+    deferral_view,
+    minute_view,
+    snapshot_view,
+    worker_view,
+)
 from streams.jobs import failed_attempts
 from streams.keys import check_token, shown_id
 
@@ -91,6 +102,37 @@ async def replay(request: web.Request, services: Services, key: ApiKey) -> web.R
     workspace = scope(key, body.workspace)
     count = await services.dead.replay(function, ids=body.ids, workspace=workspace)
     return reply(Replayed(count))
+
+
+async def purge(request: web.Request, services: Services, key: ApiKey) -> web.Response:
+    function = _function(services, request.match_info["function"])
+    body = await read_json(request, Purge)
+    workspace = scope(key, body.workspace)
+    return reply(Purged(await services.dead.purge(function, ids=body.ids, workspace=workspace)))
+
+
+def _names(services: Services, request: web.Request) -> list[str]:
+    """The functions named by ?function= (each known), or every function."""
+    named = request.query.getall("function", [])
+    return [_function(services, n) for n in named] or [fn.name for fn in services.registry]
+
+
+async def workers(request: web.Request, services: Services, key: ApiKey) -> web.Response:
+    read = Workers(services.redis, services.registry).read
+    return reply(
+        WorkerList({n: [worker_view(c) for c in await read(n)] for n in _names(services, request)})
+    )
+
+
+async def history(request: web.Request, services: Services, key: ApiKey) -> web.Response:
+    return reply(
+        MetricsHistory(
+            {
+                n: [minute_view(m) for m in await services.metrics.history(n)]
+                for n in _names(services, request)
+            }
+        )
+    )
 
 
 async def metrics(request: web.Request, services: Services, key: ApiKey) -> web.Response:
@@ -176,6 +218,15 @@ ROUTES = [
     Route("POST", "/v1/dead-letters/{function}/replay", Keyed(replay),
           "Queue dead letters again, from attempt 1", "dead letters",
           body=Replay, replies={200: Replayed}),
+    Route("POST", "/v1/dead-letters/{function}/purge", Keyed(purge),
+          "Delete dead letters and their job records for good", "dead letters",
+          body=Purge, replies={200: Purged}),
+    Route("GET", "/v1/workers", Admin(workers),
+          "The workers reading each function: jobs held and last read (admin)", "queues",
+          replies={200: WorkerList}, query=_FUNCTIONS_QUERY),
+    Route("GET", "/v1/metrics/history", Admin(history),
+          "Jobs processed and failed per minute over the last hour, per function (admin)",
+          "metrics", replies={200: MetricsHistory}, query=_FUNCTIONS_QUERY),
     Route("GET", "/v1/metrics", Admin(metrics), "Metrics per function (admin)",
           "metrics", replies={200: FunctionMetrics}, query=_FUNCTIONS_QUERY),
     Route("GET", "/v1/metrics/workspace/{workspace}", Keyed(workspace_metrics),

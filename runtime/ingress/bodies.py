@@ -19,9 +19,11 @@ from runtime.ingress.views import (
     Counts,
     Deferral,
     JobRecord,
+    MinuteCount,
     Schedule,
     Snapshot,
     WebhookEndpoint,
+    Worker,
 )
 from streams.ratelimit import MAX_RATE_PER_S, MIN_RATE_PER_S
 
@@ -168,6 +170,30 @@ class Replay(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class Replayed(msgspec.Struct, frozen=True):
     replayed: int
+
+
+class Purge(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Which letters to delete for good: these job ids, or all (of `workspace`, if given)."""
+
+    ids: list[Token] | None = None
+    workspace: Token | None = None
+
+
+class Purged(msgspec.Struct, frozen=True):
+    purged: int
+
+
+class WorkerList(msgspec.Struct, frozen=True):
+    """Per function, its workers, most recently seen first."""
+
+    functions: dict[str, list[Worker]]
+
+
+class MetricsHistory(msgspec.Struct, frozen=True):
+    """Per function, its jobs per minute over the last hour, oldest first; the last
+    minute is the current one, still counting."""
+
+    functions: dict[str, list[MinuteCount]]
 
 
 class FunctionMetrics(msgspec.Struct, frozen=True):

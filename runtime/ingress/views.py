@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from runtime.client import metrics
-from streams import jobs, ratelimit, repeats, tagged, webhooks
+from streams import consumers, jobs, ratelimit, repeats, tagged, webhooks
 
 JobState = Literal["delayed", "queued", "active", "completed", "dead", "cancelled", "expired"]
 # The states GET /v1/jobs lists.
@@ -319,6 +319,36 @@ def schedule_view(function: str, schedule: repeats.Schedule, runs: list[int]) ->
             for at in runs
         ],
     )
+
+
+class Worker(msgspec.Struct, frozen=True, kw_only=True):
+    """A worker process reading a function (a consumer of its group)."""
+
+    # Its consumer name: host, pid and a random suffix, or SLUICE_CONSUMER.
+    name: str
+    # Jobs delivered to it and not settled: running, or left behind if it died.
+    pending: int
+    # Milliseconds since it last read or claimed jobs; a live worker reads at
+    # least once per SLUICE_BLOCK_MS.
+    idle_ms: int
+
+
+def worker_view(consumer: consumers.Consumer) -> Worker:
+    return Worker(name=consumer.name, pending=consumer.pending, idle_ms=consumer.idle_ms)
+
+
+class MinuteCount(msgspec.Struct, frozen=True, kw_only=True):
+    """A function's jobs in one minute."""
+
+    # The minute's start (epoch ms).
+    at_ms: int
+    processed: int
+    # Attempts that ended in an error (retried, or dead after the last one).
+    failed: int
+
+
+def minute_view(minute: metrics.Minute) -> MinuteCount:
+    return MinuteCount(at_ms=minute.at_ms, processed=minute.processed, failed=minute.failed)
 
 
 # The BullMQ service's shapes (the /api routes teams move over from): its field

@@ -100,10 +100,14 @@ class Recorder:
             collections.Counter(),
         )
         second = int(now)
+        whole = store.FUNCTION_SCOPE
         return store.Batch(
             counts=dict(counts),
             ring=[(scope, second, n) for scope, n in processed.items()],
             last=dict.fromkeys(processed, int(now * 1000)),
+            minutes=[(second // 60, processed[whole], counts[f"{whole}|failed"])]
+            if whole in processed
+            else [],
         )
 
 

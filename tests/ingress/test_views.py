@@ -14,7 +14,7 @@ import pytest
 from runtime.client import metrics
 from runtime.ingress import views
 from runtime.ingress.app import ROUTES
-from streams import jobs, ratelimit, repeats, tagged, webhooks
+from streams import consumers, jobs, ratelimit, repeats, tagged, webhooks
 
 
 def _structs(kind: mi.Type, seen: set[type]) -> Iterator[type]:
@@ -146,6 +146,14 @@ SHOWN: list[tuple[Any, bytes]] = [
         b'"sms.send":{"delayed":1,"waiting":2,"active":3},'
         b'"email.send":{"delayed":4,"waiting":0,"active":0}},'
         b'"total":{"delayed":5,"waiting":2,"active":3}}',
+    ),
+    (
+        views.worker_view(consumers.Consumer("host-7-a1b2c3", 2, 1500)),
+        b'{"name":"host-7-a1b2c3","pending":2,"idle_ms":1500}',
+    ),
+    (
+        views.minute_view(metrics.Minute(1742638500000, 42, 3)),
+        b'{"at_ms":1742638500000,"processed":42,"failed":3}',
     ),
     # The BullMQ service's shapes (the examples), for teams moving over.
     (

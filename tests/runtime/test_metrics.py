@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 from runtime import Client, Event, Metrics
+from runtime.client.metrics import Minute
 from runtime.registry import load
+from streams import metrics as store
 from streams.connection import Redis
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, start_worker, wait_until
@@ -51,3 +54,26 @@ async def test_metrics_add_up_across_two_workers_and_reset_clears_only_what_was_
     await metrics.reset("tasks")
     assert (await metrics.read("tasks")).processed == 0
     assert (await metrics.read("tasks", "ws1")).processed == 0
+
+
+async def test_the_hour_per_minute_adds_flushes_keeps_a_newer_minute_and_forgets_older_ones(
+    redis: Redis,
+) -> None:
+    registry = load(SAMPLE)
+    (keys,) = registry.partitions("tasks", cluster=False)
+    now = int(time.time()) // 60
+
+    async def flush(minute: int, processed: int, failed: int) -> None:
+        await store.flush(redis, keys, store.Batch({}, [], {}, [(minute, processed, failed)]))
+
+    await flush(now, 3, 1)
+    await flush(now, 2, 0)  # another worker, the same minute
+    await flush(now - 60, 7, 7)  # a late flush for the slot's minute an hour ago
+    await flush(now - 5, 4, 2)
+    await flush(now - 65, 9, 9)  # late again: the slot holds a newer minute
+    await flush(now - 61, 8, 8)  # kept in its slot, but over an hour ago: not shown
+    hour = await Metrics(redis, registry).history("tasks")
+    assert len(hour) == 60
+    assert hour[-1] == Minute(now * 60_000, 5, 1)
+    assert hour[-6] == Minute((now - 5) * 60_000, 4, 2)
+    assert sum(m.processed for m in hour) == 9
