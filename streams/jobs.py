@@ -67,6 +67,9 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     data: Any = None
     # Every failed attempt, oldest first, while its envelope is kept (as `data`).
     failures: tuple[FailedAttempt, ...] = ()
+    # The W3C trace it was published in (32 hex digits), while its envelope is
+    # kept and if its publisher traced it: where to look in the trace viewer.
+    trace_id: str = ""
 
 
 class Counts(msgspec.Struct, frozen=True, kw_only=True):
@@ -164,7 +167,15 @@ async def find_job(
         priority=PRIORITY_NAMES.get(priority, "normal"),
         data=data,
         failures=() if envelope is None else failed_attempts(envelope),
+        trace_id="" if envelope is None else trace_id(envelope),
     )
+
+
+def trace_id(envelope: env.Envelope) -> str:
+    """The trace id of the envelope's traceparent (`00-<trace id>-<span id>-<flags>`)."""
+    parent = (envelope.trace or {}).get("traceparent", "")
+    parts = parent.split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else ""
 
 
 def failed_attempts(envelope: env.Envelope) -> tuple[FailedAttempt, ...]:

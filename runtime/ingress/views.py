@@ -67,6 +67,9 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     data: Any = None
     # Every failed attempt, oldest first, while its input is kept (as `data`).
     failures: list[FailedAttempt] = []
+    # The trace it was published in (W3C, 32 hex digits), while its input is kept
+    # and if its publisher traced it.
+    trace_id: str = ""
 
 
 def job_view(record: jobs.JobRecord) -> JobRecord:
@@ -90,6 +93,7 @@ def job_view(record: jobs.JobRecord) -> JobRecord:
         priority=record.priority,
         data=record.data,
         failures=[FailedAttempt(f.error, f.traceback) for f in record.failures],
+        trace_id=record.trace_id,
     )
 
 

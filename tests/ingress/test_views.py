@@ -68,6 +68,7 @@ RECORD = jobs.JobRecord(
     result={"ok": [1]},
     consumer="w1", deliveries=5, priority="high", data={"to": "+15550100"},
     failures=(jobs.FailedAttempt("ValueError: boom", "Traceback ..."),),
+    trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
 )  # fmt: skip
 COUNTS = jobs.Counts(
     waiting=1, active=2, delayed=3, completed=4, failed=5, dead=6, cancelled=7, backlogged=8,
@@ -102,7 +103,8 @@ SHOWN: list[tuple[Any, bytes]] = [
         b'"finished_ms":2,"started_ms":1,"ran_ms":1,"due_ms":3,"attempts":4,"error":"boom","key":"k","tags":["a","b"],'
         b'"result":{"ok":[1]},"consumer":"w1","deliveries":5,"priority":"high",'
         b'"data":{"to":"+15550100"},'
-        b'"failures":[{"error":"ValueError: boom","traceback":"Traceback ..."}]}',
+        b'"failures":[{"error":"ValueError: boom","traceback":"Traceback ..."}],'
+        b'"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}',
     ),
     (
         views.counts_view(COUNTS),

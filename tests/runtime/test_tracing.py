@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from runtime import Client, Event
+from runtime import Client, Event, Jobs
 from runtime.registry import load
 from runtime.telemetry import export, instruments, logs, tracing
 from streams.connection import Redis
@@ -236,3 +236,16 @@ def test_telemetry_is_configured_from_the_otel_variables() -> None:
     with pytest.raises(ConfigurationError, match="OTEL_TRACES_EXPORTER='zipkin'"):
         export.configure("worker", {"OTEL_TRACES_EXPORTER": "zipkin"}, "parent")
     assert export.configure("worker", {"OTEL_SDK_DISABLED": "true"}, "parent") == []
+
+
+async def test_a_jobs_status_names_the_trace_it_was_published_in(
+    redis: Redis, spans: InMemorySpanExporter
+) -> None:
+    registry = load(SAMPLE)
+    receipt = await Client(redis, registry).publish(
+        "tasks", workspace="acme", data={"n": 1}, delay_ms=3_600_000
+    )
+    (publish,) = [s for s in spans.get_finished_spans() if s.kind == SpanKind.PRODUCER]
+    record = await Jobs(redis, registry).get("tasks", receipt.id)
+    assert record is not None
+    assert record.trace_id == format(publish.context.trace_id, "032x")

@@ -1397,6 +1397,8 @@ export interface components {
             data?: unknown;
             /** @default [] */
             failures?: components["schemas"]["FailedAttempt"][];
+            /** @default  */
+            trace_id?: string;
         };
         /**
          * FailedAttempt
