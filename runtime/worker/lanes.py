@@ -27,7 +27,7 @@ from runtime.worker.settler import Settler
 from runtime.worker.watchdog import Lane, expire_forever
 from streams import envelope as env
 from streams.claims import extend
-from streams.errors import RedisUnavailable
+from streams.errors import GroupMissing, RedisUnavailable
 from streams.suspects import mark_started
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,9 @@ class Lanes:
             extension = await extend(part.client, part.keys, part.consumer, call.entry_ids)
         except RedisUnavailable:
             return call
+        except GroupMissing:
+            await part.lost(call.entry_ids)
+            return None
         gone = {*extension.lost, *extension.gone}
         if not gone:
             return call
