@@ -146,7 +146,8 @@ class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 3600.0
     # A job whose worker died while it ran this many times is dead-lettered (the
-    # jobs only held beside it are not charged: runtime.intake, streams.suspects).
+    # jobs only held beside it, or whose call had ended, are not charged; a first
+    # run counts once a later one was cut by a crash: runtime.intake, streams.suspects).
     max_deliveries: int = 5
     # A held job idle this long is presumed lost and reclaimed by another worker;
     # heartbeats keep a long-running job's claim alive well within it.

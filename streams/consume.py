@@ -16,7 +16,7 @@ import msgspec
 import redis.exceptions
 
 from streams.connection import Redis
-from streams.errors import wrap_unavailable
+from streams.errors import GroupMissing, wrap_unavailable
 from streams.keys import GROUP, PartitionKeys
 from streams.lua import Arg, Script, packed
 from streams.publish import DEFAULT_SHARE
@@ -75,16 +75,14 @@ async def read(
     A missing group (a fresh or flushed server) is recreated and the read retried,
     so a worker survives a Redis that lost its data instead of failing forever.
     """
-    with wrap_unavailable():
-        try:
+    try:
+        with wrap_unavailable():
             reply: Any = await client.xreadgroup(
                 GROUP, consumer, {keys.stream: ">"}, count=count, block=block_ms
             )
-        except redis.exceptions.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            await ensure_group(client, keys)
-            return []
+    except GroupMissing:
+        await ensure_group(client, keys)
+        return []
     return _deliveries(reply)
 
 
@@ -99,17 +97,15 @@ async def read_unless_paused(
     start them. A pause therefore holds from the moment its call returns, whatever
     the worker was doing, with no wait for a periodic look at the flag.
     """
-    with wrap_unavailable():
-        pipe = client.pipeline(transaction=False)
-        pipe.xreadgroup(GROUP, consumer, {keys.stream: ">"}, count=count, block=block_ms)
-        pipe.exists(keys.paused)
-        try:
+    pipe = client.pipeline(transaction=False)
+    pipe.xreadgroup(GROUP, consumer, {keys.stream: ">"}, count=count, block=block_ms)
+    pipe.exists(keys.paused)
+    try:
+        with wrap_unavailable():
             reply, paused = await pipe.execute()
-        except redis.exceptions.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            await ensure_group(client, keys)
-            return [], False
+    except GroupMissing:
+        await ensure_group(client, keys)
+        return [], False
     return _deliveries(reply), bool(paused)
 
 

@@ -3,6 +3,7 @@
 redis-py's connection and timeout errors are wrapped as `RedisUnavailable` at
 this layer's boundary, so callers above handle one type for "Redis is not there";
 a Redis at its `maxmemory` (noeviction) refusing writes is `RedisFull`, one kind of it.
+A function's consumer group gone (Redis lost its data) is `GroupMissing`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ class RedisRefused(RedisUnavailable):
     """
 
 
+class GroupMissing(SluiceError):
+    """Raised when a function partition's stream or its consumer group is gone: Redis
+    lost its data (restarted without AOF, failed over to an empty replica, FLUSHALL).
+
+    Not an outage: retrying does not bring the data back. The entries a worker held
+    went with it, so they are no longer its own (as if fenced); the worker drops them,
+    recreates the group (streams.consume.ensure_group) and reads on.
+    """
+
+
 class InvalidName(SluiceError, ValueError):
     """Raised when a function name, workspace or job id could not be used in a key."""
 
@@ -70,8 +81,9 @@ _NO_NODE = "Redis Cluster cannot be connected"
 
 @contextlib.contextmanager
 def wrap_unavailable() -> Iterator[None]:
-    """Turn redis-py's "cannot talk to Redis" errors into `RedisUnavailable`, and its
-    refusals of the credentials or of a command into `RedisRefused`, in plain words."""
+    """Turn redis-py's "cannot talk to Redis" errors into `RedisUnavailable`, its
+    refusals of the credentials or of a command into `RedisRefused`, in plain words,
+    and a missing consumer group into `GroupMissing`."""
     try:
         yield
     except redis.exceptions.AuthenticationError as exc:
@@ -89,6 +101,9 @@ def wrap_unavailable() -> Iterator[None]:
         # anything was written (a script stops at its first write; see streams.lua).
         raise RedisFull(f"Redis is full: {exc}") from exc
     except redis.exceptions.ResponseError as exc:
+        # In a pipeline's error the reply follows the command's name, hence `in`.
+        if "NOGROUP" in str(exc):
+            raise GroupMissing(str(exc)) from exc
         # A restarted server still loading its AOF, or a replica mid-failover, answers
         # with these; they clear by themselves, so they are availability, not bugs.
         if str(exc).startswith(("LOADING", "MASTERDOWN", "READONLY")):

@@ -6,32 +6,30 @@ import logging
 from typing import NoReturn
 
 from runtime.guard import Guard
-from runtime.health import RedisHealth
+from runtime.worker.partition import Partition
 from streams.claims import extend
-from streams.connection import Redis
-from streams.keys import PartitionKeys
+from streams.errors import GroupMissing
 
 log = logging.getLogger(__name__)
 
 
-async def heartbeat_forever(
-    client: Redis,
-    keys: PartitionKeys,
-    consumer: str,
-    held: dict[str, str],
-    health: RedisHealth,
-    visibility_timeout_s: float,
-) -> NoReturn:
-    """Every third of the visibility timeout, reset the idle time of `held` entries.
+async def heartbeat_forever(part: Partition, visibility_timeout_s: float) -> NoReturn:
+    """Every third of the visibility timeout, reset the idle time of the held entries.
 
     Three beats per timeout: one lost to a Redis blip still leaves the claim alive.
     """
+    keys = part.keys
 
     async def beat() -> None:
-        if not held:
+        if not part.held:
             return
-        lost = (await extend(client, keys, consumer, list(held))).lost
+        entry_ids = list(part.held)
+        try:
+            lost = (await extend(part.client, keys, part.consumer, entry_ids)).lost
+        except GroupMissing:
+            await part.lost(entry_ids)
+            return
         if lost:
             log.warning("%s: %d held jobs were reclaimed by another worker", keys, len(lost))
 
-    await Guard(health, f"{keys}: heartbeat").every(visibility_timeout_s / 3, beat)
+    await Guard(part.health, f"{keys}: heartbeat").every(visibility_timeout_s / 3, beat)

@@ -83,8 +83,10 @@ def take_in(
             envelope = env.Envelope(f"corrupt-{d.entry_id}", fn.name, "", msgspec.Raw(b""), 0)
             outcomes.append(_dead(fn, d, envelope, f"undecodable envelope: {exc}"))
         else:
-            if d.deliveries > 1 and d.starts + 1 >= max_deliveries:
-                # Its first run is not marked (streams.suspects): it counts as one.
+            if d.starts and d.starts + 1 >= max_deliveries:
+                # Charged only once a start of it was cut by a crash (streams.suspects):
+                # a job only held by the dead workers is not. Its first run is never
+                # marked: once it crashed a worker as a suspect, that run counts too.
                 reason = (
                     f"its worker died while it ran, {d.starts + 1} times "
                     f"(max_deliveries={max_deliveries})"

@@ -3,7 +3,8 @@ run the handler under the watchdog, and hand each job's outcome to the settler.
 
 Before a call runs, a lane passes the isolation gate (a suspect runs alone in
 its process), counts a suspect's start in Redis, and checks that a call which
-waited long for a lane still holds its jobs.
+waited long for a lane still holds its jobs; once a suspect's handler returned,
+the lane uncounts its start before it leaves the gate.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from runtime.worker.settler import Settler
 from runtime.worker.watchdog import Lane, expire_forever
 from streams import envelope as env
 from streams.claims import extend
-from streams.errors import RedisUnavailable
-from streams.suspects import mark_started
+from streams.errors import GroupMissing, RedisUnavailable
+from streams.suspects import mark_ended, mark_started
 
 log = logging.getLogger(__name__)
 
@@ -135,21 +136,27 @@ class Lanes:
             if instruments.enabled():
                 instruments.started(fn.name, call.envelopes, started_ms)
             try:
-                if tracing.enabled():
-                    failures = await self._invoke_traced(call)
+                try:
+                    if tracing.enabled():
+                        failures = await self._invoke_traced(call)
+                    else:
+                        failures = await invoke(fn, call.batch)
+                except asyncio.CancelledError:
+                    if lane.expired is not call:
+                        raise  # shutdown past the grace period: the job is handed back
+                    _uncancel(lane.task)
+                    failures = timed_out(fn, call.batch)
                 else:
-                    failures = await invoke(fn, call.batch)
-            except asyncio.CancelledError:
-                if lane.expired is not call:
-                    raise  # shutdown past the grace period: the job is handed back
-                _uncancel(lane.task)
-                failures = timed_out(fn, call.batch)
-            else:
-                if lane.expired is call:
-                    _uncancel(lane.task)  # the handler swallowed our cancels: its result stands
+                    if lane.expired is call:
+                        _uncancel(lane.task)  # the handler swallowed our cancels: its result stands
+                finally:
+                    lane.call = None
+                    self.busy -= 1
+                if call.suspect:
+                    # Before the gate lets the next suspect in: a crash it causes
+                    # must not be charged to this call, which ended.
+                    await self._mark_ended(call)
             finally:
-                lane.call = None
-                self.busy -= 1
                 gate.leave(call.alone)
             took = clock() - lane.started
             self.recorder.call(call.batch.workspace, took)
@@ -181,6 +188,9 @@ class Lanes:
             extension = await extend(part.client, part.keys, part.consumer, call.entry_ids)
         except RedisUnavailable:
             return call
+        except GroupMissing:
+            await part.lost(call.entry_ids)
+            return None
         gone = {*extension.lost, *extension.gone}
         if not gone:
             return call
@@ -204,6 +214,15 @@ class Lanes:
         part = self.part
         await Guard(part.health, f"{part.keys}: marking a suspect job").until_done(
             lambda: mark_started(part.client, part.keys, call.entry_ids)
+        )
+
+    async def _mark_ended(self, call: Call) -> None:
+        """Uncount the start of a suspect's call once its handler returned: its
+        settle comes later (its own round trip, after a batch of others), and a
+        crash meanwhile would be charged to a call that had ended."""
+        part = self.part
+        await Guard(part.health, f"{part.keys}: marking a suspect job ended").until_done(
+            lambda: mark_ended(part.client, part.keys, call.entry_ids)
         )
 
     async def _invoke_traced(self, call: Call) -> dict[str, Failure]:

@@ -31,7 +31,7 @@ from runtime.worker.recorder import Recorder, flush_forever, flush_once
 from runtime.worker.settler import Settler
 from streams.claims import Held, leave
 from streams.connection import Redis
-from streams.errors import RedisUnavailable
+from streams.errors import GroupMissing, RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +76,7 @@ class PartitionLoop:
             return
         watchdog = self.lanes.start()
         settler = asyncio.create_task(self.settler.run(self.lanes.idle))
-        heartbeat = asyncio.create_task(
-            heartbeat_forever(
-                part.client,
-                part.keys,
-                part.consumer,
-                part.held,
-                part.health,
-                opts.visibility_timeout_s,
-            )
-        )
+        heartbeat = asyncio.create_task(heartbeat_forever(part, opts.visibility_timeout_s))
         reclaimer = asyncio.create_task(
             reclaim_forever(
                 part.client,
@@ -156,6 +147,10 @@ class PartitionLoop:
         held = [Held(eid, job_id) for eid, job_id in part.held.items()]
         try:
             left = await leave(part.client, part.keys, part.consumer, held)
+        except GroupMissing:
+            if held:
+                log.warning("%s: %d held jobs went with Redis's data", part.keys, len(held))
+            return
         except RedisUnavailable as exc:
             if held:
                 log.warning(

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import Collection
 from typing import Any
 
 from runtime.declare import Function
 from runtime.health import RedisHealth
 from runtime.registry import partition_keys
 from streams.connection import Redis, is_cluster
+from streams.consume import ensure_group
+from streams.errors import RedisUnavailable
+
+log = logging.getLogger(__name__)
 
 
 class Partition:
@@ -43,3 +50,29 @@ class Partition:
         self.room = asyncio.Event()
         # The function is paused (streams.pause): the lanes start no call while set.
         self.paused = False
+
+    async def lost(self, entry_ids: Collection[str]) -> None:
+        """Redis lost the partition's data (streams.errors.GroupMissing): let go of
+        `entry_ids`, which went with it, and recreate the consumer group.
+
+        They are no longer this worker's, as if fenced: retried, their settles and
+        claims would fail forever, and the reader, waiting for the room they take,
+        would never read again. Their jobs are lost with the data; calls of them
+        still running finish, and their outcomes are dropped in turn.
+        """
+        dropped = 0
+        for eid in entry_ids:
+            if self.held.pop(eid, None) is not None:
+                dropped += 1
+            self.suspects.discard(eid)
+        if dropped:
+            log.warning(
+                "%s: Redis lost this partition's stream and group (restarted empty, failed "
+                "over, flushed): %d held jobs went with it",
+                self.keys,
+                dropped,
+            )
+        self.room.set()
+        # Away again, Redis gets the group from the reader's next read instead.
+        with contextlib.suppress(RedisUnavailable):
+            await ensure_group(self.client, self.keys)

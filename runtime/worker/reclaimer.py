@@ -9,7 +9,8 @@ from typing import NoReturn
 from runtime.guard import Guard
 from runtime.health import RedisHealth
 from streams.connection import Redis
-from streams.consume import Delivery
+from streams.consume import Delivery, ensure_group
+from streams.errors import GroupMissing
 from streams.keys import PartitionKeys
 from streams.reclaim import reclaim
 
@@ -39,7 +40,13 @@ async def reclaim_forever(
         nonlocal cursor
         while (free := room()) > 0:
             want = min(free, batch_size)
-            found = await reclaim(client, keys, consumer, min_idle_ms, cursor, want)
+            try:
+                found = await reclaim(client, keys, consumer, min_idle_ms, cursor, want)
+            except GroupMissing:
+                # Redis lost its data: nothing is left to take over.
+                cursor = "0-0"
+                await ensure_group(client, keys)
+                return
             cursor = found.cursor
             if found.forgotten:
                 log.info("%s: forgot %d idle empty consumers", keys, found.forgotten)

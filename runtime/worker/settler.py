@@ -12,7 +12,7 @@ from runtime.guard import Guard
 from runtime.telemetry import instruments
 from runtime.worker.partition import Partition
 from runtime.worker.recorder import Recorder
-from streams.errors import RedisUnavailable
+from streams.errors import GroupMissing, RedisUnavailable
 from streams.settle import Outcome, Settled, settle
 from streams.suspects import forget
 
@@ -72,6 +72,10 @@ class Settler:
                     dead_retention_ms=self.dead_retention_ms,
                     dead_retention_count=opts.dead_retention_count,
                 )
+            except GroupMissing:
+                # Redis lost their entries: retried, this settle would fail forever.
+                await part.lost([o.entry_id for o in batch])
+                continue
             except Exception as exc:
                 # Keep every outcome: nothing finished is forgotten while Redis is away.
                 self.outbox[:0] = batch

@@ -123,8 +123,9 @@ async def _run_batch(batch: Batch[Work]) -> None:
         await asyncio.sleep(tail_ms / 1000)  # the control's tail, which a shutdown may cut
 
 
-# The control of the exit-poison scenario: the first crash is final for every job
-# running then. Read at import, as a deployment's own declarations would be.
+# The control of the exit-poison scenario: the first crash recorded is final for
+# every job taken over that was running then. Read at import, as a deployment's
+# own declarations would be.
 MAX_DELIVERIES = 1 if os.environ.get("BATTERY_ONE_DELIVERY") == "1" else 3
 
 # Saturated in the battery: 4 lanes of up to 10 jobs, a 1 s visibility timeout,

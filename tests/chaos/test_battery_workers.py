@@ -122,21 +122,12 @@ async def test_rolling_sigterm(
         assert broken == [], result.line()
 
 
-# The exit poison's bar is not met yet: see RELIABILITY.md ("poison by exit").
-NEIGHBOUR_CHARGED = pytest.mark.xfail(
-    reason="innocent jobs taken over with the poison are charged with crashes they "
-    "did not run into: a first run is counted for a job only held, and a start "
-    "stays counted until its settle reaches Redis, after the call has ended",
-    strict=False,
-)
-
-
 @pytest.mark.parametrize(
     ("mode", "control"),
     [
         ("raise", False),
         ("raise", True),
-        pytest.param("exit", False, marks=NEIGHBOUR_CHARGED),
+        ("exit", False),
         ("exit", True),
     ],
     ids=["raise-kept", "raise-control-reject-batch", "exit-kept", "exit-control-one-delivery"],
@@ -155,8 +146,9 @@ async def test_poison(
     # process (each crashed worker is replaced). The poison is dead-lettered (by
     # attempts, or by deliveries) and no innocent job dies with it. Controls: a
     # batch handler that rejects its whole batch for its poison job; a single
-    # delivery allowed (max_deliveries=1), so the first crash takes every job
-    # running in the process, before isolation can name the culprit.
+    # delivery allowed (max_deliveries=1), so the first crash recorded (the
+    # second: a first run is not) takes every suspect running beside the poison,
+    # before isolation can name the culprit.
     n = 1_000 if long_run else 200
     switch = "BATTERY_RAISE_BATCH" if mode == "raise" else "BATTERY_ONE_DELIVERY"
     history = history_for(redis)
