@@ -18,10 +18,11 @@ from runtime import Client, Event, Job, function
 from runtime.client.jobs import Jobs
 from runtime.declare import Function
 from runtime.registry import Registry
-from streams import catalogue
-from streams.connection import is_cluster
+from streams import catalogue, layouts
+from streams.connection import Redis, is_cluster
 from streams.keys import GROUP, partition_of
 from tests.conftest import Target
+from tests.redis_server import RedisServer
 from tests.runtime.helpers import hosting, wait_until
 
 NAME = "resized"
@@ -33,14 +34,21 @@ class Item(msgspec.Struct):
     n: int
 
 
-def declared(partitions: int, seen: collections.Counter[str]) -> Function[Item]:
+def declared(
+    partitions: int, seen: collections.Counter[str], retention_s: float = 86_400.0
+) -> Function[Item]:
     async def handle(job: Job[Item]) -> None:
         seen[job.id] += 1
 
     # A share of 2 puts a busy workspace's further jobs in its backlog; a lost
     # worker's jobs are taken over after a second.
     return function(
-        NAME, input=Item, partitions=partitions, workspace_share=2, visibility_timeout_s=1
+        NAME,
+        input=Item,
+        partitions=partitions,
+        workspace_share=2,
+        visibility_timeout_s=1,
+        retention_s=retention_s,
     )(handle)
 
 
@@ -93,3 +101,21 @@ async def test_jobs_of_the_old_layout_all_run_once(target: Target, partitions: i
     done = await jobs.get(NAME, next(iter(ids)))
     assert done is not None
     assert done.state == "completed"
+
+
+async def test_a_drained_layout_is_forgotten_once_its_records_are_gone(
+    redis: Redis, shared_server: RedisServer
+) -> None:
+    target = Target(redis, shared_server.url)
+    ids, later = await leave_jobs(target, 20)
+    await Jobs(redis, Registry([declared(2, collections.Counter())])).cancel(NAME, later)
+    assert await layouts.known(redis, NAME) == {2}
+    seen: collections.Counter[str] = collections.Counter()
+    # Finished records kept half a second: then nothing is left of the old layout.
+    async with hosting(target.url, [declared(1, seen, retention_s=0.5)], scheduler=True):
+
+        async def forgotten() -> bool:
+            return await layouts.known(redis, NAME) == {1}
+
+        await wait_until(forgotten, 20, "the layout of 2 partitions to be forgotten")
+    assert set(seen) == ids
