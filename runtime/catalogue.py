@@ -19,7 +19,7 @@ import msgspec
 from runtime.declare import Batch, Function, Options
 from runtime.errors import ConfigurationError
 from runtime.registry import Registry
-from streams import catalogue
+from streams import catalogue, layouts
 from streams import envelope as env
 from streams.connection import Redis
 
@@ -37,7 +37,15 @@ def entry_of(fn: Function[Any]) -> catalogue.Entry:
 
 
 async def announce(client: Redis, functions: Sequence[Function[Any]]) -> None:
-    """Write the entries of `functions` (a worker's, at start)."""
+    """Write the entries of `functions` (a worker's, at start). A partition count
+    the entry held before joins the function's layouts first (streams.layouts), so
+    the jobs its partitions hold are drained (runtime.worker.drains) even when the
+    workers that wrote it came from a release that kept no layouts."""
+    before = await catalogue.partitions(client, [fn.name for fn in functions])
+    for fn in functions:
+        await layouts.remember(
+            client, fn.name, {fn.options.partitions, before.get(fn.name, fn.options.partitions)}
+        )
     await catalogue.write(client, [entry_of(fn) for fn in functions])
 
 

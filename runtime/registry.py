@@ -62,6 +62,12 @@ class Registry:
             return [partition_keys(fn, index, cluster)]
         return [partition_keys(fn, p, cluster) for p in range(count)]
 
+    def layout(self, function: str, count: int, *, cluster: bool) -> list[PartitionKeys]:
+        """The keys of `function`'s partitions had it `count` of them: an earlier
+        layout its jobs may still lie in (streams.layouts)."""
+        (fn,) = self.select([function])
+        return [partition_keys(fn, p, cluster, count) for p in range(count)]
+
     def share(self, function: str) -> int:
         """How many unread jobs of one workspace `function`'s stream holds (Options.share)."""
         return self.by_name[function].options.share
@@ -93,10 +99,11 @@ class Registry:
         return iter(self.by_name.values())
 
 
-def partition_keys(fn: AnyFunction, partition: int, cluster: bool) -> PartitionKeys:
+def partition_keys(fn: AnyFunction, partition: int, cluster: bool, count: int = 0) -> PartitionKeys:
     """The keys of `fn`'s `partition`: on a cluster spread over its primaries by the
-    partition count (`streams.keys.spread_tag`), on a single server as they always were."""
-    return PartitionKeys(fn.name, partition, fn.options.partitions if cluster else 0)
+    partition count (`count`, default the declared one: `streams.keys.spread_tag`),
+    on a single server as they always were."""
+    return PartitionKeys(fn.name, partition, (count or fn.options.partitions) if cluster else 0)
 
 
 def load(spec: str) -> Registry:

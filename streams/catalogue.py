@@ -46,6 +46,23 @@ async def write(client: Redis, entries: Sequence[Entry]) -> None:
         await client.hset(CATALOGUE, mapping={e.name: _encode(e) for e in entries})
 
 
+async def partitions(client: Redis, names: Sequence[str]) -> dict[str, int]:
+    """The partition counts the entries of `names` hold (those that have one)."""
+    if not names:
+        return {}
+    with wrap_unavailable():
+        stored = await client.hmget(CATALOGUE, list(names))
+    found = {}
+    for name, raw in zip(names, stored, strict=True):
+        if raw is None:
+            continue
+        try:
+            found[name] = _decoder.decode(raw).partitions
+        except msgspec.ValidationError:
+            continue  # of a release that changed a field's type
+    return found
+
+
 async def read(client: Redis) -> list[Entry]:
     """Every entry, by name; one that does not decode (written by a release that
     changed a field's type) is left out rather than failing the others."""

@@ -97,6 +97,13 @@ def partition_of(workspace: str, partitions: int) -> int:
 CATALOGUE = f"{PREFIX}:{{catalogue}}:functions"
 
 
+def layouts(function: str) -> str:
+    """The SET of partition counts `function`'s jobs may still lie in (streams.layouts):
+    its workers' own, and earlier ones until their partitions are drained. In the
+    catalogue's slot."""
+    return f"{PREFIX}:{{catalogue}}:layouts:{function}"
+
+
 def webhook_endpoints(workspace: str) -> str:
     """The HASH of a workspace's webhook endpoints (streams.webhooks): endpoint id
     -> record. Not a function's key: `webhook.deliver` reads it, the ingress

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import msgspec
 
@@ -11,6 +11,7 @@ from runtime.client.timing import When, due
 from runtime.errors import InvalidCursor, JobNotFound, WrongJobState
 from runtime.registry import Registry
 from streams import cancel as scripts
+from streams import layouts
 from streams.connection import Redis, is_cluster
 from streams.jobs import Counts, JobRecord, counts, find_job
 from streams.keys import PartitionKeys, check_token, job_ref, shown_id
@@ -50,7 +51,7 @@ class Jobs:
         self, function: str, job_id: str, *, workspace: str | None = None
     ) -> JobRecord | None:
         owner, ids = job_ref(job_id, workspace)
-        for keys in self.registry.partitions(function, owner, cluster=is_cluster(self.redis)):
+        async for keys in self._places(function, owner):
             record = await find_job(self.redis, keys, ids, owner or "")
             if record is not None:
                 return record
@@ -207,13 +208,30 @@ class Jobs:
         action: str,
     ) -> None:
         owner, ids = job_ref(job_id, workspace)
-        for keys in self.registry.partitions(function, owner, cluster=is_cluster(self.redis)):
+        async for keys in self._places(function, owner):
             state = await script(keys, ids, owner or "")
             if state == done:
                 return
             if state != "missing":
                 raise WrongJobState(job_id, state, action)
         raise JobNotFound(f"no job {job_id!r} of function {function!r}")
+
+    async def _places(self, function: str, owner: str | None) -> AsyncIterator[PartitionKeys]:
+        """Where a job of `owner` (None: any workspace) may be: its partition (every
+        one without `owner`); then, only if it was not there, every other partition
+        of the function's current and earlier layouts (streams.layouts), where the
+        jobs stored before its partition count changed lie until drained."""
+        cluster = is_cluster(self.redis)
+        first = self.registry.partitions(function, owner, cluster=cluster)
+        for keys in first:
+            yield keys
+        seen = {keys.tag for keys in first}
+        declared = len(self.registry.partitions(function, cluster=cluster))
+        for count in sorted({declared, *await layouts.known(self.redis, function)}):
+            for keys in self.registry.layout(function, count, cluster=cluster):
+                if keys.tag not in seen:
+                    seen.add(keys.tag)
+                    yield keys
 
 
 def _position(cursor: str, partitions: int) -> tuple[int, str]:

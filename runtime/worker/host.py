@@ -15,6 +15,7 @@ from runtime.declare import Function
 from runtime.guard import Guard
 from runtime.health import RedisHealth
 from runtime.settings import Settings, use_settings
+from runtime.worker.drains import Drains
 from runtime.worker.isolation import Gate
 from runtime.worker.loop import LoopConfig, PartitionLoop
 from runtime.worker.stall import Claims, StallWatch
@@ -55,6 +56,8 @@ class WorkerHost:
             for fn in functions
             for partition in range(fn.options.partitions)
         ]
+        # The partitions of the functions' earlier partition counts, while jobs are left there.
+        self.drains = Drains(client, functions, config, health, gate)
 
     async def run(self, stop: asyncio.Event) -> None:
         names = sorted({loop.fn.name for loop in self.loops})
@@ -80,12 +83,14 @@ class WorkerHost:
                 )
                 for loop in self.loops:
                     group.create_task(loop.run(stop))
+                group.create_task(self.drains.run(stop))
         finally:
             watch.stop()
         log.info("worker %s stopped", self.consumer)
 
     def _claims(self) -> list[Claims]:
-        return [(loop.keys, self.consumer, list(loop.held)) for loop in self.loops if loop.held]
+        loops = [*self.loops, *self.drains.loops]
+        return [(loop.keys, self.consumer, list(loop.held)) for loop in loops if loop.held]
 
     def _running(self) -> list[str]:
-        return [call for loop in self.loops for call in loop.running()]
+        return [call for loop in [*self.loops, *self.drains.loops] for call in loop.running()]
