@@ -32,6 +32,9 @@ class Limits:
         partitions = self.registry.partitions(function, cluster=is_cluster(self.redis))
         if len(partitions) > 1:
             await set_global_limit(self.redis, function, rate_per_s)
+            # A share per partition, as releases before kept it, is no longer read.
+            for keys in partitions:
+                await set_limit(self.redis, keys, GLOBAL, None)
         else:
             await set_limit(self.redis, partitions[0], GLOBAL, rate_per_s)
 

@@ -14,7 +14,8 @@ from streams.connection import Redis
 from streams.consume import refill
 from streams.errors import ConfigurationError
 from streams.global_limit import take_global
-from streams.ratelimit import Ask, Rates
+from streams.keys import global_limit
+from streams.ratelimit import GLOBAL, Ask, Rates, overridden, set_limit
 from tests.conftest import Target
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
@@ -197,6 +198,22 @@ async def test_a_global_limit_over_four_partitions_is_all_one_busy_workspaces(
     print(f"one workspace over 4 partitions at 20/s: {achieved:.1f}/s, busiest second {busiest}")
     assert achieved >= 16
     assert busiest <= 20 + 4
+
+
+async def test_a_global_override_of_a_function_with_partitions_is_the_functions_own(
+    redis: Redis,
+) -> None:
+    registry = load(SAMPLE)
+    limits = Limits(redis, registry)
+    parts = registry.partitions("spread-limited-tasks", cluster=False)
+    # A share per partition, as an older release set it, goes.
+    await set_limit(redis, parts[0], GLOBAL, 5.0)
+    await limits.set_global("spread-limited-tasks", 8.0)
+    assert await redis.hget(global_limit("spread-limited-tasks"), "rate") == b"8.0"
+    assert await redis.exists(*(keys.limits for keys in parts)) == 0
+    assert await overridden(redis, parts[3])
+    await limits.set_global("spread-limited-tasks", None)
+    assert not await overridden(redis, parts[3])
 
 
 @pytest.mark.parametrize("rate", [0.0, -1.0, 1e-300, float("nan"), float("inf"), 2e6])
