@@ -12,56 +12,22 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import uvloop
 
+from bench.cluster import cluster_drains
 from bench.functions import Ping
 from bench.ingress import measure as measure_ingress
 from bench.limits import limit_held
+from bench.raw import CHUNK, raw_drain_rate, raw_publish_rate
 from bench.scheduling import delayed_bytes_per_job, lateness, promote_rate
 from bench.worker import SPEC, start_worker, stop, until_completed
 from runtime import Client, Event
 from runtime.registry import load
-from streams import envelope as env
+from runtime.testing.redis import RedisServer
 from streams.connection import Redis, RedisSettings, connect
 from streams.keys import PartitionKeys
-from tests.redis_server import RedisServer
-
-BATCH = 100
-CHUNK = 1000
-
-
-def sample_envelope(i: int) -> bytes:
-    payload = env.encode_payload(Ping(sent_ns=time.time_ns(), body="x" * 40))
-    return env.encode(env.Envelope(env.new_job_id(), "raw", f"ws{i % 10}", payload, env.now_ms()))
-
-
-async def raw_publish_rate(redis: Redis, n: int) -> float:
-    """Pipelined XADD of envelope-sized entries, CHUNK per round trip."""
-    entries = [sample_envelope(i) for i in range(n)]
-    start = time.perf_counter()
-    for offset in range(0, n, CHUNK):
-        async with redis.pipeline(transaction=False) as pipe:
-            for data in entries[offset : offset + CHUNK]:
-                pipe.xadd("raw", {"e": data})
-            await pipe.execute()
-    return n / (time.perf_counter() - start)
-
-
-async def raw_drain_rate(redis: Redis, n: int) -> float:
-    """XREADGROUP COUNT BATCH + one XACK per batch, until the stream is drained."""
-    await redis.xgroup_create("raw", "g", id="0")
-    start = time.perf_counter()
-    done = 0
-    while done < n:
-        reply: Any = await redis.xreadgroup("g", "c", {"raw": ">"}, count=BATCH, block=1000)
-        # The reply as sent (streams.connection), as the worker reads it.
-        ids = [eid for eid, _ in reply[b"raw"]]
-        await redis.xack("raw", "g", *ids)
-        done += len(ids)
-    return n / (time.perf_counter() - start)
 
 
 async def publish_rate(client: Client, function: str, n: int) -> float:
@@ -229,6 +195,13 @@ class Figures(msgspec.Struct):
     limit_held_rate: float
     limit_held_ratio: float
     limit_deferrals_per_job: float
+    # The same limit over 4 partitions, every job of one workspace (one partition).
+    limit_skewed_rate: float
+    limit_skewed_ratio: float
+    # A local 3-master cluster (bench.cluster): raw drain on one shard, and the
+    # drain of a 3-partition function by 1, 2 and 4 worker processes.
+    cluster_raw_drain_rate: float
+    cluster_drain_rate_processes: dict[int, float]
     # One ingress process under wrk (bench.ingress), and the bare aiohttp ceiling.
     ingress_ceiling_rps: float
     ingress_single_rps: float
@@ -256,6 +229,8 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
             await redis.flushall()
             await publish_rate(client, "noop", n)
             traced = await drain_rate(redis, server.url, "noop", n, {"BENCH_TRACING": "1"})
+            # The completed count is the partition's, since its first job.
+            await redis.flushall()
             by_processes, finished_bytes = await process_drain_rates(client, redis, server.url, n)
             batch_drain, limited_drain, unshared_drain = await compared_drains(
                 client, redis, server.url, n
@@ -271,10 +246,16 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
             await redis.flushall()
             held = await limit_held(client, redis, server.url, 5_000)
             await redis.flushall()
+            skewed = await limit_held(
+                client, redis, server.url, 5_000, function="noop-rate-spread", partitions=4
+            )
+            await redis.flushall()
             ceiling, single, batch = await asyncio.to_thread(measure_ingress, server.url)
             await redis.aclose()
         finally:
             server.stop()
+    # After the single server stopped: the cluster's nodes want the cores to themselves.
+    on_cluster = await cluster_drains(n)
     return Figures(
         redis_version=version,
         jobs=n,
@@ -304,6 +285,12 @@ async def run(n: int, seconds: float, backlog: int) -> Figures:
         limit_held_rate=round(held.jobs_per_s, 1),
         limit_held_ratio=round(held.jobs_per_s / held.limit_per_s, 3),
         limit_deferrals_per_job=round(held.deferrals_per_job, 2),
+        limit_skewed_rate=round(skewed.jobs_per_s, 1),
+        limit_skewed_ratio=round(skewed.jobs_per_s / skewed.limit_per_s, 3),
+        cluster_raw_drain_rate=round(on_cluster.raw_drain_rate),
+        cluster_drain_rate_processes={
+            k: round(v) for k, v in on_cluster.drain_rate_processes.items()
+        },
         ingress_ceiling_rps=round(ceiling.requests_per_s),
         ingress_single_rps=round(single.requests_per_s),
         ingress_single_p50_ms=single.p50_ms,
@@ -374,6 +361,15 @@ def report(f: Figures) -> None:
         f"{f.limit_held_ratio:5.1%} of the limit, "
         f"{f.limit_deferrals_per_job} deferrals a job"
     )
+    print(
+        f"  the same, 4 partitions, one workspace  {f.limit_skewed_rate:>10,.1f} jobs/s  "
+        f"{f.limit_skewed_ratio:5.1%} of the limit"
+    )
+    raw = f.cluster_raw_drain_rate
+    print(f"  3-master cluster: raw XREADGROUP + XACK (one shard) {raw:>10,.0f} jobs/s")
+    for k, rate in f.cluster_drain_rate_processes.items():
+        name = f"drain over 3 partitions by {k} process{'es' if k > 1 else ''}"
+        print(f"    {name:42} {rate:>10,.0f} jobs/s  {rate / raw:5.0%} of raw")
     print(f"  ingress ceiling (bare aiohttp)  {f.ingress_ceiling_rps:>10,.0f} requests/s")
     print(
         f"  ingress, one event a request   {f.ingress_single_rps:>10,.0f} requests/s  "

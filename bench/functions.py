@@ -81,6 +81,27 @@ async def noop_rate(batch: Batch[Ping]) -> None:
     del batch
 
 
+# The same global limit over 4 partitions, all load from one workspace (one
+# partition): the limit is the function's, not a share per partition.
+@batch_function(
+    "noop-rate-spread",
+    input=Ping,
+    batch_size=100,
+    concurrency=4,
+    rate_per_s=LIMITED_RATE,
+    rate_burst_s=0.2,
+    partitions=4,
+)
+async def noop_rate_spread(batch: Batch[Ping]) -> None:
+    del batch
+
+
+# The single-job no-op over 3 partitions: on a 3-master cluster, one on each primary.
+@function("noop-spread", input=Ping, batch_size=100, concurrency=16, partitions=3)
+async def noop_spread(job: Job[Ping]) -> None:
+    del job
+
+
 class _Latencies:
     """Appends publish->handler latencies (ns) to LATENCY_FILE, one write per 100."""
 
@@ -109,4 +130,13 @@ async def timed(job: Job[Ping]) -> None:
         latencies.add(job.data.sent_ns)
 
 
-FUNCTIONS = (noop, noop_batch, noop_batch_limited, noop_batch_unshared, noop_rate, timed)
+FUNCTIONS = (
+    noop,
+    noop_batch,
+    noop_batch_limited,
+    noop_batch_unshared,
+    noop_rate,
+    noop_rate_spread,
+    noop_spread,
+    timed,
+)

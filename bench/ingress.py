@@ -24,7 +24,7 @@ import msgspec
 
 from bench.worker import SPEC
 from runtime.ingress.auth import ApiKey, new_key
-from tests.redis_server import free_port
+from runtime.testing.redis import free_port
 
 SECONDS = 5
 # Spells of the ceiling and of single-event publishes, alternately.

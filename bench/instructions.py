@@ -53,10 +53,10 @@ from bench.worker import SPEC, start_worker, stop, until_completed
 from runtime import Client
 from runtime.ingress.auth import new_key
 from runtime.registry import load
+from runtime.testing.redis import RedisServer, free_port
 from streams.connection import Redis, RedisSettings, connect
 from streams.keys import PartitionKeys
 from streams.pause import set_paused
-from tests.redis_server import RedisServer, free_port
 
 IDLE_S = 20.0
 

@@ -45,3 +45,17 @@ async def until_completed(redis: Redis, keys: PartitionKeys, n: int, poll_s: flo
     while (done := (await counts(redis, keys)).completed) < n:  # noqa: ASYNC110
         await asyncio.sleep(poll_s)
     return done
+
+
+async def completed(redis: Redis, parts: list[PartitionKeys]) -> int:
+    """Jobs completed over the partitions `parts`."""
+    return sum([(await counts(redis, keys)).completed for keys in parts])
+
+
+async def until_all_completed(
+    redis: Redis, parts: list[PartitionKeys], n: int, poll_s: float
+) -> int:
+    """`until_completed` over several partitions."""
+    while (done := await completed(redis, parts)) < n:  # noqa: ASYNC110
+        await asyncio.sleep(poll_s)
+    return done

@@ -118,6 +118,16 @@ def webhook_settled(job_id: str) -> str:
     return f"{PREFIX}:{{webhooks}}:settled:{job_id}"
 
 
+def global_limit(function: str) -> str:
+    """The HASH of the global rate limit of a function with several partitions
+    (streams.global_limit): `tat` -> the limiter's theoretical arrival time, `rate`
+    -> the run-time override (jobs/s). One limiter for every partition, in a slot of
+    its own (`{<function>:limit}`: `:` is in no function name, so no partition's tag
+    is like it), so the limit is exact wherever the partitions live and whichever
+    one the load falls on."""
+    return f"{PREFIX}:{{{function}:limit}}:rate"
+
+
 @functools.cache
 def spread_tag(function: str, partition: int, partitions: int) -> str:
     """The hash tag (inside the braces) of `partition` of `partitions` on a cluster.

@@ -9,7 +9,7 @@ import msgspec
 
 from streams.connection import Redis
 from streams.errors import ConfigurationError, wrap_unavailable
-from streams.keys import PartitionKeys
+from streams.keys import PartitionKeys, global_limit
 from streams.lua import Arg, packed
 
 # The rates a limit may have, jobs/s: from one a day to a million. limits.lua keeps
@@ -29,8 +29,9 @@ def check_rate(rate_per_s: float) -> float:
     return rate_per_s
 
 
-# The override field of the partition's share of the function's global rate; a
-# workspace's own override is its name ('*' is never one: keys.check_token).
+# The override field of the function's global rate in a one-partition function's
+# `limits` (with several, it is keys.global_limit's `rate`); a workspace's own
+# override is its name ('*' is never one: keys.check_token).
 GLOBAL = "*"
 
 
@@ -85,21 +86,24 @@ class DeferralEvent(msgspec.Struct, frozen=True):
     # granted at once (held for a reserved slot, or delayed).
     asked: int
     held: int
-    # The limit last hit that second, "global" or "workspace", and its rate in the
-    # partition (jobs/s; the global one is the partition's share of the function's).
+    # The limit last hit that second, "global" or "workspace", and its rate (jobs/s).
     limit: str
     rate_per_s: float
 
 
 class Rates(msgspec.Struct, frozen=True):
-    """A function partition's declared limits; overrides in Redis win over them."""
+    """A function's declared limits; overrides in Redis win over them."""
 
-    # This partition's share of the function's global rate, jobs/s (0: none).
+    # The function's global rate, jobs/s (0: none).
     global_rate: float
     # Each workspace's rate, jobs/s (0: none).
     workspace_rate: float
     # Tolerance, in seconds of rate.
     burst_s: float
+    # The function has several partitions: its global limiter is its own key's
+    # (streams.global_limit), asked after the partition's refill took only the
+    # workspaces' limits, so the limit holds whichever partitions the load is in.
+    shared: bool = False
 
 
 class Ask(msgspec.Struct, frozen=True):
@@ -110,13 +114,14 @@ class Ask(msgspec.Struct, frozen=True):
 
     def args(self) -> list[Arg]:
         """The arguments of limits.lua's Limits.take."""
+        here = not self.rates.shared
         return [
-            self.rates.global_rate,
+            self.rates.global_rate if here else 0,
             self.rates.workspace_rate,
             self.rates.burst_s,
             RESERVE_AHEAD_MS,
             WORKSPACE_AHEAD_MS,
-            packed([*self.jobs, GLOBAL]),
+            packed([*self.jobs, GLOBAL] if here else [*self.jobs]),
             packed([*self.jobs.values()]),
             HISTORY,
         ]
@@ -147,10 +152,12 @@ async def set_limit(client: Redis, keys: PartitionKeys, field: str, rate: float 
 
 
 async def overridden(client: Redis, keys: PartitionKeys) -> bool:
-    """Whether any override exists: a function declared without a rate is limited
-    only then."""
+    """Whether any override exists, in the partition or of the function's global rate
+    (streams.global_limit): a function declared without a rate is limited only then."""
     with wrap_unavailable():
-        return bool(await client.exists(keys.limits))
+        if await client.exists(keys.limits):
+            return True
+        return bool(await client.hexists(global_limit(keys.function), "rate"))
 
 
 async def deferrals(client: Redis, keys: PartitionKeys) -> dict[str, Deferral]:

@@ -190,6 +190,16 @@ run_windowed_batch = batch_function(
 run_limited_task = function(
     "limited-tasks", input=Task, batch_size=20, concurrency=8, rate_per_s=50, rate_burst_s=0.2
 )(_run)
+# The same limit over 4 partitions: one busy workspace (one partition) gets all of it.
+run_spread_limited_task = function(
+    "spread-limited-tasks",
+    input=Task,
+    batch_size=20,
+    concurrency=8,
+    rate_per_s=20,
+    rate_burst_s=0.2,
+    partitions=4,
+)(_run)
 run_tier_task = function(
     "tier-tasks",
     input=Task,
@@ -237,6 +247,7 @@ FUNCTIONS = (
     run_batch_retrying,
     run_windowed_batch,
     run_limited_task,
+    run_spread_limited_task,
     run_tier_task,
     run_doomed_task,
     run_blocking_task,

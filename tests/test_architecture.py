@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from streams.keys import CATALOGUE, PartitionKeys
+from streams.keys import CATALOGUE, PartitionKeys, global_limit
 from tests.test_layout import NEVER, ROLES
 
 DOC = Path(__file__).parent.parent / "ARCHITECTURE.md"
@@ -34,7 +34,8 @@ def test_every_key_carries_the_partitions_hash_tag() -> None:
 
 def test_the_keys_outside_the_partitions_are_described() -> None:
     section = DOC.read_text().split("## Redis keys", 1)[1].split("\n## ", 1)[0]
-    for key in (CATALOGUE, "sluice:{webhooks}:endpoints:", "sluice:{webhooks}:settled:"):
+    outside = (CATALOGUE, global_limit("<function>"), "sluice:{webhooks}:endpoints:")
+    for key in (*outside, "sluice:{webhooks}:settled:"):
         assert f"`{key}" in section
 
 

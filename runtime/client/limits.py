@@ -4,10 +4,9 @@ worker applies them at its next read, without a restart."""
 
 from __future__ import annotations
 
-import msgspec
-
 from runtime.registry import Registry
 from streams.connection import Redis, is_cluster
+from streams.global_limit import set_global_limit
 from streams.ratelimit import (
     GLOBAL,
     Deferral,
@@ -28,11 +27,16 @@ class Limits:
         self.registry = registry
 
     async def set_global(self, function: str, rate_per_s: float | None) -> None:
-        """All workspaces together; None goes back to the declared rate."""
+        """All workspaces together; None goes back to the declared rate. With several
+        partitions the function's own limiter holds it (streams.global_limit)."""
         partitions = self.registry.partitions(function, cluster=is_cluster(self.redis))
-        share = None if rate_per_s is None else rate_per_s / len(partitions)
-        for keys in partitions:
-            await set_limit(self.redis, keys, GLOBAL, share)
+        if len(partitions) > 1:
+            await set_global_limit(self.redis, function, rate_per_s)
+            # A share per partition, as releases before kept it, is no longer read.
+            for keys in partitions:
+                await set_limit(self.redis, keys, GLOBAL, None)
+        else:
+            await set_limit(self.redis, partitions[0], GLOBAL, rate_per_s)
 
     async def set_workspace(self, function: str, workspace: str, rate_per_s: float | None) -> None:
         """One workspace's own rate (its tier); None goes back to the declared rate."""
@@ -48,13 +52,6 @@ class Limits:
 
     async def history(self, function: str, workspace: str) -> list[DeferralEvent]:
         """The workspace's last seconds with deferrals (up to `streams.ratelimit.HISTORY`),
-        newest first; a global limit's rate is the function's, not a partition's share."""
-        cluster = is_cluster(self.redis)
-        (keys,) = self.registry.partitions(function, workspace, cluster=cluster)
-        shares = len(self.registry.partitions(function, cluster=cluster))
-        return [
-            msgspec.structs.replace(event, rate_per_s=event.rate_per_s * shares)
-            if event.limit == "global"
-            else event
-            for event in await deferral_history(self.redis, keys, workspace)
-        ]
+        newest first."""
+        (keys,) = self.registry.partitions(function, workspace, cluster=is_cluster(self.redis))
+        return await deferral_history(self.redis, keys, workspace)

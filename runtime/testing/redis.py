@@ -54,7 +54,7 @@ class RedisServer:
         self.directory = directory
         # A command the server runs under (valgrind, for the bench's instruction counts).
         self.wrapper = wrapper
-        # Further redis-server options (a cluster node's, tests/redis_cluster.py).
+        # Further redis-server options (a cluster node's, runtime.testing.cluster).
         self.options = options
         self.port = free_port() if port is None else port
         self.appendonly = appendonly

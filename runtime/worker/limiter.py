@@ -2,7 +2,9 @@
 the rest.
 
 One script call per read takes capacity for every workspace in the batch, the
-call that lets the backlogs refill after the read (streams.consume.refill). A
+call that lets the backlogs refill after the read (streams.consume.refill); for a
+function with several partitions, whose global limiter is one for all of them
+(streams.global_limit), a second call then takes the global capacity. A
 job over the limit whose next free slot is within the horizon (RESERVE_AHEAD_MS)
 gets that slot reserved and stays held by this worker until it comes: sent back
 to the stream, it would queue behind every unread entry and miss it. One whose
@@ -24,6 +26,7 @@ from runtime.worker.outcome import deferred
 from streams.connection import Redis
 from streams.consume import Read, refill
 from streams.errors import RedisUnavailable
+from streams.global_limit import take_global
 from streams.keys import PartitionKeys
 from streams.ratelimit import Ask, Grant, Rates
 from streams.settle import Outcome
@@ -65,9 +68,12 @@ async def apply_limits(
         ws = r.job.workspace
         asked[ws] = asked.get(ws, 0) + 1
     opts = fn.options
-    rates = Rates(opts.rate_per_s / opts.partitions, opts.workspace_rate_per_s, opts.rate_burst_s)
+    shared = opts.partitions > 1
+    ask = Ask(asked, Rates(opts.rate_per_s, opts.workspace_rate_per_s, opts.rate_burst_s, shared))
     try:
-        short = await refill(client, keys, read.taken, read.drained, opts.share, Ask(asked, rates))
+        short = await refill(client, keys, read.taken, read.drained, opts.share, ask)
+        if shared and asked:
+            short = await take_global(client, keys, ask, short)
     except Exception as exc:
         # Whatever went wrong (Redis away, out of memory), the jobs must not sit
         # held and forgotten: they are deferred, to be checked again. The counts

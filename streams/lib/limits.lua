@@ -9,11 +9,13 @@
 -- rate/s), deferrals (HASH: workspace -> "count|last ms|jobs asked|limit hit"),
 -- deferlog (HASH: workspace -> its recent seconds with deferrals, newest first,
 -- ';'-separated "first ms|jobs asked|jobs held back|limit hit|its rate/s");
--- global_rate: this partition's share of the global rate (jobs/s, '0': none),
+-- global_rate: the function's global rate where its limiter is the partition's
+-- (one partition; with several it is global_limit.lua's), jobs/s, '0': none,
 -- workspace_rate: the per-workspace rate ('0': none), burst: seconds of rate,
 -- horizon_ms: how far ahead slots are reserved for jobs not granted now, where
 -- the global limit holds them back, workspace_horizon_ms: where their own does,
--- fields: msgpack array of the workspaces then '*', asked: msgpack array of the
+-- fields: msgpack array of the workspaces, then '*' where the global limiter is
+-- the partition's, asked: msgpack array of the
 -- jobs each workspace asks for, history: how many seconds deferlog keeps.
 -- Returns {} when every workspace got all it asked (the common case); otherwise
 -- Redis's time (ms), then for each workspace not granted all it asked a
@@ -58,6 +60,18 @@ local function log_deferral(deferlog, workspace, now_ms, asked, held, hit, rate,
     if at then log = string.sub(log, 1, at - 1) end
   end
   redis.call('HSET', deferlog, workspace, log)
+end
+
+-- A workspace's record of deferrals gains `held` jobs held back of the `asked`
+-- it asked for, by the limit `hit` ('global' or 'workspace') at `rate` jobs/s,
+-- and its deferlog the same, with `logged` of the jobs asked (0 for jobs whose
+-- read was logged already: global.lua's note after the partition's refill).
+function Limits.note(deferrals, deferlog, workspace, now_ms, asked, held, hit, rate, keep, logged)
+  local prev = redis.call('HGET', deferrals, workspace)
+  local count = prev and tonumber(string.match(prev, '^(%d+)')) or 0
+  redis.call('HSET', deferrals, workspace,
+    (count + held) .. '|' .. now_ms .. '|' .. asked .. '|' .. hit)
+  log_deferral(deferlog, workspace, now_ms, logged, held, hit, rate, keep)
 end
 
 function Limits.take(t, state, limits, deferrals, deferlog, global_rate, workspace_rate, burst,
@@ -142,14 +156,9 @@ function Limits.take(t, state, limits, deferrals, deferlog, global_rate, workspa
         reserved = reserved + 1
         dues[#dues + 1] = ceil(slot / 1000)
       end
-      local workspace = fields[j]
       local hit = (gk <= wk) and 'global' or 'workspace'
-      local prev = redis.call('HGET', deferrals, workspace)
-      local count = prev and tonumber(string.match(prev, '^(%d+)')) or 0
-      redis.call('HSET', deferrals, workspace,
-        (count + want - k) .. '|' .. floor(now / 1000) .. '|' .. want .. '|' .. hit)
-      log_deferral(deferlog, workspace, floor(now / 1000), want, want - k, hit,
-        hit == 'global' and grate or wrate, tonumber(history))
+      Limits.note(deferrals, deferlog, fields[j], floor(now / 1000), want, want - k, hit,
+        hit == 'global' and grate or wrate, tonumber(history), want)
       out[#out + 1] = j
       out[#out + 1] = k
       out[#out + 1] = reserved

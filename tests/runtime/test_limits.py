@@ -13,7 +13,9 @@ from runtime.registry import load
 from streams.connection import Redis
 from streams.consume import refill
 from streams.errors import ConfigurationError
-from streams.ratelimit import Ask, Rates
+from streams.global_limit import take_global
+from streams.keys import global_limit
+from streams.ratelimit import GLOBAL, Ask, Rates, overridden, set_limit
 from tests.conftest import Target
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
@@ -170,6 +172,50 @@ async def test_a_backlog_far_over_the_limit_waits_in_the_worker_not_in_deferrals
     assert busiest_second(starts) <= 50 + 10
 
 
+async def test_a_global_limit_over_four_partitions_is_all_one_busy_workspaces(
+    target: Target, ledger: Path, attempts: Path
+) -> None:
+    # 20/s (burst 0.2 s: 4 at once) over 4 partitions, every job of one workspace,
+    # so of one partition: it gets the whole limit, not a quarter of it, and the
+    # partitions together never pass it (the limiter is the function's, not a share
+    # per partition; on a cluster in a slot of its own).
+    n = 64
+    client = Client(target.redis, load(SAMPLE))
+    events = [Event(workspace="acme", data={"n": i}) for i in range(n)]
+    published = {r.id for r in await client.publish_many("spread-limited-tasks", events)}
+    async with worker_in_process(target.url, "spread-limited-tasks", scheduler=True):
+
+        async def all_done() -> bool:
+            counts = await total_counts(target.redis, "spread-limited-tasks", 4)
+            return counts.completed == n
+
+        # A quarter of the limit would take 12 s.
+        await wait_until(all_done, timeout_s=8, what=f"{n} jobs under 20/s over 4 partitions")
+    assert set(read_ledger(ledger)) == published
+    starts = sorted(t for ts in start_times(attempts).values() for t in ts)
+    achieved = (n - 1) / (starts[-1] - starts[0])
+    busiest = busiest_second(starts)
+    print(f"one workspace over 4 partitions at 20/s: {achieved:.1f}/s, busiest second {busiest}")
+    assert achieved >= 16
+    assert busiest <= 20 + 4
+
+
+async def test_a_global_override_of_a_function_with_partitions_is_the_functions_own(
+    redis: Redis,
+) -> None:
+    registry = load(SAMPLE)
+    limits = Limits(redis, registry)
+    parts = registry.partitions("spread-limited-tasks", cluster=False)
+    # A share per partition, as an older release set it, goes.
+    await set_limit(redis, parts[0], GLOBAL, 5.0)
+    await limits.set_global("spread-limited-tasks", 8.0)
+    assert await redis.hget(global_limit("spread-limited-tasks"), "rate") == b"8.0"
+    assert await redis.exists(*(keys.limits for keys in parts)) == 0
+    assert await overridden(redis, parts[3])
+    await limits.set_global("spread-limited-tasks", None)
+    assert not await overridden(redis, parts[3])
+
+
 @pytest.mark.parametrize("rate", [0.0, -1.0, 1e-300, float("nan"), float("inf"), 2e6])
 async def test_a_rate_no_limit_can_have_is_refused_and_writes_nothing(
     redis: Redis, rate: float
@@ -199,9 +245,10 @@ async def test_a_workspaces_deferral_history_names_the_functions_rate_and_reset_
 ) -> None:
     registry = load(SAMPLE)
     limits, metrics = Limits(redis, registry), Metrics(redis, registry)
-    # batch-tasks has 2 partitions: each holds half of a 10/s global rate.
+    # batch-tasks has 2 partitions: their global limiter is the function's own.
     (keys,) = registry.partitions("batch-tasks", "acme", cluster=False)
-    await refill(redis, keys, {}, False, ask=Ask({"acme": 8}, Rates(5.0, 0.0, 1.0)))
+    ask = Ask({"acme": 8}, Rates(10.0, 0.0, 0.5, shared=True))
+    await take_global(redis, keys, ask, await refill(redis, keys, {}, False, ask=ask))
     (event,) = await limits.history("batch-tasks", "acme")
     assert (event.asked, event.held, event.limit, event.rate_per_s) == (8, 3, "global", 10.0)
     await metrics.reset("batch-tasks", "other")
