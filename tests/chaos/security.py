@@ -1,14 +1,18 @@
-"""What the battery's security scenarios share: their figures, and the keys file of
-an ingress with one key of each kind."""
+"""What the battery's security scenarios share: their figures, the keys file of an
+ingress with one key of each kind, redis-servers that ask for credentials or
+TLS, and the scan for secrets."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import msgspec
+import redis
 
 from runtime.ingress.auth import ApiKey, new_key
+from tests.redis_server import RedisServer
 
 
 class Tally(msgspec.Struct, frozen=True):
@@ -51,3 +55,42 @@ class Keys:
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.plain[who]}"}
+
+
+class GuardedServer(RedisServer):
+    """A redis-server that asks for credentials (requirepass, an ACL file) or speaks
+    TLS only: `client` are the options its readiness ping needs (redis-py's)."""
+
+    def __init__(
+        self, directory: Path, *, client: dict[str, Any], options: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(directory, options=options)
+        self.client = client
+
+    def wait_ready(self, timeout_s: float = 10.0) -> None:
+        ping = redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5,
+                           **self.client)  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                try:
+                    if ping.ping():
+                        return
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server on {self.port} did not start")
+                time.sleep(0.01)  # polling a process just spawned; no event to await
+        finally:
+            ping.close()
+
+
+def pieces(secret: str, size: int = 12) -> set[str]:
+    """Every `size`-character piece of `secret`: a log showing part of a key leaks
+    enough of it to matter."""
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)}
+
+
+def leaks(text: str, secrets: dict[str, str]) -> list[str]:
+    """The names of the secrets `text` holds a piece of."""
+    return [name for name, secret in secrets.items() if any(p in text for p in pieces(secret))]
