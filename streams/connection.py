@@ -131,7 +131,12 @@ def connect(settings: RedisSettings) -> Redis:
     options["connection_class"] = _FAST_PACKING[plain]
     if settings.ca_file:  # a TLS URL (RedisSettings checks): an SSLConnection's option
         options["ssl_ca_certs"] = settings.ca_file
-    pool = aioredis.ConnectionPool(
+    # Blocking: a call finding every connection in use waits for one (within its
+    # call timeout) rather than fail. redis-py's plain asyncio pool raises
+    # MaxConnectionsError at once, so a listing page reading its 100 jobs side by
+    # side, or a burst of requests, was answered 503 with Redis idle.
+    pool = aioredis.BlockingConnectionPool(
+        timeout=settings.call_timeout(),
         socket_connect_timeout=settings.connect_timeout_s,
         socket_timeout=settings.socket_timeout_s,
         retry=retry,
