@@ -90,7 +90,10 @@ def schemathesis(
         "--wait-for-schema", "30", "--request-timeout", "10", "--no-color",
         "--report", "junit", "--report-junit-path", str(folder / "junit.xml"), *bounds,
     ]  # fmt: skip
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)
+    # In `folder`: its example database (.schemathesis/) stays out of the repository.
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=600, check=False, cwd=folder
+    )
     output = done.stdout + done.stderr
     (folder / "schemathesis.out").write_text(output)
     return done.returncode, output, figures_of(output)
