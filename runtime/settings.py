@@ -316,6 +316,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "SLUICE_REDIS_CALL_TIMEOUT_S": ("redis", "call_timeout_s"),
     "SLUICE_REDIS_MAX_CONNECTIONS": ("redis", "max_connections"),
     "SLUICE_REDIS_CLUSTER": ("redis", "cluster"),
+    "SLUICE_REDIS_CA_FILE": ("redis", "ca_file"),
     "SLUICE_FUNCTIONS": ("", "functions"),
     "SLUICE_GRACE_S": ("", "grace_s"),
     "SLUICE_BLOCK_MS": ("", "block_ms"),

@@ -45,6 +45,9 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: int = 64
     # A Redis Cluster (as a `+cluster` URL scheme says too): the URL names any node.
     cluster: bool = False
+    # PEM certificates to trust for a rediss:// server besides the system's: a
+    # private CA's. A server no trusted CA signed is refused, never read in plain text.
+    ca_file: str | None = None
 
     def __post_init__(self) -> None:
         scheme = urllib.parse.urlsplit(self.url).scheme
@@ -68,6 +71,11 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError("Redis retries must be 0 or more")
         if self.call_timeout_s is not None and self.call_timeout_s <= 0:
             raise ConfigurationError("the Redis call timeout must be positive")
+        if self.ca_file and not scheme.startswith("rediss"):
+            raise ConfigurationError(
+                "SLUICE_REDIS_CA_FILE is for TLS: the Redis URL must start with rediss:// "
+                f"(or rediss+cluster://), got {self.redacted_url()!r}"
+            )
 
     def is_cluster(self) -> bool:
         return self.cluster or urllib.parse.urlsplit(self.url).scheme.endswith(CLUSTER_SUFFIX)
@@ -121,7 +129,14 @@ def connect(settings: RedisSettings) -> Redis:
     }
     plain: type = options.get("connection_class", aioredis.Connection)
     options["connection_class"] = _FAST_PACKING[plain]
-    pool = aioredis.ConnectionPool(
+    if settings.ca_file:  # a TLS URL (RedisSettings checks): an SSLConnection's option
+        options["ssl_ca_certs"] = settings.ca_file
+    # Blocking: a call finding every connection in use waits for one (within its
+    # call timeout) rather than fail. redis-py's plain asyncio pool raises
+    # MaxConnectionsError at once, so a listing page reading its 100 jobs side by
+    # side, or a burst of requests, was answered 503 with Redis idle.
+    pool = aioredis.BlockingConnectionPool(
+        timeout=settings.call_timeout(),
         socket_connect_timeout=settings.connect_timeout_s,
         socket_timeout=settings.socket_timeout_s,
         retry=retry,
@@ -158,6 +173,7 @@ def _connect_cluster(settings: RedisSettings, retry: Retry) -> RedisCluster:
         max_connections=settings.max_connections,
         protocol=3,
         ssl=plain is aioredis.SSLConnection,
+        ssl_ca_certs=settings.ca_file,
         **options,
     )
     client.call_timeout_s = settings.call_timeout()

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import pytest
 
-from tests.chaos.ledger import Figures
-
 FIGURES = pytest.StashKey[list[str]]()
+
+
+class Reported(Protocol):
+    """A scenario's figures: the ledger's (tests.chaos.ledger.Figures), or the
+    security scenarios' own counts."""
+
+    def line(self) -> str:
+        """One `key=value` line."""
+        ...
 
 
 @pytest.fixture
 def figures(
     request: pytest.FixtureRequest, record_property: Callable[[str, object], None]
-) -> Callable[[Figures], None]:
+) -> Callable[[Reported], None]:
     """Report a scenario's figures: on stdout (pytest -s), in the JUnit report,
     and in the run's summary."""
 
-    def report(figures: Figures) -> None:
+    def report(figures: Reported) -> None:
         line = figures.line()
         print(line)
         record_property("figures", line)
