@@ -102,6 +102,14 @@ class Fleet:
         self.history.faults.append(fault)
         return fault
 
+    async def freeze(self, redis: Redis, worker: subprocess.Popen[bytes]) -> Fault:
+        """Stop `worker` (SIGSTOP) and leave it so: a zombie. Its held jobs are noted;
+        once thawed (SIGCONT) it may end the calls it was running, start none."""
+        worker.send_signal(signal.SIGSTOP)
+        fault = Fault(worker.pid, time.time_ns(), await held_by(redis, worker.pid), frozen=True)
+        self.history.faults.append(fault)
+        return fault
+
     @contextlib.asynccontextmanager
     async def frozen(self, redis: Redis) -> AsyncIterator[frozenset[str]]:
         """Every live worker stopped (SIGSTOP) while the test breaks Redis: yields the
