@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Container
 from typing import Literal
@@ -145,6 +146,8 @@ def _skew_clock(skew_s: float) -> None:
     skew_ns = round(skew_s * 1e9)
     setattr(time, "time_ns", lambda: _true_ns() + skew_ns)  # noqa: B010 - a module's function
     setattr(time, "time", lambda: (_true_ns() + skew_ns) / 1e9)  # noqa: B010
+    # For the test: this process's clock, as the runtime now reads it.
+    print(f"battery clock skewed: now_ms={env.now_ms()}", file=sys.stderr, flush=True)
 
 
 async def _run_unfenced(self: lanes.Lanes, call: intake.Call) -> intake.Call | None:

@@ -51,7 +51,8 @@ class Fleet:
         self.history = history
         self.live: list[subprocess.Popen[bytes]] = []
 
-    def start(self, n: int = 1) -> None:
+    def start(self, n: int = 1, environ: Mapping[str, str] | None = None) -> None:
+        """Start `n` workers, with `environ` on top of the fleet's (a skewed clock)."""
         for _ in range(n):
             worker = start_worker(
                 self.url,
@@ -60,7 +61,7 @@ class Fleet:
                 self.ledger / "unused",
                 log=self.log,
                 grace_s=self.grace_s,
-                environ=self.environ,
+                environ=self.environ | dict(environ or {}),
             )
             self.live.append(worker)
 
