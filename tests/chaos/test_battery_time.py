@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import pytest
@@ -120,7 +121,7 @@ async def promote_by_own_clock(redis: Redis, skew_s: int) -> None:
         horizon_ms = time.time_ns() // 1_000_000 + skew_s * 1000
         for function in FUNCTIONS:
             keys = PartitionKeys(function, 0)
-            due: list[bytes] = await redis.zrangebyscore(keys.delayed, "-inf", horizon_ms)
+            due = cast(list[bytes], await redis.zrangebyscore(keys.delayed, "-inf", horizon_ms))
             if due:
                 await redis.zadd(keys.delayed, dict.fromkeys(due, 0), xx=True)
                 await promote_due(redis, keys, 1000)
