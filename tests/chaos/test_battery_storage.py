@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from streams.connection import Redis
+from streams.connection import Redis, connect
 from streams.keys import PartitionKeys
 from tests.chaos.harness import FUNCTIONS, Fleet, dead_ids, drained, history_for
 from tests.chaos.ledger import Bar, Figures, check, read_calls, violations
+from tests.conftest import settings_for
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.chaos
@@ -71,3 +72,59 @@ async def test_an_undecodable_entry_dies_alone(
     else:
         assert broken == [], result.line()
         assert len(garbage) == 2 * len(FUNCTIONS)
+
+
+ROOM = 600_000  # bytes left for jobs: some 1,500 of the battery's
+
+
+@pytest.mark.parametrize("policy", ["noeviction", "allkeys-lru"], ids=["kept", "control-lru"])
+async def test_redis_full(tmp_path: Path, figures: Report, policy: str) -> None:
+    # Redis at its maxmemory: a ballast key (another application's data) leaves
+    # room for some 1,500 jobs, published in chunks until Redis refuses them
+    # (RedisFull, a definite fail: nothing was written). Workers started then
+    # drain it while it is full; the ballast is deleted (memory frees) and
+    # publishes are taken again. Nothing confirmed is lost. Control: the
+    # allkeys-lru policy, which makes room by evicting Sluice's keys.
+    server = RedisServer(tmp_path / "redis", options=("--maxmemory-policy", policy))
+    server.start()
+    redis = connect(settings_for(server.url))
+    history = history_for(redis)
+    fleet = Fleet(server.url, tmp_path, history)
+    try:
+        await redis.set("ballast", b"\0" * 2_000_000)
+        used = int((await redis.info("memory"))["used_memory"])
+        await redis.config_set("maxmemory", used + ROOM)
+        chunks = 0
+        # Control: as many jobs again as there is room for, or more.
+        while chunks < 40:
+            outcome = await history.publish(FUNCTIONS[chunks % 2], history.events(50))
+            # Recently used: under allkeys-lru, the ballast is not what goes.
+            await redis.touch("ballast")
+            chunks += 1
+            if outcome == "fail":
+                break
+        refused = [await history.publish(f, history.events(50)) for f in FUNCTIONS]
+        fleet.start(2)
+        await fleet.ready(redis)
+        await drained(redis)
+        await redis.delete("ballast")
+        after = [await history.publish(f, history.events(50)) for f in FUNCTIONS]
+        await drained(redis)
+        await fleet.close(redis)
+    finally:
+        fleet.abandon()
+        await redis.aclose()
+        server.stop()
+    name = "redis-full" + "-control" * (policy != "noeviction")
+    result = check(name, history, read_calls(fleet.ledger))
+    figures(result)
+    broken = violations(result, Bar(duplicates="none"))
+    if policy == "noeviction":
+        assert broken == [], result.line()
+        # Refused as full (a definite fail) or, freed a little meanwhile, taken:
+        # never an error that leaves the publisher guessing.
+        assert result.failed > 0
+        assert set(refused) <= {"ok", "fail"}
+        assert after == ["ok", "ok"]
+    else:
+        assert any(b.startswith("lost=") for b in broken), result.line()
