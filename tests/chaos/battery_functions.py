@@ -23,7 +23,8 @@ Switches break a promise on purpose, for the battery's negative controls:
 - `BATTERY_DEAD_READ=1`: an entry that does not decode dead-letters every job
   read with it (a naive worker's answer to garbage in its stream).
 
-Not a control: `BATTERY_SKEW_S` (seconds, may be negative) sets this process's
+Not controls: `BATTERY_RETENTION` (records of finished jobs and dead letters
+kept per partition) for the soak; `BATTERY_SKEW_S` (seconds, may be negative) sets this process's
 wall clock (time.time, time.time_ns) that far off, for the clock-skew scenario.
 The ledger keeps the true time, so lines of all processes compare.
 """
@@ -186,6 +187,10 @@ if os.environ.get("BATTERY_DEAD_READ") == "1":
 # The control of the exit-poison scenario: the first crash is final for every job
 # running then. Read at import, as a deployment's own declarations would be.
 MAX_DELIVERIES = 1 if os.environ.get("BATTERY_ONE_DELIVERY") == "1" else 3
+# Records of finished jobs and dead letters kept per partition: the soak keeps
+# few, so that its memory reaches its steady state within the run.
+# By default the declarations' own defaults (100,000 and 10,000).
+RETENTION = int(os.environ.get("BATTERY_RETENTION", "100000"))
 
 # Saturated in the battery: 4 lanes of up to 10 jobs, a 1 s visibility timeout,
 # so a killed worker's jobs are taken over within the bounded run.
@@ -200,6 +205,8 @@ run_single = function(
     timeout_s=5.0,
     visibility_timeout_s=1.0,
     max_deliveries=MAX_DELIVERIES,
+    retention_count=RETENTION,
+    dead_retention_count=min(RETENTION, 10_000),
 )(_run)
 run_batch = batch_function(
     "chaos-batch",
@@ -212,6 +219,8 @@ run_batch = batch_function(
     timeout_s=5.0,
     visibility_timeout_s=1.0,
     max_deliveries=MAX_DELIVERIES,
+    retention_count=RETENTION,
+    dead_retention_count=min(RETENTION, 10_000),
 )(_run_batch)
 
 FUNCTIONS = (run_single, run_batch)
