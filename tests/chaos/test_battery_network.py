@@ -39,7 +39,7 @@ Report = Callable[[Figures], None]
 
 # Longer than the call timeout of every client here (1 s), and than the visibility
 # timeout of the battery's functions (1 s): calls time out, claims look idle.
-FAULT_S = 1.5
+FAULT_S = 1.2
 
 
 async def publish_during(history: History, seconds: float) -> None:
@@ -78,7 +78,7 @@ async def test_connections_reset_refused_and_black_holed(
     # and the workers come back and exit cleanly. Control: a publisher that takes
     # a timeout for a failure sees its "failed" jobs run (their writes went through).
     kinds = ["replies"] if control else ["reset", "black-hole", "replies"] * (3 if long_run else 1)
-    n = 120 * len(kinds)
+    n = 80 * len(kinds)
     proxy = Proxy(shared_server.port)
     await proxy.start()
     publisher = connect(RedisSettings(url=proxy.url, connect_timeout_s=0.5, socket_timeout_s=1.0))
