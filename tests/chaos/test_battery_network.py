@@ -78,7 +78,7 @@ async def test_connections_reset_refused_and_black_holed(
     # and the workers come back and exit cleanly. Control: a publisher that takes
     # a timeout for a failure sees its "failed" jobs run (their writes went through).
     kinds = ["replies"] if control else ["reset", "black-hole", "replies"] * (3 if long_run else 1)
-    n = 80 * len(kinds)
+    n = 60 * len(kinds)
     proxy = Proxy(shared_server.port)
     await proxy.start()
     publisher = connect(RedisSettings(url=proxy.url, connect_timeout_s=0.5, socket_timeout_s=1.0))
