@@ -24,9 +24,10 @@ Switches break a promise on purpose, for the battery's negative controls:
   read with it (a naive worker's answer to garbage in its stream).
 
 Not controls: `BATTERY_RETENTION` (records of finished jobs and dead letters
-kept per partition) for the soak; `BATTERY_SKEW_S` (seconds, may be negative) sets this process's
-wall clock (time.time, time.time_ns) that far off, for the clock-skew scenario.
-The ledger keeps the true time, so lines of all processes compare.
+kept per partition) for the soak; `BATTERY_SKEW_S` (seconds, may be negative)
+sets this process's wall clock (time.time, time.time_ns) that far off, for the
+clock-skew scenario. The ledger keeps the true time, so that the lines of all
+processes compare.
 """
 
 from __future__ import annotations
@@ -188,8 +189,8 @@ if os.environ.get("BATTERY_DEAD_READ") == "1":
 # running then. Read at import, as a deployment's own declarations would be.
 MAX_DELIVERIES = 1 if os.environ.get("BATTERY_ONE_DELIVERY") == "1" else 3
 # Records of finished jobs and dead letters kept per partition: the soak keeps
-# few, so that its memory reaches its steady state within the run.
-# By default the declarations' own defaults (100,000 and 10,000).
+# few, so that its memory reaches its steady state within the run. By default,
+# the declarations' own defaults (100,000 and 10,000).
 RETENTION = int(os.environ.get("BATTERY_RETENTION", "100000"))
 
 # Saturated in the battery: 4 lanes of up to 10 jobs, a 1 s visibility timeout,
