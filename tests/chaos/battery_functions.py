@@ -17,19 +17,38 @@ Switches break a promise on purpose, for the battery's negative controls:
 - `BATTERY_RAISE_BATCH=1`: the batch handler rejects its whole batch for its
   poison job instead of failing that job alone (its neighbours die with it);
 - `BATTERY_ONE_DELIVERY=1`: `max_deliveries=1`, so the first crash dead-letters
-  every job running in the process, before isolation can name the poison.
+  every job running in the process, before isolation can name the poison;
+- `BATTERY_NO_FENCE=1`: the worker runs a late call whole, without asking Redis
+  which of its jobs are still its own (a zombie runs jobs finished elsewhere);
+- `BATTERY_DEAD_READ=1`: an entry that does not decode dead-letters every job
+  read with it (a naive worker's answer to garbage in its stream).
+
+Not controls: `BATTERY_RETENTION` (records of finished jobs and dead letters
+kept per partition) for the soak; `BATTERY_SKEW_S` (seconds, may be negative)
+sets this process's wall clock (time.time, time.time_ns) that far off, for the
+clock-skew scenario. The ledger keeps the true time, so that the lines of all
+processes compare.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
+from collections.abc import Container
 from typing import Literal
 
 import msgspec
 
 from runtime import Batch, Job, Reject, batch_function, function
+from runtime.declare import Function
+from runtime.worker import intake, lanes, reader
+from streams import envelope as env
+from streams.consume import Delivery
+
+# The host's true clock, taken before BATTERY_SKEW_S moves the process's.
+_true_ns = time.time_ns
 
 
 class Work(msgspec.Struct, frozen=True):
@@ -59,7 +78,7 @@ class _Ledger:
             self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         line = (
             f"{job.id} {job.attempt} {job.deliveries} {self.pid} "
-            f"{start_ns} {time.time_ns()} {outcome}\n"
+            f"{start_ns} {_true_ns()} {outcome}\n"
         )
         os.write(self.fd, line.encode())
 
@@ -88,7 +107,7 @@ async def _work(job: Job[Work], start_ns: int, extra_ms: int = 0) -> None:
 
 
 async def _run(job: Job[Work]) -> None:
-    start_ns = time.time_ns()
+    start_ns = _true_ns()
     if os.environ.get("BATTERY_ACK_FIRST") == "1":
         # Half a second more of work than asked: a kill always finds some running.
         task = asyncio.create_task(_work(job, start_ns, extra_ms=500))
@@ -99,7 +118,7 @@ async def _run(job: Job[Work]) -> None:
 
 
 async def _run_batch(batch: Batch[Work]) -> None:
-    start_ns = time.time_ns()
+    start_ns = _true_ns()
     for job in batch.jobs:
         if job.data.mode == "exit":
             # Before any effect: the crash takes the batch's calls, not their work.
@@ -123,10 +142,57 @@ async def _run_batch(batch: Batch[Work]) -> None:
         await asyncio.sleep(tail_ms / 1000)  # the control's tail, which a shutdown may cut
 
 
+def _skew_clock(skew_s: float) -> None:
+    """Move this process's wall clock by `skew_s`: what the runtime reads as now
+    (streams.envelope.now_ms, time.time) is off, as on a host whose NTP failed."""
+    skew_ns = round(skew_s * 1e9)
+    setattr(time, "time_ns", lambda: _true_ns() + skew_ns)  # noqa: B010 - a module's function
+    setattr(time, "time", lambda: (_true_ns() + skew_ns) / 1e9)  # noqa: B010
+    # For the test: this process's clock, as the runtime now reads it.
+    print(f"battery clock skewed: now_ms={env.now_ms()}", file=sys.stderr, flush=True)
+
+
+async def _run_unfenced(self: lanes.Lanes, call: intake.Call) -> intake.Call | None:
+    """The zombie control's late-call check: none, the whole call runs."""
+    return call
+
+
+def _take_in_all_or_nothing(
+    fn: Function[Work], deliveries: list[Delivery], held: Container[str], now_ms: int
+) -> intake.Intake:
+    """The undecodable-entry control's intake: garbage in a read takes the read."""
+    taken = _take_in(fn, deliveries, held, now_ms)
+    new = [d for d in deliveries if d.entry_id not in held]
+    decoded = []
+    for d in new:
+        try:
+            decoded.append((d, env.decode(d.envelope)))
+        except msgspec.DecodeError:
+            continue
+    if len(decoded) == len(new):
+        return taken
+    doomed = [intake._dead(fn, d, e, "read with an undecodable entry") for d, e in decoded]
+    ids = {o.entry_id for o in doomed}
+    garbage = [o for o in taken.outcomes if o.entry_id not in ids]
+    return msgspec.structs.replace(taken, ready=[], outcomes=garbage + doomed)
+
+
+_take_in = intake.take_in
+if os.environ.get("BATTERY_SKEW_S"):
+    _skew_clock(float(os.environ["BATTERY_SKEW_S"]))
+if os.environ.get("BATTERY_NO_FENCE") == "1":
+    setattr(lanes.Lanes, "_still_held", _run_unfenced)  # noqa: B010
+if os.environ.get("BATTERY_DEAD_READ") == "1":
+    setattr(reader, "take_in", _take_in_all_or_nothing)  # noqa: B010
+
 # The control of the exit-poison scenario: the first crash recorded is final for
 # every job taken over that was running then. Read at import, as a deployment's
 # own declarations would be.
 MAX_DELIVERIES = 1 if os.environ.get("BATTERY_ONE_DELIVERY") == "1" else 3
+# Records of finished jobs and dead letters kept per partition: the soak keeps
+# few, so that its memory reaches its steady state within the run. By default,
+# the declarations' own defaults (100,000 and 10,000).
+RETENTION = int(os.environ.get("BATTERY_RETENTION", "100000"))
 
 # Saturated in the battery: 4 lanes of up to 10 jobs, a 1 s visibility timeout,
 # so a killed worker's jobs are taken over within the bounded run.
@@ -141,6 +207,8 @@ run_single = function(
     timeout_s=5.0,
     visibility_timeout_s=1.0,
     max_deliveries=MAX_DELIVERIES,
+    retention_count=RETENTION,
+    dead_retention_count=min(RETENTION, 10_000),
 )(_run)
 run_batch = batch_function(
     "chaos-batch",
@@ -153,6 +221,8 @@ run_batch = batch_function(
     timeout_s=5.0,
     visibility_timeout_s=1.0,
     max_deliveries=MAX_DELIVERIES,
+    retention_count=RETENTION,
+    dead_retention_count=min(RETENTION, 10_000),
 )(_run_batch)
 
 FUNCTIONS = (run_single, run_batch)

@@ -22,12 +22,12 @@ class Reported(Protocol):
 @pytest.fixture
 def figures(
     request: pytest.FixtureRequest, record_property: Callable[[str, object], None]
-) -> Callable[[Reported], None]:
-    """Report a scenario's figures: on stdout (pytest -s), in the JUnit report,
-    and in the run's summary."""
+) -> Callable[..., None]:
+    """Report a scenario's figures, and any of its own (`extra`, key=value): on
+    stdout (pytest -s), in the JUnit report, and in the run's summary."""
 
-    def report(figures: Reported) -> None:
-        line = figures.line()
+    def report(figures: Reported, **extra: object) -> None:
+        line = " ".join([figures.line(), *(f"{k}={v}" for k, v in extra.items())])
         print(line)
         record_property("figures", line)
         request.config.stash.setdefault(FIGURES, []).append(line)

@@ -51,7 +51,8 @@ class Fleet:
         self.history = history
         self.live: list[subprocess.Popen[bytes]] = []
 
-    def start(self, n: int = 1) -> None:
+    def start(self, n: int = 1, environ: Mapping[str, str] | None = None) -> None:
+        """Start `n` workers, with `environ` on top of the fleet's (a skewed clock)."""
         for _ in range(n):
             worker = start_worker(
                 self.url,
@@ -60,7 +61,7 @@ class Fleet:
                 self.ledger / "unused",
                 log=self.log,
                 grace_s=self.grace_s,
-                environ=self.environ,
+                environ=self.environ | dict(environ or {}),
             )
             self.live.append(worker)
 
@@ -99,6 +100,14 @@ class Fleet:
         worker.kill()
         worker.wait(timeout=10)
         self.live.remove(worker)
+        self.history.faults.append(fault)
+        return fault
+
+    async def freeze(self, redis: Redis, worker: subprocess.Popen[bytes]) -> Fault:
+        """Stop `worker` (SIGSTOP) and leave it so: a zombie. Its held jobs are noted;
+        once thawed (SIGCONT) it may end the calls it was running, start none."""
+        worker.send_signal(signal.SIGSTOP)
+        fault = Fault(worker.pid, time.time_ns(), await held_by(redis, worker.pid), frozen=True)
         self.history.faults.append(fault)
         return fault
 

@@ -22,6 +22,7 @@ from typing import Literal
 import msgspec
 
 from runtime import Client, Event, RedisUnavailable
+from streams.errors import RedisFull
 from streams.keys import given_id
 
 Outcome = Literal["ok", "fail", "unknown"]
@@ -34,6 +35,9 @@ class Op(msgspec.Struct, frozen=True):
     invoke_ns: int
     complete_ns: int
     outcome: Outcome
+    # Each job's delay (ms, by Redis's clock from the publish): due no earlier
+    # than invoke_ns plus it. Empty: none was delayed.
+    delays_ms: tuple[int, ...] = ()
 
 
 class Fault(msgspec.Struct, frozen=True):
@@ -46,6 +50,9 @@ class Fault(msgspec.Struct, frozen=True):
     # id: a killed worker's own, or all for a fault of Redis. None for a worker
     # that died by itself (a poison job), which could not be looked at first.
     held: frozenset[str] | None = None
+    # A process stopped (SIGSTOP) and later resumed, not killed: a zombie, which
+    # may end the calls it was running but must start none after `at_ns`.
+    frozen: bool = False
 
 
 class History:
@@ -71,15 +78,19 @@ class History:
 
     async def publish(self, function: str, events: Sequence[Event]) -> Outcome:
         ids = tuple(given_id(e.workspace, e.id or "") for e in events)
+        delays = tuple(e.delay_ms or 0 for e in events)
         invoke_ns = time.time_ns()
         outcome: Outcome
         try:
             await self.client.publish_many(function, events)
             outcome = "ok"
+        except RedisFull:
+            # Refused before anything was written (streams.errors): a definite fail.
+            outcome = "fail"
         except (RedisUnavailable, TimeoutError):
             # The write may have reached Redis before the connection failed.
             outcome = "fail" if self.timeouts_fail else "unknown"
-        self.ops.append(Op(ids, invoke_ns, time.time_ns(), outcome))
+        self.ops.append(Op(ids, invoke_ns, time.time_ns(), outcome, delays if any(delays) else ()))
         return outcome
 
     def ids(self, outcome: Outcome) -> set[str]:
@@ -138,6 +149,10 @@ class Figures(msgspec.Struct, frozen=True, kw_only=True):
     lateness_p50_ms: int
     lateness_p99_ms: int
     lateness_max_ms: int
+    # Jobs whose first call started before they were due (a delayed job run early).
+    early: int
+    # Calls a frozen process (a zombie) started after it was stopped.
+    late_calls: int
 
     def line(self) -> str:
         return " ".join(f"{f}={getattr(self, f)}" for f in self.__struct_fields__)
@@ -163,12 +178,20 @@ def check(
     # A process that died unseen: what it ran to completion may not have been settled.
     crashed = {f.pid for f in history.faults if f.held is None}
     on_crashed = {c.job for c in calls if c.pid in crashed and c.outcome == "ok"}
-    # From the publish call on: Redis made the job due somewhere within that call.
-    due_ns = {i: op.invoke_ns for op in history.ops if op.outcome == "ok" for i in op.ids}
+    # From the publish call on (plus the job's delay): Redis made the job due
+    # somewhere within that call, by its clock, which is this host's.
+    due_ns = {
+        i: op.invoke_ns + d * 1_000_000
+        for op in history.ops
+        if op.outcome == "ok"
+        for i, d in zip(op.ids, op.delays_ms or (0,) * len(op.ids), strict=True)
+    }
     first_start: dict[str, int] = {}
     for call in calls:
         first_start[call.job] = min(first_start.get(call.job, call.start_ns), call.start_ns)
     lateness = [first_start[j] - due_ns[j] for j in completed & set(due_ns)]
+    frozen = {f.pid: f.at_ns for f in history.faults if f.frozen}
+    late_calls = [c for c in calls if c.pid in frozen and c.start_ns > frozen[c.pid]]
     redelivery = _redelivery(history.faults, calls)
     return Figures(
         scenario=scenario,
@@ -191,6 +214,9 @@ def check(
         lateness_p50_ms=_ms(_percentile(lateness, 0.5)),
         lateness_p99_ms=_ms(_percentile(lateness, 0.99)),
         lateness_max_ms=_ms(_percentile(lateness, 1.0)),
+        # Redis's clock is in whole ms: a due time may fall up to 1 ms before invoke_ns.
+        early=sum(1 for late in lateness if late < -1_000_000),
+        late_calls=len(late_calls),
     )
 
 
@@ -221,8 +247,9 @@ def _ms(ns: int) -> int:
 
 class Bar(msgspec.Struct, frozen=True):
     """What a scenario promises: nothing lost, nothing unexpected, no innocent job
-    dead, and duplicates none, or only of jobs held at a fault (in flight on a
-    killed worker, or on any worker when Redis failed)."""
+    dead, no delayed job run early, no call started by a zombie, and duplicates
+    none, or only of jobs held at a fault (in flight on a killed worker, or on any
+    worker when Redis failed)."""
 
     duplicates: Literal["none", "held"] = "none"
 
@@ -236,6 +263,10 @@ def violations(figures: Figures, bar: Bar) -> list[str]:
         broken.append(f"unexpected={figures.unexpected}")
     if figures.innocent_dead:
         broken.append(f"innocent_dead={figures.innocent_dead}")
+    if figures.early:
+        broken.append(f"early={figures.early}")
+    if figures.late_calls:
+        broken.append(f"late_calls={figures.late_calls}")
     if bar.duplicates == "none" and figures.duplicates:
         broken.append(f"duplicates={figures.duplicates}")
     if bar.duplicates == "held" and figures.duplicates > figures.duplicates_held:

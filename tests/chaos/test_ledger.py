@@ -51,3 +51,18 @@ def test_a_dead_poison_job_is_not_lost_and_a_dead_neighbour_is_named() -> None:
     figures = check("t", history(ok=("a", "p", "b")), ran("a"), dead={"p", "b"}, poison={"p"})
     assert (figures.lost, figures.dead) == (0, 2)
     assert violations(figures, Bar()) == ["innocent_dead=1"]
+
+
+def test_a_delayed_job_that_starts_before_it_is_due_is_early() -> None:
+    made = history()
+    made.ops = [Op(("a", "b"), 0, 1, "ok", (0, 100))]  # b due 100 ms after the publish
+    figures = check("t", made, ran("a", "b"))  # both started 10 ns after it
+    assert (figures.early, violations(figures, Bar())) == (1, ["early=1"])
+
+
+def test_a_call_a_zombie_starts_after_it_was_frozen_is_late() -> None:
+    made = history(ok=("a", "b"))
+    made.faults.append(Fault(1, 15, frozenset({"a", "b"}), frozen=True))
+    calls = [Call("a", 1, 1, 1, 10, 30, "ok"), Call("b", 1, 2, 1, 40, 50, "ok")]
+    figures = check("t", made, calls)
+    assert (figures.late_calls, violations(figures, Bar())) == (1, ["late_calls=1"])
