@@ -23,11 +23,11 @@ from bench.limits import limit_held
 from bench.raw import CHUNK, raw_drain_rate, raw_publish_rate
 from bench.scheduling import delayed_bytes_per_job, lateness, promote_rate
 from bench.worker import SPEC, start_worker, stop, until_completed
-from runtime import Client, Event
-from runtime.registry import load
-from runtime.testing.redis import RedisServer
-from streams.connection import Redis, RedisSettings, connect
-from streams.keys import PartitionKeys
+from sluice.runtime import Client, Event
+from sluice.runtime.registry import load
+from sluice.runtime.testing.redis import RedisServer
+from sluice.streams.connection import Redis, RedisSettings, connect
+from sluice.streams.keys import PartitionKeys
 
 
 async def publish_rate(client: Client, function: str, n: int) -> float:

@@ -13,11 +13,11 @@ import msgspec
 from bench.functions import Ping
 from bench.raw import CHUNK, raw_drain_rate, raw_publish_rate
 from bench.worker import SPEC, start_worker, stop, until_all_completed
-from runtime import Client, Event
-from runtime.registry import load
-from runtime.testing.cluster import running_cluster
-from streams.connection import RedisSettings, connect
-from streams.keys import PartitionKeys
+from sluice.runtime import Client, Event
+from sluice.runtime.registry import load
+from sluice.runtime.testing.cluster import running_cluster
+from sluice.streams.connection import RedisSettings, connect
+from sluice.streams.keys import PartitionKeys
 
 # Worker processes under one supervisor (`sluice worker --processes N`).
 PROCESSES = (1, 2, 4)

@@ -9,8 +9,8 @@ import msgspec
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from runtime import Batch, Job, batch_function, function
-from runtime.telemetry import tracing
+from sluice.runtime import Batch, Job, batch_function, function
+from sluice.runtime.telemetry import tracing
 
 
 class _Discard(SpanExporter):

@@ -23,8 +23,8 @@ from pathlib import Path
 import msgspec
 
 from bench.worker import SPEC
-from runtime.ingress.auth import ApiKey, new_key
-from runtime.testing.redis import free_port
+from sluice.runtime.ingress.auth import ApiKey, new_key
+from sluice.runtime.testing.redis import free_port
 
 SECONDS = 5
 # Spells of the ceiling and of single-event publishes, alternately.
@@ -116,7 +116,7 @@ def event(n: int) -> dict[str, object]:
     return {"workspace": f"ws{n % 100}", "data": {"sent_ns": 0, "body": "x" * 40}}
 
 
-INGRESS = [sys.executable, "-m", "runtime", "ingress"]
+INGRESS = [sys.executable, "-m", "sluice", "ingress"]
 CEILING = [sys.executable, "-m", "bench.ceiling"]
 
 

@@ -50,13 +50,13 @@ from bench.ingress import (
     wrk,
 )
 from bench.worker import SPEC, start_worker, stop, until_completed
-from runtime import Client
-from runtime.ingress.auth import new_key
-from runtime.registry import load
-from runtime.testing.redis import RedisServer, free_port
-from streams.connection import Redis, RedisSettings, connect
-from streams.keys import PartitionKeys
-from streams.pause import set_paused
+from sluice.runtime import Client
+from sluice.runtime.ingress.auth import new_key
+from sluice.runtime.registry import load
+from sluice.runtime.testing.redis import RedisServer, free_port
+from sluice.streams.connection import Redis, RedisSettings, connect
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.pause import set_paused
 
 IDLE_S = 20.0
 

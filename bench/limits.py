@@ -10,10 +10,10 @@ import msgspec
 
 from bench.functions import LIMITED_RATE, Ping
 from bench.worker import completed, start_worker, stop, until_all_completed
-from runtime import Client, Event
-from streams.connection import Redis
-from streams.jobs import counts
-from streams.keys import PartitionKeys
+from sluice.runtime import Client, Event
+from sluice.streams.connection import Redis
+from sluice.streams.jobs import counts
+from sluice.streams.keys import PartitionKeys
 
 
 class Held(msgspec.Struct, frozen=True):

@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from bench.functions import Ping
-from streams import envelope as env
-from streams.connection import Redis
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis
 
 BATCH = 100
 CHUNK = 1000

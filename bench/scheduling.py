@@ -9,11 +9,11 @@ from pathlib import Path
 
 from bench.functions import Ping
 from bench.worker import start_worker, stop, until_completed
-from runtime import Client, Event
-from streams import envelope as env
-from streams.connection import Redis
-from streams.delayed import promote_due
-from streams.keys import PartitionKeys
+from sluice.runtime import Client, Event
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis
+from sluice.streams.delayed import promote_due
+from sluice.streams.keys import PartitionKeys
 
 CHUNK = 1000
 # Far enough ahead that no backlog job falls due during a run.

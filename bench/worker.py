@@ -8,9 +8,9 @@ import signal
 import subprocess
 import sys
 
-from streams.connection import Redis
-from streams.jobs import counts
-from streams.keys import PartitionKeys
+from sluice.streams.connection import Redis
+from sluice.streams.jobs import counts
+from sluice.streams.keys import PartitionKeys
 
 SPEC = "bench.functions:FUNCTIONS"
 
@@ -26,7 +26,7 @@ def start_worker(
 ) -> subprocess.Popen[bytes]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     environ.update(REDIS_URL=url, SLUICE_FUNCTIONS=SPEC, SLUICE_LOG_LEVEL="WARNING", **extra)
-    args = [*wrapper, sys.executable, "-m", "runtime", "worker", "--functions", functions]
+    args = [*wrapper, sys.executable, "-m", "sluice", "worker", "--functions", functions]
     if processes > 1:
         args += ["--processes", str(processes)]
     if not scheduler:

@@ -27,7 +27,7 @@ import msgspec
 
 from functions import reminders
 from functions.reminders import Channels, Contact, Messages, Reminder, ThingId
-from runtime import InvalidSchedule, Job, LocalTime, function, instant
+from sluice.runtime import InvalidSchedule, Job, LocalTime, function, instant
 
 # The furthest ahead of the start an offset may be: a reminder a year early is a mistake.
 MAX_OFFSET_S = 366 * 86_400

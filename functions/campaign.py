@@ -36,7 +36,7 @@ import msgspec
 from functions import contacts, reminders
 from functions.contacts import Recipient
 from functions.reminders import Channel, Messages
-from runtime import Event, Job, LocalTime, Reject, current_client, function, instant
+from sluice.runtime import Event, Job, LocalTime, Reject, current_client, function, instant
 
 # Events per publish_many: each call is checked and written on its own, so a
 # campaign of 100,000 messages is never one list in one call.

@@ -26,7 +26,7 @@ from typing import Annotated
 
 import msgspec
 
-from runtime import Housekeeping, Job, Swept, current_client, function
+from sluice.runtime import Housekeeping, Job, Swept, current_client, function
 
 DAY_S = 86_400
 

@@ -20,7 +20,7 @@ from functions.provider import ProviderUnavailable, failure
 from functions.reminders import Contact
 from functions.sms import Phone
 from functions.ssrf import Pinned, Refused, Unresolved, check
-from runtime import Reject, current_settings, e164
+from sluice.runtime import Reject, current_settings, e164
 
 # Contacts one campaign may reach, and pages followed: a loop of `next` links ends.
 MAX_CONTACTS = 100_000

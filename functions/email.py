@@ -30,7 +30,7 @@ import msgspec
 
 from functions import callback
 from functions.mime import RESERVED, build, domain_of, message_id
-from runtime import Batch, EmailSettings, Job, Reject, batch_function, current_settings
+from sluice.runtime import Batch, EmailSettings, Job, Reject, batch_function, current_settings
 
 log = logging.getLogger(__name__)
 

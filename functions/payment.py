@@ -23,7 +23,7 @@ import msgspec
 
 from functions import reminders
 from functions.reminders import Channels, Contact, Messages, Reminder, ThingId
-from runtime import InvalidSchedule, Job, LocalTime, function, instant
+from sluice.runtime import InvalidSchedule, Job, LocalTime, function, instant
 
 PLACEHOLDERS = {"name", "amount", "due", "when"}
 TEXT = "{name}: {amount} {when} ({due})."

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import aiohttp
 import msgspec
 
-from runtime import Reject, Retry
+from sluice.runtime import Reject, Retry
 
 # Busy or broken, not the message's fault.
 RETRYABLE = frozenset({408, 425, 429})

@@ -24,7 +24,7 @@ import msgspec
 
 from functions.email import Address
 from functions.sms import Phone
-from runtime import Event, Reject, current_client, e164
+from sluice.runtime import Event, Reject, current_client, e164
 
 Channel = Literal["sms", "email", "whatsapp"]
 # The function each channel's reminders are published to.

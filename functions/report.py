@@ -30,7 +30,7 @@ from pathlib import Path
 
 import msgspec
 
-from runtime import (
+from sluice.runtime import (
     Job,
     Reject,
     ReportLine,

@@ -30,7 +30,7 @@ from functions import callback
 from functions.callback import Accepted
 from functions.provider import basic_auth, post
 from functions.segments import Encoding, Segments, count_segments
-from runtime import Job, Reject, SmsSettings, current_settings, e164, function
+from sluice.runtime import Job, Reject, SmsSettings, current_settings, e164, function
 
 log = logging.getLogger(__name__)
 

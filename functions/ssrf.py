@@ -21,7 +21,7 @@ import socket
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from runtime import WebhookSettings
+from sluice.runtime import WebhookSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # AWS, GCP, Azure, OpenStack (169.254.169.254) and AWS's IPv6 one: named in the

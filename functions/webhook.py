@@ -37,7 +37,7 @@ import msgspec
 from functions.provider import ProviderUnavailable, failure
 from functions.signing import signed_headers
 from functions.ssrf import Pinned, Refused, Unresolved, check
-from runtime import (
+from sluice.runtime import (
     Batch,
     Job,
     Reject,

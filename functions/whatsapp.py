@@ -29,7 +29,7 @@ from functions import callback
 from functions.callback import Accepted
 from functions.provider import post
 from functions.sms import Phone
-from runtime import Job, WhatsAppSettings, current_settings, e164, function
+from sluice.runtime import Job, WhatsAppSettings, current_settings, e164, function
 
 log = logging.getLogger(__name__)
 

@@ -1,20 +1,20 @@
 """The public API of the runtime: the only names `functions/` imports."""
 
-from runtime.client.current import current_client
-from runtime.client.deadletters import DeadLetters
-from runtime.client.housekeeping import Housekeeping
-from runtime.client.jobs import Cancelled, Jobs
-from runtime.client.limits import Limits
-from runtime.client.metrics import Metrics
-from runtime.client.publish import Client, Event, Receipt
-from runtime.client.repeats import Repeats
-from runtime.client.reports import Line as ReportLine
-from runtime.client.reports import Reports, Usage, period
-from runtime.client.timing import LocalTime, instant
-from runtime.client.webhooks import Endpoint as WebhookEndpoint
-from runtime.client.webhooks import Webhooks
-from runtime.declare import Batch, Function, Job, Options, batch_function, function
-from runtime.errors import (
+from sluice.runtime.client.current import current_client
+from sluice.runtime.client.deadletters import DeadLetters
+from sluice.runtime.client.housekeeping import Housekeeping
+from sluice.runtime.client.jobs import Cancelled, Jobs
+from sluice.runtime.client.limits import Limits
+from sluice.runtime.client.metrics import Metrics
+from sluice.runtime.client.publish import Client, Event, Receipt
+from sluice.runtime.client.repeats import Repeats
+from sluice.runtime.client.reports import Line as ReportLine
+from sluice.runtime.client.reports import Reports, Usage, period
+from sluice.runtime.client.timing import LocalTime, instant
+from sluice.runtime.client.webhooks import Endpoint as WebhookEndpoint
+from sluice.runtime.client.webhooks import Webhooks
+from sluice.runtime.declare import Batch, Function, Job, Options, batch_function, function
+from sluice.runtime.errors import (
     ConfigurationError,
     InvalidCursor,
     InvalidName,
@@ -31,8 +31,8 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
-from runtime.phones import e164
-from runtime.settings import (
+from sluice.runtime.phones import e164
+from sluice.runtime.settings import (
     EmailSettings,
     Settings,
     SmsSettings,
@@ -40,8 +40,8 @@ from runtime.settings import (
     WhatsAppSettings,
     current_settings,
 )
-from streams.sweep import Swept
-from streams.tagged import TagCounts
+from sluice.streams.sweep import Swept
+from sluice.streams.tagged import TagCounts
 
 __all__ = [
     "Batch",

@@ -16,12 +16,12 @@ from typing import Any, cast
 
 import msgspec
 
-from runtime.declare import Batch, Function, Options
-from runtime.errors import ConfigurationError
-from runtime.registry import Registry
-from streams import catalogue, layouts
-from streams import envelope as env
-from streams.connection import Redis
+from sluice.runtime.declare import Batch, Function, Options
+from sluice.runtime.errors import ConfigurationError
+from sluice.runtime.registry import Registry
+from sluice.streams import catalogue, layouts
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis
 
 
 def entry_of(fn: Function[Any]) -> catalogue.Entry:

@@ -19,22 +19,22 @@ from typing import Any
 import msgspec
 import uvloop
 
-from runtime import gc_tuning, settings
-from runtime.client.current import worker_context
-from runtime.client.demo import publish_demo
-from runtime.client.publish import Client
-from runtime.client.repeats import Repeats
-from runtime.declare import Function
-from runtime.errors import CannotListen, SluiceError
-from runtime.health import REFUSED_TRIES, RedisHealth, report_server
-from runtime.ingress import listen, load_keys, services
-from runtime.ingress import serve as serve_http
-from runtime.ingress.app import ROUTES
-from runtime.ingress.auth import KeyRing, new_key
-from runtime.ingress.openapi import document
-from runtime.ingress.views import schedule_view
-from runtime.lifecycle import stop_on_signals
-from runtime.probe import (
+from sluice.runtime import gc_tuning, settings
+from sluice.runtime.client.current import worker_context
+from sluice.runtime.client.demo import publish_demo
+from sluice.runtime.client.publish import Client
+from sluice.runtime.client.repeats import Repeats
+from sluice.runtime.declare import Function
+from sluice.runtime.errors import CannotListen, SluiceError
+from sluice.runtime.health import REFUSED_TRIES, RedisHealth, report_server
+from sluice.runtime.ingress import listen, load_keys, services
+from sluice.runtime.ingress import serve as serve_http
+from sluice.runtime.ingress.app import ROUTES
+from sluice.runtime.ingress.auth import KeyRing, new_key
+from sluice.runtime.ingress.openapi import document
+from sluice.runtime.ingress.views import schedule_view
+from sluice.runtime.lifecycle import stop_on_signals
+from sluice.runtime.probe import (
     LIVE_PATH,
     READY_PATH,
     Address,
@@ -43,14 +43,14 @@ from runtime.probe import (
     processes_app,
     serve_probe,
 )
-from runtime.registry import Registry, load
-from runtime.scheduler.host import Scheduler
-from runtime.supervisor import Supervisor, install_signals
-from runtime.telemetry import export, logs
-from runtime.worker.host import WorkerHost
-from streams.connection import connect
-from streams.errors import RedisRefused
-from streams.repeats import Schedule
+from sluice.runtime.registry import Registry, load
+from sluice.runtime.scheduler.host import Scheduler
+from sluice.runtime.supervisor import Supervisor, install_signals
+from sluice.runtime.telemetry import export, logs
+from sluice.runtime.worker.host import WorkerHost
+from sluice.streams.connection import connect
+from sluice.streams.errors import RedisRefused
+from sluice.streams.repeats import Schedule
 
 log = logging.getLogger("sluice")
 
@@ -297,7 +297,7 @@ def _supervised(
     args: argparse.Namespace, config: settings.Settings, schedule: bool, sockets: list[Path]
 ) -> int:
     def command(slot: int) -> list[str]:
-        line = [sys.executable, "-m", "runtime"]
+        line = [sys.executable, "-m", "sluice"]
         if args.app:
             line += ["--app", args.app]
         line.append("worker")

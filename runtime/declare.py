@@ -18,10 +18,10 @@ from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 import msgspec
 
-from runtime.errors import Reject, Retry
-from streams.errors import ConfigurationError
-from streams.keys import check_function_name
-from streams.ratelimit import MAX_RATE_PER_S, MIN_RATE_PER_S
+from sluice.runtime.errors import Reject, Retry
+from sluice.streams.errors import ConfigurationError
+from sluice.streams.keys import check_function_name
+from sluice.streams.ratelimit import MAX_RATE_PER_S, MIN_RATE_PER_S
 
 T = TypeVar("T", bound=msgspec.Struct)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from streams.errors import (
+from sluice.streams.errors import (
     ConfigurationError,
     InvalidCursor,
     InvalidName,

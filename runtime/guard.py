@@ -16,10 +16,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
-from runtime.backoff import Backoff
-from runtime.health import RedisHealth
-from runtime.lifecycle import sleep_unless
-from streams.errors import RedisRefused, RedisUnavailable
+from sluice.runtime.backoff import Backoff
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.lifecycle import sleep_unless
+from sluice.streams.errors import RedisRefused, RedisUnavailable
 
 log = logging.getLogger(__name__)
 

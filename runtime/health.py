@@ -15,11 +15,11 @@ import asyncio
 import logging
 import time
 
-from runtime.backoff import Backoff
-from runtime.lifecycle import sleep_unless
-from streams.connection import Redis
-from streams.errors import RedisRefused, RedisUnavailable
-from streams.server import server_configs
+from sluice.runtime.backoff import Backoff
+from sluice.runtime.lifecycle import sleep_unless
+from sluice.streams.connection import Redis
+from sluice.streams.errors import RedisRefused, RedisUnavailable
+from sluice.streams.server import server_configs
 
 log = logging.getLogger(__name__)
 

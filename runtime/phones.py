@@ -26,8 +26,8 @@ from contextvars import ContextVar
 
 import phonenumbers
 
-from runtime.settings import current_settings
-from streams.errors import ConfigurationError
+from sluice.runtime.settings import current_settings
+from sluice.streams.errors import ConfigurationError
 
 _REASONS = {
     phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",

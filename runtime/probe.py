@@ -27,10 +27,10 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from runtime.errors import CannotListen
-from runtime.health import RedisHealth
-from streams.connection import Redis
-from streams.errors import RedisRefused, RedisUnavailable, wrap_unavailable
+from sluice.runtime.errors import CannotListen
+from sluice.runtime.health import RedisHealth
+from sluice.streams.connection import Redis
+from sluice.streams.errors import RedisRefused, RedisUnavailable, wrap_unavailable
 
 # The probe's two routes, as Kubernetes manifests name them (tests/test_infra.py).
 LIVE_PATH = "/healthz"

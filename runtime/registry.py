@@ -10,9 +10,9 @@ from typing import Any
 
 import msgspec
 
-from runtime.declare import Function
-from runtime.errors import ConfigurationError, UnknownFunction
-from streams.keys import PartitionKeys, check_token, partition_of
+from sluice.runtime.declare import Function
+from sluice.runtime.errors import ConfigurationError, UnknownFunction
+from sluice.streams.keys import PartitionKeys, check_token, partition_of
 
 AnyFunction = Function[Any]
 
@@ -101,7 +101,7 @@ class Registry:
 
 def partition_keys(fn: AnyFunction, partition: int, cluster: bool, count: int = 0) -> PartitionKeys:
     """The keys of `fn`'s `partition`: on a cluster spread over its primaries by the
-    partition count (`count`, default the declared one: `streams.keys.spread_tag`),
+    partition count (`count`, default the declared one: `sluice.streams.keys.spread_tag`),
     on a single server as they always were."""
     return PartitionKeys(fn.name, partition, (count or fn.options.partitions) if cluster else 0)
 
@@ -110,8 +110,8 @@ def load(spec: str) -> Registry:
     """Import `module:attr`, a sequence of `Function` values, from the working
     directory too (as `celery -A` and arq do): the `sluice` console script's own
     path holds only the library, and a project's `functions/` is beside it. Last
-    on the path, so a project folder named like one of Sluice's packages cannot
-    take its place."""
+    on the path, so a project's folder never takes the place of an installed
+    package it depends on."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigurationError(f"functions must be given as module:attr, got {spec!r}")

@@ -14,9 +14,9 @@ from typing import Literal
 import msgspec
 import phonenumbers
 
-from runtime.errors import NotInWorker
-from streams.connection import RedisSettings
-from streams.errors import ConfigurationError
+from sluice.runtime.errors import NotInWorker
+from sluice.streams.connection import RedisSettings
+from sluice.streams.errors import ConfigurationError
 
 
 class SmsSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,8 +20,8 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from runtime.backoff import Backoff
-from runtime.lifecycle import sleep_unless
+from sluice.runtime.backoff import Backoff
+from sluice.runtime.lifecycle import sleep_unless
 
 log = logging.getLogger(__name__)
 

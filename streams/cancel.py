@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from streams.connection import Redis
-from streams.keys import GROUP, PartitionKeys, tag_member
-from streams.lua import Arg, Script
-from streams.publish import DEFAULT_SHARE
+from sluice.streams.connection import Redis
+from sluice.streams.keys import GROUP, PartitionKeys, tag_member
+from sluice.streams.lua import Arg, Script
+from sluice.streams.publish import DEFAULT_SHARE
 
 _CANCEL = Script.beside(__file__, "cancel.lua", uses=["record", "admit", "links", "lookup"])
 _RESCHEDULE = Script.beside(__file__, "reschedule.lua", uses=["record", "lookup"])

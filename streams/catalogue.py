@@ -13,9 +13,9 @@ from typing import Any
 
 import msgspec
 
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
-from streams.keys import CATALOGUE
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import CATALOGUE
 
 
 class Entry(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import msgspec
 
-from streams.connection import Redis
-from streams.keys import GROUP, PartitionKeys
-from streams.lua import Script
+from sluice.streams.connection import Redis
+from sluice.streams.keys import GROUP, PartitionKeys
+from sluice.streams.lua import Script
 
 _EXTEND = Script.beside(__file__, "extend.lua")
 _LEAVE = Script.beside(__file__, "leave.lua", uses=["record", "admit"], allow_oom=True)

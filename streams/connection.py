@@ -15,7 +15,7 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from streams.errors import ConfigurationError
+from sluice.streams.errors import ConfigurationError
 
 # A client of one server or of a Redis Cluster: the data layer's calls are the same
 # (every script and multi-key call keeps to one hash-tagged slot).

@@ -15,12 +15,12 @@ from typing import Any, cast
 import msgspec
 import redis.exceptions
 
-from streams.connection import Redis
-from streams.errors import GroupMissing, wrap_unavailable
-from streams.keys import GROUP, PartitionKeys
-from streams.lua import Arg, Script, packed
-from streams.publish import DEFAULT_SHARE
-from streams.ratelimit import Ask, Grant
+from sluice.streams.connection import Redis
+from sluice.streams.errors import GroupMissing, wrap_unavailable
+from sluice.streams.keys import GROUP, PartitionKeys
+from sluice.streams.lua import Arg, Script, packed
+from sluice.streams.publish import DEFAULT_SHARE
+from sluice.streams.ratelimit import Ask, Grant
 
 _REFILL = Script.beside(__file__, "refill.lua", uses=["record", "admit", "limits"], allow_oom=True)
 

@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 import redis.exceptions
 
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
-from streams.keys import GROUP, PartitionKeys
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import GROUP, PartitionKeys
 
 
 class Consumer(msgspec.Struct, frozen=True):

@@ -7,12 +7,12 @@ from typing import Any
 
 import msgspec
 
-from streams import envelope as env
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
-from streams.keys import PartitionKeys, links
-from streams.lua import Arg, Script
-from streams.publish import DEFAULT_SHARE
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import PartitionKeys, links
+from sluice.streams.lua import Arg, Script
+from sluice.streams.publish import DEFAULT_SHARE
 
 _REPLAY = Script.beside(__file__, "replay.lua", uses=["record", "admit"])
 _PURGE = Script.beside(__file__, "purge.lua", uses=["record"])

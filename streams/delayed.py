@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
-from streams.connection import Redis
-from streams.keys import PartitionKeys
-from streams.lua import Script
-from streams.publish import DEFAULT_SHARE
+from sluice.streams.connection import Redis
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.lua import Script
+from sluice.streams.publish import DEFAULT_SHARE
 
 _PROMOTE = Script.beside(__file__, "promote.lua", uses=["record", "admit"], allow_oom=True)
 

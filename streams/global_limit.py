@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
-from streams.keys import PartitionKeys, global_limit
-from streams.lua import Script, packed
-from streams.ratelimit import HISTORY, RESERVE_AHEAD_MS, Ask, Grant, check_rate
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import PartitionKeys, global_limit
+from sluice.streams.lua import Script, packed
+from sluice.streams.ratelimit import HISTORY, RESERVE_AHEAD_MS, Ask, Grant, check_rate
 
 _TAKE = Script.beside(__file__, "global_limit.lua")
 _NOTE = Script.beside(__file__, "global_held.lua", uses=["limits"])
@@ -31,7 +31,7 @@ async def take_global(
     partition's refill gave the workspaces that its own limits held back (the others
     got all). The jobs those let start now, or reserved a slot for, ask the global
     limiter in that order; the workspaces' deferred ones stay deferred. Returns the
-    workspaces that got less than they asked, as `streams.consume.refill` does."""
+    workspaces that got less than they asked, as `sluice.streams.consume.refill` does."""
     earliest: list[int] = []
     for workspace, n in ask.jobs.items():
         grant = short.get(workspace)

@@ -11,12 +11,12 @@ from typing import Any, Literal
 
 import msgspec
 
-from streams import envelope as env
-from streams import record as rec
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
-from streams.keys import GROUP, PartitionKeys, shown_id
-from streams.lua import Script
+from sluice.streams import envelope as env
+from sluice.streams import record as rec
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import GROUP, PartitionKeys, shown_id
+from sluice.streams.lua import Script
 
 _STATUS = Script.beside(__file__, "status.lua", uses=["record", "lookup"])
 

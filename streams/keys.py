@@ -15,7 +15,7 @@ import zlib
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
-from streams.errors import InvalidName
+from sluice.streams.errors import InvalidName
 
 PREFIX = "sluice"
 GROUP = "workers"

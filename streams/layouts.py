@@ -15,10 +15,10 @@ from collections.abc import Iterable
 
 import msgspec
 
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
-from streams.keys import PartitionKeys, layouts
-from streams.lua import Script
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import PartitionKeys, layouts
+from sluice.streams.lua import Script
 
 _RETIRED = Script.beside(__file__, "retired.lua")
 

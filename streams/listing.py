@@ -18,11 +18,11 @@ from typing import Any, Literal
 
 import msgspec
 
-from streams import envelope as env
-from streams.connection import Redis
-from streams.errors import InvalidCursor, wrap_unavailable
-from streams.jobs import JobRecord, get_job
-from streams.keys import PartitionKeys
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis
+from sluice.streams.errors import InvalidCursor, wrap_unavailable
+from sluice.streams.jobs import JobRecord, get_job
+from sluice.streams.keys import PartitionKeys
 
 Listable = Literal["delayed", "waiting", "active", "completed", "cancelled", "expired", "dead"]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import msgspec
 import redis.exceptions
 
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
 
 Arg = str | bytes | int | float
 

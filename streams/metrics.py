@@ -17,10 +17,10 @@ from typing import Any
 
 import msgspec
 
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
-from streams.keys import PartitionKeys
-from streams.lua import Arg, Script
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.lua import Arg, Script
 
 _FLUSH = Script.beside(__file__, "metrics.lua", allow_oom=True)
 

@@ -6,9 +6,9 @@ stream fills and drains again on resume. Jobs already running finish.
 
 from __future__ import annotations
 
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
-from streams.keys import PartitionKeys
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import PartitionKeys
 
 
 async def set_paused(client: Redis, keys: PartitionKeys, paused: bool) -> None:

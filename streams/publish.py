@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import msgspec
 
-from streams import envelope as env
-from streams.connection import Redis
-from streams.keys import GROUP, PartitionKeys, links
-from streams.lua import Arg, Script
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis
+from sluice.streams.keys import GROUP, PartitionKeys, links
+from sluice.streams.lua import Arg, Script
 
 _PUBLISH = Script.beside(__file__, "publish.lua", uses=["record", "admit", "links"])
 

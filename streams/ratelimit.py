@@ -7,10 +7,10 @@ from typing import Any
 
 import msgspec
 
-from streams.connection import Redis
-from streams.errors import ConfigurationError, wrap_unavailable
-from streams.keys import PartitionKeys, global_limit
-from streams.lua import Arg, packed
+from sluice.streams.connection import Redis
+from sluice.streams.errors import ConfigurationError, wrap_unavailable
+from sluice.streams.keys import PartitionKeys, global_limit
+from sluice.streams.lua import Arg, packed
 
 # The rates a limit may have, jobs/s: from one a day to a million. limits.lua keeps
 # times as integer microseconds, which a rate near zero would push past any

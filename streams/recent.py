@@ -17,11 +17,11 @@ from typing import Any, Literal
 
 import msgspec
 
-from streams import envelope as env
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
-from streams.keys import PartitionKeys
-from streams.listing import Listable
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.listing import Listable
 
 
 class Mark(msgspec.Struct, frozen=True, array_like=True, order=True):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
-from streams.connection import Redis
-from streams.consume import Delivery
-from streams.keys import GROUP, PartitionKeys
-from streams.lua import Script
+from sluice.streams.connection import Redis
+from sluice.streams.consume import Delivery
+from sluice.streams.keys import GROUP, PartitionKeys
+from sluice.streams.lua import Script
 
 _RECLAIM = Script.beside(__file__, "reclaim.lua")
 

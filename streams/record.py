@@ -25,7 +25,7 @@ id), one string of nine fields joined by `|`:
   "1798613277095:153" (its start is told from the two; a record of an older
   release has no ":").
 - dead: a dead job's dead-letter entry id ("" for any other).
-- links: its business key and tags (`streams.keys.links`), released when it ends.
+- links: its business key and tags (`sluice.streams.keys.links`), released when it ends.
 - tail, which may hold any byte (it runs to the end of the string): a delayed or
   backlogged job's envelope (streams.envelope; a retry's holds the error and the
   bounded traceback of each failed attempt, one that never failed neither), a
@@ -43,7 +43,7 @@ from typing import Literal
 
 import msgspec
 
-from streams import envelope as env
+from sluice.streams import envelope as env
 
 # As stored; "active" is a queued job that a worker holds (streams.jobs).
 State = Literal["queued", "delayed", "completed", "dead", "cancelled", "expired"]

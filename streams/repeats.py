@@ -11,10 +11,10 @@ from typing import Any
 
 import msgspec
 
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
-from streams.keys import PartitionKeys
-from streams.lua import Script
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.lua import Script
 
 _SWAP = Script.beside(__file__, "repeats.lua")
 

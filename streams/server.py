@@ -10,8 +10,8 @@ import msgspec
 import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
 
 
 class ServerConfig(msgspec.Struct, frozen=True):

@@ -11,9 +11,9 @@ from typing import assert_never, final
 
 import msgspec
 
-from streams.connection import Redis
-from streams.keys import GROUP, PartitionKeys
-from streams.lua import Arg, Script
+from sluice.streams.connection import Redis
+from sluice.streams.keys import GROUP, PartitionKeys
+from sluice.streams.lua import Arg, Script
 
 _SETTLE = Script.beside(__file__, "settle.lua", uses=["record", "links"], allow_oom=True)
 
@@ -34,7 +34,7 @@ class Completed(_Settled, frozen=True):
 
     # How long the handler ran (ms): the record keeps it, its start is told from it.
     ran_ms: int = 0
-    # The job's business key and tags (`streams.keys.links`), released now.
+    # The job's business key and tags (`sluice.streams.keys.links`), released now.
     links: str = ""
     # The handler's result, msgpack-encoded (empty: none).
     result: bytes = b""

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
-from streams.keys import PartitionKeys
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import PartitionKeys
 
 # A mark outlives any visibility timeout; the key expires once crashes stop.
 KEEP_MS = 7 * 24 * 3_600_000

@@ -8,11 +8,11 @@ from typing import Any
 
 import msgspec
 
-from streams.connection import Redis
-from streams.deadletter import dead_letters, purge
-from streams.errors import wrap_unavailable
-from streams.keys import GROUP, PartitionKeys
-from streams.lua import Script
+from sluice.streams.connection import Redis
+from sluice.streams.deadletter import dead_letters, purge
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import GROUP, PartitionKeys
+from sluice.streams.lua import Script
 
 _SWEEP = Script.beside(__file__, "sweep.lua", allow_oom=True)
 # Dead letters read and purged per call.

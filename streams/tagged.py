@@ -14,10 +14,10 @@ from typing import Any
 import msgspec
 import redis.exceptions
 
-from streams import record
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
-from streams.keys import GROUP, PartitionKeys, tag_member
+from sluice.streams import record
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import GROUP, PartitionKeys, tag_member
 
 # Members read and records fetched per round trip.
 PAGE = 1000

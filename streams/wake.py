@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
 
 _MESSAGES = ("message", "smessage")
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
-from streams.connection import Redis
-from streams.errors import wrap_unavailable
-from streams.keys import webhook_endpoints, webhook_settled
+from sluice.streams.connection import Redis
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.keys import webhook_endpoints, webhook_settled
 
 
 class Endpoint(msgspec.Struct, frozen=True, kw_only=True):

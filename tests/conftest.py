@@ -11,13 +11,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from runtime.telemetry import tracing
-from runtime.testing.redis import RedisServer
-from streams.connection import Redis, RedisSettings, connect
+from sluice.runtime.telemetry import tracing
+from sluice.runtime.testing.redis import RedisServer
+from sluice.streams.connection import Redis, RedisSettings, connect
 from tests.redis_cluster import RedisCluster, running_cluster
 
 # The library's fixtures (sluice_redis_server, ...), as users' own tests get them.
-pytest_plugins = ["runtime.testing.pytest"]
+pytest_plugins = ["sluice.runtime.testing.pytest"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

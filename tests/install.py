@@ -23,7 +23,9 @@ def install_wheel(source: Path, folder: Path) -> Path:
     )
     (wheel,) = wheels.glob("sluice-*.whl")
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
-    assert "functions" not in tops, "the wheel ships this repository's deployment"
+    # Not this repository's deployment (functions), and no top-level name a
+    # project could also use (runtime, streams).
+    assert {top for top in tops if not top.endswith(".dist-info")} == {"sluice"}
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     target = subprocess.run(
         [

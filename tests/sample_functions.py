@@ -17,8 +17,8 @@ from typing import Literal
 import aiohttp
 import msgspec
 
-from runtime import Batch, Job, Reject, Retry, batch_function, function
-from streams.connection import RedisSettings, connect
+from sluice.runtime import Batch, Job, Reject, Retry, batch_function, function
+from sluice.streams.connection import RedisSettings, connect
 
 
 class Task(msgspec.Struct, frozen=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from streams.keys import CATALOGUE, PartitionKeys, global_limit
+from sluice.streams.keys import CATALOGUE, PartitionKeys, global_limit
 from tests.test_layout import NEVER, ROLES
 
 DOC = Path(__file__).parent.parent / "ARCHITECTURE.md"

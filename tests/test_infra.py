@@ -22,14 +22,14 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from functions import FUNCTIONS
-from runtime import Client
-from runtime.ingress.app import ROUTES
-from runtime.ingress.auth import ApiKey, digest
-from runtime.probe import ASK_TIMEOUT_S, LIVE_PATH, READY_PATH
-from runtime.registry import Registry
-from runtime.settings import PLATFORM_PORT, REDIS_PARTS, VARIABLES, Settings, from_env
-from streams.connection import Redis
-from streams.keys import GROUP, PartitionKeys
+from sluice.runtime import Client
+from sluice.runtime.ingress.app import ROUTES
+from sluice.runtime.ingress.auth import ApiKey, digest
+from sluice.runtime.probe import ASK_TIMEOUT_S, LIVE_PATH, READY_PATH
+from sluice.runtime.registry import Registry
+from sluice.runtime.settings import PLATFORM_PORT, REDIS_PARTS, VARIABLES, Settings, from_env
+from sluice.streams.connection import Redis
+from sluice.streams.keys import GROUP, PartitionKeys
 from tests.ingress.conftest import start_api
 from tests.install import install_wheel
 from tests.redis_server import RedisServer, free_port

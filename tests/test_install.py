@@ -1,5 +1,7 @@
 """Sluice installed as a library from its wheel, beside a user's project with its own
-`functions/`: the console script runs that project's handlers, not this repository's."""
+`functions/` (and its own `sluice.runtime` and `sluice.streams` packages, names Sluice's folders
+have in this repository): the console script runs that project's handlers, not this
+repository's, and the project's packages are its own."""
 
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ import os
 
 import msgspec
 
-from runtime import Job, function
+from PROJECT_PACKAGE import SALUTATION
+from sluice.runtime import Job, function
 
 
 class Greeting(msgspec.Struct):
@@ -33,7 +36,7 @@ class Greeting(msgspec.Struct):
 @function("greet", input=Greeting)
 async def greet(job: Job[Greeting]) -> None:
     with open(os.environ["GREETED_FILE"], "a") as out:
-        out.write(f"hello {job.data.name}\\n")
+        out.write(f"{SALUTATION} {job.data.name}\\n")
 
 
 FUNCTIONS = (greet,)
@@ -41,9 +44,9 @@ FUNCTIONS = (greet,)
 
 PUBLISH = """
 import asyncio, os
-from runtime import Client
-from runtime.registry import load
-from streams.connection import RedisSettings, connect
+from sluice.runtime import Client
+from sluice.runtime.registry import load
+from sluice.streams.connection import RedisSettings, connect
 
 
 async def main() -> None:
@@ -69,7 +72,14 @@ async def test_the_installed_console_script_runs_the_projects_own_functions(
 ) -> None:
     project = tmp_path / "project"
     (project / "functions").mkdir(parents=True)
-    (project / "functions" / "__init__.py").write_text(textwrap.dedent(USER_FUNCTIONS))
+    # Its functions import its own `sluice.runtime` package (spelt so here that no
+    # renaming of Sluice's imports ever touches it).
+    text = textwrap.dedent(USER_FUNCTIONS).replace("PROJECT_PACKAGE", "runtime")
+    (project / "functions" / "__init__.py").write_text(text)
+    # The project's own packages named like Sluice's folders in this repository.
+    for own in ("runtime", "streams"):
+        (project / own).mkdir()
+        (project / own / "__init__.py").write_text('SALUTATION = "hello"\n')
     greeted, log = tmp_path / "greeted", tmp_path / "worker.log"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "PYTHON"))},

@@ -5,22 +5,51 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import runtime
-from runtime.settings import PLATFORM_PORT, REDIS_PARTS, VARIABLES
+import sluice.runtime
+from sluice.runtime.settings import PLATFORM_PORT, REDIS_PARTS, VARIABLES
 
 ROOT = Path(__file__).resolve().parent.parent
 # functions -> runtime -> streams: a package may import only those to its right.
 ALLOWED = {"functions": {"runtime"}, "runtime": {"streams"}, "streams": set[str]()}
 
 
+def package_of(module: str) -> str:
+    """The folder a module lives in: `sluice.runtime.x` is runtime/ (sluice/ links
+    to the folders), `functions.x` is functions/."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "sluice" and len(parts) > 1 else parts[0]
+
+
 def imported_packages(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(package_of(alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            names.add(package_of(node.module))
     return names
+
+
+def test_the_library_is_imported_under_its_namespace() -> None:
+    """`import runtime` would load a second copy of every module beside
+    `sluice.runtime`'s (and, installed, finds a user's own package)."""
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for folder in ("functions", "runtime", "streams", "tests", "bench")
+        for path in (ROOT / folder).rglob("*.py")
+        for name in bare_imports(path)
+    ]
+    assert wrong == []
+
+
+def bare_imports(path: Path) -> list[str]:
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append(node.module)
+    return [name for name in found if name.split(".")[0] in {"runtime", "streams"}]
 
 
 def test_imports_point_one_way() -> None:
@@ -38,11 +67,17 @@ def test_functions_import_only_the_public_runtime_api() -> None:
     for path in (ROOT / "functions").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
-                wrong += [a.name for a in node.names if a.name.startswith("runtime.")]
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("runtime"):
-                if node.module != "runtime":
+                wrong += [a.name for a in node.names if a.name.startswith("sluice.runtime.")]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "sluice.runtime"
+            ):
+                if node.module != "sluice.runtime":
                     wrong.append(node.module or "")
-                wrong += [f"runtime.{a.name}" for a in node.names if a.name not in runtime.__all__]
+                wrong += [
+                    f"sluice.runtime.{a.name}"
+                    for a in node.names
+                    if a.name not in sluice.runtime.__all__
+                ]
     assert wrong == []
 
 
@@ -76,13 +111,14 @@ NEVER = {
     "testing": {"ingress", "api"},
 }
 # The process shell and the public API gather the roles.
-GATHERERS = {"__init__.py", "__main__.py", "cli.py"}
+GATHERERS = {"__init__.py", "cli.py"}
 
 
 def role_of(module: str) -> str | None:
     parts = module.split(".")
-    if parts[0] != "runtime":
+    if parts[:2] != ["sluice", "runtime"]:
         return None
+    parts = parts[1:]
     if len(parts) == 1:
         return "api"
     return parts[1] if parts[1] in ROLES else "base"
@@ -95,11 +131,11 @@ def runtime_imports(path: Path, package: Path) -> list[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module == "runtime":
+        elif isinstance(node, ast.ImportFrom) and node.module == "sluice.runtime":
             for alias in node.names:
                 module = package / alias.name
                 exists = module.is_dir() or module.with_suffix(".py").exists()
-                found.append(f"runtime.{alias.name}" if exists else "runtime")
+                found.append(f"sluice.runtime.{alias.name}" if exists else "sluice.runtime")
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.append(node.module)
     return [module for module in found if role_of(module) is not None]
@@ -125,22 +161,24 @@ def test_runtime_roles_import_what_their_role_may() -> None:
 
 def test_the_role_rules_catch_a_crossing(tmp_path: Path) -> None:
     files = {
-        "worker/loop.py": "from runtime.client.jobs import Jobs\n",
-        "scheduler/host.py": "import runtime.ingress.app\n",
-        "telemetry/tracing.py": "from runtime import Jobs\n",
-        "health.py": "from runtime.worker import loop\n",
-        "worker/intake.py": "from runtime import declare\nfrom runtime.telemetry import logs\n",
-        "client/repeats.py": "from runtime.scheduler.cron import Cron\n",
+        "worker/loop.py": "from sluice.runtime.client.jobs import Jobs\n",
+        "scheduler/host.py": "import sluice.runtime.ingress.app\n",
+        "telemetry/tracing.py": "from sluice.runtime import Jobs\n",
+        "health.py": "from sluice.runtime.worker import loop\n",
+        "worker/intake.py": (
+            "from sluice.runtime import declare\nfrom sluice.runtime.telemetry import logs\n"
+        ),
+        "client/repeats.py": "from sluice.runtime.scheduler.cron import Cron\n",
         "declare.py": "",
     }
     for name, text in files.items():
         (tmp_path / "runtime" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "runtime" / name).write_text(text)
     assert role_crossings(tmp_path) == [
-        "runtime/health.py (base) imports runtime.worker",
-        "runtime/scheduler/host.py (scheduler) imports runtime.ingress.app",
-        "runtime/telemetry/tracing.py (telemetry) imports runtime",
-        "runtime/worker/loop.py (worker) imports runtime.client.jobs",
+        "runtime/health.py (base) imports sluice.runtime.worker",
+        "runtime/scheduler/host.py (scheduler) imports sluice.runtime.ingress.app",
+        "runtime/telemetry/tracing.py (telemetry) imports sluice.runtime",
+        "runtime/worker/loop.py (worker) imports sluice.runtime.client.jobs",
     ]
 
 

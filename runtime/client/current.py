@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextvars
 
-from runtime.client.publish import Client
-from runtime.errors import NotInWorker
+from sluice.runtime.client.publish import Client
+from sluice.runtime.errors import NotInWorker
 
 _worker_client: contextvars.ContextVar[Client] = contextvars.ContextVar("sluice_worker_client")
 
@@ -34,5 +34,5 @@ def current_client() -> Client:
     except LookupError:
         raise NotInWorker(
             "current_client() is known only to handlers a worker runs (runtime.cli, or "
-            "runtime.client.current.worker_context for a worker started by hand)"
+            "sluice.runtime.client.current.worker_context for a worker started by hand)"
         ) from None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 
-from runtime.registry import Registry
-from streams.connection import Redis, is_cluster
-from streams.deadletter import DeadLetter, dead_letters, newest_letter, purge, replay
-from streams.keys import PartitionKeys, shown_id
+from sluice.runtime.registry import Registry
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.deadletter import DeadLetter, dead_letters, newest_letter, purge, replay
+from sluice.streams.keys import PartitionKeys, shown_id
 
 # Letters read per round trip while walking a dead-letter stream.
 PAGE = 500

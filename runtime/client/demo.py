@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from runtime.client.publish import Client, Event
-from streams.errors import SluiceError
+from sluice.runtime.client.publish import Client, Event
+from sluice.streams.errors import SluiceError
 
 log = logging.getLogger("sluice")
 

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from runtime.registry import Registry
-from streams.connection import Redis, is_cluster
-from streams.sweep import Swept, purge_dead_before, redis_ms, sweep
+from sluice.runtime.registry import Registry
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.sweep import Swept, purge_dead_before, redis_ms, sweep
 
 
 class Housekeeping:

@@ -6,17 +6,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import msgspec
 
-from runtime.client.recent import page_all
-from runtime.client.timing import When, due
-from runtime.errors import InvalidCursor, JobNotFound, WrongJobState
-from runtime.registry import Registry
-from streams import cancel as scripts
-from streams import layouts
-from streams.connection import Redis, is_cluster
-from streams.jobs import Counts, JobRecord, counts, find_job
-from streams.keys import PartitionKeys, check_token, job_ref, shown_id
-from streams.listing import Listable, Page, list_jobs, offset
-from streams.tagged import TagCounts, tag_counts
+from sluice.runtime.client.recent import page_all
+from sluice.runtime.client.timing import When, due
+from sluice.runtime.errors import InvalidCursor, JobNotFound, WrongJobState
+from sluice.runtime.registry import Registry
+from sluice.streams import cancel as scripts
+from sluice.streams import layouts
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.jobs import Counts, JobRecord, counts, find_job
+from sluice.streams.keys import PartitionKeys, check_token, job_ref, shown_id
+from sluice.streams.listing import Listable, Page, list_jobs, offset
+from sluice.streams.tagged import TagCounts, tag_counts
 
 
 class Cancelled(msgspec.Struct, frozen=True):

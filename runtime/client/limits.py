@@ -4,10 +4,10 @@ worker applies them at its next read, without a restart."""
 
 from __future__ import annotations
 
-from runtime.registry import Registry
-from streams.connection import Redis, is_cluster
-from streams.global_limit import set_global_limit
-from streams.ratelimit import (
+from sluice.runtime.registry import Registry
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.global_limit import set_global_limit
+from sluice.streams.ratelimit import (
     GLOBAL,
     Deferral,
     DeferralEvent,
@@ -51,7 +51,7 @@ class Limits:
         return found
 
     async def history(self, function: str, workspace: str) -> list[DeferralEvent]:
-        """The workspace's last seconds with deferrals (up to `streams.ratelimit.HISTORY`),
+        """The workspace's last seconds with deferrals (up to `sluice.streams.ratelimit.HISTORY`),
         newest first."""
         (keys,) = self.registry.partitions(function, workspace, cluster=is_cluster(self.redis))
         return await deferral_history(self.redis, keys, workspace)

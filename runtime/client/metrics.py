@@ -13,11 +13,11 @@ import time
 
 import msgspec
 
-from runtime.registry import Registry
-from streams import metrics as store
-from streams.connection import Redis, is_cluster
-from streams.keys import check_token
-from streams.ratelimit import forget_deferrals
+from sluice.runtime.registry import Registry
+from sluice.streams import metrics as store
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.keys import check_token
+from sluice.streams.ratelimit import forget_deferrals
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):

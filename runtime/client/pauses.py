@@ -4,9 +4,9 @@ resume they take up where they were, within about a second."""
 
 from __future__ import annotations
 
-from runtime.registry import Registry
-from streams.connection import Redis, is_cluster
-from streams.pause import is_paused, set_paused
+from sluice.runtime.registry import Registry
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.pause import is_paused, set_paused
 
 
 class Pauses:

@@ -9,18 +9,18 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from runtime import catalogue
-from runtime.client.jobs import Jobs
-from runtime.client.timing import When, due, epoch_ms
-from runtime.declare import Function
-from runtime.errors import InvalidPayload, InvalidPriority, PayloadTooLarge
-from runtime.phones import in_workspace
-from runtime.registry import Registry, partition_keys
-from runtime.telemetry import tracing
-from streams import envelope as env
-from streams.connection import Redis, is_cluster
-from streams.keys import PartitionKeys, check_token, given_id, partition_of
-from streams.publish import Outgoing, Written, publish
+from sluice.runtime import catalogue
+from sluice.runtime.client.jobs import Jobs
+from sluice.runtime.client.timing import When, due, epoch_ms
+from sluice.runtime.declare import Function
+from sluice.runtime.errors import InvalidPayload, InvalidPriority, PayloadTooLarge
+from sluice.runtime.phones import in_workspace
+from sluice.runtime.registry import Registry, partition_keys
+from sluice.runtime.telemetry import tracing
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.keys import PartitionKeys, check_token, given_id, partition_of
+from sluice.streams.publish import Outgoing, Written, publish
 
 # One Lua call writes at most this many jobs, so a huge bulk publish does not
 # hold Redis (single-threaded) for long while other clients wait.

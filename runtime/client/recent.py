@@ -16,13 +16,13 @@ from typing import Annotated
 
 import msgspec
 
-from runtime.errors import InvalidCursor
-from runtime.registry import Registry
-from streams.connection import Redis, is_cluster
-from streams.jobs import JobRecord, get_job
-from streams.keys import PartitionKeys
-from streams.listing import Listable, Page
-from streams.recent import Mark, backlog, newest
+from sluice.runtime.errors import InvalidCursor
+from sluice.runtime.registry import Registry
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.jobs import JobRecord, get_job
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.listing import Listable, Page
+from sluice.streams.recent import Mark, backlog, newest
 
 # Within int64 (msgspec's bounds): every stream id Redis hands out is.
 _MAX = 2**63 - 1

@@ -12,17 +12,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from runtime.client.jobs import Jobs
-from runtime.client.publish import encode_input
-from runtime.client.timing import HORIZON_MS, When, epoch_ms
-from runtime.errors import InvalidSchedule
-from runtime.registry import Registry
-from runtime.scheduler.cron import Cron
-from runtime.scheduler.ticks import last_run_ms, next_runs, tag_of
-from streams import envelope as env
-from streams.connection import Redis, is_cluster
-from streams.keys import PartitionKeys, check_token
-from streams.repeats import (
+from sluice.runtime.client.jobs import Jobs
+from sluice.runtime.client.publish import encode_input
+from sluice.runtime.client.timing import HORIZON_MS, When, epoch_ms
+from sluice.runtime.errors import InvalidSchedule
+from sluice.runtime.registry import Registry
+from sluice.runtime.scheduler.cron import Cron
+from sluice.runtime.scheduler.ticks import last_run_ms, next_runs, tag_of
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.keys import PartitionKeys, check_token
+from sluice.streams.repeats import (
     Schedule,
     delete_schedule,
     load_schedule,

@@ -12,11 +12,11 @@ import time
 
 import msgspec
 
-from runtime.client.metrics import p95
-from runtime.registry import Registry
-from streams import metrics as store
-from streams.connection import Redis, is_cluster
-from streams.keys import check_token
+from sluice.runtime.client.metrics import p95
+from sluice.runtime.registry import Registry
+from sluice.streams import metrics as store
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.keys import check_token
 
 
 class Usage(msgspec.Struct, frozen=True):

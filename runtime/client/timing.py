@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from runtime.errors import InvalidSchedule
+from sluice.runtime.errors import InvalidSchedule
 
 # The furthest ahead a job may be due. Beyond it a time is a mistake (a year
 # 9999, seconds given as ms), and past 1e14 ms the scripts would write the due

@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Mapping
 
 import yarl
 
-from runtime.errors import InvalidEndpoint, TooManyEndpoints
-from runtime.settings import Settings
-from streams import webhooks
-from streams.connection import Redis, connect
-from streams.webhooks import Endpoint
+from sluice.runtime.errors import InvalidEndpoint, TooManyEndpoints
+from sluice.runtime.settings import Settings
+from sluice.streams import webhooks
+from sluice.streams.connection import Redis, connect
+from sluice.streams.webhooks import Endpoint
 
 # A workspace's endpoints, at most: each event is one POST per endpoint.
 MAX_ENDPOINTS = 20

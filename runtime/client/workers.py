@@ -8,9 +8,9 @@ listed, its idle time growing, until its group forgets it.
 
 from __future__ import annotations
 
-from runtime.registry import Registry
-from streams.connection import Redis, is_cluster
-from streams.consumers import Consumer, consumers
+from sluice.runtime.registry import Registry
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.consumers import Consumer, consumers
 
 
 class Workers:

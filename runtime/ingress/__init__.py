@@ -12,23 +12,23 @@ from pathlib import Path
 
 from aiohttp import web
 
-from runtime.client.deadletters import DeadLetters
-from runtime.client.jobs import Jobs
-from runtime.client.limits import Limits
-from runtime.client.metrics import Metrics
-from runtime.client.pauses import Pauses
-from runtime.client.publish import Client
-from runtime.errors import CannotListen
-from runtime.health import RedisHealth
-from runtime.ingress.app import RUNNER_OPTIONS, build_app
-from runtime.ingress.auth import KeyRing
-from runtime.ingress.coalesce import Coalescer
-from runtime.ingress.prometheus import Exposition
-from runtime.ingress.routes import Services
-from runtime.registry import Registry
-from runtime.settings import Settings, use_settings
-from streams.connection import Redis
-from streams.errors import ConfigurationError
+from sluice.runtime.client.deadletters import DeadLetters
+from sluice.runtime.client.jobs import Jobs
+from sluice.runtime.client.limits import Limits
+from sluice.runtime.client.metrics import Metrics
+from sluice.runtime.client.pauses import Pauses
+from sluice.runtime.client.publish import Client
+from sluice.runtime.errors import CannotListen
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.ingress.app import RUNNER_OPTIONS, build_app
+from sluice.runtime.ingress.auth import KeyRing
+from sluice.runtime.ingress.coalesce import Coalescer
+from sluice.runtime.ingress.prometheus import Exposition
+from sluice.runtime.ingress.routes import Services
+from sluice.runtime.registry import Registry
+from sluice.runtime.settings import Settings, use_settings
+from sluice.streams.connection import Redis
+from sluice.streams.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from runtime.client.workers import Workers
-from runtime.errors import UnknownFunction
-from runtime.ingress.auth import ApiKey, require_workspace, scope
-from runtime.ingress.bodies import (
+from sluice.runtime.client.workers import Workers
+from sluice.runtime.errors import UnknownFunction
+from sluice.runtime.ingress.auth import ApiKey, require_workspace, scope
+from sluice.runtime.ingress.bodies import (
     DeadLetterList,
     DeadLetterView,
     FunctionMetrics,
@@ -27,17 +27,17 @@ from runtime.ingress.bodies import (
     Replayed,
     WorkerList,
 )
-from runtime.ingress.problems import not_found
-from runtime.ingress.routes import Admin, Keyed, Route, Services, query_int, read_json, reply
-from runtime.ingress.views import (
+from sluice.runtime.ingress.problems import not_found
+from sluice.runtime.ingress.routes import Admin, Keyed, Route, Services, query_int, read_json, reply
+from sluice.runtime.ingress.views import (
     counts_view,
     deferral_view,
     minute_view,
     snapshot_view,
     worker_view,
 )
-from streams.jobs import failed_attempts
-from streams.keys import check_token, shown_id
+from sluice.streams.jobs import failed_attempts
+from sluice.streams.keys import check_token, shown_id
 
 
 def _function(services: Services, name: str) -> str:

@@ -12,7 +12,7 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
-from runtime.errors import (
+from sluice.runtime.errors import (
     InvalidCursor,
     InvalidEndpoint,
     InvalidPayload,
@@ -24,7 +24,7 @@ from runtime.errors import (
     UnknownFunction,
     WrongJobState,
 )
-from runtime.ingress import (
+from sluice.runtime.ingress import (
     admin,
     dashboard,
     health,
@@ -36,11 +36,20 @@ from runtime.ingress import (
     seed,
     webhooks,
 )
-from runtime.ingress.openapi import document
-from runtime.ingress.problems import Problem, invalid
-from runtime.ingress.routes import Admin, Answer, Handler, Keyed, Public, Route, Services, reply
-from runtime.telemetry import tracing
-from streams.errors import InvalidName, RedisFull, RedisUnavailable
+from sluice.runtime.ingress.openapi import document
+from sluice.runtime.ingress.problems import Problem, invalid
+from sluice.runtime.ingress.routes import (
+    Admin,
+    Answer,
+    Handler,
+    Keyed,
+    Public,
+    Route,
+    Services,
+    reply,
+)
+from sluice.runtime.telemetry import tracing
+from sluice.streams.errors import InvalidName, RedisFull, RedisUnavailable
 
 log = logging.getLogger(__name__)
 

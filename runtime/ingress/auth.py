@@ -22,9 +22,9 @@ from pathlib import Path
 
 import msgspec
 
-from runtime.ingress.problems import Problem
-from streams.errors import ConfigurationError
-from streams.keys import check_token
+from sluice.runtime.ingress.problems import Problem
+from sluice.streams.errors import ConfigurationError
+from sluice.streams.keys import check_token
 
 PREFIX = "sk_"
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from runtime.ingress.views import (
+from sluice.runtime.ingress.views import (
     BullMQChannel,
     BullMQRateLimit,
     BullMQRateSummary,
@@ -25,7 +25,7 @@ from runtime.ingress.views import (
     WebhookEndpoint,
     Worker,
 )
-from streams.ratelimit import MAX_RATE_PER_S, MIN_RATE_PER_S
+from sluice.streams.ratelimit import MAX_RATE_PER_S, MIN_RATE_PER_S
 
 T = TypeVar("T")
 

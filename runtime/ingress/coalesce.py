@@ -21,9 +21,9 @@ import logging
 from collections import deque
 from typing import NamedTuple
 
-from runtime.client.publish import CHUNK, Client, Prepared, Receipt
-from runtime.lifecycle import stop_task
-from streams.errors import RedisUnavailable
+from sluice.runtime.client.publish import CHUNK, Client, Prepared, Receipt
+from sluice.runtime.lifecycle import stop_task
+from sluice.streams.errors import RedisUnavailable
 
 log = logging.getLogger(__name__)
 

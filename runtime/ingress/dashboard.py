@@ -15,8 +15,8 @@ from pathlib import Path
 from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
 
-from runtime.ingress.problems import Problem
-from runtime.ingress.routes import Public, Route, Services
+from sluice.runtime.ingress.problems import Problem
+from sluice.runtime.ingress.routes import Public, Route, Services
 
 DASHBOARD = Path(__file__).with_name("dashboard.html").read_bytes()
 DOCS = Path(__file__).with_name("docs.html").read_bytes()

@@ -9,10 +9,10 @@ import asyncio
 
 from aiohttp import web
 
-from runtime.ingress.bodies import Health
-from runtime.ingress.routes import Public, Route, Services, reply
-from streams.errors import RedisRefused
-from streams.server import ping_primaries
+from sluice.runtime.ingress.bodies import Health
+from sluice.runtime.ingress.routes import Public, Route, Services, reply
+from sluice.streams.errors import RedisRefused
+from sluice.streams.server import ping_primaries
 
 READY_TIMEOUT_S = 1.0
 

@@ -11,16 +11,22 @@ from typing import Any, get_args
 
 from aiohttp import web
 
-from runtime.client.jobs import MAX_PAGE
-from runtime.errors import JobNotFound, UnknownFunction
-from runtime.ingress.auth import ApiKey, require_workspace, scope
-from runtime.ingress.bodies import JobsPage, Reschedule
-from runtime.ingress.problems import Problem, not_found
-from runtime.ingress.routes import Keyed, Route, Services, query_int, read_json, reply
-from runtime.ingress.views import JobRecord, ListedState, TagProgress, job_view, tag_progress_view
-from streams import jobs as stored
-from streams.errors import InvalidName
-from streams.keys import check_token
+from sluice.runtime.client.jobs import MAX_PAGE
+from sluice.runtime.errors import JobNotFound, UnknownFunction
+from sluice.runtime.ingress.auth import ApiKey, require_workspace, scope
+from sluice.runtime.ingress.bodies import JobsPage, Reschedule
+from sluice.runtime.ingress.problems import Problem, not_found
+from sluice.runtime.ingress.routes import Keyed, Route, Services, query_int, read_json, reply
+from sluice.runtime.ingress.views import (
+    JobRecord,
+    ListedState,
+    TagProgress,
+    job_view,
+    tag_progress_view,
+)
+from sluice.streams import jobs as stored
+from sluice.streams.errors import InvalidName
+from sluice.streams.keys import check_token
 
 STATES: dict[str, ListedState] = {state: state for state in get_args(ListedState)}
 

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Collection
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from runtime.ingress.auth import ApiKey
-from runtime.telemetry import tracing
+from sluice.runtime.ingress.auth import ApiKey
+from sluice.runtime.telemetry import tracing
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import msgspec
 
-from runtime.ingress.bodies import events_of
-from runtime.ingress.problems import CONTENT_TYPE as PROBLEM
-from runtime.ingress.problems import ProblemBody
-from runtime.ingress.routes import JSON, Route
-from runtime.registry import Registry
+from sluice.runtime.ingress.bodies import events_of
+from sluice.runtime.ingress.problems import CONTENT_TYPE as PROBLEM
+from sluice.runtime.ingress.problems import ProblemBody
+from sluice.runtime.ingress.routes import JSON, Route
+from sluice.runtime.registry import Registry
 
 _PARAM = re.compile(r"\{(\w+)\}")
 _ERRORS = {

@@ -31,12 +31,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 
-from runtime.client.metrics import Histogram, Histograms, Snapshot
-from runtime.ingress.auth import ApiKey
-from runtime.ingress.routes import Admin, Route, Services
-from streams.connection import is_cluster
-from streams.errors import wrap_unavailable
-from streams.jobs import Counts
+from sluice.runtime.client.metrics import Histogram, Histograms, Snapshot
+from sluice.runtime.ingress.auth import ApiKey
+from sluice.runtime.ingress.routes import Admin, Route, Services
+from sluice.streams.connection import is_cluster
+from sluice.streams.errors import wrap_unavailable
+from sluice.streams.jobs import Counts
 
 TOP_WORKSPACES = 10
 DUE_WITHIN_MIN = (1, 5, 15)

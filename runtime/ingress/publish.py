@@ -14,17 +14,17 @@ import msgspec
 from aiohttp import web
 from multidict import istr
 
-from runtime.client.publish import Prepared, Publishable, Receipt
-from runtime.errors import InvalidSchedule, SluiceError, UnknownFunction
-from runtime.ingress.auth import ApiKey, require_workspace
-from runtime.ingress.bodies import (
+from sluice.runtime.client.publish import Prepared, Publishable, Receipt
+from sluice.runtime.errors import InvalidSchedule, SluiceError, UnknownFunction
+from sluice.runtime.ingress.auth import ApiKey, require_workspace
+from sluice.runtime.ingress.bodies import (
     EventBody,
     Published,
     PublishedMany,
     events_of,
 )
-from runtime.ingress.problems import Problem, from_validation, invalid, not_found
-from runtime.ingress.routes import (
+from sluice.runtime.ingress.problems import Problem, from_validation, invalid, not_found
+from sluice.runtime.ingress.routes import (
     JSON,
     NDJSON,
     Keyed,
@@ -33,8 +33,8 @@ from runtime.ingress.routes import (
     media_type,
     reply,
 )
-from runtime.phones import in_workspace, regional
-from runtime.telemetry import tracing
+from sluice.runtime.phones import in_workspace, regional
+from sluice.runtime.telemetry import tracing
 
 # An istr: looked up in every request's headers without case-folding it first.
 IDEMPOTENCY_HEADER = istr("Idempotency-Key")

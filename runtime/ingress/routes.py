@@ -10,21 +10,21 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 import msgspec
 from aiohttp import hdrs, web
 
-from runtime.client.deadletters import DeadLetters
-from runtime.client.jobs import Jobs
-from runtime.client.limits import Limits
-from runtime.client.metrics import Metrics
-from runtime.client.pauses import Pauses
-from runtime.client.publish import Client
-from runtime.health import RedisHealth
-from runtime.ingress.auth import ApiKey, KeyRing
-from runtime.ingress.coalesce import Coalescer
-from runtime.ingress.problems import Problem, from_validation
-from runtime.registry import Registry
-from streams.connection import Redis
+from sluice.runtime.client.deadletters import DeadLetters
+from sluice.runtime.client.jobs import Jobs
+from sluice.runtime.client.limits import Limits
+from sluice.runtime.client.metrics import Metrics
+from sluice.runtime.client.pauses import Pauses
+from sluice.runtime.client.publish import Client
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.ingress.auth import ApiKey, KeyRing
+from sluice.runtime.ingress.coalesce import Coalescer
+from sluice.runtime.ingress.problems import Problem, from_validation
+from sluice.runtime.registry import Registry
+from sluice.streams.connection import Redis
 
 if TYPE_CHECKING:
-    from runtime.ingress.prometheus import Exposition
+    from sluice.runtime.ingress.prometheus import Exposition
 
 T = TypeVar("T")
 

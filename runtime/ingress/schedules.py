@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from runtime.client.repeats import Repeats
-from runtime.ingress.auth import ApiKey, scope
-from runtime.ingress.bodies import ScheduleBody, Schedules
-from runtime.ingress.problems import Problem, not_found
-from runtime.ingress.routes import Keyed, Route, Services, query_int, read_json, reply
-from runtime.ingress.views import Schedule, schedule_view
-from streams import repeats as stored
-from streams.keys import check_token
+from sluice.runtime.client.repeats import Repeats
+from sluice.runtime.ingress.auth import ApiKey, scope
+from sluice.runtime.ingress.bodies import ScheduleBody, Schedules
+from sluice.runtime.ingress.problems import Problem, not_found
+from sluice.runtime.ingress.routes import Keyed, Route, Services, query_int, read_json, reply
+from sluice.runtime.ingress.views import Schedule, schedule_view
+from sluice.streams import repeats as stored
+from sluice.streams.keys import check_token
 
 # Next runs a schedule is shown with: by default, and at most (?runs=).
 RUNS = 5

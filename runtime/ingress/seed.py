@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from runtime.client.publish import Event
-from runtime.errors import UnknownFunction
-from runtime.ingress.auth import ApiKey, require_workspace, scope
-from runtime.ingress.bodies import (
+from sluice.runtime.client.publish import Event
+from sluice.runtime.errors import UnknownFunction
+from sluice.runtime.ingress.auth import ApiKey, require_workspace, scope
+from sluice.runtime.ingress.bodies import (
     BullMQChannelRates,
     BullMQEmail,
     BullMQHealth,
@@ -31,12 +31,12 @@ from runtime.ingress.bodies import (
     BullMQSms,
     BullMQWorkspaceMetrics,
 )
-from runtime.ingress.dashboard import dashboard
-from runtime.ingress.health import READY_TIMEOUT_S
-from runtime.ingress.problems import invalid, not_found
-from runtime.ingress.publish import IDEMPOTENCY, IDEMPOTENCY_HEADER, submit
-from runtime.ingress.routes import Keyed, Public, Route, Services, read_json, reply
-from runtime.ingress.views import (
+from sluice.runtime.ingress.dashboard import dashboard
+from sluice.runtime.ingress.health import READY_TIMEOUT_S
+from sluice.runtime.ingress.problems import invalid, not_found
+from sluice.runtime.ingress.publish import IDEMPOTENCY, IDEMPOTENCY_HEADER, submit
+from sluice.runtime.ingress.routes import Keyed, Public, Route, Services, read_json, reply
+from sluice.runtime.ingress.views import (
     BullMQChannel,
     BullMQRateLimit,
     channel_view,
@@ -44,9 +44,9 @@ from runtime.ingress.views import (
     rate_limit_view,
     rate_summary_view,
 )
-from runtime.phones import e164, in_workspace
-from streams.keys import check_token
-from streams.ratelimit import Deferral
+from sluice.runtime.phones import e164, in_workspace
+from sluice.streams.keys import check_token
+from sluice.streams.ratelimit import Deferral
 
 TAG = "migration"
 # The service's channels, and the functions that took them over.

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from runtime.client import metrics
-from streams import consumers, jobs, ratelimit, repeats, tagged, webhooks
+from sluice.runtime.client import metrics
+from sluice.streams import consumers, jobs, ratelimit, repeats, tagged, webhooks
 
 JobState = Literal["delayed", "queued", "active", "completed", "dead", "cancelled", "expired"]
 # The states GET /v1/jobs lists.

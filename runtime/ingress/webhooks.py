@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from runtime.client.webhooks import MAX_ENDPOINTS, Webhooks
-from runtime.ingress.auth import ApiKey, scope
-from runtime.ingress.bodies import NewEndpoint, WebhookEndpoints
-from runtime.ingress.problems import Problem, not_found
-from runtime.ingress.routes import Keyed, Route, Services, read_json, reply
-from runtime.ingress.views import WebhookEndpointCreated, created_view, endpoint_view
+from sluice.runtime.client.webhooks import MAX_ENDPOINTS, Webhooks
+from sluice.runtime.ingress.auth import ApiKey, scope
+from sluice.runtime.ingress.bodies import NewEndpoint, WebhookEndpoints
+from sluice.runtime.ingress.problems import Problem, not_found
+from sluice.runtime.ingress.routes import Keyed, Route, Services, read_json, reply
+from sluice.runtime.ingress.views import WebhookEndpointCreated, created_view, endpoint_view
 
 PATH = "/v1/webhooks/endpoints"
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from runtime.errors import InvalidSchedule
+from sluice.runtime.errors import InvalidSchedule
 
 _NAMES = {
     3: {

@@ -18,19 +18,19 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from runtime.declare import Function
-from runtime.guard import Guard
-from runtime.health import RedisHealth
-from runtime.lifecycle import stop_task
-from runtime.registry import partition_keys
-from runtime.scheduler.ticks import upcoming_ticks
-from runtime.telemetry import tracing
-from streams import envelope as env
-from streams.connection import Redis, is_cluster
-from streams.delayed import promote_due
-from streams.publish import Outgoing, publish
-from streams.repeats import load_schedules
-from streams.wake import WakeListener
+from sluice.runtime.declare import Function
+from sluice.runtime.guard import Guard
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.lifecycle import stop_task
+from sluice.runtime.registry import partition_keys
+from sluice.runtime.scheduler.ticks import upcoming_ticks
+from sluice.runtime.telemetry import tracing
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.delayed import promote_due
+from sluice.streams.publish import Outgoing, publish
+from sluice.streams.repeats import load_schedules
+from sluice.streams.wake import WakeListener
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import islice
 
-from runtime.errors import InvalidSchedule
-from runtime.scheduler.cron import Cron
-from streams import envelope as env
-from streams.publish import Outgoing
-from streams.repeats import Schedule
+from sluice.runtime.errors import InvalidSchedule
+from sluice.runtime.scheduler.cron import Cron
+from sluice.streams import envelope as env
+from sluice.streams.publish import Outgoing
+from sluice.streams.repeats import Schedule
 
 
 def tag_of(schedule: Schedule) -> str:

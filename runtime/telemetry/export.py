@@ -22,8 +22,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-from runtime.telemetry import instruments, tracing
-from streams.errors import ConfigurationError
+from sluice.runtime.telemetry import instruments, tracing
+from sluice.streams.errors import ConfigurationError
 
 
 class Shutdown(Protocol):

@@ -15,8 +15,8 @@ from typing import assert_never
 
 from opentelemetry.metrics import Counter, Histogram, MeterProvider
 
-from streams import envelope as env
-from streams.settle import Completed, Dead, Deferred, Expired, Outcome, Retried
+from sluice.streams import envelope as env
+from sluice.streams.settle import Completed, Dead, Deferred, Expired, Outcome, Retried
 
 
 class _Instruments:

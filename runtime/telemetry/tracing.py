@@ -35,8 +35,8 @@ from opentelemetry.instrumentation.aiohttp_client import (
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from runtime.declare import Failure
-from streams import envelope as env
+from sluice.runtime.declare import Failure
+from sluice.streams import envelope as env
 
 Mode = Literal["parent", "link"]
 

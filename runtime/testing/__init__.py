@@ -9,7 +9,7 @@ thread, `timeout_s` enforced), and the outcome says what the worker would do:
 `Completed`, `Retried` (a `Retry(after=...)`), `Rejected` (a `Reject`) or
 `Failed` (any other exception, or the timeout: with the traceback the job would
 keep, and whether it would go to the dead letters). For end-to-end tests against
-a private redis-server, see `runtime.testing.pytest` and `running`.
+a private redis-server, see `sluice.runtime.testing.pytest` and `running`.
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ from typing import Any
 
 import msgspec
 
-from runtime.client.current import worker_context
-from runtime.client.publish import Client, encode_input
-from runtime.declare import Batch, Failure, Function, Job
-from runtime.health import RedisHealth
-from runtime.registry import Registry
-from runtime.scheduler.host import Scheduler
-from runtime.settings import Settings, from_env, use_settings
-from runtime.worker.host import WorkerHost
-from runtime.worker.invoke import invoke, timed_out
-from streams import envelope as env
-from streams.connection import RedisSettings, connect
+from sluice.runtime.client.current import worker_context
+from sluice.runtime.client.publish import Client, encode_input
+from sluice.runtime.declare import Batch, Failure, Function, Job
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.registry import Registry
+from sluice.runtime.scheduler.host import Scheduler
+from sluice.runtime.settings import Settings, from_env, use_settings
+from sluice.runtime.worker.host import WorkerHost
+from sluice.runtime.worker.invoke import invoke, timed_out
+from sluice.streams import envelope as env
+from sluice.streams.connection import RedisSettings, connect
 
 __all__ = ["Completed", "Failed", "Outcome", "Rejected", "Retried", "call", "call_batch", "running"]
 

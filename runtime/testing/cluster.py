@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from runtime.testing.redis import RedisServer
+from sluice.runtime.testing.redis import RedisServer
 
 # A node's cluster bus listens on its port + 10000, so a port must leave room for it.
 BUS_OFFSET = 10000

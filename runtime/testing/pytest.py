@@ -3,7 +3,7 @@ redis-server (started on a free port, never 6379; `redis-server` must be on PATH
 
 Enable them in the conftest.py at the root of the tests:
 
-    pytest_plugins = ["runtime.testing.pytest"]
+    pytest_plugins = ["sluice.runtime.testing.pytest"]
 
 `sluice_redis_server` is one server for the session (a `RedisServer`: `url`,
 `kill`, `pause`, `resume`, `restart`); `sluice_redis_url` is its URL, emptied
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runtime.testing.redis import RedisServer
+from sluice.runtime.testing.redis import RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -22,18 +22,18 @@ from typing import Any
 
 import msgspec
 
-from runtime.declare import Function
-from runtime.guard import Guard
-from runtime.health import RedisHealth
-from runtime.lifecycle import sleep_unless
-from runtime.registry import partition_keys
-from runtime.telemetry import tracing
-from runtime.worker.isolation import Gate
-from runtime.worker.loop import LoopConfig, PartitionLoop
-from streams import layouts
-from streams.connection import Redis, is_cluster
-from streams.delayed import promote_due
-from streams.keys import PartitionKeys
+from sluice.runtime.declare import Function
+from sluice.runtime.guard import Guard
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.lifecycle import sleep_unless
+from sluice.runtime.registry import partition_keys
+from sluice.runtime.telemetry import tracing
+from sluice.runtime.worker.isolation import Gate
+from sluice.runtime.worker.loop import LoopConfig, PartitionLoop
+from sluice.streams import layouts
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.delayed import promote_due
+from sluice.streams.keys import PartitionKeys
 
 log = logging.getLogger(__name__)
 

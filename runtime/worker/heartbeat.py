@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import NoReturn
 
-from runtime.guard import Guard
-from runtime.worker.partition import Partition
-from streams.claims import extend
-from streams.errors import GroupMissing
+from sluice.runtime.guard import Guard
+from sluice.runtime.worker.partition import Partition
+from sluice.streams.claims import extend
+from sluice.streams.errors import GroupMissing
 
 log = logging.getLogger(__name__)
 

@@ -10,16 +10,16 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from runtime.catalogue import announce
-from runtime.declare import Function
-from runtime.guard import Guard
-from runtime.health import RedisHealth
-from runtime.settings import Settings, use_settings
-from runtime.worker.drains import Drains
-from runtime.worker.isolation import Gate
-from runtime.worker.loop import LoopConfig, PartitionLoop
-from runtime.worker.stall import Claims, StallWatch
-from streams.connection import Redis
+from sluice.runtime.catalogue import announce
+from sluice.runtime.declare import Function
+from sluice.runtime.guard import Guard
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.settings import Settings, use_settings
+from sluice.runtime.worker.drains import Drains
+from sluice.runtime.worker.isolation import Gate
+from sluice.runtime.worker.loop import LoopConfig, PartitionLoop
+from sluice.runtime.worker.stall import Claims, StallWatch
+from sluice.streams.connection import Redis
 
 log = logging.getLogger(__name__)
 

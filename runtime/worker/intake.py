@@ -17,11 +17,11 @@ from typing import Any
 
 import msgspec
 
-from runtime.declare import Batch, Function, Job
-from runtime.worker.outcome import dead, expired
-from streams import envelope as env
-from streams.consume import Delivery
-from streams.settle import Dead, Outcome
+from sluice.runtime.declare import Batch, Function, Job
+from sluice.runtime.worker.outcome import dead, expired
+from sluice.streams import envelope as env
+from sluice.streams.consume import Delivery
+from sluice.streams.settle import Dead, Outcome
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from runtime.declare import Batch, Failure, Function
+from sluice.runtime.declare import Batch, Failure, Function
 
 log = logging.getLogger(__name__)
 

@@ -15,21 +15,21 @@ import logging
 
 import msgspec
 
-from runtime.declare import Batch, Failure
-from runtime.guard import Guard
-from runtime.telemetry import instruments, logs, tracing
-from runtime.worker.intake import Call
-from runtime.worker.invoke import invoke, timed_out
-from runtime.worker.isolation import Gate
-from runtime.worker.outcome import completed, failed
-from runtime.worker.partition import Partition
-from runtime.worker.recorder import Recorder
-from runtime.worker.settler import Settler
-from runtime.worker.watchdog import Lane, expire_forever
-from streams import envelope as env
-from streams.claims import extend
-from streams.errors import GroupMissing, RedisUnavailable
-from streams.suspects import mark_ended, mark_started
+from sluice.runtime.declare import Batch, Failure
+from sluice.runtime.guard import Guard
+from sluice.runtime.telemetry import instruments, logs, tracing
+from sluice.runtime.worker.intake import Call
+from sluice.runtime.worker.invoke import invoke, timed_out
+from sluice.runtime.worker.isolation import Gate
+from sluice.runtime.worker.outcome import completed, failed
+from sluice.runtime.worker.partition import Partition
+from sluice.runtime.worker.recorder import Recorder
+from sluice.runtime.worker.settler import Settler
+from sluice.runtime.worker.watchdog import Lane, expire_forever
+from sluice.streams import envelope as env
+from sluice.streams.claims import extend
+from sluice.streams.errors import GroupMissing, RedisUnavailable
+from sluice.streams.suspects import mark_ended, mark_started
 
 log = logging.getLogger(__name__)
 

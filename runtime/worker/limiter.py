@@ -20,16 +20,16 @@ from typing import Any
 
 import msgspec
 
-from runtime.declare import Function
-from runtime.worker.intake import Ready
-from runtime.worker.outcome import deferred
-from streams.connection import Redis
-from streams.consume import Read, refill
-from streams.errors import RedisUnavailable
-from streams.global_limit import take_global
-from streams.keys import PartitionKeys
-from streams.ratelimit import Ask, Grant, Rates
-from streams.settle import Outcome
+from sluice.runtime.declare import Function
+from sluice.runtime.worker.intake import Ready
+from sluice.runtime.worker.outcome import deferred
+from sluice.streams.connection import Redis
+from sluice.streams.consume import Read, refill
+from sluice.streams.errors import RedisUnavailable
+from sluice.streams.global_limit import take_global
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.ratelimit import Ask, Grant, Rates
+from sluice.streams.settle import Outcome
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ The wiring of its parts and the order they stop in. A reader
 settler (runtime.worker.settler). Beside them run a heartbeat that extends the
 claim on held entries, a reclaimer that takes over entries of lost workers, a
 watcher of the pause flag and the run-time limits, and the metrics flush; each
-periodic one through `runtime.guard.Guard`.
+periodic one through `sluice.runtime.guard.Guard`.
 """
 
 from __future__ import annotations
@@ -17,21 +17,21 @@ from typing import Any
 
 import msgspec
 
-from runtime.declare import Function
-from runtime.guard import Guard
-from runtime.health import RedisHealth
-from runtime.lifecycle import stop_task
-from runtime.worker.heartbeat import heartbeat_forever
-from runtime.worker.isolation import Gate
-from runtime.worker.lanes import Lanes
-from runtime.worker.partition import Partition
-from runtime.worker.reader import PAUSE_CHECK_S, Reader
-from runtime.worker.reclaimer import reclaim_forever
-from runtime.worker.recorder import Recorder, flush_forever, flush_once
-from runtime.worker.settler import Settler
-from streams.claims import Held, leave
-from streams.connection import Redis
-from streams.errors import GroupMissing, RedisUnavailable
+from sluice.runtime.declare import Function
+from sluice.runtime.guard import Guard
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.lifecycle import stop_task
+from sluice.runtime.worker.heartbeat import heartbeat_forever
+from sluice.runtime.worker.isolation import Gate
+from sluice.runtime.worker.lanes import Lanes
+from sluice.runtime.worker.partition import Partition
+from sluice.runtime.worker.reader import PAUSE_CHECK_S, Reader
+from sluice.runtime.worker.reclaimer import reclaim_forever
+from sluice.runtime.worker.recorder import Recorder, flush_forever, flush_once
+from sluice.runtime.worker.settler import Settler
+from sluice.streams.claims import Held, leave
+from sluice.streams.connection import Redis
+from sluice.streams.errors import GroupMissing, RedisUnavailable
 
 log = logging.getLogger(__name__)
 

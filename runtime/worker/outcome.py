@@ -7,11 +7,11 @@ from typing import Any
 
 import msgspec
 
-from runtime.backoff import retry_delay_s
-from runtime.declare import Failure, Function
-from streams import envelope as env
-from streams.keys import links
-from streams.settle import Completed, Dead, Deferred, Expired, Retried
+from sluice.runtime.backoff import retry_delay_s
+from sluice.runtime.declare import Failure, Function
+from sluice.streams import envelope as env
+from sluice.streams.keys import links
+from sluice.streams.settle import Completed, Dead, Deferred, Expired, Retried
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
-from runtime.declare import Function
-from runtime.health import RedisHealth
-from runtime.registry import partition_keys
-from streams.connection import Redis, is_cluster
-from streams.consume import ensure_group
-from streams.errors import RedisUnavailable
+from sluice.runtime.declare import Function
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.registry import partition_keys
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.consume import ensure_group
+from sluice.streams.errors import RedisUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -24,19 +24,19 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from runtime.guard import Guard
-from runtime.lifecycle import stop_task
-from runtime.worker.intake import Call, Intake, Ready, calls, take_in
-from runtime.worker.lanes import Lanes
-from runtime.worker.limiter import apply_limits, limited
-from runtime.worker.partition import Partition
-from runtime.worker.settler import Settler
-from streams import envelope as env
-from streams.consume import Delivery, Read, ensure_group, read_unless_paused, refill, taken
-from streams.errors import RedisUnavailable
-from streams.pause import is_paused
-from streams.ratelimit import overridden
-from streams.settle import Outcome
+from sluice.runtime.guard import Guard
+from sluice.runtime.lifecycle import stop_task
+from sluice.runtime.worker.intake import Call, Intake, Ready, calls, take_in
+from sluice.runtime.worker.lanes import Lanes
+from sluice.runtime.worker.limiter import apply_limits, limited
+from sluice.runtime.worker.partition import Partition
+from sluice.runtime.worker.settler import Settler
+from sluice.streams import envelope as env
+from sluice.streams.consume import Delivery, Read, ensure_group, read_unless_paused, refill, taken
+from sluice.streams.errors import RedisUnavailable
+from sluice.streams.pause import is_paused
+from sluice.streams.ratelimit import overridden
+from sluice.streams.settle import Outcome
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,13 @@ import logging
 from collections.abc import Callable
 from typing import NoReturn
 
-from runtime.guard import Guard
-from runtime.health import RedisHealth
-from streams.connection import Redis
-from streams.consume import Delivery, ensure_group
-from streams.errors import GroupMissing
-from streams.keys import PartitionKeys
-from streams.reclaim import reclaim
+from sluice.runtime.guard import Guard
+from sluice.runtime.health import RedisHealth
+from sluice.streams.connection import Redis
+from sluice.streams.consume import Delivery, ensure_group
+from sluice.streams.errors import GroupMissing
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.reclaim import reclaim
 
 log = logging.getLogger(__name__)
 

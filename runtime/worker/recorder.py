@@ -11,14 +11,14 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn, assert_never
 
-from runtime.guard import Guard
-from runtime.health import RedisHealth
-from streams import envelope as env
-from streams import metrics as store
-from streams import settle
-from streams.connection import Redis
-from streams.keys import PartitionKeys
-from streams.settle import Outcome
+from sluice.runtime.guard import Guard
+from sluice.runtime.health import RedisHealth
+from sluice.streams import envelope as env
+from sluice.streams import metrics as store
+from sluice.streams import settle
+from sluice.streams.connection import Redis
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.settle import Outcome
 
 FLUSH_INTERVAL_S = 1.0
 # Flushes kept through an outage (ten minutes' worth); older ones are dropped.
@@ -73,7 +73,7 @@ class Recorder:
                 states[(o.workspace, type(o))] += 1
 
     def take(self) -> store.Batch:
-        """Everything since the last take, as the fields `streams.metrics.flush` adds."""
+        """Everything since the last take, as the fields `sluice.streams.metrics.flush` adds."""
         now = time.time()
         counts: collections.Counter[str] = collections.Counter()
         processed: collections.Counter[str] = collections.Counter()

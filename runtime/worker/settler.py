@@ -8,13 +8,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from runtime.guard import Guard
-from runtime.telemetry import instruments
-from runtime.worker.partition import Partition
-from runtime.worker.recorder import Recorder
-from streams.errors import GroupMissing, RedisUnavailable
-from streams.settle import Outcome, Settled, settle
-from streams.suspects import forget
+from sluice.runtime.guard import Guard
+from sluice.runtime.telemetry import instruments
+from sluice.runtime.worker.partition import Partition
+from sluice.runtime.worker.recorder import Recorder
+from sluice.streams.errors import GroupMissing, RedisUnavailable
+from sluice.streams.settle import Outcome, Settled, settle
+from sluice.streams.suspects import forget
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from streams.claims import extend
-from streams.connection import RedisSettings, connect
-from streams.keys import PartitionKeys
+from sluice.streams.claims import extend
+from sluice.streams.connection import RedisSettings, connect
+from sluice.streams.keys import PartitionKeys
 
 log = logging.getLogger(__name__)
 

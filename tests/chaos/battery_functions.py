@@ -41,11 +41,11 @@ from typing import Literal
 
 import msgspec
 
-from runtime import Batch, Job, Reject, batch_function, function
-from runtime.declare import Function
-from runtime.worker import intake, lanes, reader
-from streams import envelope as env
-from streams.consume import Delivery
+from sluice.runtime import Batch, Job, Reject, batch_function, function
+from sluice.runtime.declare import Function
+from sluice.runtime.worker import intake, lanes, reader
+from sluice.streams import envelope as env
+from sluice.streams.consume import Delivery
 
 # The host's true clock, taken before BATTERY_SKEW_S moves the process's.
 _true_ns = time.time_ns

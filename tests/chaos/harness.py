@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import cast
 
-from runtime import Client, DeadLetters
-from runtime.registry import load
-from streams import envelope as env
-from streams.connection import Redis
-from streams.keys import GROUP, PartitionKeys
+from sluice.runtime import Client, DeadLetters
+from sluice.runtime.registry import load
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis
+from sluice.streams.keys import GROUP, PartitionKeys
 from tests.chaos.ledger import Fault, History, read_calls
 from tests.runtime.helpers import start_worker, total_counts, wait_until
 

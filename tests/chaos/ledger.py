@@ -21,9 +21,9 @@ from typing import Literal
 
 import msgspec
 
-from runtime import Client, Event, RedisUnavailable
-from streams.errors import RedisFull
-from streams.keys import given_id
+from sluice.runtime import Client, Event, RedisUnavailable
+from sluice.streams.errors import RedisFull
+from sluice.streams.keys import given_id
 
 Outcome = Literal["ok", "fail", "unknown"]
 

@@ -10,7 +10,7 @@ import logging
 import msgspec
 
 from functions import FUNCTIONS as DEPLOYMENT
-from runtime import Job, function
+from sluice.runtime import Job, function
 
 log = logging.getLogger(__name__)
 

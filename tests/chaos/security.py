@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import msgspec
 import redis
 
-from runtime.ingress.auth import ApiKey, new_key
+from sluice.runtime.ingress.auth import ApiKey, new_key
 from tests.redis_server import RedisServer
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import redis.exceptions
 
-from runtime import Client, Event
-from runtime.registry import load
-from streams.connection import Redis, connect
+from sluice.runtime import Client, Event
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis, connect
 from tests.chaos.conftest import Reported
 from tests.chaos.security import Tally
 from tests.conftest import settings_for

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Client
-from runtime.registry import load
-from streams.connection import Redis, RedisSettings, connect
+from sluice.runtime import Client
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis, RedisSettings, connect
 from tests.chaos.harness import (
     BATTERY,
     FUNCTIONS,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.connection import Redis, connect
+from sluice.streams.connection import Redis, connect
 from tests.chaos.harness import FUNCTIONS, Fleet, drained, history_for, progressed, publish_load
 from tests.chaos.ledger import Bar, Fault, Figures, check, read_calls, violations
 from tests.conftest import settings_for

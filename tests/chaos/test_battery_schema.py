@@ -28,8 +28,8 @@ import aiohttp
 import msgspec
 import pytest
 
-from runtime.ingress.auth import new_key
-from streams.connection import Redis
+from sluice.runtime.ingress.auth import new_key
+from sluice.streams.connection import Redis
 from tests.chaos.conftest import Reported
 from tests.chaos.security import Tally
 from tests.ingress.conftest import start_api

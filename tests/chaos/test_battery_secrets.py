@@ -30,7 +30,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from streams.connection import Redis
+from sluice.streams.connection import Redis
 from tests.chaos.conftest import Reported
 from tests.chaos.security import GuardedServer, Keys, Tally, leaks
 from tests.ingress.conftest import start_api

@@ -18,9 +18,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from runtime import Event
-from streams.connection import Redis
-from streams.keys import GROUP, PartitionKeys, given_id
+from sluice.runtime import Event
+from sluice.streams.connection import Redis
+from sluice.streams.keys import GROUP, PartitionKeys, given_id
 from tests.chaos.harness import FUNCTIONS, Fleet, dead_ids, drained, history_for
 from tests.chaos.ledger import Bar, History, check, read_calls, violations
 from tests.redis_server import RedisServer

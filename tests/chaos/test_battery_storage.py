@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime import DeadLetters
-from runtime.registry import load
-from streams.connection import Redis, connect
-from streams.keys import PartitionKeys
+from sluice.runtime import DeadLetters
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis, connect
+from sluice.streams.keys import PartitionKeys
 from tests.chaos.harness import BATTERY, FUNCTIONS, Fleet, dead_ids, drained, history_for
 from tests.chaos.ledger import Bar, Figures, check, read_calls, violations
 from tests.conftest import settings_for

@@ -29,12 +29,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from runtime.health import RedisHealth
-from runtime.ingress import services
-from runtime.ingress.app import ROUTES, RUNNER_OPTIONS, build_app
-from runtime.ingress.auth import ApiKey, KeyRing
-from runtime.ingress.routes import Route
-from streams.connection import Redis
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.ingress import services
+from sluice.runtime.ingress.app import ROUTES, RUNNER_OPTIONS, build_app
+from sluice.runtime.ingress.auth import ApiKey, KeyRing
+from sluice.runtime.ingress.routes import Route
+from sluice.streams.connection import Redis
 from tests.chaos.conftest import Reported
 from tests.chaos.security import Keys, Tally
 from tests.ingress.conftest import MAX_BODY, registry

@@ -22,9 +22,9 @@ from typing import cast
 import msgspec
 import pytest
 
-from streams.connection import Redis
-from streams.delayed import promote_due
-from streams.keys import PartitionKeys
+from sluice.streams.connection import Redis
+from sluice.streams.delayed import promote_due
+from sluice.streams.keys import PartitionKeys
 from tests.chaos.harness import (
     BATTERY,
     FUNCTIONS,

@@ -19,9 +19,9 @@ import pytest
 import redis.exceptions
 import trustme
 
-from runtime.ingress.auth import new_key
-from streams.connection import RedisSettings, connect
-from streams.errors import ConfigurationError
+from sluice.runtime.ingress.auth import new_key
+from sluice.streams.connection import RedisSettings, connect
+from sluice.streams.errors import ConfigurationError
 from tests.chaos.conftest import Reported
 from tests.chaos.security import GuardedServer, Tally
 from tests.redis_server import free_port

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.connection import Redis
-from streams.keys import given_id
+from sluice.streams.connection import Redis
+from sluice.streams.keys import given_id
 from tests.chaos.harness import (
     FUNCTIONS,
     Fleet,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from redis.asyncio.cluster import RedisCluster as RedisClusterClient
 
-from runtime import Client, RedisUnavailable
-from runtime.client.jobs import Jobs
-from runtime.registry import load
-from streams.connection import connect
+from sluice.runtime import Client, RedisUnavailable
+from sluice.runtime.client.jobs import Jobs
+from sluice.runtime.registry import load
+from sluice.streams.connection import connect
 from tests.conftest import settings_for
 from tests.redis_cluster import RedisCluster
 from tests.runtime.helpers import (

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from runtime import Client
-from runtime.registry import load
-from streams.connection import RedisSettings, connect
+from sluice.runtime import Client
+from sluice.runtime.registry import load
+from sluice.streams.connection import RedisSettings, connect
 from tests.chaos.harness import BATTERY
 from tests.chaos.ledger import Bar, Call, Fault, History, Op, check, violations
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime import Client, Event
-from runtime.registry import load
-from streams.connection import connect
+from sluice.runtime import Client, Event
+from sluice.runtime.registry import load
+from sluice.streams.connection import connect
 from tests.conftest import settings_for
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from runtime import Client, Event
-from runtime.registry import load
-from streams.connection import Redis, connect
-from streams.consume import ensure_group
-from streams.jobs import get_job
-from streams.keys import GROUP, PartitionKeys
+from sluice.runtime import Client, Event
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis, connect
+from sluice.streams.consume import ensure_group
+from sluice.streams.jobs import get_job
+from sluice.streams.keys import GROUP, PartitionKeys
 from tests.conftest import Target, settings_for
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (

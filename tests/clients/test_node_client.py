@@ -19,7 +19,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from runtime.ingress.auth import new_key
+from sluice.runtime.ingress.auth import new_key
 from tests.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -82,7 +82,7 @@ def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingress]:
     )
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "runtime", "ingress"], cwd=ROOT, env=environ, stdout=out,
+            [sys.executable, "-m", "sluice", "ingress"], cwd=ROOT, env=environ, stdout=out,
             stderr=out,
         )  # fmt: skip
     try:
@@ -129,7 +129,7 @@ def test_the_checked_in_types_are_generated_from_the_current_document(ingress: I
 
 def test_sluice_openapi_prints_what_the_ingress_serves(ingress: Ingress) -> None:
     printed = subprocess.run(
-        [sys.executable, "-m", "runtime", "openapi"], cwd=ROOT, capture_output=True, check=True,
+        [sys.executable, "-m", "sluice", "openapi"], cwd=ROOT, capture_output=True, check=True,
         env={k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")},
     ).stdout  # fmt: skip
     with urllib.request.urlopen(f"{ingress.url}/openapi.json", timeout=5) as served:

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from runtime import Function
+from sluice.runtime import Function
 from tests.runtime.helpers import hosting
 
 

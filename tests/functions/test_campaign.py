@@ -16,14 +16,14 @@ from aiohttp import web
 
 from functions import FUNCTIONS
 from functions.campaign import cancel_campaign, launch_campaign
-from runtime import Client, Function
-from runtime.client.current import worker_context
-from runtime.registry import Registry
-from runtime.settings import Settings, from_env
-from runtime.testing import Completed, Outcome, Rejected, call
-from streams.connection import Redis
-from streams.keys import PartitionKeys
-from streams.tagged import TagCounts
+from sluice.runtime import Client, Function
+from sluice.runtime.client.current import worker_context
+from sluice.runtime.registry import Registry
+from sluice.runtime.settings import Settings, from_env
+from sluice.runtime.testing import Completed, Outcome, Rejected, call
+from sluice.streams.connection import Redis
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.tagged import TagCounts
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import hosting, total_counts, wait_until
 

@@ -9,15 +9,15 @@ from typing import Any
 
 from functions import FUNCTIONS
 from functions.cleanup import cleanup
-from runtime import Client, Housekeeping, Swept
-from runtime.client.current import worker_context
-from runtime.registry import Registry
-from runtime.testing import Completed, call
-from streams import envelope as env
-from streams.connection import Redis
-from streams.consume import ensure_group, read
-from streams.keys import GROUP, PartitionKeys
-from streams.publish import Outgoing, publish
+from sluice.runtime import Client, Housekeeping, Swept
+from sluice.runtime.client.current import worker_context
+from sluice.runtime.registry import Registry
+from sluice.runtime.testing import Completed, call
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis
+from sluice.streams.consume import ensure_group, read
+from sluice.streams.keys import GROUP, PartitionKeys
+from sluice.streams.publish import Outgoing, publish
 
 REGISTRY = Registry(FUNCTIONS)
 SMS = PartitionKeys("sms.send", 0)

@@ -15,11 +15,11 @@ import standardwebhooks
 
 from functions.email import Email, send_email
 from functions.mime import html_to_text, message_id
-from runtime import Client, ConfigurationError, Event, Function, InvalidPayload, Jobs
-from runtime.registry import Registry
-from runtime.settings import from_env
-from streams.connection import Redis
-from streams.jobs import Counts
+from sluice.runtime import Client, ConfigurationError, Event, Function, InvalidPayload, Jobs
+from sluice.runtime.registry import Registry
+from sluice.runtime.settings import from_env
+from sluice.streams.connection import Redis
+from sluice.streams.jobs import Counts
 from tests.functions.providers import Answer, LoopLag, ProviderServer, assert_rate_held
 from tests.functions.smtp_server import (
     DROP,

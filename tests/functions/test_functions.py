@@ -8,13 +8,13 @@ import logging
 import pytest
 
 from functions import FUNCTIONS
-from runtime import Client
-from runtime.client.current import worker_context
-from runtime.health import RedisHealth
-from runtime.registry import Registry
-from runtime.settings import from_env
-from runtime.worker.host import WorkerHost
-from streams.connection import Redis, RedisSettings, connect
+from sluice.runtime import Client
+from sluice.runtime.client.current import worker_context
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.registry import Registry
+from sluice.runtime.settings import from_env
+from sluice.runtime.worker.host import WorkerHost
+from sluice.streams.connection import Redis, RedisSettings, connect
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import total_counts, wait_until
 

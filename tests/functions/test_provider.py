@@ -14,7 +14,7 @@ from functions.provider import (
     reason,
     retry_after,
 )
-from runtime import Reject, Retry
+from sluice.runtime import Reject, Retry
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:

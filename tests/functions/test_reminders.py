@@ -15,13 +15,13 @@ from functions import FUNCTIONS
 from functions.booking import Booking, cancel_booking, remind_booking
 from functions.booking import plan as plan_booking
 from functions.payment import Payment, payment_paid, remind_payment
-from runtime import Client, Function, InvalidPayload
-from runtime.registry import Registry
-from streams import envelope as env
-from streams import record
-from streams.connection import Redis
-from streams.jobs import JobRecord
-from streams.keys import PartitionKeys
+from sluice.runtime import Client, Function, InvalidPayload
+from sluice.runtime.registry import Registry
+from sluice.streams import envelope as env
+from sluice.streams import record
+from sluice.streams.connection import Redis
+from sluice.streams.jobs import JobRecord
+from sluice.streams.keys import PartitionKeys
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import hosting, total_counts, wait_until
 

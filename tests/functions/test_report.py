@@ -11,12 +11,12 @@ from typing import Any
 
 from functions import FUNCTIONS
 from functions.report import generate_report
-from runtime import Client, Metrics, Usage, period
-from runtime.client.current import worker_context
-from runtime.registry import Registry
-from runtime.settings import from_env
-from runtime.testing import Completed, Outcome, Rejected, call
-from streams.connection import Redis
+from sluice.runtime import Client, Metrics, Usage, period
+from sluice.runtime.client.current import worker_context
+from sluice.runtime.registry import Registry
+from sluice.runtime.settings import from_env
+from sluice.runtime.testing import Completed, Outcome, Rejected, call
+from sluice.streams.connection import Redis
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import hosting, wait_until
 

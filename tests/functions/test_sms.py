@@ -18,7 +18,7 @@ from aiohttp import web
 
 from functions import FUNCTIONS
 from functions.sms import Sms, send_sms
-from runtime import (
+from sluice.runtime import (
     Client,
     ConfigurationError,
     DeadLetters,
@@ -27,10 +27,10 @@ from runtime import (
     Jobs,
     current_settings,
 )
-from runtime.registry import Registry
-from runtime.settings import from_env
-from runtime.testing import Rejected, call
-from streams.connection import Redis
+from sluice.runtime.registry import Registry
+from sluice.runtime.settings import from_env
+from sluice.runtime.testing import Rejected, call
+from sluice.streams.connection import Redis
 from tests.functions.providers import (
     Answer,
     LoopLag,

@@ -8,8 +8,8 @@ import pytest
 from aiohttp import web
 
 from functions.ssrf import Pinned, Refused, Target, Unresolved, check
-from runtime import ConfigurationError, WebhookSettings
-from runtime.settings import from_env
+from sluice.runtime import ConfigurationError, WebhookSettings
+from sluice.runtime.settings import from_env
 
 NONE = WebhookSettings()
 

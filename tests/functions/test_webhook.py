@@ -12,9 +12,9 @@ import pytest
 import standardwebhooks
 
 from functions.webhook import WebhookEvent, deliver_webhook
-from runtime import Client, DeadLetters, Function, Jobs, Webhooks
-from runtime.registry import Registry
-from streams.connection import Redis
+from sluice.runtime import Client, DeadLetters, Function, Jobs, Webhooks
+from sluice.runtime.registry import Registry
+from sluice.streams.connection import Redis
 from tests.functions.providers import Answer, ProviderServer, worker_for
 from tests.functions.test_sms import closed_port
 from tests.redis_server import RedisServer

@@ -13,11 +13,11 @@ import pytest
 import standardwebhooks
 
 from functions.whatsapp import WhatsApp, send_whatsapp
-from runtime import Client, ConfigurationError, Event, Function, InvalidPayload, Jobs
-from runtime.registry import Registry
-from runtime.settings import from_env
-from runtime.testing import Completed, Failed, Rejected, Retried, call
-from streams.connection import Redis
+from sluice.runtime import Client, ConfigurationError, Event, Function, InvalidPayload, Jobs
+from sluice.runtime.registry import Registry
+from sluice.runtime.settings import from_env
+from sluice.runtime.testing import Completed, Failed, Rejected, Retried, call
+from sluice.streams.connection import Redis
 from tests.functions.providers import (
     Answer,
     LoopLag,

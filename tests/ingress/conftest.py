@@ -12,12 +12,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from functions.email import send_email
 from functions.sms import send_sms
-from runtime.health import RedisHealth
-from runtime.ingress import services
-from runtime.ingress.app import RUNNER_OPTIONS, build_app
-from runtime.ingress.auth import KeyRing, new_key
-from runtime.registry import Registry, load
-from streams.connection import Redis
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.ingress import services
+from sluice.runtime.ingress.app import RUNNER_OPTIONS, build_app
+from sluice.runtime.ingress.auth import KeyRing, new_key
+from sluice.runtime.registry import Registry, load
+from sluice.streams.connection import Redis
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE
 

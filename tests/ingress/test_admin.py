@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runtime import Client, DeadLetters, Event, Jobs
-from runtime.registry import load
-from streams.connection import Redis
-from streams.jobs import counts
-from streams.keys import PartitionKeys
+from sluice.runtime import Client, DeadLetters, Event, Jobs
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis
+from sluice.streams.jobs import counts
+from sluice.streams.keys import PartitionKeys
 from tests.ingress.conftest import Api
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (

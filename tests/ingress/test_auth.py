@@ -10,11 +10,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from runtime.ingress import load_keys
-from runtime.ingress.app import ROUTES
-from runtime.ingress.auth import KeyRing, new_key
-from runtime.ingress.problems import Problem
-from runtime.settings import Settings
+from sluice.runtime.ingress import load_keys
+from sluice.runtime.ingress.app import ROUTES
+from sluice.runtime.ingress.auth import KeyRing, new_key
+from sluice.runtime.ingress.problems import Problem
+from sluice.runtime.settings import Settings
 from tests.ingress.conftest import Api
 
 # Values for the path parameters of every route, all naming acme's things.

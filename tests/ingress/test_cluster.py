@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.connection import Redis
+from sluice.streams.connection import Redis
 from tests.ingress.conftest import Api, start_api
 from tests.redis_cluster import RedisCluster
 from tests.runtime.helpers import read_ledger, wait_until, worker_in_process

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from runtime import Client, Event
-from runtime.client.publish import CHUNK
-from runtime.ingress.coalesce import Coalescer
-from streams.connection import Redis
+from sluice.runtime import Client, Event
+from sluice.runtime.client.publish import CHUNK
+from sluice.runtime.ingress.coalesce import Coalescer
+from sluice.streams.connection import Redis
 from tests.ingress.conftest import registry
 
 

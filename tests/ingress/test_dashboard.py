@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from runtime import DeadLetters, Jobs
-from streams.connection import Redis, RedisSettings, connect
+from sluice.runtime import DeadLetters, Jobs
+from sluice.streams.connection import Redis, RedisSettings, connect
 from tests.ingress.conftest import Api, registry, start_api
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import read_ledger, wait_until, worker_in_process

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from streams.connection import RedisSettings, connect
+from sluice.streams.connection import RedisSettings, connect
 from tests.ingress.conftest import start_api
 from tests.redis_server import RedisServer
 

@@ -3,7 +3,7 @@ answered 503 with Retry-After, saying so, reads go on; once memory returns, 202.
 
 from __future__ import annotations
 
-from streams.connection import connect
+from sluice.streams.connection import connect
 from tests.conftest import settings_for
 from tests.ingress.conftest import start_api
 from tests.redis_server import RedisServer

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from runtime.ingress.jobs import STATES
-from runtime.registry import Registry
-from streams import envelope as env
-from streams.connection import Redis, RedisSettings, connect
-from streams.publish import Outgoing, publish
+from sluice.runtime.ingress.jobs import STATES
+from sluice.runtime.registry import Registry
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis, RedisSettings, connect
+from sluice.streams.publish import Outgoing, publish
 from tests.ingress.conftest import Api, registry, start_api
 from tests.redis_server import RedisServer
 

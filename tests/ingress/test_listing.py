@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runtime import Client, Jobs
-from runtime.registry import load
-from streams.connection import Redis
+from sluice.runtime import Client, Jobs
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis
 from tests.ingress.conftest import Api
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, total_counts, wait_until, worker_in_process

@@ -13,9 +13,9 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from runtime.settings import from_env
-from runtime.telemetry import logs
-from streams.connection import Redis
+from sluice.runtime.settings import from_env
+from sluice.runtime.telemetry import logs
+from sluice.streams.connection import Redis
 from tests.ingress.conftest import start_api
 from tests.redis_server import RedisServer
 

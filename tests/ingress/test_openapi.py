@@ -15,12 +15,12 @@ from swagger_ui_bundle import swagger_ui_path
 
 from functions.email import send_email
 from functions.sms import send_sms
-from runtime import Job, function
-from runtime.ingress.app import ROUTES
-from runtime.ingress.openapi import document
-from runtime.registry import Registry
-from streams.connection import Redis, RedisSettings, connect
-from streams.keys import given_id
+from sluice.runtime import Job, function
+from sluice.runtime.ingress.app import ROUTES
+from sluice.runtime.ingress.openapi import document
+from sluice.runtime.registry import Registry
+from sluice.streams.connection import Redis, RedisSettings, connect
+from sluice.streams.keys import given_id
 from tests.ingress.conftest import Api, start_api
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import read_ledger, wait_until, worker_in_process

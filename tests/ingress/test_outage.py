@@ -9,8 +9,8 @@ import time
 import pytest
 import redis.asyncio
 
-from runtime import Jobs
-from streams.connection import RedisSettings, connect
+from sluice.runtime import Jobs
+from sluice.streams.connection import RedisSettings, connect
 from tests.ingress.conftest import registry, start_api
 from tests.redis_server import RedisServer
 

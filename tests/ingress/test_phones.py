@@ -12,10 +12,10 @@ import pytest
 
 from functions.sms import Sms
 from functions.whatsapp import WhatsApp
-from runtime import ConfigurationError, Jobs, Settings, SmsSettings, e164
-from runtime.phones import in_workspace
-from runtime.settings import from_env, use_settings
-from streams.connection import Redis
+from sluice.runtime import ConfigurationError, Jobs, Settings, SmsSettings, e164
+from sluice.runtime.phones import in_workspace
+from sluice.runtime.settings import from_env, use_settings
+from sluice.streams.connection import Redis
 from tests.ingress.conftest import registry, start_api
 from tests.redis_server import RedisServer
 

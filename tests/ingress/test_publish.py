@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runtime import DeadLetters, Jobs
-from streams.connection import Redis
+from sluice.runtime import DeadLetters, Jobs
+from sluice.streams.connection import Redis
 from tests.ingress.conftest import MAX_BODY, Api, registry
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import read_ledger, wait_until, worker_in_process

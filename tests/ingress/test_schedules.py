@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from runtime import Jobs
-from runtime.registry import load
-from streams.connection import Redis
+from sluice.runtime import Jobs
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis
 from tests.ingress.conftest import Api
 from tests.runtime.helpers import SAMPLE
 

@@ -8,12 +8,12 @@ import re
 import time
 from typing import Any
 
-from runtime import Jobs, Limits
-from runtime.ingress.app import ROUTES
-from streams import metrics as store
-from streams.connection import Redis, RedisSettings, connect
-from streams.consume import refill
-from streams.ratelimit import Ask, Rates
+from sluice.runtime import Jobs, Limits
+from sluice.runtime.ingress.app import ROUTES
+from sluice.streams import metrics as store
+from sluice.streams.connection import Redis, RedisSettings, connect
+from sluice.streams.consume import refill
+from sluice.streams.ratelimit import Ask, Rates
 from tests.ingress.conftest import Api, registry, start_api
 from tests.redis_server import RedisServer
 

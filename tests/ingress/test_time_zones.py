@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime import Jobs
-from streams.connection import Redis
+from sluice.runtime import Jobs
+from sluice.streams.connection import Redis
 from tests.ingress.conftest import Api, registry
 from tests.ingress.test_input import problem_of
 

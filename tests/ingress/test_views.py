@@ -11,10 +11,10 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from runtime.client import metrics
-from runtime.ingress import views
-from runtime.ingress.app import ROUTES
-from streams import consumers, jobs, ratelimit, repeats, tagged, webhooks
+from sluice.runtime.client import metrics
+from sluice.runtime.ingress import views
+from sluice.runtime.ingress.app import ROUTES
+from sluice.streams import consumers, jobs, ratelimit, repeats, tagged, webhooks
 
 
 def _structs(kind: mi.Type, seen: set[type]) -> Iterator[type]:
@@ -49,7 +49,7 @@ def test_no_route_answers_or_takes_a_type_of_the_layers_below() -> None:
     seen: set[type] = set()
     structs = [s for kind in _route_types() for s in _structs(mi.type_info(kind), seen)]
     foreign = [f"{s.__module__}.{s.__qualname__}" for s in structs
-               if not s.__module__.startswith("runtime.ingress.")]  # fmt: skip
+               if not s.__module__.startswith("sluice.runtime.ingress.")]  # fmt: skip
     assert foreign == []
     assert views.JobRecord in structs  # the walk reaches the views
 

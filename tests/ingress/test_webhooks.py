@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import base64
 
-from runtime import Webhooks
-from runtime.client.webhooks import MAX_ENDPOINTS
-from streams.connection import Redis
+from sluice.runtime import Webhooks
+from sluice.runtime.client.webhooks import MAX_ENDPOINTS
+from sluice.streams.connection import Redis
 from tests.ingress.conftest import Api
 
 PATH = "/v1/webhooks/endpoints"

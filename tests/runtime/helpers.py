@@ -12,14 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from pathlib import Path
 from typing import Any
 
-from runtime.declare import Function
-from runtime.health import RedisHealth
-from runtime.registry import Registry, load
-from runtime.settings import from_env
-from runtime.testing import running
-from streams.connection import Redis, RedisSettings, is_cluster
-from streams.jobs import Counts, counts
-from streams.keys import PartitionKeys
+from sluice.runtime.declare import Function
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.registry import Registry, load
+from sluice.runtime.settings import from_env
+from sluice.runtime.testing import running
+from sluice.streams.connection import Redis, RedisSettings, is_cluster
+from sluice.streams.jobs import Counts, counts
+from sluice.streams.keys import PartitionKeys
 
 SAMPLE = "tests.sample_functions:FUNCTIONS"
 
@@ -50,7 +50,7 @@ def start_worker(
         "SLUICE_REDIS_CONNECT_TIMEOUT_S": "0.5",
         **(environ or {}),
     }
-    args = [sys.executable, "-m", "runtime", role, *options]
+    args = [sys.executable, "-m", "sluice", role, *options]
     if functions:
         args += ["--functions", functions]
     if log is None:

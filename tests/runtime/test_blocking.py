@@ -6,11 +6,11 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from runtime import Client
-from runtime.registry import load
-from streams.connection import Redis
-from streams.jobs import get_job
-from streams.keys import PartitionKeys
+from sluice.runtime import Client
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis
+from sluice.streams.jobs import get_job
+from sluice.streams.keys import PartitionKeys
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,

@@ -6,14 +6,14 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from runtime import Client, Job, PayloadTooLarge, UnknownFunction, function
-from runtime import catalogue as runtime_catalogue
-from runtime.registry import Registry
-from runtime.testing import running
-from streams import catalogue
-from streams.connection import Redis
-from streams.jobs import get_job
-from streams.keys import PartitionKeys, partition_of
+from sluice.runtime import Client, Job, PayloadTooLarge, UnknownFunction, function
+from sluice.runtime import catalogue as runtime_catalogue
+from sluice.runtime.registry import Registry
+from sluice.runtime.testing import running
+from sluice.streams import catalogue
+from sluice.streams.connection import Redis
+from sluice.streams.jobs import get_job
+from sluice.streams.keys import PartitionKeys, partition_of
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import wait_until
 

@@ -15,12 +15,12 @@ import aiohttp
 import pytest
 import redis.asyncio
 
-from runtime import Client
-from runtime.cli import main
-from runtime.registry import load
-from runtime.settings import PLATFORM_PORT, REDIS_PARTS, VARIABLES
-from streams.connection import Redis, RedisSettings, connect
-from streams.tagged import TagCounts
+from sluice.runtime import Client
+from sluice.runtime.cli import main
+from sluice.runtime.registry import load
+from sluice.runtime.settings import PLATFORM_PORT, REDIS_PARTS, VARIABLES
+from sluice.streams.connection import Redis, RedisSettings, connect
+from sluice.streams.tagged import TagCounts
 from tests.redis_server import RedisServer, free_port
 from tests.runtime.helpers import SAMPLE, start_worker, wait_completed, wait_until
 
@@ -32,7 +32,7 @@ def start_dev(url: str, log: Path, port: int) -> subprocess.Popen[bytes]:
     )
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "runtime", "dev"], env=environ, stdout=out, stderr=out
+            [sys.executable, "-m", "sluice", "dev"], env=environ, stdout=out, stderr=out
         )
 
 
@@ -154,7 +154,7 @@ async def test_a_worker_configured_by_redis_host_port_user_password_db_runs_a_jo
 
 def test_redis_host_in_conflict_with_redis_url_is_a_one_line_start_up_error() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "runtime", "scheduler"],
+        [sys.executable, "-m", "sluice", "scheduler"],
         env={"REDIS_URL": "redis://a:6379/0", "REDIS_HOST": "b", "PATH": "/usr/bin"},
         capture_output=True,
         text=True,
@@ -168,7 +168,7 @@ def test_redis_host_in_conflict_with_redis_url_is_a_one_line_start_up_error() ->
 
 def test_sluice_tells_its_version() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "runtime", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "sluice", "--version"], capture_output=True, text=True, check=True
     )
     assert re.fullmatch(r"sluice \d+\.\d+\.\d+\n", done.stdout)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Client, Event
-from runtime.client.jobs import Jobs
-from runtime.registry import load
-from streams.connection import Redis
+from sluice.runtime import Client, Event
+from sluice.runtime.client.jobs import Jobs
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis
 from tests.redis_cluster import RedisCluster
 from tests.runtime.helpers import SAMPLE, hosting, read_ledger, start_worker, wait_until
 

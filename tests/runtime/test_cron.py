@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime import InvalidSchedule
-from runtime.scheduler.cron import Cron
+from sluice.runtime import InvalidSchedule
+from sluice.runtime.scheduler.cron import Cron
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from runtime import Client, Job, NotInWorker, current_client, current_settings, function
-from runtime.registry import Registry, load
-from streams.connection import Redis
+from sluice.runtime import Client, Job, NotInWorker, current_client, current_settings, function
+from sluice.runtime.registry import Registry, load
+from sluice.streams.connection import Redis
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, hosting, wait_completed
 

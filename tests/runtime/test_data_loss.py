@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from runtime import Client, Event, Job, function
-from runtime.registry import Registry
-from streams.connection import Redis
+from sluice.runtime import Client, Event, Job, function
+from sluice.runtime.registry import Registry
+from sluice.streams.connection import Redis
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import hosting, total_counts, wait_completed, wait_until
 from tests.sample_functions import Task

@@ -9,11 +9,11 @@ import asyncio
 
 import pytest
 
-from runtime import Client, Jobs, RedisUnavailable
-from runtime.registry import load
-from streams.connection import RedisSettings, connect
-from streams.consume import ensure_group, read, read_unless_paused
-from streams.keys import PartitionKeys
+from sluice.runtime import Client, Jobs, RedisUnavailable
+from sluice.runtime.registry import load
+from sluice.streams.connection import RedisSettings, connect
+from sluice.streams.consume import ensure_group, read, read_unless_paused
+from sluice.streams.keys import PartitionKeys
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE
 

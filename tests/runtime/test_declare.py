@@ -11,10 +11,10 @@ from typing import get_type_hints
 import msgspec
 import pytest
 
-from runtime import ConfigurationError, Job, function
-from runtime.declare import FunctionOptions, Options
-from runtime.errors import InvalidName
-from runtime.registry import Registry, load
+from sluice.runtime import ConfigurationError, Job, function
+from sluice.runtime.declare import FunctionOptions, Options
+from sluice.runtime.errors import InvalidName
+from sluice.runtime.registry import Registry, load
 from tests.sample_functions import FUNCTIONS, Task
 
 
@@ -84,7 +84,7 @@ def test_mypy_rejects_a_handler_whose_input_does_not_match(tmp_path: Path) -> No
         textwrap.dedent(
             """
             import msgspec
-            from runtime import Job, function
+            from sluice.runtime import Job, function
 
             class A(msgspec.Struct):
                 x: int

@@ -5,9 +5,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from runtime import Client, Event
-from runtime.registry import load
-from streams.connection import Redis
+from sluice.runtime import Client, Event
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Client, Event, RedisFull
-from runtime.registry import load
-from streams.connection import Redis, connect
-from streams.consume import ensure_group
-from streams.keys import PartitionKeys
+from sluice.runtime import Client, Event, RedisFull
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis, connect
+from sluice.streams.consume import ensure_group
+from sluice.streams.keys import PartitionKeys
 from tests.conftest import settings_for
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runtime import gc_tuning
+from sluice.runtime import gc_tuning
 
 
 class Node:

@@ -17,10 +17,10 @@ import msgspec
 import pytest
 import redis.asyncio
 
-from runtime.health import RedisHealth
-from runtime.probe import check, serve_probe
-from runtime.registry import load
-from streams.connection import connect
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.probe import check, serve_probe
+from sluice.runtime.registry import load
+from sluice.streams.connection import connect
 from tests.conftest import settings_for
 from tests.redis_server import RedisServer, free_port
 from tests.runtime.helpers import SAMPLE, hosting, start_worker, wait_until
@@ -69,7 +69,7 @@ async def test_a_process_redis_refuses_ends_with_one_line_saying_why(
 async def test_an_outage_is_logged_again_each_period_with_its_length(
     server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="runtime.health")
+    caplog.set_level(logging.WARNING, logger="sluice.runtime.health")
     health = RedisHealth(server.url, report_every_s=0.2)
     functions = load(SAMPLE).select(["tasks"])
     async with hosting(server.url, functions, health=health):
@@ -115,7 +115,7 @@ async def sluice_check(port: int) -> int:
     """`sluice check`'s exit code, run beside this loop (which serves the probe)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runtime", "check",
+        sys.executable, "-m", "sluice", "check",
         env={**environ, "SLUICE_HEALTH_PORT": str(port)},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import asyncio
 
-from runtime import Client, Event, Job, function
-from runtime.health import RedisHealth
-from runtime.lifecycle import stop_task
-from runtime.registry import Registry
-from runtime.worker.intake import calls, take_in
-from runtime.worker.isolation import Gate
-from runtime.worker.lanes import Lanes
-from runtime.worker.partition import Partition
-from runtime.worker.recorder import Recorder
-from runtime.worker.settler import Settler
-from streams import envelope as env
-from streams.connection import Redis
-from streams.consume import Delivery, ensure_group, read
-from streams.keys import PartitionKeys
-from streams.reclaim import reclaim
-from streams.settle import Dead
-from streams.suspects import mark_started
+from sluice.runtime import Client, Event, Job, function
+from sluice.runtime.health import RedisHealth
+from sluice.runtime.lifecycle import stop_task
+from sluice.runtime.registry import Registry
+from sluice.runtime.worker.intake import calls, take_in
+from sluice.runtime.worker.isolation import Gate
+from sluice.runtime.worker.lanes import Lanes
+from sluice.runtime.worker.partition import Partition
+from sluice.runtime.worker.recorder import Recorder
+from sluice.runtime.worker.settler import Settler
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis
+from sluice.streams.consume import Delivery, ensure_group, read
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.reclaim import reclaim
+from sluice.streams.settle import Dead
+from sluice.streams.suspects import mark_started
 from tests.redis_server import RedisServer
 from tests.sample_functions import Task
 

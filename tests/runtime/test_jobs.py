@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime import Client, JobNotFound, Jobs, Retry, WrongJobState
-from runtime.client.timing import HORIZON
-from runtime.errors import InvalidCursor, InvalidSchedule, SluiceError
-from runtime.registry import load
-from streams import envelope as env
-from streams.connection import Redis, RedisSettings, connect
-from streams.listing import Listable
-from streams.publish import Outgoing, publish
+from sluice.runtime import Client, JobNotFound, Jobs, Retry, WrongJobState
+from sluice.runtime.client.timing import HORIZON
+from sluice.runtime.errors import InvalidCursor, InvalidSchedule, SluiceError
+from sluice.runtime.registry import load
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis, RedisSettings, connect
+from sluice.streams.listing import Listable
+from sluice.streams.publish import Outgoing, publish
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, read_ledger, total_counts, wait_until, worker_in_process
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Client, Event, Job, Limits, Metrics, function
-from runtime.registry import load
-from streams.connection import Redis
-from streams.consume import refill
-from streams.errors import ConfigurationError
-from streams.global_limit import take_global
-from streams.keys import global_limit
-from streams.ratelimit import GLOBAL, Ask, Rates, overridden, set_limit
+from sluice.runtime import Client, Event, Job, Limits, Metrics, function
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis
+from sluice.streams.consume import refill
+from sluice.streams.errors import ConfigurationError
+from sluice.streams.global_limit import take_global
+from sluice.streams.keys import global_limit
+from sluice.streams.ratelimit import GLOBAL, Ask, Rates, overridden, set_limit
 from tests.conftest import Target
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (

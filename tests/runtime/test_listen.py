@@ -26,7 +26,7 @@ def test_a_busy_port_is_a_one_line_start_up_error(role: str, shared_server: Redi
             SLUICE_DEMO="false",
         )
         result = subprocess.run(
-            [sys.executable, "-m", "runtime", role],
+            [sys.executable, "-m", "sluice", role],
             env=environ,
             capture_output=True,
             text=True,

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime import Client, Jobs
-from runtime.errors import InvalidCursor
-from runtime.registry import load
-from streams.connection import Redis, RedisSettings, connect
-from streams.listing import Listable
+from sluice.runtime import Client, Jobs
+from sluice.runtime.errors import InvalidCursor
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis, RedisSettings, connect
+from sluice.streams.listing import Listable
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE
 

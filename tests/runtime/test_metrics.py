@@ -6,11 +6,11 @@ import signal
 import time
 from pathlib import Path
 
-from runtime import Client, Event, Metrics
-from runtime.client.metrics import Minute
-from runtime.registry import load
-from streams import metrics as store
-from streams.connection import Redis
+from sluice.runtime import Client, Event, Metrics
+from sluice.runtime.client.metrics import Minute
+from sluice.runtime.registry import load
+from sluice.streams import metrics as store
+from sluice.streams.connection import Redis
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, start_worker, wait_until
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from runtime import (
+from sluice.runtime import (
     Client,
     DeadLetters,
     Event,
@@ -22,12 +22,12 @@ from runtime import (
     UnknownFunction,
     function,
 )
-from runtime.errors import InvalidPriority
-from runtime.registry import Registry, load
-from streams.connection import Redis
-from streams.deadletter import dead_letters
-from streams.jobs import get_job
-from streams.keys import PartitionKeys
+from sluice.runtime.errors import InvalidPriority
+from sluice.runtime.registry import Registry, load
+from sluice.streams.connection import Redis
+from sluice.streams.deadletter import dead_letters
+from sluice.streams.jobs import get_job
+from sluice.streams.keys import PartitionKeys
 from tests.conftest import Target
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (

@@ -14,13 +14,13 @@ import collections
 import msgspec
 import pytest
 
-from runtime import Client, Event, Job, function
-from runtime.client.jobs import Jobs
-from runtime.declare import Function
-from runtime.registry import Registry
-from streams import catalogue, layouts
-from streams.connection import Redis, is_cluster
-from streams.keys import GROUP, partition_of
+from sluice.runtime import Client, Event, Job, function
+from sluice.runtime.client.jobs import Jobs
+from sluice.runtime.declare import Function
+from sluice.runtime.registry import Registry
+from sluice.streams import catalogue, layouts
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.keys import GROUP, partition_of
 from tests.conftest import Target
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import hosting, wait_until

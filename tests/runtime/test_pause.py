@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Client, Event, Job, function
-from runtime.client.pauses import Pauses
-from runtime.registry import Registry, load
-from streams.connection import Redis
-from streams.keys import PartitionKeys
-from streams.pause import set_paused
+from sluice.runtime import Client, Event, Job, function
+from sluice.runtime.client.pauses import Pauses
+from sluice.runtime.registry import Registry, load
+from sluice.streams.connection import Redis
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.pause import set_paused
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,

@@ -16,10 +16,10 @@ from typing import Any
 
 import aiohttp
 
-from runtime import Client, Event
-from runtime.registry import load
-from runtime.supervisor import Supervisor
-from streams.connection import Redis, connect
+from sluice.runtime import Client, Event
+from sluice.runtime.registry import load
+from sluice.runtime.supervisor import Supervisor
+from sluice.streams.connection import Redis, connect
 from tests.conftest import settings_for
 from tests.redis_server import RedisServer, free_port
 from tests.runtime.helpers import (

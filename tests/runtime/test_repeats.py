@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from runtime import InvalidSchedule, Jobs
-from runtime.client.repeats import Repeats
-from runtime.registry import load
-from streams.connection import Redis
+from sluice.runtime import InvalidSchedule, Jobs
+from sluice.runtime.client.repeats import Repeats
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, read_ledger, start_worker, wait_until, worker_in_process
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Client, DeadLetters, Event
-from runtime.registry import load
-from streams.connection import Redis
-from streams.jobs import get_job
-from streams.keys import PartitionKeys
+from sluice.runtime import Client, DeadLetters, Event
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis
+from sluice.streams.jobs import get_job
+from sluice.streams.keys import PartitionKeys
 from tests.conftest import Target
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, read_ledger, total_counts, wait_until, worker_in_process

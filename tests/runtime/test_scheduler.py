@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime import Client, Event
-from runtime.registry import load
-from streams.connection import Redis
+from sluice.runtime import Client, Event
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from runtime import InvalidSchedule, Jobs, LocalTime, Repeats
-from runtime.registry import load
-from runtime.scheduler.ticks import next_runs, upcoming_ticks
-from streams import envelope as env
-from streams.connection import Redis
-from streams.repeats import Schedule
+from sluice.runtime import InvalidSchedule, Jobs, LocalTime, Repeats
+from sluice.runtime.registry import load
+from sluice.runtime.scheduler.ticks import next_runs, upcoming_ticks
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis
+from sluice.streams.repeats import Schedule
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, wait_until, worker_in_process
 

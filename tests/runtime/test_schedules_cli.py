@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 
-from runtime import Repeats
-from runtime.registry import load
-from streams.connection import Redis
+from sluice.runtime import Repeats
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE
 
@@ -16,7 +16,7 @@ from tests.runtime.helpers import SAMPLE
 def sluice(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     environ.update(REDIS_URL=url, SLUICE_FUNCTIONS=SAMPLE)
-    return subprocess.run([sys.executable, "-m", "runtime", "schedules", *args], env=environ,
+    return subprocess.run([sys.executable, "-m", "sluice", "schedules", *args], env=environ,
                           capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
 
 

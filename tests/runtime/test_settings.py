@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.errors import ConfigurationError
-from runtime.settings import Settings, from_env
-from streams.connection import RedisSettings
+from sluice.runtime.errors import ConfigurationError
+from sluice.runtime.settings import Settings, from_env
+from sluice.streams.connection import RedisSettings
 
 
 def test_defaults() -> None:
@@ -45,7 +45,7 @@ def test_bad_values_raise_one_line_naming_the_variable(
 
 def test_the_cli_exits_with_the_error_not_a_traceback() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "runtime", "worker"],
+        [sys.executable, "-m", "sluice", "worker"],
         env={"SLUICE_GRACE_S": "soon", "PATH": "/usr/bin"},
         capture_output=True,
         text=True,

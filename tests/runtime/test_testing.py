@@ -1,4 +1,4 @@
-"""runtime.testing: a declared function called with data, its outcome, no Redis;
+"""sluice.runtime.testing: a declared function called with data, its outcome, no Redis;
 the pytest fixture's private redis-server with a worker in the test's loop."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from runtime import Client, InvalidPayload, Job, current_settings, function
-from runtime.registry import Registry, load
-from runtime.settings import from_env
-from runtime.testing import Completed, Failed, Rejected, Retried, call, call_batch, running
-from runtime.testing.redis import PRODUCTION
-from streams.connection import RedisSettings, connect
-from streams.jobs import get_job
-from streams.keys import PartitionKeys
+from sluice.runtime import Client, InvalidPayload, Job, current_settings, function
+from sluice.runtime.registry import Registry, load
+from sluice.runtime.settings import from_env
+from sluice.runtime.testing import Completed, Failed, Rejected, Retried, call, call_batch, running
+from sluice.runtime.testing.redis import PRODUCTION
+from sluice.streams.connection import RedisSettings, connect
+from sluice.streams.jobs import get_job
+from sluice.streams.keys import PartitionKeys
 from tests.runtime.helpers import SAMPLE, total_counts, wait_until
 
 FUNCTIONS = load(SAMPLE)

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from runtime import Client, InvalidSchedule, Jobs, LocalTime
-from runtime.client.timing import When
-from runtime.registry import load
-from streams.connection import Redis
+from sluice.runtime import Client, InvalidSchedule, Jobs, LocalTime
+from sluice.runtime.client.timing import When
+from sluice.runtime.registry import load
+from sluice.streams.connection import Redis
 from tests.runtime.helpers import SAMPLE
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -14,15 +14,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from runtime import Client, DeadLetters
-from runtime.declare import Failure
-from runtime.registry import load
-from runtime.telemetry import logs, tracing
-from streams import envelope as env
-from streams import record as record_format
-from streams.connection import Redis
-from streams.jobs import JobRecord, get_job
-from streams.keys import PartitionKeys
+from sluice.runtime import Client, DeadLetters
+from sluice.runtime.declare import Failure
+from sluice.runtime.registry import load
+from sluice.runtime.telemetry import logs, tracing
+from sluice.streams import envelope as env
+from sluice.streams import record as record_format
+from sluice.streams.connection import Redis
+from sluice.streams.jobs import JobRecord, get_job
+from sluice.streams.keys import PartitionKeys
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, total_counts, wait_until, worker_in_process
 
@@ -59,7 +59,7 @@ async def test_a_traceback_is_kept_through_retry_and_dead_letter(
     never_failed = await client.publish(
         "retry-tasks", workspace="ws", data={"n": 2}, delay_ms=600_000
     )
-    caplog.set_level(logging.WARNING, logger="runtime.worker.invoke")
+    caplog.set_level(logging.WARNING, logger="sluice.runtime.worker.invoke")
     async with worker_in_process(shared_server.url, "retry-tasks", scheduler=True):
         seen: list[JobRecord] = []
 

@@ -19,11 +19,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from runtime import Client, Event, Jobs
-from runtime.registry import load
-from runtime.telemetry import export, instruments, logs, tracing
-from streams.connection import Redis
-from streams.errors import ConfigurationError
+from sluice.runtime import Client, Event, Jobs
+from sluice.runtime.registry import load
+from sluice.runtime.telemetry import export, instruments, logs, tracing
+from sluice.streams.connection import Redis
+from sluice.streams.errors import ConfigurationError
 from tests.ingress.conftest import start_api
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (

@@ -3,19 +3,19 @@
 
 from __future__ import annotations
 
-from streams import envelope as env
-from streams.cancel import cancel_job
-from streams.claims import Held, leave
-from streams.connection import Redis
-from streams.consume import Delivery, ensure_group, read, refill, taken
-from streams.deadletter import dead_letters, replay
-from streams.delayed import promote_due
-from streams.jobs import counts, get_job
-from streams.keys import PartitionKeys
-from streams.listing import list_jobs
-from streams.publish import Outgoing, publish
-from streams.ratelimit import Ask, Rates
-from streams.settle import Completed, Dead, settle
+from sluice.streams import envelope as env
+from sluice.streams.cancel import cancel_job
+from sluice.streams.claims import Held, leave
+from sluice.streams.connection import Redis
+from sluice.streams.consume import Delivery, ensure_group, read, refill, taken
+from sluice.streams.deadletter import dead_letters, replay
+from sluice.streams.delayed import promote_due
+from sluice.streams.jobs import counts, get_job
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.listing import list_jobs
+from sluice.streams.publish import Outgoing, publish
+from sluice.streams.ratelimit import Ask, Rates
+from sluice.streams.settle import Completed, Dead, settle
 
 KEYS = PartitionKeys("fair", 0)
 SHARE = 10

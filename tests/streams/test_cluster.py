@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 from redis.asyncio.cluster import RedisCluster as RedisClusterClient
 from redis.crc import key_slot
 
-from runtime.settings import from_env
-from streams import webhooks
-from streams.connection import Redis, RedisSettings, connect
-from streams.consume import ensure_group
-from streams.errors import ConfigurationError, RedisUnavailable, wrap_unavailable
-from streams.jobs import counts
-from streams.keys import PartitionKeys
+from sluice.runtime.settings import from_env
+from sluice.streams import webhooks
+from sluice.streams.connection import Redis, RedisSettings, connect
+from sluice.streams.consume import ensure_group
+from sluice.streams.errors import ConfigurationError, RedisUnavailable, wrap_unavailable
+from sluice.streams.jobs import counts
+from sluice.streams.keys import PartitionKeys
 from tests.conftest import settings_for
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import free_port

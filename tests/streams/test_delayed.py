@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from streams import envelope as env
-from streams.cancel import cancel_job, reschedule
-from streams.connection import Redis
-from streams.consume import ensure_group, read, refill, taken
-from streams.delayed import promote_due
-from streams.jobs import counts, get_job
-from streams.keys import PartitionKeys
-from streams.publish import Outgoing, publish
-from streams.settle import Completed, Retried, settle
+from sluice.streams import envelope as env
+from sluice.streams.cancel import cancel_job, reschedule
+from sluice.streams.connection import Redis
+from sluice.streams.consume import ensure_group, read, refill, taken
+from sluice.streams.delayed import promote_due
+from sluice.streams.jobs import counts, get_job
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.publish import Outgoing, publish
+from sluice.streams.settle import Completed, Retried, settle
 
 KEYS = PartitionKeys("fn", 0)
 HOUR_MS = 3_600_000

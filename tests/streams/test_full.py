@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from streams import envelope as env
-from streams.connection import Redis, connect
-from streams.consume import ensure_group, read, refill, taken
-from streams.delayed import promote_due
-from streams.errors import RedisFull, RedisUnavailable
-from streams.jobs import counts, get_job
-from streams.keys import PartitionKeys
-from streams.publish import Outgoing, publish
-from streams.settle import Completed, Outcome, Retried, settle
+from sluice.streams import envelope as env
+from sluice.streams.connection import Redis, connect
+from sluice.streams.consume import ensure_group, read, refill, taken
+from sluice.streams.delayed import promote_due
+from sluice.streams.errors import RedisFull, RedisUnavailable
+from sluice.streams.jobs import counts, get_job
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.publish import Outgoing, publish
+from sluice.streams.settle import Completed, Outcome, Retried, settle
 from tests.conftest import settings_for
 from tests.redis_server import RedisServer
 

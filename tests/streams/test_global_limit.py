@@ -4,11 +4,11 @@ own limits; on a single server and on a cluster whose partitions live on other n
 
 from __future__ import annotations
 
-from streams.connection import Redis, is_cluster
-from streams.consume import refill
-from streams.global_limit import set_global_limit, take_global
-from streams.keys import PartitionKeys, global_limit
-from streams.ratelimit import (
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.consume import refill
+from sluice.streams.global_limit import set_global_limit, take_global
+from sluice.streams.keys import PartitionKeys, global_limit
+from sluice.streams.ratelimit import (
     RESERVE_AHEAD_MS,
     Ask,
     Grant,

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams import envelope as env
-from streams.errors import InvalidName
-from streams.keys import (
+from sluice.streams import envelope as env
+from sluice.streams.errors import InvalidName
+from sluice.streams.keys import (
     PartitionKeys,
     check_function_name,
     check_token,

@@ -17,15 +17,15 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from streams import envelope as env
-from streams.cancel import cancel_job, reschedule
-from streams.connection import RedisSettings, connect
-from streams.consume import ensure_group, read, refill, taken
-from streams.delayed import promote_due
-from streams.jobs import counts
-from streams.keys import PartitionKeys
-from streams.publish import Outgoing, publish
-from streams.settle import Completed, settle
+from sluice.streams import envelope as env
+from sluice.streams.cancel import cancel_job, reschedule
+from sluice.streams.connection import RedisSettings, connect
+from sluice.streams.consume import ensure_group, read, refill, taken
+from sluice.streams.delayed import promote_due
+from sluice.streams.jobs import counts
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.publish import Outgoing, publish
+from sluice.streams.settle import Completed, settle
 from tests.redis_server import RedisServer
 
 KEYS = PartitionKeys("model", 0)

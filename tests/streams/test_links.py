@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams import envelope as env
-from streams.cancel import cancel, cancel_job
-from streams.connection import Redis
-from streams.consume import ensure_group, read
-from streams.jobs import get_job
-from streams.keys import PartitionKeys, links
-from streams.publish import Outgoing, publish
-from streams.settle import Completed, settle
-from streams.tagged import TagCounts, tag_counts
+from sluice.streams import envelope as env
+from sluice.streams.cancel import cancel, cancel_job
+from sluice.streams.connection import Redis
+from sluice.streams.consume import ensure_group, read
+from sluice.streams.jobs import get_job
+from sluice.streams.keys import PartitionKeys, links
+from sluice.streams.publish import Outgoing, publish
+from sluice.streams.settle import Completed, settle
+from sluice.streams.tagged import TagCounts, tag_counts
 
 KEYS = PartitionKeys("fn", 0)
 HOUR_MS = 3_600_000

@@ -3,10 +3,10 @@ real redis-server."""
 
 from __future__ import annotations
 
-from streams.connection import Redis
-from streams.consume import refill
-from streams.keys import PartitionKeys
-from streams.ratelimit import (
+from sluice.streams.connection import Redis
+from sluice.streams.consume import refill
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.ratelimit import (
     GLOBAL,
     HISTORY,
     RESERVE_AHEAD_MS,

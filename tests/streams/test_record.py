@@ -11,16 +11,16 @@ from typing import Any, get_args
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams import envelope as env
-from streams import record as rec
-from streams.cancel import cancel_job
-from streams.connection import Redis, RedisSettings, connect
-from streams.consume import ensure_group, read
-from streams.delayed import promote_due
-from streams.jobs import get_job
-from streams.keys import PartitionKeys
-from streams.lua import LIB, Script
-from streams.settle import Completed, settle
+from sluice.streams import envelope as env
+from sluice.streams import record as rec
+from sluice.streams.cancel import cancel_job
+from sluice.streams.connection import Redis, RedisSettings, connect
+from sluice.streams.consume import ensure_group, read
+from sluice.streams.delayed import promote_due
+from sluice.streams.jobs import get_job
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.lua import LIB, Script
+from sluice.streams.settle import Completed, settle
 from tests.redis_server import RedisServer
 
 KEYS = PartitionKeys("fn", 0)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.keys import PartitionKeys
-from streams.lua import LIB
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.lua import LIB
 
 STREAMS = Path(__file__).resolve().parents[2] / "streams"
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams import envelope as env
-from streams.claims import Extension, Held, extend, leave
-from streams.connection import Redis
-from streams.consume import ensure_group, read
-from streams.deadletter import dead_letters, replay
-from streams.jobs import counts, get_job
-from streams.keys import GROUP, PartitionKeys
-from streams.publish import Outgoing, publish
-from streams.reclaim import reclaim
-from streams.settle import Completed, Dead, settle
-from streams.suspects import forget, mark_started
+from sluice.streams import envelope as env
+from sluice.streams.claims import Extension, Held, extend, leave
+from sluice.streams.connection import Redis
+from sluice.streams.consume import ensure_group, read
+from sluice.streams.deadletter import dead_letters, replay
+from sluice.streams.jobs import counts, get_job
+from sluice.streams.keys import GROUP, PartitionKeys
+from sluice.streams.publish import Outgoing, publish
+from sluice.streams.reclaim import reclaim
+from sluice.streams.settle import Completed, Dead, settle
+from sluice.streams.suspects import forget, mark_started
 
 KEYS = PartitionKeys("fn", 0)
 

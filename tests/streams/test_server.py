@@ -8,10 +8,10 @@ import logging
 import pytest
 from redis import Redis as SyncRedis
 
-from runtime.health import report_server
-from streams.connection import Redis, connect
-from streams.errors import RedisUnavailable
-from streams.server import ping_primaries, server_config, server_configs
+from sluice.runtime.health import report_server
+from sluice.streams.connection import Redis, connect
+from sluice.streams.errors import RedisUnavailable
+from sluice.streams.server import ping_primaries, server_config, server_configs
 from tests.conftest import settings_for
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer
@@ -43,7 +43,7 @@ async def test_eviction_and_no_aof_are_named_as_risks(redis: Redis) -> None:
 
 
 async def test_the_report_warns_loudly(redis: Redis, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="runtime.health")
+    caplog.set_level(logging.INFO, logger="sluice.runtime.health")
     await report_server(redis, "test-url", asyncio.Event())
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("redis 7") and "appendonly=no" in m for m in messages)
@@ -76,7 +76,7 @@ async def test_every_primary_of_a_cluster_is_checked(
     risky.config_set("maxmemory-policy", "allkeys-lru")
     try:
         configs = await server_configs(cluster_redis)
-        caplog.set_level(logging.INFO, logger="runtime.health")
+        caplog.set_level(logging.INFO, logger="sluice.runtime.health")
         await report_server(cluster_redis, "test-url", asyncio.Event())
     finally:
         risky.config_set("maxmemory-policy", "noeviction")

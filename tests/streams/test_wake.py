@@ -8,11 +8,11 @@ import asyncio
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterPubSub
 
-from runtime import Client
-from runtime.registry import load, partition_keys
-from streams.connection import Redis, is_cluster
-from streams.keys import PartitionKeys
-from streams.wake import WakeListener
+from sluice.runtime import Client
+from sluice.runtime.registry import load, partition_keys
+from sluice.streams.connection import Redis, is_cluster
+from sluice.streams.keys import PartitionKeys
+from sluice.streams.wake import WakeListener
 from tests.runtime.helpers import SAMPLE
 
 

@@ -1046,7 +1046,7 @@ export interface components {
             /** @description What is booked: `Haircut with Sam` */
             name: string;
             /** @description When it starts, in its zone: RFC 9557 (`2026-12-24T10:00[Europe/Berlin]`) or `{"local": "2026-12-24T10:00", "zone": "Europe/Berlin"}`; RFC 3339 with an offset is taken too. Reminders show it there */
-            start: string | components["schemas"]["runtime.client.timing.LocalTime"];
+            start: string | components["schemas"]["sluice.runtime.client.timing.LocalTime"];
             contact: components["schemas"]["Contact"];
             /**
              * @description sms, email and/or whatsapp
@@ -1084,7 +1084,7 @@ export interface components {
          * LocalTime
          * @description A wall-clock time in an IANA zone: `LocalTime("2026-12-24T09:00", "Europe/Berlin")`.
          */
-        "runtime.client.timing.LocalTime": {
+        "sluice.runtime.client.timing.LocalTime": {
             local: string;
             zone: string;
         };
@@ -1168,7 +1168,7 @@ export interface components {
             /** @description As shown: `EUR 120.00` */
             amount: string;
             /** @description When it is due, in its zone: RFC 9557 (`2026-12-24T09:00[Europe/Berlin]`) or `{"local", "zone"}`; RFC 3339 with an offset is taken too */
-            due: string | components["schemas"]["runtime.client.timing.LocalTime"];
+            due: string | components["schemas"]["sluice.runtime.client.timing.LocalTime"];
             contact: components["schemas"]["Contact"];
             /**
              * @description sms, email and/or whatsapp
@@ -1422,7 +1422,7 @@ export interface components {
             /** @default null */
             delay_ms?: number | null;
             /** @default null */
-            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            run_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
         };
         /**
          * LocalTime
@@ -1430,7 +1430,7 @@ export interface components {
          *     forward) is moved forward by the gap; one that occurs twice (fall back) is the
          *     earlier instant.
          */
-        "runtime.ingress.bodies.LocalTime": {
+        "sluice.runtime.ingress.bodies.LocalTime": {
             local: string;
             zone: string;
         };
@@ -1648,9 +1648,9 @@ export interface components {
             /** @default null */
             every_ms?: number | null;
             /** @default null */
-            start?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            start?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
-            end?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            end?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
             limit?: number | null;
         };
@@ -1879,9 +1879,9 @@ export interface components {
             /** @default null */
             delay_ms?: number | null;
             /** @default null */
-            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            run_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
-            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            expires_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
             key?: string | null;
             /** @default [] */
@@ -1915,9 +1915,9 @@ export interface components {
             /** @default null */
             delay_ms?: number | null;
             /** @default null */
-            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            run_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
-            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            expires_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
             key?: string | null;
             /** @default [] */
@@ -1940,9 +1940,9 @@ export interface components {
             /** @default null */
             delay_ms?: number | null;
             /** @default null */
-            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            run_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
-            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            expires_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
             key?: string | null;
             /** @default [] */
@@ -1965,9 +1965,9 @@ export interface components {
             /** @default null */
             delay_ms?: number | null;
             /** @default null */
-            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            run_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
-            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            expires_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
             key?: string | null;
             /** @default [] */
@@ -1990,9 +1990,9 @@ export interface components {
             /** @default null */
             delay_ms?: number | null;
             /** @default null */
-            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            run_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
-            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            expires_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
             key?: string | null;
             /** @default [] */
@@ -2015,9 +2015,9 @@ export interface components {
             /** @default null */
             delay_ms?: number | null;
             /** @default null */
-            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            run_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
-            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            expires_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
             key?: string | null;
             /** @default [] */
@@ -2040,9 +2040,9 @@ export interface components {
             /** @default null */
             delay_ms?: number | null;
             /** @default null */
-            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            run_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
-            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            expires_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
             key?: string | null;
             /** @default [] */
@@ -2065,9 +2065,9 @@ export interface components {
             /** @default null */
             delay_ms?: number | null;
             /** @default null */
-            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            run_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
-            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            expires_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
             key?: string | null;
             /** @default [] */
@@ -2090,9 +2090,9 @@ export interface components {
             /** @default null */
             delay_ms?: number | null;
             /** @default null */
-            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            run_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
-            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            expires_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
             key?: string | null;
             /** @default [] */
@@ -2115,9 +2115,9 @@ export interface components {
             /** @default null */
             delay_ms?: number | null;
             /** @default null */
-            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            run_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
-            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            expires_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
             key?: string | null;
             /** @default [] */
@@ -2140,9 +2140,9 @@ export interface components {
             /** @default null */
             delay_ms?: number | null;
             /** @default null */
-            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            run_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
-            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            expires_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
             key?: string | null;
             /** @default [] */
@@ -2165,9 +2165,9 @@ export interface components {
             /** @default null */
             delay_ms?: number | null;
             /** @default null */
-            run_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            run_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
-            expires_at?: (string | components["schemas"]["runtime.ingress.bodies.LocalTime"]) | null;
+            expires_at?: (string | components["schemas"]["sluice.runtime.ingress.bodies.LocalTime"]) | null;
             /** @default null */
             key?: string | null;
             /** @default [] */

@@ -1,5 +1,0 @@
-"""`python -m runtime` is `sluice`."""
-
-from runtime.cli import main
-
-main()

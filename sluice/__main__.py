@@ -1,0 +1,5 @@
+"""`python -m sluice` is `sluice`."""
+
+from sluice.runtime.cli import main
+
+main()
