@@ -125,7 +125,7 @@ def role_of(module: str) -> str | None:
 
 
 def runtime_imports(path: Path, package: Path) -> list[str]:
-    """The runtime modules `path` imports; `from runtime import x` names module x when
+    """The runtime modules `path` imports; `from sluice.runtime import x` names module x when
     there is one, else the public API."""
     found: list[str] = []
     for node in ast.walk(ast.parse(path.read_text())):
