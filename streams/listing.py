@@ -1,8 +1,9 @@
 """Listing a partition's jobs by state, a page at a time, with a cursor.
 
-Each state is read from where such jobs live: delayed ones from the delayed
-set by due time, waiting and active ones from the stream (waiting ones then
-from the workspaces' backlogs, cursor "b<offset>"), finished ones from
+Each state is read from where such jobs live: delayed ones (and "retrying",
+the delayed ones with failed attempts) from the delayed set by due time,
+waiting and active ones from the stream (waiting ones then from the workspaces'
+backlogs, cursor "b<offset>"), finished ones from
 the retention index (newest first), dead ones from the dead-letter stream. The
 cursor is a position in that source; a job that moves meanwhile may be missed
 or shown twice, which suits a status page. A cursor comes back from a client,
@@ -24,7 +25,10 @@ from sluice.streams.errors import InvalidCursor, wrap_unavailable
 from sluice.streams.jobs import JobRecord, get_job
 from sluice.streams.keys import PartitionKeys
 
-Listable = Literal["delayed", "waiting", "active", "completed", "cancelled", "expired", "dead"]
+# "retrying": delayed jobs with failed attempts, waiting for their next one.
+Listable = Literal[
+    "delayed", "retrying", "waiting", "active", "completed", "cancelled", "expired", "dead"
+]
 
 # An offset into a sorted set (bounded: ZRANGE takes a 64-bit integer), and a
 # stream entry id "<ms>-<seq>", each part a 64-bit unsigned integer.
@@ -45,8 +49,12 @@ async def list_jobs(
     """Up to `limit` jobs in `state` from `cursor` on ("" for the start)."""
     ids, following = await _ids(client, keys, state, cursor, limit)
     records = await asyncio.gather(*(get_job(client, keys, job_id) for job_id in ids))
-    wanted = "queued" if state == "waiting" else state
-    jobs = [r for r in records if r is not None and r.state == wanted]
+    if state == "retrying":
+        # Read from the delayed set like "delayed": a page may hold fewer than `limit`.
+        jobs = [r for r in records if r is not None and r.state == "delayed" and r.attempts]
+    else:
+        wanted = "queued" if state == "waiting" else state
+        jobs = [r for r in records if r is not None and r.state == wanted]
     return Page(jobs, following)
 
 
@@ -54,9 +62,9 @@ async def _ids(
     client: Redis, keys: PartitionKeys, state: Listable, cursor: str, limit: int
 ) -> tuple[list[str], str]:
     with wrap_unavailable():
-        if state in ("delayed", "completed", "cancelled", "expired"):
+        if state in ("delayed", "retrying", "completed", "cancelled", "expired"):
             start = offset(cursor, state)
-            key = keys.delayed if state == "delayed" else keys.done
+            key = keys.delayed if state in ("delayed", "retrying") else keys.done
             found: Any = await client.zrange(key, start, start + limit - 1, desc=key == keys.done)
             ids = [i.decode() for i in found]
             return ids, str(start + limit) if len(ids) == limit else ""

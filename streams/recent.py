@@ -45,7 +45,7 @@ def _source(keys: PartitionKeys, state: Listable) -> tuple[str, Kind]:
         return keys.stream, "stream"
     if state == "dead":
         return keys.dead, "stream"
-    return (keys.delayed if state == "delayed" else keys.done), "set"
+    return (keys.delayed if state in ("delayed", "retrying") else keys.done), "set"
 
 
 async def newest(

@@ -114,12 +114,16 @@ async def _backlogs(
 def _kept(
     records: Sequence[JobRecord | None], state: Listable, workspace: str | None
 ) -> list[JobRecord]:
-    """The records still in `state` (a job may have moved since its mark was read)."""
-    wanted = "queued" if state == "waiting" else state
+    """The records still in `state` (a job may have moved since its mark was read);
+    "retrying" is a delayed job with failed attempts."""
+    wanted = {"waiting": "queued", "retrying": "delayed"}.get(state, state)
     return [
         r
         for r in records
-        if r is not None and r.state == wanted and (workspace is None or r.workspace == workspace)
+        if r is not None
+        and r.state == wanted
+        and (state != "retrying" or r.attempts > 0)
+        and (workspace is None or r.workspace == workspace)
     ]
 
 

@@ -20,8 +20,10 @@ from sluice.runtime.client import metrics
 from sluice.streams import consumers, jobs, ratelimit, repeats, tagged, webhooks
 
 JobState = Literal["delayed", "queued", "active", "completed", "dead", "cancelled", "expired"]
-# The states GET /v1/jobs lists.
-ListedState = Literal["delayed", "waiting", "active", "completed", "cancelled", "expired", "dead"]
+# The states GET /v1/jobs lists; "retrying": delayed with failed attempts.
+ListedState = Literal[
+    "delayed", "retrying", "waiting", "active", "completed", "cancelled", "expired", "dead"
+]
 
 
 class FailedAttempt(msgspec.Struct, frozen=True):

@@ -164,6 +164,17 @@ async def test_the_job_detail_shows_input_errors_and_local_times_and_fits_400_px
     assert (await api.post("/v1/events/tasks", later)).status == 202
     record = await Jobs(redis, registry()).get("tasks", "later-1", workspace="acme")
     assert record is not None
+    # A job whose first attempt failed, its next an hour away.
+    again = {"workspace": "acme", "id": "again-1", "data": {"n": 3, "mode": "retry",
+             "retry_after_ms": 3_600_000, "fail_times": 1}}  # fmt: skip
+    async with worker_in_process(shared_server.url, "retry-tasks"):
+        assert (await api.post("/v1/events/retry-tasks", again)).status == 202
+
+        async def failed_once() -> bool:
+            job = await Jobs(redis, registry()).get("retry-tasks", "again-1", workspace="acme")
+            return job is not None and job.attempts == 1
+
+        await wait_until(failed_once, what="its first attempt failed")
     page, problems = await open_board(
         browser, api, timezone_id="Asia/Kolkata", locale="en-GB",
         viewport={"width": 400, "height": 800},
@@ -181,9 +192,14 @@ async def test_the_job_detail_shows_input_errors_and_local_times_and_fits_400_px
     await page.locator("#jobs button", has_text="bad-1").click()
     await expect(job.locator("#job-errors li")).to_have_count(1)
     await expect(job.locator("#job-errors li")).to_contain_text("task 1 refused")
+    # Jobs with failed attempts waiting for their next, under their own tab.
+    await expect(page.locator("#tab-retrying")).to_have_text("failed attempts")
+    await open_function(page, "retry-tasks", "retrying")
+    await expect(page.locator("#jobs tbody tr", has_text="again-1")).to_contain_text("retry")
+    await open_function(page, "tasks", "dead")
     # Keyboard: arrows move between the state tabs, Enter opens one; a refresh
     # leaves the focus where it was.
-    await page.focus("#tab-completed")
+    await page.focus("#tab-retrying")
     await page.keyboard.press("ArrowLeft")
     await expect(page.locator("#tab-delayed")).to_be_focused()
     await page.keyboard.press("Enter")

@@ -397,3 +397,28 @@ async def test_a_finished_jobs_status_says_when_its_last_attempt_started_and_how
         assert record.queued_ms <= record.started_ms < record.finished_ms
         # The handler's own time, not the wait for the settle's round trip.
         assert ran_ms <= record.ran_ms <= record.finished_ms - record.started_ms
+
+
+async def test_jobs_with_failed_attempts_waiting_for_their_next_are_listed_as_retrying(
+    redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    registry = load(SAMPLE)
+    client, jobs = Client(redis, registry), Jobs(redis, registry)
+    # Fails its first attempt and asks for its next an hour later.
+    failing = await client.publish(
+        "retry-tasks",
+        workspace="acme",
+        data={"n": 1, "mode": "retry", "retry_after_ms": 3_600_000, "fail_times": 1},
+    )
+    later = await client.publish("retry-tasks", workspace="acme", data={"n": 2}, delay_ms=HOUR)
+    async with worker_in_process(shared_server.url, "retry-tasks"):
+
+        async def retried() -> bool:
+            record = await jobs.get("retry-tasks", failing.id)
+            return record is not None and record.attempts == 1
+
+        await wait_until(retried, what="the first attempt failed")
+    retrying = await jobs.page("retry-tasks", "retrying")
+    assert [(j.id, j.state, j.attempts) for j in retrying.jobs] == [(failing.id, "delayed", 1)]
+    delayed = await jobs.page("retry-tasks", "delayed")
+    assert {j.id for j in delayed.jobs} == {failing.id, later.id}

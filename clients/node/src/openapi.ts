@@ -2512,7 +2512,7 @@ export interface operations {
                 /** @description only this function's (default: every function's, newest first) */
                 function?: string;
                 /** @description the state (required) */
-                state?: "active" | "cancelled" | "completed" | "dead" | "delayed" | "expired" | "waiting";
+                state?: "active" | "cancelled" | "completed" | "dead" | "delayed" | "expired" | "retrying" | "waiting";
                 /** @description only this workspace's (required for a key of several) */
                 workspace?: string;
                 /** @description from the previous page */
