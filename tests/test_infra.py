@@ -254,7 +254,7 @@ def serving(port: int) -> Iterator[None]:
         except (urllib.error.URLError, ConnectionError):
             if time.monotonic() > deadline:
                 raise AssertionError(f"nothing answered on port {port}") from None
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling a process just spawned: no event to await
     yield
 
 

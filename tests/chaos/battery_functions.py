@@ -131,6 +131,7 @@ async def _run_batch(batch: Batch[Work]) -> None:
         raise Reject(f"work {poison[0].data.n} refused")
     tail_ms = max(job.data.tail_ms for job in batch.jobs)
     if not tail_ms:
+        # The batch's simulated work, as long as its longest job asked for.
         await asyncio.sleep(max(job.data.sleep_ms for job in batch.jobs) / 1000)
     for job in batch.jobs:
         if job.data.mode == "raise":

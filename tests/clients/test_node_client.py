@@ -54,7 +54,7 @@ def _wait_listening(url: str, process: subprocess.Popen[bytes], log: Path) -> No
             with urllib.request.urlopen(f"{url}/readyz", timeout=1):
                 return
         except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling a process just spawned: no event to await
     pytest.fail(f"the ingress did not answer:\n{log.read_text()}")
 
 

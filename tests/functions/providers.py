@@ -136,6 +136,7 @@ class LoopLag:
         loop = asyncio.get_running_loop()
         while True:
             before = loop.time()
+            # The tick is the measure: how much later than asked the loop woke.
             await asyncio.sleep(self.TICK_S)
             self.max_s = max(self.max_s, loop.time() - before)
 
