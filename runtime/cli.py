@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 import tempfile
 import textwrap
@@ -56,6 +57,10 @@ log = logging.getLogger("sluice")
 
 
 def main(argv: list[str] | None = None) -> None:
+    # The `sluice` script's first line run (python -m sluice sets it before its
+    # imports): stopped while it starts, a process holds nothing yet and exits 0,
+    # until the running roles take SIGTERM over (runtime.lifecycle).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     parser = argparse.ArgumentParser(prog="sluice", description="Handlers on Redis Streams.")
     parser.add_argument("--version", action="version", version=f"sluice {version('sluice')}")
     parser.add_argument(

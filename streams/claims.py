@@ -53,7 +53,7 @@ async def leave(client: Redis, keys: PartitionKeys, consumer: str, held: Sequenc
     args = [GROUP, consumer]
     for h in held:
         args += (h.entry_id, h.job_id)
-    reply = await _LEAVE(client, [keys.stream, keys.jobs, keys.share], args)
+    reply = await _LEAVE(client, [keys.stream, keys.jobs, keys.share, keys.started], args)
     assert isinstance(reply, list)
     handed, deleted = reply
     return Left(int(handed), bool(deleted))

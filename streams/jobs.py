@@ -42,7 +42,9 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     queued_ms: int = 0
     finished_ms: int = 0
     # A completed or dead job that ran: when its last attempt started (Redis time,
-    # ms: the settle's time less the handler's) and how long it ran.
+    # ms: the settle's time less the handler's) and how long it ran. An active
+    # job: when its handler started, once it ran past its worker's next metrics
+    # flush (about a second: streams.started); 0 before, and while only held.
     started_ms: int = 0
     ran_ms: int = 0
     # While delayed: when it falls due (Redis time, ms).
@@ -119,11 +121,13 @@ async def find_job(
     ("": any)."""
     if not ids:
         return None
-    reply = await _STATUS(client, [keys.jobs, keys.stream, keys.dead], [GROUP, workspace, *ids])
+    reply = await _STATUS(
+        client, [keys.jobs, keys.stream, keys.dead, keys.started], [GROUP, workspace, *ids]
+    )
     if not reply:
         return None
     assert isinstance(reply, list)
-    stored, data, consumer, deliveries, entry = reply
+    stored, data, consumer, deliveries, entry, running_since = reply
     record = rec.parse(data)
     keyfield, *members = record.links.split(" ")
     result = data = None
@@ -155,7 +159,7 @@ async def find_job(
         queued_ms=0 if delayed else record.at,
         due_ms=record.at if delayed else 0,
         finished_ms=record.finished,
-        started_ms=0 if record.ran is None else record.finished - record.ran,
+        started_ms=int(running_since) if record.ran is None else record.finished - record.ran,
         ran_ms=record.ran or 0,
         attempts=record.attempts,
         error=error,

@@ -174,6 +174,7 @@ class PartitionKeys:
         "rate",
         "repeats",
         "share",
+        "started",
         "stats",
         "stream",
         "suspects",
@@ -227,6 +228,10 @@ class PartitionKeys:
         # HASH entry id -> handler starts of a job taken over from a lost worker
         # (streams.suspects): a crash is charged to the jobs that were running.
         self.suspects = f"{self.tag}:suspects"
+        # HASH entry id -> when its handler started (Redis time, ms), for jobs
+        # running past a worker's metrics flush (streams.started): an active
+        # job's status says since when.
+        self.started = f"{self.tag}:started"
 
     def __repr__(self) -> str:
         return f"PartitionKeys({self.function!r}, {self.partition})"

@@ -1,6 +1,7 @@
 -- A consumer leaves the group: hand its unfinished entries back, then delete it.
 -- uses: record admit
--- KEYS[1] stream, KEYS[2] jobs, KEYS[3] share (admit.lua)
+-- KEYS[1] stream, KEYS[2] jobs, KEYS[3] share (admit.lua), KEYS[4] started
+-- (streams/started.py)
 -- ARGV[1] group, ARGV[2] consumer, then pairs: entry id, job id
 -- Returns {handed back, consumer deleted (1/0)}.
 -- Each owned entry is re-added at the stream's tail with the same envelope (no
@@ -30,6 +31,7 @@ for i = 3, #ARGV, 2 do
     end
     redis.call('XACK', stream, group, eid)
     redis.call('XDEL', stream, eid)
+    redis.call('HDEL', KEYS[4], eid)
   end
 end
 Admit.finish()

@@ -1,5 +1,6 @@
 -- Take over entries another consumer left pending longer than the visibility timeout.
--- KEYS[1] stream, KEYS[2] stats, KEYS[3] suspects (streams/suspects.py)
+-- KEYS[1] stream, KEYS[2] stats, KEYS[3] suspects (streams/suspects.py), KEYS[4] started
+-- (streams/started.py)
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] cursor, ARGV[5] count,
 -- ARGV[6] idle ms after which a consumer holding nothing is deleted
 -- Returns {next cursor, {{entry id, envelope, deliveries, starts}, ...}, lost, consumers deleted}
@@ -24,6 +25,12 @@ end
 local lost = #r[3]
 if lost > 0 then
   redis.call('HINCRBY', KEYS[2], 'lost', lost)
+end
+-- A start written by the lost worker is not the new owner's: it writes its own
+-- once its handler runs a while.
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  for _, entry in ipairs(r[2]) do redis.call('HDEL', KEYS[4], entry[1]) end
+  for _, eid in ipairs(r[3]) do redis.call('HDEL', KEYS[4], eid) end
 end
 -- Every worker process joins under a new name; without this, each deploy would
 -- leave its consumers in the group for good. A consumer is deleted only here,

@@ -41,7 +41,7 @@ async def reclaim(
     """
     reply = await _RECLAIM(
         client,
-        [keys.stream, keys.stats, keys.suspects],
+        [keys.stream, keys.stats, keys.suspects, keys.started],
         [GROUP, consumer, min_idle_ms, cursor, count, stale_ms],
     )
     assert isinstance(reply, list)

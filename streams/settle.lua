@@ -2,7 +2,8 @@
 -- uses: record links
 -- KEYS[1] stream, KEYS[2] stats, KEYS[3] dead (the dead-letter stream), KEYS[4] jobs,
 -- KEYS[5] done (the retention index: ZSET id -> finished ms), KEYS[6] delayed,
--- KEYS[7] keyed, KEYS[8] tagged, KEYS[9] wake (the channel, sharded)
+-- KEYS[7] keyed, KEYS[8] tagged, KEYS[9] wake (the channel, sharded), KEYS[10] started
+-- (streams/started.py)
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] retention ms, ARGV[4] pending scan limit,
 -- ARGV[5] and ARGV[6] the lowest and highest entry id of the batch,
 -- ARGV[7] how many completed jobs follow, ARGV[8] how many others,
@@ -123,6 +124,9 @@ if #settled > 0 then
     redis.call('XACK', stream, group, unpack(settled, i, math.min(i + 499, #settled)))
   end
   chunked('XDEL', stream, settled, 500)
+  -- Start times are written only for jobs still running a second after they
+  -- started: most settles find none.
+  if redis.call('EXISTS', KEYS[10]) == 1 then chunked('HDEL', KEYS[10], settled, 500) end
   chunked('HSET', KEYS[4], records, 1000)
   chunked('ZADD', KEYS[5], finished, 1000)
   if #parked > 0 then

@@ -152,6 +152,7 @@ async def settle(
             keys.keyed,
             keys.tagged,
             keys.wake,
+            keys.started,
         ],
         args,
     )

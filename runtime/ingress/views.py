@@ -44,7 +44,8 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     queued_ms: int = 0
     finished_ms: int = 0
     # A completed or dead job that ran: when its last attempt started (Redis time,
-    # ms) and how long it ran; 0 otherwise.
+    # ms) and how long it ran; an active job: when its handler started, once it
+    # ran past its worker's next metrics flush (about a second); 0 otherwise.
     started_ms: int = 0
     ran_ms: int = 0
     # While delayed: when it falls due (Redis time, ms).

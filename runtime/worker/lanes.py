@@ -133,6 +133,7 @@ class Lanes:
             lane.call, lane.started = call, clock()
             started_ms = env.now_ms()
             self.recorder.started(call.envelopes, started_ms)
+            self.recorder.begun(call.entry_ids, lane.started)
             if instruments.enabled():
                 instruments.started(fn.name, call.envelopes, started_ms)
             try:
@@ -152,6 +153,7 @@ class Lanes:
                 finally:
                     lane.call = None
                     self.busy -= 1
+                    self.recorder.ended(call.entry_ids)
                 if call.suspect:
                     # Before the gate lets the next suspect in: a crash it causes
                     # must not be charged to this call, which ended.

@@ -100,7 +100,7 @@ class PartitionLoop:
             )
         )
         metrics = asyncio.create_task(
-            flush_forever(part.client, part.keys, self.recorder, part.health)
+            flush_forever(part.client, part.keys, self.recorder, part.health, part.consumer)
         )
         await stop.wait()
         await stop_task(pause)

@@ -1,12 +1,15 @@
 """Job metrics as each worker counts them: tallied per job, flushed to Redis about once a second.
 
 What is counted, per function and per workspace, is read back summed by the
-client's `Metrics` (runtime.client.metrics).
+client's `Metrics` (runtime.client.metrics). The same flush writes when the
+calls still running started (streams.started), for active jobs' status.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import logging
 import time
 from collections.abc import Sequence
 from typing import NoReturn, assert_never
@@ -16,13 +19,17 @@ from sluice.runtime.health import RedisHealth
 from sluice.streams import envelope as env
 from sluice.streams import metrics as store
 from sluice.streams import settle
+from sluice.streams import started as starts
 from sluice.streams.connection import Redis
+from sluice.streams.errors import RedisFull
 from sluice.streams.keys import PartitionKeys
 from sluice.streams.settle import Outcome
 
 FLUSH_INTERVAL_S = 1.0
 # Flushes kept through an outage (ten minutes' worth); older ones are dropped.
 UNSENT_LIMIT = 600
+
+log = logging.getLogger(__name__)
 
 
 class Recorder:
@@ -43,6 +50,11 @@ class Recorder:
         self.waits: collections.Counter[str] = collections.Counter()
         # Taken but not yet written (Redis was away), oldest first.
         self.unsent: list[store.Batch] = []
+        # Calls running whose start is not written yet, by their first entry id
+        # (unique among a partition's calls): their entry ids and when they
+        # started (the event loop's clock, s). One dict entry per call, whatever
+        # its batch's size.
+        self.running: dict[str, tuple[Sequence[str], float]] = {}
 
     def call(self, workspace: str, duration_s: float) -> None:
         """A handler call (a batch, or one job) and how long it took."""
@@ -55,6 +67,23 @@ class Recorder:
         for e in envelopes:
             if e.due_ms:
                 self._wait("late", "lateness_ms", now_ms - e.due_ms)
+
+    def begun(self, entry_ids: Sequence[str], at: float) -> None:
+        """A handler call of `entry_ids` started at `at` (the loop's clock): its
+        start is written at the next flush if it still runs then."""
+        self.running[entry_ids[0]] = (entry_ids, at)
+
+    def ended(self, entry_ids: Sequence[str]) -> None:
+        """The call's handler returned (or was given up): nothing to write."""
+        self.running.pop(entry_ids[0], None)
+
+    def starts(self, now: float) -> dict[str, int]:
+        """Entry id -> ms since its handler started, for the calls running now."""
+        return {
+            eid: round((now - at) * 1000)
+            for entry_ids, at in self.running.values()
+            for eid in entry_ids
+        }
 
     def completed(self, envelope: env.Envelope, now_ms: int) -> None:
         """A job's handler returned: its latency from publish."""
@@ -128,8 +157,13 @@ def _counted(kind: type[Outcome]) -> tuple[str, ...]:
             assert_never(kind)
 
 
-async def flush_once(client: Redis, keys: PartitionKeys, recorder: Recorder) -> None:
-    """Write what the recorder holds, and what earlier flushes could not write."""
+async def flush_once(
+    client: Redis, keys: PartitionKeys, recorder: Recorder, consumer: str = ""
+) -> None:
+    """Write what the recorder holds, and what earlier flushes could not write;
+    with `consumer`, the starts of its calls running now too."""
+    if consumer and recorder.running:
+        await _write_starts(client, keys, recorder, consumer)
     batch = recorder.take()
     if batch.counts:
         recorder.unsent.append(batch)
@@ -140,9 +174,29 @@ async def flush_once(client: Redis, keys: PartitionKeys, recorder: Recorder) -> 
         recorder.unsent.pop(0)
 
 
+async def _write_starts(
+    client: Redis, keys: PartitionKeys, recorder: Recorder, consumer: str
+) -> None:
+    """Write the starts of the calls running now, once each (a written start stays
+    in Redis until its entry settles). Best effort: a start not written leaves the
+    job's status without one. A full Redis refuses the write (it grows memory):
+    the calls stay for the next flush, while the metrics, which a full Redis
+    takes, go on."""
+    calls = [*recorder.running]
+    try:
+        await starts.write(
+            client, keys, consumer, recorder.starts(asyncio.get_running_loop().time())
+        )
+    except RedisFull:
+        log.debug("%s: starts of running jobs not written: Redis is full", keys)
+        return
+    for call in calls:
+        recorder.running.pop(call, None)
+
+
 async def flush_forever(
-    client: Redis, keys: PartitionKeys, recorder: Recorder, health: RedisHealth
+    client: Redis, keys: PartitionKeys, recorder: Recorder, health: RedisHealth, consumer: str
 ) -> NoReturn:
     await Guard(health, f"{keys}: metrics flush").every(
-        FLUSH_INTERVAL_S, lambda: flush_once(client, keys, recorder)
+        FLUSH_INTERVAL_S, lambda: flush_once(client, keys, recorder, consumer)
     )

@@ -23,11 +23,11 @@ Switches break a promise on purpose, for the battery's negative controls:
 - `BATTERY_DEAD_READ=1`: an entry that does not decode dead-letters every job
   read with it (a naive worker's answer to garbage in its stream).
 
-Not controls: `BATTERY_RETENTION` (records of finished jobs and dead letters
-kept per partition) for the soak; `BATTERY_SKEW_S` (seconds, may be negative)
-sets this process's wall clock (time.time, time.time_ns) that far off, for the
-clock-skew scenario. The ledger keeps the true time, so that the lines of all
-processes compare.
+Not controls: `BATTERY_RETENTION` and `BATTERY_DEAD_RETENTION` (records of
+finished jobs, and dead letters, kept per partition) for the soak;
+`BATTERY_SKEW_S` (seconds, may be negative) sets this process's wall clock
+(time.time, time.time_ns) that far off, for the clock-skew scenario. The ledger
+keeps the true time, so that the lines of all processes compare.
 """
 
 from __future__ import annotations
@@ -194,6 +194,7 @@ MAX_DELIVERIES = 1 if os.environ.get("BATTERY_ONE_DELIVERY") == "1" else 3
 # few, so that its memory reaches its steady state within the run. By default,
 # the declarations' own defaults (100,000 and 10,000).
 RETENTION = int(os.environ.get("BATTERY_RETENTION", "100000"))
+DEAD_RETENTION = int(os.environ.get("BATTERY_DEAD_RETENTION", str(min(RETENTION, 10_000))))
 
 # Saturated in the battery: 4 lanes of up to 10 jobs, a 1 s visibility timeout,
 # so a killed worker's jobs are taken over within the bounded run.
@@ -209,7 +210,7 @@ run_single = function(
     visibility_timeout_s=1.0,
     max_deliveries=MAX_DELIVERIES,
     retention_count=RETENTION,
-    dead_retention_count=min(RETENTION, 10_000),
+    dead_retention_count=DEAD_RETENTION,
 )(_run)
 run_batch = batch_function(
     "chaos-batch",
@@ -223,7 +224,7 @@ run_batch = batch_function(
     visibility_timeout_s=1.0,
     max_deliveries=MAX_DELIVERIES,
     retention_count=RETENTION,
-    dead_retention_count=min(RETENTION, 10_000),
+    dead_retention_count=DEAD_RETENTION,
 )(_run_batch)
 
 FUNCTIONS = (run_single, run_batch)

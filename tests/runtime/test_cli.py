@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -211,3 +212,44 @@ def test_every_commands_help_lists_the_settings_it_reads(
     assert "SLUICE_BLOCK_MS" not in shown["ingress"]
     assert "SLUICE_FUNCTIONS" in shown["schedules"]
     assert "reads no settings" in help_of(capsys, "keys", "create")
+
+
+SLOW_APP = """
+import pathlib, time
+pathlib.Path("importing").touch()
+time.sleep(60)  # a deployment's module slow to import: the window a stop must not kill in
+FUNCTIONS = []
+"""
+
+
+@pytest.mark.parametrize("command", ["python -m sluice", "sluice"])
+def test_a_process_stopped_while_it_starts_exits_cleanly(tmp_path: Path, command: str) -> None:
+    # A rollout overtaken by the next stops processes still importing: they hold
+    # nothing yet, so SIGTERM is a clean exit (0), not a death by signal (-15).
+    (tmp_path / "slow_app.py").write_text(SLOW_APP)
+    program = (
+        [sys.executable, "-m", "sluice"]
+        if command != "sluice"
+        else [str(Path(sys.executable).parent / "sluice")]
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    with subprocess.Popen(
+        [*program, "--app", "slow_app:FUNCTIONS", "scheduler"],
+        cwd=tmp_path,
+        env={**environ, "REDIS_URL": "redis://127.0.0.1:1/0"},
+        stderr=subprocess.PIPE,
+    ) as process:
+        try:
+            deadline = time.monotonic() + 30
+            # Polled: the marker is another process's file.
+            while not (tmp_path / "importing").exists():
+                assert time.monotonic() < deadline, "the app was never imported"
+                assert process.poll() is None, "it ended before importing the app"
+                time.sleep(0.02)
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=10)
+            assert process.returncode == 0
+            assert b"Traceback" not in err
+        finally:
+            if process.poll() is None:
+                process.kill()

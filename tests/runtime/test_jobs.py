@@ -399,6 +399,40 @@ async def test_a_finished_jobs_status_says_when_its_last_attempt_started_and_how
         assert ran_ms <= record.ran_ms <= record.finished_ms - record.started_ms
 
 
+async def test_an_active_jobs_status_says_since_when_its_handler_runs(
+    redis: Redis, shared_server: RedisServer, ledger: Path
+) -> None:
+    registry = load(SAMPLE)
+    client, jobs = Client(redis, registry), Jobs(redis, registry)
+    # Runs past its worker's metrics flush (about a second), well inside the 2 s timeout.
+    long = await client.publish("tasks", workspace="acme", data={"n": 1, "sleep_ms": 1700})
+    async with worker_in_process(shared_server.url, "tasks"):
+        active = []
+
+        async def start_shown() -> bool:
+            record = await jobs.get("tasks", long.id)
+            assert record is not None
+            if record.state == "active" and record.started_ms:
+                active.append(record)
+            return bool(active)
+
+        await wait_until(start_shown, what="the running job's start in its status")
+        shown = active[0].started_ms
+        assert active[0].queued_ms <= shown
+
+        async def done() -> bool:
+            return (await total_counts(redis, "tasks")).completed == 1
+
+        await wait_until(done, what="the job completed")
+    finished = await jobs.get("tasks", long.id)
+    assert finished is not None
+    # The same start, told twice: by the worker's flush (an age in Redis time) and
+    # by the settle (its time less the run's). Apart by the flush's round trip.
+    assert abs(finished.started_ms - shown) < 250
+    # Kept only while it ran.
+    assert not await redis.keys("*:started")
+
+
 async def test_jobs_with_failed_attempts_waiting_for_their_next_are_listed_as_retrying(
     redis: Redis, shared_server: RedisServer, ledger: Path
 ) -> None:
