@@ -13,7 +13,6 @@ hands out is `InvalidCursor`.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ from sluice.streams.connection import Redis
 from sluice.streams.errors import InvalidCursor, wrap_unavailable
 from sluice.streams.jobs import JobRecord, get_job
 from sluice.streams.keys import PartitionKeys
+from sluice.streams.reads import side_by_side
 
 # "retrying": delayed jobs with failed attempts, waiting for their next one.
 Listable = Literal[
@@ -48,7 +48,7 @@ async def list_jobs(
 ) -> Page:
     """Up to `limit` jobs in `state` from `cursor` on ("" for the start)."""
     ids, following = await _ids(client, keys, state, cursor, limit)
-    records = await asyncio.gather(*(get_job(client, keys, job_id) for job_id in ids))
+    records = await side_by_side(get_job(client, keys, job_id) for job_id in ids)
     if state == "retrying":
         # Read from the delayed set like "delayed": a page may hold fewer than `limit`.
         jobs = [r for r in records if r is not None and r.state == "delayed" and r.attempts]

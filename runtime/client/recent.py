@@ -9,7 +9,6 @@ back is `InvalidCursor`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Sequence
 from typing import Annotated
@@ -22,6 +21,7 @@ from sluice.streams.connection import Redis, is_cluster
 from sluice.streams.jobs import JobRecord, get_job
 from sluice.streams.keys import PartitionKeys
 from sluice.streams.listing import Listable, Page
+from sluice.streams.reads import side_by_side
 from sluice.streams.recent import Mark, backlog, newest
 
 # Within int64 (msgspec's bounds): every stream id Redis hands out is.
@@ -74,11 +74,11 @@ async def page_all(
         if position is None
         else Mark(position.ms, position.seq, position.source, position.member)
     )
-    parts = await asyncio.gather(*(newest(redis, k, state, below, limit) for k in sources))
+    parts = await side_by_side(newest(redis, k, state, below, limit) for k in sources)
     marks = sorted((m for part in parts for m in part), reverse=True)
     taken = marks[:limit]
     by_tag = {keys.tag: keys for keys in sources}
-    records = await asyncio.gather(*(get_job(redis, by_tag[m.source], m.job_id) for m in taken))
+    records = await side_by_side(get_job(redis, by_tag[m.source], m.job_id) for m in taken)
     jobs = _kept(records, state, workspace)
     if len(marks) > limit or any(len(part) == limit for part in parts):
         last = taken[-1]
@@ -100,7 +100,7 @@ async def _backlogs(
     while True:
         keys = sources[index]
         ids = await backlog(redis, keys, start, limit)
-        records = await asyncio.gather(*(get_job(redis, keys, job_id) for job_id in ids))
+        records = await side_by_side(get_job(redis, keys, job_id) for job_id in ids)
         jobs = _kept(records, "waiting", workspace)
         if len(ids) == limit:
             return Page(jobs, _encode(_Backlog(index, start + limit)))
