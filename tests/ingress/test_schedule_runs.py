@@ -104,7 +104,7 @@ async def test_a_run_due_before_any_scheduler_read_the_schedule_runs_late_once(
 
     async def passed() -> bool:
         seconds, micros = await redis.time()
-        return seconds * 1000 + micros // 1000 > made["last_ms"]
+        return bool(seconds * 1000 + micros // 1000 > made["last_ms"])
 
     await wait_until(passed, 5.0, what="the run's due time to pass")
     async with worker_in_process(shared_server.url, "tasks", scheduler=True):
@@ -178,7 +178,8 @@ async def test_a_paused_schedule_does_not_run_and_a_resumed_one_runs_from_then(
 
     async def resumed_ticks() -> list[int]:
         """The ticks of every job the resumed schedule made (its version has a '.')."""
-        ids = [i.decode() for i in await redis.hkeys(jobs_of)]  # type: ignore[misc]
+        stored: list[bytes] = await redis.hkeys(jobs_of)  # type: ignore[misc]
+        ids = [i.decode() for i in stored]
         return [tick_of(i) for i in ids if i.startswith("rpt:acme:paused:") and "." in i]
 
     async with worker_in_process(shared_server.url, "tasks", scheduler=True, recheck_s=3.0):
