@@ -2,6 +2,9 @@
 scheduler publishes their ticks (runtime.scheduler.ticks).
 
 Removing, replacing or pausing a schedule cancels its pending ticks by their tag.
+Adding or resuming one publishes its first ticks at once, as a scheduler would at
+its next read: a run due before any scheduler reads the schedule (none running
+yet, or a run a second away) then still runs, late if need be.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from sluice.runtime.client.timing import HORIZON_MS, When, epoch_ms
 from sluice.runtime.errors import InvalidSchedule
 from sluice.runtime.registry import Registry
 from sluice.runtime.scheduler.cron import Cron
-from sluice.runtime.scheduler.ticks import last_run_ms, next_runs, tag_of
+from sluice.runtime.scheduler.ticks import last_run_ms, next_runs, tag_of, upcoming_ticks
 from sluice.streams import envelope as env
 from sluice.streams.connection import Redis, is_cluster
 from sluice.streams.keys import PartitionKeys, check_token
+from sluice.streams.publish import publish
 from sluice.streams.repeats import (
     Schedule,
     delete_schedule,
@@ -117,6 +121,7 @@ class Repeats:
             schedule = msgspec.structs.replace(schedule, last_ms=last_run_ms(schedule))
         await self._cancel_pending(function, schedule)
         await save_schedule(self.redis, self._keys(function, workspace), schedule)
+        await self._publish_first(function, schedule)
         return schedule
 
     async def read(self, function: str) -> list[Schedule]:
@@ -159,6 +164,8 @@ class Repeats:
                 break
         if paused:
             await self._cancel_pending(function, new)
+        else:
+            await self._publish_first(function, new)
         return new
 
     async def remove(self, function: str, name: str, *, workspace: str) -> bool:
@@ -168,6 +175,13 @@ class Repeats:
             if (schedule.name, schedule.workspace) == (name, workspace):
                 await self._cancel_pending(function, schedule)
         return await delete_schedule(self.redis, keys, workspace, name)
+
+    async def _publish_first(self, function: str, schedule: Schedule) -> None:
+        """Publish the schedule's first ticks (two, fewer near its end), those a
+        scheduler publishes too: the same ids, one job each."""
+        ticks = upcoming_ticks(schedule, function, env.now_ms(), 0.0)
+        keys = self._keys(function, schedule.workspace)
+        await publish(self.redis, keys, ticks, self.registry.share(function))
 
     async def _cancel_pending(self, function: str, schedule: Schedule) -> None:
         jobs = Jobs(self.redis, self.registry)

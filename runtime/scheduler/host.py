@@ -66,6 +66,9 @@ class Scheduler:
         # far (job ids), so an unchanged schedule costs no publish.
         self.ticks_at = 0.0
         self.published: set[str] = set()
+        # When (epoch ms) schedules were last read: the next read publishes the
+        # ticks due since then too, those of a schedule made in between.
+        self.read_ms: int | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         if not self.partitions:
@@ -125,13 +128,18 @@ class Scheduler:
 
     async def _publish_ticks(self) -> None:
         """Publish the coming ticks of every schedule not yet published by this process."""
-        now_ms = env.now_ms()
+        now_ms, since_ms = env.now_ms(), self.read_ms
+        # Set before the reads: a read that fails looks back no further than this
+        # one, so an outage's ticks are not made up (runtime.scheduler.ticks).
+        self.read_ms = now_ms
         published: set[str] = set()
         for keys in self.partitions.values():
             ticks: list[Outgoing] = []
             for schedule in await load_schedules(self.client, keys):
                 try:
-                    ticks += upcoming_ticks(schedule, keys.function, now_ms, self.recheck_s)
+                    ticks += upcoming_ticks(
+                        schedule, keys.function, now_ms, self.recheck_s, since_ms
+                    )
                 except Exception:
                     # One bad schedule (a zone this host lacks) must not stop the rest.
                     log.exception("%s: schedule %r skipped", keys, schedule.name)

@@ -7,6 +7,12 @@ the same tick, and the publish script's id check keeps it one job; a replaced
 `repeat:<name>`, so removing or pausing a schedule cancels its pending ticks. A tick
 missed while every scheduler was down runs late, once; ticks further back are not made up.
 
+A scheduler publishes, at each read of the schedules, the ticks due since its
+previous read too: a schedule made (or resumed) between two reads may fall due
+before the second (every_ms=1000 with limit=1 does, a second after it is made),
+and its tick then runs late rather than never. Those already published are
+one job each all the same (their ids).
+
 A schedule's runs are its due times after its start (or after it was added), up to
 its end and its limit: the limit counts due times, so the first `limit` of them are
 the runs (those passed while paused count too), whatever ran.
@@ -34,16 +40,18 @@ MAX_AHEAD = 100
 
 
 def upcoming_ticks(
-    schedule: Schedule, function: str, now_ms: int, recheck_s: float
+    schedule: Schedule, function: str, now_ms: int, recheck_s: float, since_ms: int | None = None
 ) -> list[Outgoing]:
-    """The ticks to have in place now: every one due before the next re-check and
-    one more (at least two), so no run is missed between two re-reads. None while
-    paused or after the last run."""
+    """The ticks to have in place now: those due after `since_ms` (the previous
+    read; default now), every one due before the next re-check and one more (at
+    least two), so no run is missed between two re-reads. None while paused or
+    after the last run; none due before the schedule was resumed."""
     if schedule.paused:
         return []
+    after = now_ms if since_ms is None else min(now_ms, max(since_ms, schedule.resumed_ms))
     horizon = now_ms + round(recheck_s * 1000)
     due: list[int] = []
-    for at in runs_after(schedule, now_ms):
+    for at in runs_after(schedule, after):
         due.append(at)
         if len(due) >= MAX_AHEAD or (at > horizon and len(due) >= 2):
             break
