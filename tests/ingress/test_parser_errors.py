@@ -13,7 +13,10 @@ from collections.abc import Callable
 
 import msgspec
 import pytest
+from aiohttp.http_exceptions import TransferEncodingError
+from aiohttp.test_utils import make_mocked_request
 
+from sluice.runtime.ingress.app import problem_for
 from tests.chaos.security import leaks
 from tests.ingress.conftest import Api
 
@@ -113,3 +116,16 @@ async def test_a_request_the_parser_refuses_is_a_problem_quoting_none_of_it(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     # The ingress serves on.
     assert (await api.http.get("/healthz")).status == 200
+
+
+def test_a_parser_error_a_route_reads_is_a_400_quoting_none_of_it() -> None:
+    """aiohttp's Python parser (no C extension for the platform, or
+    AIOHTTP_NO_EXTENSIONS) raises its own error, with the bytes, where the C one
+    raises RequestPayloadError (the gzip case above)."""
+    key = "sk_" + "k" * 43
+    answer = problem_for(make_mocked_request("POST", "/v1/events/tasks"),
+                         TransferEncodingError(f"zz{key}"))  # fmt: skip
+    assert answer.status == 400
+    assert answer.content_type == PROBLEM
+    assert isinstance(answer.body, bytes)
+    assert leaks(answer.body.decode(), {"API key": key}) == []
