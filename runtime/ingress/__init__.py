@@ -20,11 +20,12 @@ from sluice.runtime.client.pauses import Pauses
 from sluice.runtime.client.publish import Client
 from sluice.runtime.errors import CannotListen
 from sluice.runtime.health import RedisHealth
-from sluice.runtime.ingress.app import RUNNER_OPTIONS, build_app
+from sluice.runtime.ingress.app import build_app
 from sluice.runtime.ingress.auth import KeyRing
 from sluice.runtime.ingress.coalesce import Coalescer
 from sluice.runtime.ingress.prometheus import Exposition
 from sluice.runtime.ingress.routes import Services
+from sluice.runtime.ingress.server import IngressRunner
 from sluice.runtime.registry import Registry
 from sluice.runtime.settings import Settings, use_settings
 from sluice.streams.connection import Redis
@@ -76,7 +77,7 @@ async def listen(config: Settings, built: Services) -> web.AppRunner:
     use_settings(config)
     app = build_app(built, config.ingress_max_body_bytes, trace_exclude=config.trace_exclude,
                     access_log=config.access_log)  # fmt: skip
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, **RUNNER_OPTIONS)
+    runner = IngressRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     address = f"{config.ingress_host}:{config.ingress_port}"
     try:

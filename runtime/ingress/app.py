@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
 
 import msgspec
 from aiohttp import hdrs, web
@@ -78,6 +77,13 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             return exc.response()
         case web.HTTPRequestEntityTooLarge():
             return Problem(413, "Body too large", exc.text or "").response()
+        case web.RequestPayloadError() | HttpProcessingError():
+            # The parser refused the body as a route read it (what it refuses
+            # before a route runs is runtime.ingress.server's); its message may
+            # quote the bytes. aiohttp's C parser raises the first, its Python one
+            # the parser's own error.
+            return Problem(400, "Malformed body", "the body does not match its "
+                           "Transfer-Encoding or Content-Encoding").response()  # fmt: skip
         case web.HTTPException() if exc.status >= 400:
             return Problem(exc.status, exc.reason, "").response()
         case InvalidSchedule() if exc.field:
@@ -227,27 +233,4 @@ def build_app(
     return app
 
 
-class _ServerLog(logging.LoggerAdapter[logging.Logger]):
-    """aiohttp's server log, less the tracebacks of requests it could not parse.
-
-    A request line or header over aiohttp's limits (8190 bytes; 128 headers) is
-    refused by its parser with a 400 before any route runs, and logged as an
-    ERROR with a traceback; it is the client's mistake, so it is one INFO line,
-    without the parser's message (which quotes the line: it may hold a key).
-    """
-
-    def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
-        if isinstance(exc_info, HttpProcessingError) and exc_info.code < 500:
-            remote = args[0] if args else "?"
-            kind = type(exc_info).__name__
-            self.logger.info("refused a malformed request from %s (%d, %s)", remote,
-                             exc_info.code, kind)  # fmt: skip
-            return
-        self.logger.exception(msg, *args, exc_info=exc_info, **kw)
-
-
-# What every aiohttp runner of the ingress is given (the tests' too).
-RUNNER_OPTIONS: dict[str, Any] = {"logger": _ServerLog(logging.getLogger("aiohttp.server"))}
-
-
-__all__ = ["ROUTES", "RUNNER_OPTIONS", "build_app", "reply"]
+__all__ = ["ROUTES", "build_app", "reply"]

@@ -27,17 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from sluice.runtime.health import RedisHealth
 from sluice.runtime.ingress import services
-from sluice.runtime.ingress.app import ROUTES, RUNNER_OPTIONS, build_app
+from sluice.runtime.ingress.app import ROUTES, build_app
 from sluice.runtime.ingress.auth import ApiKey, KeyRing
 from sluice.runtime.ingress.routes import Route
 from sluice.streams.connection import Redis
 from tests.chaos.conftest import Reported
 from tests.chaos.security import Keys, Tally
-from tests.ingress.conftest import MAX_BODY, registry
+from tests.ingress.conftest import MAX_BODY, IngressServer, registry
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.chaos
@@ -110,8 +110,8 @@ async def tenants(
     ring = KeyRing.load(keys.path)
     ring.check_every_s = 0  # a revocation seen at the next request, not a second later
     built = services(redis, registry(), ring, RedisHealth(shared_server.url), 2.0)
-    server = TestServer(build_app(built, MAX_BODY), host="127.0.0.1")
-    await server.start_server(**RUNNER_OPTIONS)
+    server = IngressServer(build_app(built, MAX_BODY), host="127.0.0.1")
+    await server.start_server()
     http = TestClient(server)
     await http.start_server()
     yield Tenants(http, keys)

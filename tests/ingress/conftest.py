@@ -9,13 +9,15 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web import BaseRunner
 
 from functions.email import send_email
 from functions.sms import send_sms
 from sluice.runtime.health import RedisHealth
 from sluice.runtime.ingress import services
-from sluice.runtime.ingress.app import RUNNER_OPTIONS, build_app
+from sluice.runtime.ingress.app import build_app
 from sluice.runtime.ingress.auth import KeyRing, new_key
+from sluice.runtime.ingress.server import IngressRunner
 from sluice.runtime.registry import Registry, load
 from sluice.streams.connection import Redis
 from tests.redis_server import RedisServer
@@ -38,6 +40,13 @@ class Api:
         return await self.http.post(path, json=body, headers=self.auth(who))
 
 
+class IngressServer(TestServer):
+    """aiohttp's test server, run as `sluice ingress` runs the app."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return IngressRunner(self.app, **kwargs)
+
+
 def registry() -> Registry:
     return Registry([*load(SAMPLE), send_sms, send_email])
 
@@ -53,8 +62,8 @@ async def start_api(redis: Redis, url: str, write_timeout_s: float = 2.0, **opti
         keys[who], key = new_key(who, workspaces, admin)
         stored.append(key)
     built = services(redis, registry(), KeyRing(stored), RedisHealth(url), write_timeout_s)
-    server = TestServer(build_app(built, MAX_BODY, **options), host="127.0.0.1")
-    await server.start_server(**RUNNER_OPTIONS)
+    server = IngressServer(build_app(built, MAX_BODY, **options), host="127.0.0.1")
+    await server.start_server()
     http = TestClient(server)
     await http.start_server()
     return Api(http, keys)
