@@ -44,9 +44,11 @@ async def ensure_group(client: Redis, keys: PartitionKeys) -> None:
     """Create the consumer group (and the stream) if missing.
 
     The group starts at id 0, so jobs published before any worker ever ran are
-    read too; "$" would silently skip them. A full Redis refuses XGROUP CREATE
-    even for a group that exists: then a group that exists is joined (reads go
-    on), and a missing one raises `RedisFull` for the caller to retry.
+    read too; "$" would silently skip them. The first publish or promotion into a
+    stream makes the group with it (streams/lib/admit.lua), because a full Redis
+    refuses XGROUP CREATE, even for a group that exists: then a group that exists
+    is joined (reads go on), and a missing one (Redis lost its data) raises
+    `RedisFull` for the caller to retry.
     """
     with wrap_unavailable():
         try:

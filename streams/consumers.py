@@ -22,7 +22,7 @@ class Consumer(msgspec.Struct, frozen=True):
 
 
 async def consumers(client: Redis, keys: PartitionKeys) -> list[Consumer]:
-    """The group's consumers; none before the first worker made the group."""
+    """The group's consumers; none before a stream was written or a worker joined."""
     with wrap_unavailable():
         try:
             found: Any = await client.xinfo_consumers(keys.stream, GROUP)

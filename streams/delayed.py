@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from sluice.streams.connection import Redis
-from sluice.streams.keys import PartitionKeys
+from sluice.streams.keys import GROUP, PartitionKeys
 from sluice.streams.lua import Script
 from sluice.streams.publish import DEFAULT_SHARE
 
@@ -32,7 +32,7 @@ async def promote_due(
     reply = await _PROMOTE(
         client,
         [keys.delayed, keys.jobs, keys.stream, keys.stats, keys.backlog, keys.share],
-        [limit, share, int(traced)],
+        [limit, share, int(traced), GROUP],
     )
     assert isinstance(reply, list)
     moved, wait, found = reply

@@ -3,7 +3,8 @@
 -- uses: record admit
 -- KEYS[1] delayed (ZSET id -> due ms), KEYS[2] jobs, KEYS[3] stream,
 -- KEYS[4] stats, KEYS[5] backlog, KEYS[6] share; ARGV[1] most jobs to move,
--- ARGV[2] each workspace's share of the stream, ARGV[3] 1 to return trace contexts
+-- ARGV[2] each workspace's share of the stream, ARGV[3] 1 to return trace contexts,
+-- ARGV[4] group (made with the stream, if this writes it first: admit.lua)
 -- Returns {moved, ms until the next job is due (-1: none waiting), traced}:
 -- traced holds, with ARGV[3] 1, pairs of job id and the traceparent its envelope
 -- carries (for a promotion span in the job's trace; runtime.telemetry.tracing).
@@ -12,7 +13,7 @@
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local now_text = tostring(now)
-Admit.setup(KEYS[3], KEYS[2], KEYS[5], KEYS[6], KEYS[4], ARGV[2], now_text)
+Admit.setup(KEYS[3], KEYS[2], KEYS[5], KEYS[6], KEYS[4], ARGV[2], now_text, ARGV[4])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local records, traced = {}, {}
 

@@ -4,10 +4,10 @@
 -- KEYS[4] delayed (ZSET id -> due ms), KEYS[5] keyed (HASH "ws/key" -> job id),
 -- KEYS[6] tagged (ZSET of "ws/tag/id", score 0), KEYS[7] backlog, KEYS[8] share,
 -- KEYS[9] wake (the channel; sharded: it carries the partition's hash tag)
--- ARGV[1] group, ARGV[2] each workspace's share of the
--- stream (admit.lua), then 7 per job: job id, workspace, due at (epoch ms, 0:
--- none), delay ms, encoded envelope, links ("ws/key" or "", then " ws/tag/id"
--- per tag), priority (0 high, 1 normal, 2 low)
+-- ARGV[1] group (made with the stream if missing: admit.lua), ARGV[2] each
+-- workspace's share of the stream (admit.lua), then 7 per job: job id, workspace,
+-- due at (epoch ms, 0: none), delay ms, encoded envelope, links ("ws/key" or "",
+-- then " ws/tag/id" per tag), priority (0 high, 1 normal, 2 low)
 -- Returns, per job, its new stream entry id, 1 when it waits in `delayed`, 2 when
 -- it waits in its workspace's backlog, or 0 when the job id already exists (a
 -- duplicate publish, or a client retry of this very call).
@@ -16,7 +16,7 @@
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local now_text = tostring(now)
-Admit.setup(KEYS[1], KEYS[3], KEYS[7], KEYS[8], KEYS[2], ARGV[2], now_text)
+Admit.setup(KEYS[1], KEYS[3], KEYS[7], KEYS[8], KEYS[2], ARGV[2], now_text, ARGV[1])
 local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 local earliest = first[2] and tonumber(first[2]) or math.huge
 local out, seen, parked, records = {}, {}, {}, {}

@@ -22,8 +22,19 @@ class Reclaimed(msgspec.Struct, frozen=True):
     forgotten: int
 
 
-# A consumer holding nothing, idle this long, belongs to a process long gone.
-STALE_CONSUMER_MS = 3_600_000
+# A consumer holding nothing is deleted once idle this many visibility timeouts
+# (or reads' blocks, if longer). A live worker's consumer is seen at each of its
+# reads, at least once a block while it has room (a worker without room holds
+# entries, and a consumer holding any is never deleted), so only a process gone
+# stays unseen this long. One deleted while live anyway (a paused function's
+# worker waits without reading) loses nothing, holding nothing, and its next
+# read makes it again, a read blocked at the time included (Redis serves it).
+STALE_TIMEOUTS = 3
+
+
+def stale_after_ms(visibility_ms: int, block_ms: int) -> int:
+    """How long a consumer holding nothing may stay idle before it is deleted."""
+    return STALE_TIMEOUTS * max(visibility_ms, block_ms)
 
 
 async def reclaim(
@@ -33,11 +44,13 @@ async def reclaim(
     min_idle_ms: int,
     cursor: str,
     count: int,
-    stale_ms: int = STALE_CONSUMER_MS,
+    *,
+    stale_ms: int,
 ) -> Reclaimed:
     """Claim up to `count` entries idle for `min_idle_ms`, scanning on from `cursor`.
 
-    Also deletes consumers that hold nothing and were idle for `stale_ms`.
+    Also deletes the other consumers that hold nothing and were idle for `stale_ms`
+    (`stale_after_ms`).
     """
     reply = await _RECLAIM(
         client,

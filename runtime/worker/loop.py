@@ -32,6 +32,7 @@ from sluice.runtime.worker.settler import Settler
 from sluice.streams.claims import Held, leave
 from sluice.streams.connection import Redis
 from sluice.streams.errors import GroupMissing, RedisUnavailable
+from sluice.streams.reclaim import stale_after_ms
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +78,15 @@ class PartitionLoop:
         watchdog = self.lanes.start()
         settler = asyncio.create_task(self.settler.run(self.lanes.idle))
         heartbeat = asyncio.create_task(heartbeat_forever(part, opts.visibility_timeout_s))
+        visibility_ms = int(opts.visibility_timeout_s * 1000)
         reclaimer = asyncio.create_task(
             reclaim_forever(
                 part.client,
                 part.keys,
                 part.consumer,
                 part.health,
-                min_idle_ms=int(opts.visibility_timeout_s * 1000),
+                min_idle_ms=visibility_ms,
+                stale_ms=stale_after_ms(visibility_ms, self.config.block_ms),
                 interval_s=self.config.reclaim_interval_s,
                 batch_size=opts.batch_size,
                 # Past the reader's room: a busy worker never has room for long,

@@ -24,6 +24,7 @@ async def reclaim_forever(
     health: RedisHealth,
     *,
     min_idle_ms: int,
+    stale_ms: int,
     interval_s: float,
     batch_size: int,
     room: Callable[[], int],
@@ -32,7 +33,8 @@ async def reclaim_forever(
     """Every `interval_s`, walk the pending list and `accept` what was idle too long.
 
     Takes at most `room()` entries at a time, so reclaiming never overfills the
-    loop it feeds.
+    loop it feeds. Deletes the consumers of workers gone, once they hold nothing
+    and were idle `stale_ms`.
     """
     cursor = "0-0"
 
@@ -41,7 +43,9 @@ async def reclaim_forever(
         while (free := room()) > 0:
             want = min(free, batch_size)
             try:
-                found = await reclaim(client, keys, consumer, min_idle_ms, cursor, want)
+                found = await reclaim(
+                    client, keys, consumer, min_idle_ms, cursor, want, stale_ms=stale_ms
+                )
             except GroupMissing:
                 # Redis lost its data: nothing is left to take over.
                 cursor = "0-0"

@@ -30,10 +30,12 @@
 -- puts every job of a publish there.
 local Admit = {}
 
-function Admit.setup(stream, jobs, backlog, share, stats, limit, now_text)
+-- `group`: for the scripts that may write a stream first (publish, promote), the
+-- consumer group to make with it (see ensure_group); nil where it exists already.
+function Admit.setup(stream, jobs, backlog, share, stats, limit, now_text, group)
   Admit.stream, Admit.jobs, Admit.backlog, Admit.share, Admit.stats = stream, jobs, backlog,
     share, stats
-  Admit.limit, Admit.now = tonumber(limit), now_text
+  Admit.limit, Admit.now, Admit.group, Admit.grouped = tonumber(limit), now_text, group, false
   Admit.counts, Admit.waiting, Admit.changed, Admit.seq = {}, {}, {}, nil
   -- Backlog members not yet added: score ('0', not 0: Redis would format a Lua
   -- number with printf), member, and so on.
@@ -71,7 +73,26 @@ function Admit.set(workspace, n)
   Admit.changed[workspace] = true
 end
 
+-- The group is made where the stream is first written, at id 0 (every entry is
+-- read), not only by the first worker: a full Redis refuses XGROUP CREATE, so jobs
+-- published before any worker ran could fill Redis and no worker could join to
+-- drain them. Written now, while Redis has room (a publish is refused when full,
+-- before its first write). Looked at once per call: one EXISTS and one XINFO.
+local function ensure_group()
+  if Admit.group == nil or Admit.grouped then return end
+  Admit.grouped = true
+  if redis.call('EXISTS', Admit.stream) == 1 then
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', Admit.stream)) do
+      for f = 1, #g, 2 do
+        if g[f] == 'name' and g[f + 1] == Admit.group then return end
+      end
+    end
+  end
+  redis.call('XGROUP', 'CREATE', Admit.stream, Admit.group, '0', 'MKSTREAM')
+end
+
 function Admit.add_stream_entry(workspace, envelope)
+  ensure_group()
   Admit.set(workspace, Admit.unread(workspace) + 1)
   return redis.call('XADD', Admit.stream, '*', 'e', envelope, 'w', workspace)
 end
@@ -171,7 +192,8 @@ function Admit.withdraw(record, id, group)
     return true
   end
   local eid = record.entry
-  -- pcall: before any worker ran there is no group yet, and nothing is pending.
+  -- pcall: a stream an earlier release wrote before any worker ran has no group
+  -- (ensure_group makes it with the stream now), and nothing is pending there.
   local p = redis.pcall('XPENDING', Admit.stream, group, eid, eid, 1)
   if type(p) == 'table' and #p == 1 then return false end
   redis.call('XDEL', Admit.stream, eid)

@@ -147,11 +147,6 @@ async def test_redis_full(tmp_path: Path, figures: Report, policy: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="a full Redis refuses XGROUP CREATE: a function no worker has joined yet "
-    "cannot be joined until memory frees (RELIABILITY.md, findings)",
-    strict=False,
-)
 async def test_workers_join_a_function_first_read_while_redis_is_full(tmp_path: Path) -> None:
     # Jobs published before any worker ever ran fill Redis; a worker started then
     # should drain them (reads and settles are served when full), not wait for an

@@ -124,9 +124,9 @@ async def test_a_suspect_whose_handler_returned_is_not_charged_before_it_settles
     )
     await ensure_group(redis, keys)
     assert len(await read(redis, keys, "crashed", 10, 100)) == 2
-    taken = (await reclaim(redis, keys, "me", 0, "0-0", 10)).deliveries
+    taken = (await reclaim(redis, keys, "me", 0, "0-0", 10, stale_ms=3_600_000)).deliveries
     await mark_started(redis, keys, [d.entry_id for d in taken])
-    taken = (await reclaim(redis, keys, "me", 0, "0-0", 10)).deliveries
+    taken = (await reclaim(redis, keys, "me", 0, "0-0", 10, stale_ms=3_600_000)).deliveries
     first, poison = (d.entry_id for d in taken)
     part = Partition(redis, fn, 0, "me", RedisHealth(shared_server.url))
     intake = take_in(fn, taken, (), env.now_ms())

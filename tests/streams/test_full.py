@@ -92,3 +92,28 @@ async def test_the_work_redis_holds_moves_on_while_it_is_full(server: RedisServe
             await publish(redis, KEYS, [job("late")], SHARE)
     finally:
         await redis.aclose()
+
+
+async def test_a_function_no_worker_joined_is_joined_while_redis_is_full(
+    server: RedisServer,
+) -> None:
+    """Jobs published before any worker ran filled Redis: the first worker joins and
+    drains them. A full Redis refuses XGROUP CREATE, so the group is made where the
+    stream is first written, while Redis still has room: by the publish, or by the
+    promotion of a delayed job (which runs when full)."""
+    redis = connect(settings_for(server.url))
+    published, delayed = KEYS, PartitionKeys("later", 0)
+    try:
+        await publish(redis, published, [job("a"), job("b")], SHARE)
+        # A delayed job writes no stream; made due now, its promotion writes the first.
+        later = Outgoing(job("c").envelope, due_ms=env.now_ms() + 3_600_000)
+        await publish(redis, delayed, [later], SHARE)
+        await redis.zadd(delayed.delayed, {"c": 1}, xx=True)
+        await fill(redis)
+        assert (await promote_due(redis, delayed, 100, SHARE)).moved == 1
+        for keys, ids in ((published, ["a", "b"]), (delayed, ["c"])):
+            await ensure_group(redis, keys)
+            got = await read(redis, keys, "first", SHARE, 1)
+            assert [env.decode(d.envelope).id for d in got] == ids
+    finally:
+        await redis.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sluice.streams import envelope as env
@@ -15,8 +16,11 @@ from sluice.streams.publish import Outgoing, publish
 from sluice.streams.reclaim import reclaim
 from sluice.streams.settle import Completed, Dead, settle
 from sluice.streams.suspects import forget, mark_started
+from tests.runtime.helpers import blocked_readers, wait_until
 
 KEYS = PartitionKeys("fn", 0)
+# Idle time after which a reclaim deletes a consumer holding nothing: none in these tests.
+KEEP_MS = 3_600_000
 
 
 def envelope(job_id: str, workspace: str = "ws") -> env.Envelope:
@@ -72,7 +76,7 @@ async def test_settle_is_fenced_to_the_consumer_that_holds_the_entry(redis: Redi
     await published(redis, "a", "b")
     got = await read(redis, KEYS, "frozen", 10, 100)
     # Another worker reclaims "a" after the frozen one's visibility timeout.
-    taken = await reclaim(redis, KEYS, "alive", 0, "0-0", 1)
+    taken = await reclaim(redis, KEYS, "alive", 0, "0-0", 1, stale_ms=KEEP_MS)
     assert [d.entry_id for d in taken.deliveries] == [got[0].entry_id]
     assert taken.deliveries[0].deliveries == 2
     late = await settle(
@@ -132,10 +136,10 @@ async def test_reclaim_counts_deliveries_and_entries_gone_from_the_stream(redis:
     await published(redis, "a", "b")
     got = await read(redis, KEYS, "dead-worker", 10, 100)
     await redis.xdel(KEYS.stream, got[1].entry_id)
-    first = await reclaim(redis, KEYS, "w1", 0, "0-0", 10)
+    first = await reclaim(redis, KEYS, "w1", 0, "0-0", 10, stale_ms=KEEP_MS)
     assert [(d.entry_id, d.deliveries) for d in first.deliveries] == [(got[0].entry_id, 2)]
     assert first.lost == 1
-    second = await reclaim(redis, KEYS, "w2", 0, "0-0", 10)
+    second = await reclaim(redis, KEYS, "w2", 0, "0-0", 10, stale_ms=KEEP_MS)
     assert second.deliveries[0].deliveries == 3
     assert (await counts(redis, KEYS)).lost == 1
 
@@ -143,13 +147,13 @@ async def test_reclaim_counts_deliveries_and_entries_gone_from_the_stream(redis:
 async def test_reclaim_leaves_entries_younger_than_the_visibility_timeout(redis: Redis) -> None:
     await published(redis, "a")
     await read(redis, KEYS, "busy", 10, 100)
-    assert (await reclaim(redis, KEYS, "w1", 60_000, "0-0", 10)).deliveries == []
+    assert (await reclaim(redis, KEYS, "w1", 60_000, "0-0", 10, stale_ms=KEEP_MS)).deliveries == []
 
 
 async def test_extend_resets_idle_time_without_stealing(redis: Redis) -> None:
     await published(redis, "a", "b")
     got = await read(redis, KEYS, "c1", 10, 100)
-    await reclaim(redis, KEYS, "c2", 0, "0-0", 1)  # c2 takes "a"
+    await reclaim(redis, KEYS, "c2", 0, "0-0", 1, stale_ms=KEEP_MS)  # c2 takes "a"
     extension = await extend(redis, KEYS, "c1", [d.entry_id for d in got])
     assert (extension.lost, extension.gone) == ([got[0].entry_id], [])
     pending: list[dict[str, Any]] = await redis.xpending_range(KEYS.stream, GROUP, "-", "+", 10)
@@ -223,12 +227,37 @@ async def test_reclaim_forgets_consumers_that_hold_nothing(redis: Redis) -> None
     (first,) = await read(redis, KEYS, "gone", 1, 100)
     await settle(redis, KEYS, "gone", 60_000, [Completed(first.entry_id, "a", "ws", 1)], 1)
     await read(redis, KEYS, "busy", 1, 100)  # holds "b"
-    kept = await reclaim(redis, KEYS, "me", 60_000, "0-0", 10, stale_ms=3_600_000)
+    kept = await reclaim(redis, KEYS, "me", 60_000, "0-0", 10, stale_ms=KEEP_MS)
     assert kept.forgotten == 0
     swept = await reclaim(redis, KEYS, "me", 60_000, "0-0", 10, stale_ms=0)
     assert swept.forgotten == 1
     names = [c["name"] for c in await redis.xinfo_consumers(KEYS.stream, GROUP)]
     assert names == [b"busy"]
+
+
+async def test_a_read_blocked_while_its_consumer_is_deleted_gets_the_next_entry(
+    redis: Redis,
+) -> None:
+    """A reclaim deletes a live worker's consumer that holds nothing, perhaps while
+    the worker waits in XREADGROUP: Redis serves that read and makes the consumer
+    again (Redis 7.0), so nothing is lost and the entry is pending for it."""
+    await published(redis, "a")
+    (first,) = await read(redis, KEYS, "live", 1, 100)
+    await settle(redis, KEYS, "live", 60_000, [Completed(first.entry_id, "a", "ws", 1)], 1)
+    blocked = asyncio.create_task(read(redis, KEYS, "live", 10, 1500))
+
+    async def waiting() -> bool:
+        return await blocked_readers(redis) == 1
+
+    await wait_until(waiting, what="the read blocked")
+    assert (await reclaim(redis, KEYS, "other", 60_000, "0-0", 10, stale_ms=0)).forgotten == 1
+    await publish(redis, KEYS, [job("b")])
+    got = await blocked
+    assert [env.decode(d.envelope).id for d in got] == ["b"]
+    pending: list[dict[str, Any]] = await redis.xpending_range(KEYS.stream, GROUP, "-", "+", 10)
+    assert [(p["message_id"].decode(), p["consumer"]) for p in pending] == [
+        (got[0].entry_id, b"live")
+    ]
 
 
 async def test_settle_drops_records_past_their_retention(redis: Redis) -> None:
@@ -275,10 +304,10 @@ async def test_settle_keeps_at_most_the_newest_records_it_is_told_to(redis: Redi
 async def test_reclaim_tells_how_often_a_taken_over_job_started(redis: Redis) -> None:
     await published(redis, "a", "b")
     await read(redis, KEYS, "dead", 10, 100)
-    first = await reclaim(redis, KEYS, "w1", 0, "0-0", 10)
+    first = await reclaim(redis, KEYS, "w1", 0, "0-0", 10, stale_ms=KEEP_MS)
     assert [d.starts for d in first.deliveries] == [0, 0]
     await mark_started(redis, KEYS, [first.deliveries[0].entry_id])
-    second = await reclaim(redis, KEYS, "w2", 0, "0-0", 10)
+    second = await reclaim(redis, KEYS, "w2", 0, "0-0", 10, stale_ms=KEEP_MS)
     assert [(d.deliveries, d.starts) for d in second.deliveries] == [(3, 1), (3, 0)]
     await forget(redis, KEYS, [first.deliveries[0].entry_id])
     assert await redis.exists(KEYS.suspects) == 0
