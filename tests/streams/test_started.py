@@ -63,7 +63,7 @@ async def test_settling_deletes_the_start(redis: Redis) -> None:
 async def test_an_entry_taken_over_or_handed_back_loses_its_start(redis: Redis) -> None:
     a, b = await held(redis, "frozen", "a", "b")
     await started.write(redis, KEYS, "frozen", {a: 10, b: 10})
-    taken = await reclaim(redis, KEYS, "alive", 0, "0-0", 1)
+    taken = await reclaim(redis, KEYS, "alive", 0, "0-0", 1, stale_ms=3_600_000)
     assert [d.entry_id for d in taken.deliveries] == [a]
     assert await redis.hkeys(KEYS.started) == [b.encode()]
     await leave(redis, KEYS, "frozen", [Held(b, "b")])
