@@ -34,17 +34,11 @@ Report = Callable[..., None]
 ATTEMPTS = 2
 # Redis's memory may grow at most this much per 10 minutes, after the warm-up.
 SLOPE_BAR_PCT = 1.0
-# Bars not met yet (RELIABILITY.md, findings): the test ends as an xfail when
-# they are all it missed.
 # A killed worker's consumer, holding nothing once its jobs were taken over, is
 # deleted a few visibility timeouts (or reads' blocks) after its last read
 # (streams.reclaim.stale_after_ms: 6 s here), at a live worker's next reclaim
 # (every 5 s): the soak waits that long for it.
 STALE_WAIT_S = 20.0
-SLOPE_UNSETTLED = (
-    "over the 1% bar in 12 minutes, within what single keys swing by (a dead-letter "
-    "stream's listpack 4.7 <-> 9.8 KB of some 40 KB): a leak or noise, not told apart yet"
-)
 
 
 def slope_pct_per_10min(samples: list[tuple[float, int]]) -> float:
@@ -111,10 +105,11 @@ async def test_soak_with_failing_jobs(
     # inside the 3-minute warm-up; the steady state, some 1 MB, is then large
     # enough that a listpack node's allocation (5 KB in a stream of 5 letters)
     # does not pass for a trend, while a leak of a byte a job (60 KB per 10
-    # minutes) would. The bounded run keeps 5 of each, steady within seconds.
+    # minutes) would. The bounded run and the control (whose leak must show on
+    # a steady state) keep 5 of each, steady within seconds.
     kept = (
         {"BATTERY_RETENTION": "3000", "BATTERY_DEAD_RETENTION": "50"}
-        if long_run
+        if long_run and not control
         else {"BATTERY_RETENTION": "5"}
     )
     fleet = Fleet(shared_server.url, tmp_path, history, environ=kept)
@@ -179,5 +174,6 @@ async def test_soak_with_failing_jobs(
         assert poison <= dead
         assert failed_attempts == ATTEMPTS * len(poison)  # each poison's, no other
         assert stale == 0, result.line()
-        if long_run and slope > SLOPE_BAR_PCT:
-            pytest.xfail(f"keys' memory slope {slope:.2f}% per 10 min: {SLOPE_UNSETTLED}")
+        # Held in the long run only: 10 s and 5 records kept say little about 10 minutes.
+        if long_run:
+            assert slope <= SLOPE_BAR_PCT, f"slope={slope:.2f}% " + result.line()
