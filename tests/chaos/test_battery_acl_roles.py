@@ -106,17 +106,20 @@ async def user_server(tmp_path: Path) -> AsyncIterator[tuple[RedisServer, Redis]
     server.stop()
 
 
-def start_roles(folder: Path, url: str) -> Roles:
-    """An ingress, a scheduler and a worker (which leaves promotion to the scheduler)."""
+def start_roles(folder: Path, url: str, environ: dict[str, str] | None = None) -> Roles:
+    """An ingress, a scheduler and a worker (which leaves promotion to the scheduler),
+    each given `environ` besides."""
     port = free_port()
     roles = Roles(folder, url, Keys(folder / "keys.json"), f"http://127.0.0.1:{port}", {})
-    roles.start("ingress", environ={"SLUICE_INGRESS_HOST": "127.0.0.1",
+    given = environ or {}
+    roles.start("ingress", environ={**given, "SLUICE_INGRESS_HOST": "127.0.0.1",
                                     "SLUICE_INGRESS_PORT": str(port),
                                     "SLUICE_API_KEYS_FILE": str(roles.keys.path)})  # fmt: skip
     roles.health = {"scheduler": free_port(), "worker": free_port()}
-    roles.start("scheduler", environ={"SLUICE_HEALTH_PORT": str(roles.health["scheduler"])})
-    roles.start("worker", "--no-scheduler", "--functions", "tasks",
-                environ={"SLUICE_HEALTH_PORT": str(roles.health["worker"])})  # fmt: skip
+    health = {role: {**given, "SLUICE_HEALTH_PORT": str(port)}
+              for role, port in roles.health.items()}  # fmt: skip
+    roles.start("scheduler", environ=health["scheduler"])
+    roles.start("worker", "--no-scheduler", "--functions", "tasks", environ=health["worker"])
     return roles
 
 
