@@ -74,8 +74,8 @@ async def test_rediss_and_the_acl_user_on_the_cluster(tmp_path: Path, figures: R
         # ACL users are each node's own: the same rule on every one.
         for node in cluster.nodes:
             with contextlib.closing(cluster.admin(node)) as admin:
-                admin.execute_command("ACL", "SETUSER", "sluice", "reset", f">{PASSWORD}",
-                                      *sluice_rule())  # fmt: skip
+                rule = ("ACL", "SETUSER", "sluice", "reset", f">{PASSWORD}", *sluice_rule())
+                admin.execute_command(*rule)  # type: ignore[no-untyped-call]  # unannotated
         roles = start_roles(tmp_path, url, {"SLUICE_REDIS_CA_FILE": ca})
         async with aiohttp.ClientSession() as http:
             t = Tenants(http, roles.base, roles.keys)
