@@ -28,10 +28,11 @@ import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from sluice.runtime.cli import main as cli_main
@@ -119,7 +120,8 @@ def start_roles(folder: Path, url: str, environ: dict[str, str] | None = None) -
     health = {role: {**given, "SLUICE_HEALTH_PORT": str(port)}
               for role, port in roles.health.items()}  # fmt: skip
     roles.start("scheduler", environ=health["scheduler"])
-    roles.start("worker", "--no-scheduler", "--functions", "tasks", environ=health["worker"])
+    roles.start("worker", "--no-scheduler", "--functions", "tasks,webhook.deliver",
+                environ={**health["worker"], "SLUICE_WEBHOOK_ALLOW": "127.0.0.1"})  # fmt: skip
     return roles
 
 
@@ -132,6 +134,32 @@ async def ready(t: Tenants) -> None:
         return status == 200
 
     await wait_until(answers, 30.0, what="the ingress to answer ready as the ACL user")
+
+
+class Receiver:
+    """Webhook endpoints: /ok answers 200, /down 500, /gone 410."""
+
+    ANSWERS: ClassVar[dict[str, int]] = {"ok": 200, "down": 500, "gone": 410}
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.posts: collections.Counter[str] = collections.Counter()
+        app = web.Application()
+        app.router.add_post("/{path}", self.answer)
+        self.runner = web.AppRunner(app)
+
+    async def answer(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"]
+        self.posts[path] += 1
+        return web.Response(status=self.ANSWERS[path])
+
+    async def __aenter__(self) -> Receiver:
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
 
 
 @dataclass
@@ -207,6 +235,27 @@ async def operate(op: Operator) -> int:
     waiting = await op.publish({"n": 5})
     await op.ask("POST", "/v1/queues/tasks/resume", "admin", want=204)
     await op.state_becomes(waiting, "completed")
+    # A webhook to three endpoints: one takes it, one is down (the job retries,
+    # keeping the first's answer), one is gone (disabled).
+    async with Receiver() as receiver:
+        for path in ("ok", "down", "gone"):
+            endpoint = {"url": f"http://127.0.0.1:{receiver.port}/{path}", "description": path}
+            await op.ask("POST", "/v1/webhooks/endpoints", "acme", endpoint, want=201)
+        assert op.wrong == [], op.wrong
+        hook = {"workspace": "acme", "data": {"type": "booking.created", "data": {"b": 1}}}
+        published = await op.ask("POST", "/v1/events/webhook.deliver", "acme", hook, want=202)
+        assert published is not None, op.wrong
+
+        async def retrying() -> bool:
+            job = await op.ask("GET", f"/v1/jobs/{published['id']}?function=webhook.deliver",
+                               "acme")  # fmt: skip
+            return bool(job and job["state"] in ("delayed", "retrying", "dead"))
+
+        await wait_until(retrying, 30.0, what="the webhook's first attempt settled")
+        assert receiver.posts == {"ok": 1, "down": 1, "gone": 1}, receiver.posts
+    listed = await op.ask("GET", "/v1/webhooks/endpoints", "acme")
+    disabled = [e["description"] for e in (listed or {}).get("endpoints", []) if e["disabled"]]
+    assert disabled == ["gone"], listed
     # The metrics, as Prometheus, the API and the seed routes read them.
     await op.ask("GET", "/metrics", "admin")
     await op.ask("GET", "/v1/metrics", "admin")
