@@ -12,6 +12,7 @@ import signal
 import sys
 import tempfile
 import textwrap
+import threading
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -59,8 +60,11 @@ log = logging.getLogger("sluice")
 def main(argv: list[str] | None = None) -> None:
     # The `sluice` script's first line run (python -m sluice sets it before its
     # imports): stopped while it starts, a process holds nothing yet and exits 0,
-    # until the running roles take SIGTERM over (runtime.lifecycle).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # until the running roles take SIGTERM over (runtime.lifecycle). Only a
+    # process's main thread may set it: `main` called from another (a test, a
+    # tool) leaves signals to its host.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     parser = argparse.ArgumentParser(prog="sluice", description="Handlers on Redis Streams.")
     parser.add_argument("--version", action="version", version=f"sluice {version('sluice')}")
     parser.add_argument(

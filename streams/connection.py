@@ -254,6 +254,18 @@ class _BoundedCluster(RedisCluster):
         except TimeoutError:
             raise _late(limit) from None
 
+    async def _determine_slot(self, command: Any, *args: Any) -> int:
+        # redis-py asks a node where the keys of a command whose keys move are
+        # (COMMAND GETKEYS, twice per call, to whichever node it asked first): two
+        # more round trips per XREADGROUP, a worker's every read. Its keys follow
+        # STREAMS, then as many ids.
+        name = command.decode() if isinstance(command, bytes) else str(command)
+        if name.upper() == "XREADGROUP":
+            keys = _stream_keys(args[3:])  # after GROUP group consumer
+            if len(keys) == 1:
+                return self.keyslot(keys[0])
+        return await super()._determine_slot(command, *args)
+
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
         # Abstract only in redis-py's annotations; its own pipeline() builds the same.
         pipe = _BoundedClusterPipeline(self, transaction)  # type: ignore[abstract]
@@ -273,6 +285,15 @@ class _BoundedClusterPipeline(ClusterPipeline):
                 return await super().execute(raise_on_error, allow_redirections)
         except TimeoutError:
             raise _late(self.call_timeout_s) from None
+
+
+def _stream_keys(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The keys of an XREADGROUP's options from COUNT on: those after STREAMS."""
+    for i, arg in enumerate(args):
+        if (arg.decode() if isinstance(arg, bytes) else str(arg)).upper() == "STREAMS":
+            rest = args[i + 1 :]
+            return rest[: len(rest) // 2]
+    return ()
 
 
 def _late(limit_s: float) -> redis.exceptions.TimeoutError:

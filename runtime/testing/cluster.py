@@ -1,6 +1,7 @@
 """A private local Redis Cluster for tests and the benchmark: 3 masters from
 redis-server, made one cluster by `redis-cli --cluster create`, on free ports whose
-bus ports are free too. Needs `redis-server` and `redis-cli` on PATH."""
+bus ports are free too; optionally TLS only (clients, the bus and replication).
+Needs `redis-server` and `redis-cli` on PATH."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import redis
 
@@ -54,17 +56,50 @@ def free_cluster_ports(count: int) -> list[int]:
             s.close()
 
 
+class ClusterTls(NamedTuple):
+    """TLS for every node: its certificate and key, and the CA that signed them
+    (which the nodes trust for the bus, and clients for the nodes)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def node_options(self, port: int) -> tuple[str, ...]:
+        """A TLS port only (no plain one), the bus and replication in TLS as well,
+        clients not asked for certificates."""
+        return ("--port", "0", "--tls-port", str(port), "--tls-cluster", "yes",
+                "--tls-replication", "yes", "--tls-cert-file", str(self.cert),
+                "--tls-key-file", str(self.key), "--tls-ca-cert-file", str(self.ca),
+                "--tls-auth-clients", "no")  # fmt: skip
+
+
 class RedisCluster:
     """`masters` cluster-enabled redis-servers, each owning an even share of the slots,
-    and `replicas` replicas of each (which take over a master that fails)."""
+    and `replicas` replicas of each (which take over a master that fails); with
+    `tls`, they speak only TLS."""
 
     def __init__(
-        self, directory: Path, masters: int = 3, *, replicas: int = 0, appendonly: bool = False
+        self,
+        directory: Path,
+        masters: int = 3,
+        *,
+        replicas: int = 0,
+        appendonly: bool = False,
+        tls: ClusterTls | None = None,
     ) -> None:
         self.replicas = replicas
+        self.tls = tls
+        # What a client of a node needs besides its port (redis-py's options).
+        self.client: dict[str, Any] = {}
+        if tls is not None:
+            self.client = {"ssl": True, "ssl_ca_certs": str(tls.ca)}
         self.nodes = [
             RedisServer(
-                directory / f"node-{port}", port=port, appendonly=appendonly, options=NODE_OPTIONS
+                directory / f"node-{port}",
+                port=port,
+                appendonly=appendonly,
+                options=NODE_OPTIONS + (() if tls is None else tls.node_options(port)),
+                client=self.client,
             )
             for port in free_cluster_ports(masters * (1 + replicas))
         ]
@@ -72,14 +107,20 @@ class RedisCluster:
     @property
     def url(self) -> str:
         """A seed node's URL in the cluster scheme; the client finds the others."""
-        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+        scheme = "redis+cluster" if self.tls is None else "rediss+cluster"
+        return f"{scheme}://127.0.0.1:{self.nodes[0].port}"
+
+    def admin(self, node: RedisServer) -> redis.Redis:
+        """A plain client of one node, as its default user (close it after use)."""
+        return redis.Redis(port=node.port, socket_timeout=2.0, **self.client)
 
     def start(self) -> None:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         replicas = ("--cluster-replicas", str(self.replicas), "--cluster-yes")
-        create = ["redis-cli", "--cluster", "create", *addresses, *replicas]
+        tls = () if self.tls is None else ("--tls", "--cacert", str(self.tls.ca))
+        create = ["redis-cli", *tls, "--cluster", "create", *addresses, *replicas]
         subprocess.run(create, check=True, capture_output=True, timeout=30)
         self.wait_ok()
 
@@ -91,7 +132,7 @@ class RedisCluster:
         (a stopped one included: the others remember it)."""
         deadline = time.monotonic() + timeout_s
         for node in self.running():
-            with contextlib.closing(redis.Redis(port=node.port, socket_timeout=1.0)) as client:
+            with contextlib.closing(self.admin(node)) as client:
                 while True:
                     info = client.cluster("INFO")
                     known = int(info.get("cluster_known_nodes", 0))
@@ -108,7 +149,7 @@ class RedisCluster:
         its replica took over."""
         deadline = time.monotonic() + timeout_s
         for node in self.running():
-            with contextlib.closing(redis.Redis(port=node.port, socket_timeout=1.0)) as client:
+            with contextlib.closing(self.admin(node)) as client:
                 # Each range: start, end, then its primary (host, port, id) and replicas.
                 while any(primary[1] == port for _, _, primary, *_ in client.cluster("SLOTS")):
                     if time.monotonic() > deadline:
@@ -118,7 +159,7 @@ class RedisCluster:
 
     def flush(self) -> None:
         for node in self.running():
-            with contextlib.closing(redis.Redis(port=node.port, socket_timeout=2.0)) as client:
+            with contextlib.closing(self.admin(node)) as client:
                 if client.info("replication")["role"] == "master":  # replicas follow
                     client.flushall()
 

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -50,12 +51,16 @@ class RedisServer:
         wrapper: tuple[str, ...] = (),
         port: int | None = None,
         options: tuple[str, ...] = (),
+        client: dict[str, Any] | None = None,
     ) -> None:
         self.directory = directory
         # A command the server runs under (valgrind, for the bench's instruction counts).
         self.wrapper = wrapper
         # Further redis-server options (a cluster node's, runtime.testing.cluster).
         self.options = options
+        # What the server's own pings need, as redis-py's options (a TLS-only
+        # server's: ssl and the CA; runtime.testing.cluster).
+        self.client = client or {}
         self.port = free_port() if port is None else port
         self.appendonly = appendonly
         self.process: subprocess.Popen[bytes] | None = None
@@ -81,7 +86,9 @@ class RedisServer:
         self.wait_ready(60.0 if self.wrapper else 10.0)
 
     def wait_ready(self, timeout_s: float = 10.0) -> None:
-        client = redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        client = redis.Redis(
+            port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5, **self.client
+        )
         deadline = time.monotonic() + timeout_s
         try:
             while True:
@@ -98,7 +105,7 @@ class RedisServer:
 
     def flush(self) -> None:
         """Empty every database (FLUSHALL): a shared server between tests."""
-        client = redis.Redis(port=self.port, socket_timeout=5)
+        client = redis.Redis(port=self.port, socket_timeout=5, **self.client)
         try:
             client.flushall()
         finally:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -85,7 +86,10 @@ def body_for(route: Route, workspace: str) -> tuple[object, bool]:
 
 @dataclass
 class Tenants:
-    http: TestClient[Any, Any]
+    # The ingress's HTTP client and base URL: an app in this process
+    # (TestClient's session), or an ingress process (test_battery_acl_roles.py).
+    http: aiohttp.ClientSession
+    base: str
     keys: Keys
     # A's things: the ids its jobs are asked for by, its endpoint's id, and every
     # string of A's an answer to someone else must not hold.
@@ -97,9 +101,9 @@ class Tenants:
         self, method: str, path: str, headers: dict[str, str], body: object = None,
         extra: dict[str, str] | None = None,
     ) -> tuple[int, str]:  # fmt: skip
-        answer = await self.http.request(method, path, headers={**headers, **(extra or {})},
-                                         json=body)  # fmt: skip
-        return answer.status, await answer.text()
+        async with self.http.request(method, self.base + path, json=body,
+                                     headers={**headers, **(extra or {})}) as answer:  # fmt: skip
+            return answer.status, await answer.text()
 
 
 @pytest.fixture
@@ -114,7 +118,7 @@ async def tenants(
     await server.start_server()
     http = TestClient(server)
     await http.start_server()
-    yield Tenants(http, keys)
+    yield Tenants(http.session, str(http.make_url("")).rstrip("/"), keys)
     await http.close()
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 import redis.exceptions
@@ -15,7 +16,7 @@ from redis.crc import key_slot
 from sluice.runtime.settings import from_env
 from sluice.streams import webhooks
 from sluice.streams.connection import Redis, RedisSettings, connect
-from sluice.streams.consume import ensure_group
+from sluice.streams.consume import ensure_group, read, read_unless_paused
 from sluice.streams.errors import ConfigurationError, RedisUnavailable, wrap_unavailable
 from sluice.streams.jobs import counts
 from sluice.streams.keys import PartitionKeys
@@ -180,3 +181,25 @@ async def test_webhook_endpoints_watched_transactions_run_on_the_cluster(
     assert (stored.disabled, stored.disabled_ms) == ("410 Gone", 5)
     await webhooks.keep_settled(cluster_redis, "job-1", {"e1": b"200"}, ttl_s=60)
     assert await webhooks.settled(cluster_redis, "job-1") == {"e1": b"200"}
+
+
+async def test_a_read_asks_no_node_where_its_keys_are(
+    cluster_redis: Redis, shared_cluster: RedisCluster
+) -> None:
+    """redis-py's cluster client asks a node (COMMAND GETKEYS) where the keys of a
+    command whose keys move are, XREADGROUP's: two more round trips per read, to a
+    node that may not be the stream's. The connection finds them itself."""
+    keys = PartitionKeys("tasks", 0, spread_over=1)
+    await ensure_group(cluster_redis, keys)
+    for node in shared_cluster.running():
+        with contextlib.closing(shared_cluster.admin(node)) as admin:
+            admin.config_resetstat()
+    await read(cluster_redis, keys, "c1", 10, 1)
+    await read_unless_paused(cluster_redis, keys, "c1", 10, 1)
+    asked = {}
+    for node in shared_cluster.running():
+        with contextlib.closing(shared_cluster.admin(node)) as admin:
+            stats = admin.info("commandstats")
+            asked[node.port] = stats.get("cmdstat_command|getkeys", {}).get("calls", 0)
+            assert stats.get("cmdstat_xreadgroup", {}).get("calls", 0) in (0, 2)
+    assert sum(asked.values()) == 0, asked
