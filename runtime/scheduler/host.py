@@ -8,7 +8,9 @@ Promotion is one atomic script per partition, so any number of schedulers may
 run (inside workers too); none promotes a job twice.
 
 It also publishes the ticks of repeatable jobs (runtime.scheduler.ticks), re-read every
-re-check interval.
+re-check interval. Which ticks are next is judged by Redis's clock too: by its own,
+a scheduler 5 minutes ahead would make none of the next 5 minutes' ticks, and one
+5 minutes behind none until its clock reached the schedule's first.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from sluice.runtime.lifecycle import stop_task
 from sluice.runtime.registry import partition_keys
 from sluice.runtime.scheduler.ticks import upcoming_ticks
 from sluice.runtime.telemetry import tracing
-from sluice.streams import envelope as env
 from sluice.streams.connection import Redis, is_cluster
 from sluice.streams.delayed import promote_due
 from sluice.streams.publish import Outgoing, publish
 from sluice.streams.repeats import load_schedules
+from sluice.streams.sweep import redis_ms
 from sluice.streams.wake import WakeListener
 
 log = logging.getLogger(__name__)
@@ -125,7 +127,7 @@ class Scheduler:
 
     async def _publish_ticks(self) -> None:
         """Publish the coming ticks of every schedule not yet published by this process."""
-        now_ms = env.now_ms()
+        now_ms = await redis_ms(self.client)
         published: set[str] = set()
         for keys in self.partitions.values():
             ticks: list[Outgoing] = []
