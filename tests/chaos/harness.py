@@ -175,6 +175,17 @@ async def client_list(redis: Redis) -> list[dict[str, str]]:
     return await redis.client_list()
 
 
+async def listeners(redis: Redis, channel: str) -> int:
+    """How many connections listen on the sharded channel (PUBSUB SHARDNUMSUB, asked
+    of the node that owns it on a cluster)."""
+    target = {}
+    if isinstance(redis, RedisCluster):
+        target = {"target_nodes": redis.get_node_from_key(channel)}
+    # redis-py pairs the reply: [(channel, count)].
+    ((_, count),) = await redis.execute_command("PUBSUB SHARDNUMSUB", channel, **target)
+    return int(count)
+
+
 def keys_of(redis: Redis, function: str) -> PartitionKeys:
     """The keys of a battery function (one partition) as the runtime lays them out
     on `redis`: a cluster's carry the function's slot tag."""
@@ -219,8 +230,8 @@ class Schedulers:
         and a SIGTERM now is a shutdown, not the end of a process still importing."""
 
         async def listening() -> bool:
-            clients = await client_list(redis)
-            return sum(1 for c in clients if c.get("cmd") == "ssubscribe") >= len(self.live)
+            counts = [await listeners(redis, keys_of(redis, f).wake) for f in FUNCTIONS]
+            return min(counts) >= len(self.live)
 
         await wait_until(listening, what="the schedulers to listen")
 
