@@ -163,7 +163,9 @@ async def test_schedulers_sigkilled_promote_once_and_tick_once(
     redis = target.redis
     long_run = long_run and not is_cluster(redis)  # the cluster: bounded counts
     rng = random.Random(19)
-    duration_s, outages = (130.0, 4) if long_run and not control else (6.0, 1)
+    duration_s, outages = (130.0, 4) if long_run else (6.0, 1)
+    if control:
+        duration_s, outages = 2.0, 0  # copies of every tick: no fault needed
     history = history_for(redis)
     fleet = Fleet(target.url, tmp_path, history, environ=NO_SCHEDULER)
     unfenced = {"BATTERY_TICK_UNFENCED": "1"} if control else {}
@@ -256,7 +258,7 @@ async def test_ticks_under_clocks_off_by_five_minutes(
     # its own clock, so they fire 300 s early.
     redis = target.redis
     long_run = long_run and not is_cluster(redis)  # the cluster: bounded counts
-    duration_s = 130.0 if long_run and not control else 5.0
+    duration_s = 130.0 if long_run and not control else 2.0 if control else 5.0
     history = history_for(redis)
     fleet = Fleet(target.url, tmp_path, history, environ=NO_SCHEDULER)
     own_clock = {"BATTERY_TICK_OWN_CLOCK": "1"} if control else {}
