@@ -145,6 +145,7 @@ async def publish_delayed(history: History, rng: random.Random, n: int, function
     await history.publish(function, events)
 
 
+@pytest.mark.timeout(300)  # the --long run: 130 s of faults, then the drain
 @pytest.mark.parametrize("target", SLOW_ON_CLUSTER, indirect=True)
 @pytest.mark.parametrize("control", [False, True], ids=["kept", "control-unfenced-ticks"])
 async def test_schedulers_sigkilled_promote_once_and_tick_once(
@@ -246,6 +247,7 @@ async def test_schedulers_sigkilled_promote_once_and_tick_once(
         assert result.completed == result.acknowledged
 
 
+@pytest.mark.timeout(300)  # the --long run: 130 s of due times
 @pytest.mark.parametrize("target", SLOW_ON_CLUSTER, indirect=True)
 @pytest.mark.parametrize("control", [False, True], ids=["kept", "control-own-clock"])
 async def test_ticks_under_clocks_off_by_five_minutes(
