@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
+from redis.exceptions import ResponseError
 
 from sluice.streams import envelope as env
 from sluice.streams import record as rec
@@ -200,9 +201,14 @@ async def counts(client: Redis, keys: PartitionKeys) -> Counts:
             pipe.zcard(keys.delayed)
             pipe.xlen(keys.dead)
             pipe.zcard(keys.backlog)
-            length, stats, pending, delayed, dead, backlog = await pipe.execute(
-                raise_on_error=False
-            )
+            replies = await pipe.execute(raise_on_error=False)
+        # Only XPENDING may fail alone (the group is made at a worker's first
+        # read). A cluster pipeline also answers a broken node connection with the
+        # error as a reply: raised here, in the block, as RedisUnavailable.
+        for i, reply in enumerate(replies):
+            if isinstance(reply, Exception) and not (i == 2 and isinstance(reply, ResponseError)):
+                raise reply
+    length, stats, pending, delayed, dead, backlog = replies
     active = pending["pending"] if isinstance(pending, dict) else 0
     stat = {k.decode(): int(v) for k, v in stats.items()}
     return Counts(

@@ -8,7 +8,9 @@ Promotion is one atomic script per partition, so any number of schedulers may
 run (inside workers too); none promotes a job twice.
 
 It also publishes the ticks of repeatable jobs (runtime.scheduler.ticks), re-read every
-re-check interval.
+re-check interval. Which ticks are next is judged by Redis's clock too: by its own,
+a scheduler 5 minutes ahead would make none of the next 5 minutes' ticks, and one
+5 minutes behind none until its clock reached the schedule's first.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from sluice.runtime.lifecycle import stop_task
 from sluice.runtime.registry import partition_keys
 from sluice.runtime.scheduler.ticks import upcoming_ticks
 from sluice.runtime.telemetry import tracing
-from sluice.streams import envelope as env
 from sluice.streams.connection import Redis, is_cluster
 from sluice.streams.delayed import promote_due
 from sluice.streams.publish import Outgoing, publish
 from sluice.streams.repeats import load_schedules
+from sluice.streams.sweep import redis_ms
 from sluice.streams.wake import WakeListener
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ class Scheduler:
         # far (job ids), so an unchanged schedule costs no publish.
         self.ticks_at = 0.0
         self.published: set[str] = set()
-        # When (epoch ms) schedules were last read: the next read publishes the
+        # When (Redis time, ms) schedules were last read: the next read publishes the
         # ticks due since then too, those of a schedule made in between.
         self.read_ms: int | None = None
 
@@ -128,7 +130,9 @@ class Scheduler:
 
     async def _publish_ticks(self) -> None:
         """Publish the coming ticks of every schedule not yet published by this process."""
-        now_ms, since_ms = env.now_ms(), self.read_ms
+        # Redis's clock, as every scheduler reads the same one: a host's clock off
+        # by minutes would pick other ticks (runtime.scheduler.ticks).
+        now_ms, since_ms = await redis_ms(self.client), self.read_ms
         # Set before the reads: a read that fails looks back no further than this
         # one, so an outage's ticks are not made up (runtime.scheduler.ticks).
         self.read_ms = now_ms

@@ -21,7 +21,13 @@ Switches break a promise on purpose, for the battery's negative controls:
 - `BATTERY_NO_FENCE=1`: the worker runs a late call whole, without asking Redis
   which of its jobs are still its own (a zombie runs jobs finished elsewhere);
 - `BATTERY_DEAD_READ=1`: an entry that does not decode dead-letters every job
-  read with it (a naive worker's answer to garbage in its stream).
+  read with it (a naive worker's answer to garbage in its stream);
+- `BATTERY_TICK_UNFENCED=1` (a scheduler): a repeat schedule's tick gets an id of
+  this process's own, so the id check no longer makes the copies of several
+  schedulers one job (each due time fires once per scheduler);
+- `BATTERY_TICK_OWN_CLOCK=1` (a scheduler): a tick is handed to Redis due when
+  it is by this process's clock (its due time less the clock's skew), not by
+  Redis's (a skewed scheduler fires it early or late by the skew).
 
 Not controls: `BATTERY_RETENTION` and `BATTERY_DEAD_RETENTION` (records of
 finished jobs, and dead letters, kept per partition) for the soak;
@@ -43,9 +49,12 @@ import msgspec
 
 from sluice.runtime import Batch, Job, Reject, batch_function, function
 from sluice.runtime.declare import Function
+from sluice.runtime.scheduler import ticks
 from sluice.runtime.worker import intake, lanes, reader
 from sluice.streams import envelope as env
 from sluice.streams.consume import Delivery
+from sluice.streams.publish import Outgoing
+from sluice.streams.repeats import Schedule
 
 # The host's true clock, taken before BATTERY_SKEW_S moves the process's.
 _true_ns = time.time_ns
@@ -178,13 +187,33 @@ def _take_in_all_or_nothing(
     return msgspec.structs.replace(taken, ready=[], outcomes=garbage + doomed)
 
 
+def _tick_of_process(schedule: Schedule, function: str, tick_ms: int, now_ms: int) -> Outgoing:
+    """The unfenced control's tick: an id of this scheduler process's own."""
+    tick = _tick(schedule, function, tick_ms, now_ms)
+    own = tick.envelope.id.replace("rpt:", f"rpt-{os.getpid()}:", 1)
+    return msgspec.structs.replace(tick, envelope=msgspec.structs.replace(tick.envelope, id=own))
+
+
+def _tick_by_own_clock(schedule: Schedule, function: str, tick_ms: int, now_ms: int) -> Outgoing:
+    """The own-clock control's tick: due by this process's clock, as if its due time
+    were turned into a delay from this clock's now and Redis added it to its own."""
+    tick = _tick(schedule, function, tick_ms, now_ms)
+    skew_ms = (time.time_ns() - _true_ns()) // 1_000_000
+    return msgspec.structs.replace(tick, due_ms=tick.due_ms - skew_ms)
+
+
 _take_in = intake.take_in
+_tick = ticks._tick
 if os.environ.get("BATTERY_SKEW_S"):
     _skew_clock(float(os.environ["BATTERY_SKEW_S"]))
 if os.environ.get("BATTERY_NO_FENCE") == "1":
     setattr(lanes.Lanes, "_still_held", _run_unfenced)  # noqa: B010
 if os.environ.get("BATTERY_DEAD_READ") == "1":
     setattr(reader, "take_in", _take_in_all_or_nothing)  # noqa: B010
+if os.environ.get("BATTERY_TICK_UNFENCED") == "1":
+    setattr(ticks, "_tick", _tick_of_process)  # noqa: B010
+if os.environ.get("BATTERY_TICK_OWN_CLOCK") == "1":
+    setattr(ticks, "_tick", _tick_by_own_clock)  # noqa: B010
 
 # The control of the exit-poison scenario: the first crash recorded is final for
 # every job taken over that was running then. Read at import, as a deployment's

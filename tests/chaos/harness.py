@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import cast
 
+from redis.asyncio.cluster import RedisCluster
+
 from sluice.runtime import Client, DeadLetters
-from sluice.runtime.registry import load
+from sluice.runtime.registry import load, partition_keys
 from sluice.streams import envelope as env
-from sluice.streams.connection import Redis
+from sluice.streams.connection import Redis, is_cluster
 from sluice.streams.keys import GROUP, PartitionKeys
 from tests.chaos.ledger import Fault, History, read_calls
 from tests.runtime.helpers import start_worker, total_counts, wait_until
@@ -69,7 +71,7 @@ class Fleet:
         """Wait until every live worker sits in XREADGROUP on each function."""
 
         async def reading() -> bool:
-            clients = await redis.client_list()
+            clients = await client_list(redis)
             readers = sum(1 for c in clients if c.get("cmd") == "xreadgroup")
             return readers >= len(self.live) * len(FUNCTIONS)
 
@@ -161,12 +163,110 @@ class Fleet:
         self.live.clear()
 
 
+async def client_list(redis: Redis) -> list[dict[str, str]]:
+    """Every connection to Redis: on a cluster, to each of its nodes."""
+    if isinstance(redis, RedisCluster):
+        # Asked of every node, the client answers per node.
+        by_node = cast(
+            dict[str, list[dict[str, str]]],
+            await redis.client_list(target_nodes=RedisCluster.ALL_NODES),
+        )
+        return [c for clients in by_node.values() for c in clients]
+    return await redis.client_list()
+
+
+async def listeners(redis: Redis, channel: str) -> int:
+    """How many connections listen on the sharded channel (PUBSUB SHARDNUMSUB, asked
+    of the node that owns it on a cluster)."""
+    target = {}
+    if isinstance(redis, RedisCluster):
+        target = {"target_nodes": redis.get_node_from_key(channel)}
+    # redis-py pairs the reply: [(channel, count)].
+    ((_, count),) = await redis.execute_command("PUBSUB SHARDNUMSUB", channel, **target)
+    return int(count)
+
+
+def keys_of(redis: Redis, function: str) -> PartitionKeys:
+    """The keys of a battery function (one partition) as the runtime lays them out
+    on `redis`: a cluster's carry the function's slot tag."""
+    (fn,) = load(BATTERY).select([function])
+    return partition_keys(fn, 0, is_cluster(redis))
+
+
+class Schedulers:
+    """`sluice scheduler` processes of the battery's functions, to kill and restart;
+    their logs go to `folder/schedulers.log`."""
+
+    def __init__(
+        self,
+        url: str,
+        folder: Path,
+        history: History,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.url = url
+        self.history = history
+        self.environ = {"SLUICE_FUNCTIONS": BATTERY, **(environ or {})}
+        self.log = folder / "schedulers.log"
+        self.live: list[subprocess.Popen[bytes]] = []
+
+    def start(self, n: int = 1, environ: Mapping[str, str] | None = None) -> None:
+        """Start `n` schedulers, with `environ` on top of the others' (a skewed clock)."""
+        for _ in range(n):
+            env = self.environ | dict(environ or {})
+            proc = start_worker(self.url, self.log, role="scheduler", log=self.log, environ=env)
+            self.live.append(proc)
+
+    def kill(self, scheduler: subprocess.Popen[bytes]) -> None:
+        """SIGKILL `scheduler` (recorded as a fault that holds no job)."""
+        self.history.faults.append(Fault(scheduler.pid, time.time_ns(), frozenset()))
+        scheduler.kill()
+        scheduler.wait(timeout=10)
+        self.live.remove(scheduler)
+
+    async def ready(self, redis: Redis) -> None:
+        """Wait until every live scheduler listens for wake-ups (SSUBSCRIBE): it runs,
+        and a SIGTERM now is a shutdown, not the end of a process still importing."""
+
+        async def listening() -> bool:
+            counts = [await listeners(redis, keys_of(redis, f).wake) for f in FUNCTIONS]
+            return min(counts) >= len(self.live)
+
+        await wait_until(listening, what="the schedulers to listen")
+
+    def freeze(self) -> None:
+        """Stop (SIGSTOP) every live scheduler: nothing is published or promoted
+        while the test looks at Redis before a kill."""
+        for scheduler in self.live:
+            scheduler.send_signal(signal.SIGSTOP)
+
+    async def close(self, redis: Redis) -> None:
+        """SIGTERM every live scheduler once it runs; the test fails if one does not
+        exit 0."""
+        await self.ready(redis)
+        for scheduler in self.live:
+            scheduler.send_signal(signal.SIGTERM)
+        codes = [s.wait(timeout=30) for s in self.live]
+        self.live.clear()
+        assert codes == [0] * len(codes), f"schedulers exited with {codes}"
+
+    def abandon(self) -> None:
+        """SIGKILL what is left: the end of a failed test."""
+        for scheduler in self.live:
+            if scheduler.poll() is None:
+                os.kill(scheduler.pid, signal.SIGCONT)
+                scheduler.kill()
+                scheduler.wait(timeout=10)
+        self.live.clear()
+
+
 async def held_by(redis: Redis, pid: int | None = None) -> frozenset[str]:
     """The job ids pending for the consumers of process `pid` (runtime.worker.host
     names a consumer host-pid-suffix), or of every process."""
     held = set()
     for function in FUNCTIONS:
-        keys = PartitionKeys(function, 0)
+        keys = keys_of(redis, function)
         for consumer in await redis.xinfo_consumers(keys.stream, GROUP):
             name = consumer["name"]
             name = name.decode() if isinstance(name, bytes) else str(name)

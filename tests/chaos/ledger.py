@@ -272,3 +272,87 @@ def violations(figures: Figures, bar: Bar) -> list[str]:
     if bar.duplicates == "held" and figures.duplicates > figures.duplicates_held:
         broken.append(f"duplicates={figures.duplicates} > duplicates_held")
     return broken
+
+
+# A repeat schedule's tick runs as a job whose id is made of the schedule and the
+# due time (sluice.runtime.scheduler.ticks): rpt:<workspace>:<name>:<version>:<tick ms>.
+TICK_PREFIX = "rpt"
+
+
+def tick_of(job: str) -> tuple[str, int] | None:
+    """The schedule name and due time (epoch ms) a tick's job id names; None for a
+    job that is no tick. The prefix may carry more (a control's own copy of a tick):
+    the check is per due time, not per id."""
+    parts = job.split(":")
+    if len(parts) != 5 or not parts[0].startswith(TICK_PREFIX):
+        return None
+    return parts[2], int(parts[4])
+
+
+class TickFigures(msgspec.Struct, frozen=True, kw_only=True):
+    """Repeat schedules' ticks: every due time in the window fires once, not before it."""
+
+    scenario: str
+    ticks_expected: int
+    ticks_fired: int
+    # Due times in the window with no effect.
+    ticks_missing: int
+    # Due times whose effect happened more than once (by one tick id or several).
+    ticks_twice: int
+    # Due times whose first call started before them (by Redis's clock, this host's).
+    ticks_early: int
+    # Fired due times inside the window that are none of the schedule's.
+    ticks_off_schedule: int
+    # Fired after the bar's lateness bound.
+    ticks_late: int
+    tick_lateness_p50_ms: int
+    tick_lateness_max_ms: int
+
+    def line(self) -> str:
+        return " ".join(f"{f}={getattr(self, f)}" for f in self.__struct_fields__)
+
+
+def check_ticks(
+    scenario: str,
+    expected: dict[str, set[int]],
+    calls: Sequence[Call],
+    *,
+    window_ms: tuple[int, int],
+    late_after_ms: int,
+) -> TickFigures:
+    """The ticks' figures: `expected` are, per schedule, its due times (epoch ms)
+    within `window_ms` that must each have fired once; a tick fired more than
+    `late_after_ms` after its due time is late."""
+    lo, hi = window_ms
+    effects: collections.Counter[tuple[str, int]] = collections.Counter()
+    first_start: dict[tuple[str, int], int] = {}
+    for call in calls:
+        tick = tick_of(call.job)
+        if tick is None or tick[0] not in expected:
+            continue
+        if call.outcome == "ok":
+            effects[tick] += 1
+        first_start[tick] = min(first_start.get(tick, call.start_ns), call.start_ns)
+    wanted = {(name, at) for name, dues in expected.items() for at in dues}
+    fired = set(effects)
+    lateness = [first_start[t] - t[1] * 1_000_000 for t in fired]
+    return TickFigures(
+        scenario=scenario,
+        ticks_expected=len(wanted),
+        ticks_fired=len(fired & wanted),
+        ticks_missing=len(wanted - fired),
+        ticks_twice=sum(1 for n in effects.values() if n > 1),
+        # Redis's clock is in whole ms, as for delayed jobs.
+        ticks_early=sum(1 for late in lateness if late < -1_000_000),
+        ticks_off_schedule=len({t for t in fired - wanted if lo <= t[1] <= hi}),
+        ticks_late=sum(1 for late in lateness if late > late_after_ms * 1_000_000),
+        tick_lateness_p50_ms=_ms(_percentile(lateness, 0.5)),
+        tick_lateness_max_ms=_ms(_percentile(lateness, 1.0)),
+    )
+
+
+def tick_violations(figures: TickFigures) -> list[str]:
+    """The promises of repeat schedules `figures` break: each due time fired once,
+    none early, none off the schedule, none later than the bound."""
+    named = ("ticks_missing", "ticks_twice", "ticks_early", "ticks_off_schedule", "ticks_late")
+    return [f"{n}={getattr(figures, n)}" for n in named if getattr(figures, n)]

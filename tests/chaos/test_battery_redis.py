@@ -12,11 +12,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from redis.asyncio.cluster import RedisCluster as RedisClusterClient
 
+from sluice.runtime import RedisUnavailable
 from sluice.streams.connection import Redis, connect
-from tests.chaos.harness import FUNCTIONS, Fleet, drained, history_for, progressed, publish_load
+from sluice.streams.jobs import counts
+from tests.chaos.harness import (
+    FUNCTIONS,
+    Fleet,
+    drained,
+    history_for,
+    keys_of,
+    progressed,
+    publish_load,
+)
 from tests.chaos.ledger import Bar, Fault, Figures, check, read_calls, violations
 from tests.conftest import settings_for
+from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import total_counts
 
@@ -128,3 +140,85 @@ async def test_redis_paused(
         assert any(b.startswith("unexpected=") for b in broken), result.line()
     else:
         assert broken == [], result.line()
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+@pytest.mark.parametrize("appendonly", [True, False], ids=["kept-aof-always", "control-aof-off"])
+async def test_a_cluster_primary_sigkilled_and_restarted(
+    tmp_path: Path, figures: Report, appendonly: bool
+) -> None:
+    # The scenario above on a private 3-master cluster (no replicas): the primary
+    # that holds chaos-single's keys is SIGKILLed with jobs waiting, running and
+    # being published, and started again on its files, while the other primaries
+    # serve chaos-batch on. Control: the cluster without AOF loses the waiting
+    # jobs of the killed primary. Bounded counts; with --long only (a private
+    # cluster with AOF and a restart).
+    cluster = RedisCluster(tmp_path / "cluster", appendonly=appendonly)
+    cluster.start()
+    redis = connect(settings_for(cluster.url))
+    history = history_for(redis)
+    fleet = Fleet(cluster.url, tmp_path, history)
+    fleet.start(2)
+    try:
+        await fleet.ready(redis)
+        assert isinstance(redis, RedisClusterClient)
+        address = redis.get_node_from_key(keys_of(redis, "chaos-single").stream)
+        assert address is not None
+        (owner,) = (node for node in cluster.nodes if node.port == address.port)
+        await publish_load(history, 300, sleep_ms=20 if appendonly else 300)
+        await progressed(fleet, 100)
+        publishing = asyncio.create_task(
+            publish_load(history, 300 if appendonly else 0, chunk=10, sleep_ms=20)
+        )
+        async with fleet.frozen(redis) as held:
+            assert await waiting(redis) > 0  # confirmed jobs only Redis has
+            assert owner.process is not None
+            history.faults.append(Fault(owner.process.pid, time.time_ns(), held))
+            owner.kill()
+        await asyncio.to_thread(owner.start)
+        await asyncio.to_thread(cluster.wait_ok)
+        await publishing
+        if not appendonly:
+            await publish_load(history, 40, sleep_ms=20)  # the workers read again
+        await drained(redis)
+        await fleet.close(redis)
+    finally:
+        fleet.abandon()
+        await redis.aclose()
+        cluster.stop()
+    name = "redis-sigkill-cluster" + ("" if appendonly else "-control")
+    result = check(name, history, read_calls(fleet.ledger))
+    figures(result)
+    broken = violations(result, Bar(duplicates="held"))
+    if appendonly:
+        assert broken == [], result.line()
+    else:
+        assert any(b.startswith("lost=") for b in broken), result.line()
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+async def test_counts_on_a_cluster_whose_primary_restarted_are_unavailable_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    # Found by the scenario above: a cluster pipeline answers a command whose node
+    # connection broke with the error as its reply (raise_on_error=False, which
+    # the counts ask for XPENDING's missing group), and the counts read a
+    # ConnectionError as the stats hash: AttributeError, a 500 at the ingress.
+    cluster = RedisCluster(tmp_path / "cluster")
+    cluster.start()
+    redis = connect(settings_for(cluster.url, retries=0))
+    try:
+        keys = keys_of(redis, "chaos-single")
+        await counts(redis, keys)  # a connection to each node, kept in the pool
+        assert isinstance(redis, RedisClusterClient)
+        address = redis.get_node_from_key(keys.stream)
+        assert address is not None
+        (owner,) = (node for node in cluster.nodes if node.port == address.port)
+        owner.kill()
+        with pytest.raises(RedisUnavailable):
+            await counts(redis, keys)
+    finally:
+        await redis.aclose()
+        cluster.stop()

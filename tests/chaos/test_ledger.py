@@ -6,7 +6,17 @@ from sluice.runtime import Client
 from sluice.runtime.registry import load
 from sluice.streams.connection import RedisSettings, connect
 from tests.chaos.harness import BATTERY
-from tests.chaos.ledger import Bar, Call, Fault, History, Op, check, violations
+from tests.chaos.ledger import (
+    Bar,
+    Call,
+    Fault,
+    History,
+    Op,
+    check,
+    check_ticks,
+    tick_violations,
+    violations,
+)
 
 
 def history(**ops: tuple[str, ...]) -> History:
@@ -66,3 +76,35 @@ def test_a_call_a_zombie_starts_after_it_was_frozen_is_late() -> None:
     calls = [Call("a", 1, 1, 1, 10, 30, "ok"), Call("b", 1, 2, 1, 40, 50, "ok")]
     figures = check("t", made, calls)
     assert (figures.late_calls, violations(figures, Bar())) == (1, ["late_calls=1"])
+
+
+def tick(name: str, due_ms: int, start_ms: int, prefix: str = "rpt") -> Call:
+    """A call of `name`'s tick due at `due_ms`, started at `start_ms`."""
+    job = f"{prefix}:ws:{name}:7:{due_ms}"
+    return Call(job, 1, 1, 1, start_ms * 1_000_000, start_ms * 1_000_000 + 5, "ok")
+
+
+def test_ticks_each_fired_once_on_time_break_nothing() -> None:
+    calls = [tick("a", 1000, 1003), tick("a", 2000, 2001), tick("b", 1500, 1500)]
+    expected = {"a": {1000, 2000}, "b": {1500}}
+    figures = check_ticks("t", expected, calls, window_ms=(1000, 2000), late_after_ms=100)
+    assert (figures.ticks_fired, tick_violations(figures)) == (3, [])
+
+
+def test_a_tick_missing_twice_early_late_or_off_schedule_is_named() -> None:
+    calls = [
+        tick("a", 2000, 2001),
+        tick("a", 2000, 2002, prefix="rpt-other"),  # another copy of one due time
+        tick("a", 3000, 2500),  # before its due time
+        tick("a", 4000, 4500),  # beyond the bound
+        tick("a", 3500, 3500),  # no due time of the schedule
+    ]
+    expected = {"a": {1000, 2000, 3000, 4000}}
+    figures = check_ticks("t", expected, calls, window_ms=(1000, 4000), late_after_ms=100)
+    assert tick_violations(figures) == [
+        "ticks_missing=1",
+        "ticks_twice=1",
+        "ticks_early=1",
+        "ticks_off_schedule=1",
+        "ticks_late=1",
+    ]

@@ -11,6 +11,7 @@ import pytest
 from sluice.runtime import InvalidSchedule, Jobs
 from sluice.runtime.client.repeats import Repeats
 from sluice.runtime.registry import load
+from sluice.streams import envelope
 from sluice.streams.connection import Redis
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
@@ -78,6 +79,31 @@ async def test_each_tick_runs_once_with_three_schedulers_and_after_a_restart(
     assert len(set(ticks)) == len(ticks)
     counts = await jobs.counts("tasks")
     assert counts.completed == len(handled)
+
+
+@pytest.mark.parametrize("skew_ms", [300_000, -300_000], ids=["ahead", "behind"])
+async def test_a_scheduler_whose_clock_is_off_makes_the_ticks_due_by_redis_clock(
+    redis: Redis,
+    shared_server: RedisServer,
+    ledger: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    skew_ms: int,
+) -> None:
+    # A scheduler 5 minutes ahead made only the ticks due 5 minutes on (those of
+    # the next 5 minutes never), one 5 minutes behind the first two and then
+    # none for 5 minutes: it chose the next ticks by its own clock.
+    repeats = Repeats(redis, load(SAMPLE))
+    await repeats.add("tasks", "heartbeat", workspace="ops", data={"n": 1}, every_ms=1000)
+    true_now_ms = envelope.now_ms
+    monkeypatch.setattr(envelope, "now_ms", lambda: true_now_ms() + skew_ms)
+    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+
+        async def three_runs() -> bool:
+            return len(read_ledger(ledger)) >= 3
+
+        await wait_until(three_runs, timeout_s=20, what="three ticks")
+    seconds, micros = await redis.time()
+    assert max(tick_times(ledger)) <= seconds * 1000 + micros // 1000
 
 
 async def test_schedules_are_listed_replaced_and_removed_with_their_pending_tick(
