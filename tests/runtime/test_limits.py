@@ -20,6 +20,7 @@ from tests.conftest import Target
 from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,
+    blocked_readers,
     read_ledger,
     start_worker,
     total_counts,
@@ -72,6 +73,13 @@ async def test_a_global_limit_holds_across_three_workers_and_defers_the_rest(
                 return (await total_counts(redis, "limited-tasks")).completed == n
 
             await wait_until(all_done, timeout_s=n / 50 + 30, what=f"{n} rate-limited jobs")
+
+            # A worker process that is still starting (a loaded machine) when the
+            # others have run every job would die of the SIGTERM, not stop cleanly.
+            async def every_worker_reads() -> bool:
+                return await blocked_readers(redis) >= 3
+
+            await wait_until(every_worker_reads, what="the three workers to wait for more")
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)

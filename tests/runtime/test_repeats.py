@@ -42,6 +42,13 @@ async def test_each_tick_runs_once_with_three_schedulers_and_after_a_restart(
         for _ in range(2)
     ]
     try:
+        # Both listen for wakes before the ticks run: on a loaded machine a process
+        # still starting would miss the race, and die of the SIGTERM below.
+        async def both_listening() -> bool:
+            clients = await redis.client_list()
+            return sum(1 for c in clients if int(c["sub"]) + int(c["ssub"]) > 0) >= 2
+
+        await wait_until(both_listening, what="the two scheduler processes to listen")
         async with worker_in_process(shared_server.url, "tasks", scheduler=True):
 
             async def three_runs() -> bool:

@@ -39,13 +39,16 @@ def test_partition_map_is_stable_across_processes() -> None:
         "from streams.keys import partition_of;"
         "print([partition_of(f'ws{i}', 16) for i in range(50)])"
     )
-    outputs = {
-        subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+    # Started together: each spends its time importing.
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
             env={"PYTHONHASHSEED": str(seed)},
-        ).stdout
+        )
         for seed in (1, 2, 3)
-    }  # fmt: skip
+    ]  # fmt: skip
+    outputs = {p.communicate(timeout=60)[0] for p in processes}
+    assert [p.returncode for p in processes] == [0, 0, 0]
     assert len(outputs) == 1
     assert outputs.pop().strip() == str([partition_of(f"ws{i}", 16) for i in range(50)])
 
