@@ -36,7 +36,7 @@ def test_partition_map_is_total_and_in_range(workspace: str, partitions: int) ->
 def test_partition_map_is_stable_across_processes() -> None:
     # Python's hash() is salted per process; the map must not be.
     code = (
-        "from streams.keys import partition_of;"
+        "from sluice.streams.keys import partition_of;"
         "print([partition_of(f'ws{i}', 16) for i in range(50)])"
     )
     # Started together: each spends its time importing.
