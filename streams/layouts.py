@@ -31,7 +31,9 @@ _RETIRED = Script.beside(__file__, "retired.lua")
 
 # How long past the last delayed job it held a drained count is kept for the jobs
 # a shared partition keeps of it: its queued and backlogged ones run well within
-# it, and a retry of one waits at most the longest backoff there.
+# it, and a retry waits at most the default backoff cap (an hour). A job of it
+# still there later (retried again, or after a longer delay its handler asked
+# for) is found by id, no longer by its business key or tags.
 HELD_AFTER_MS = 3_600_000
 
 

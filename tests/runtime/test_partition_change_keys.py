@@ -154,3 +154,20 @@ async def test_cancel_and_count_by_key_and_tag_reach_the_old_layout(target: Targ
         assert record.state == "cancelled"
     total = await everywhere(client)
     assert (total.delayed, total.waiting, total.cancelled) == (0, 0, 3)
+
+
+@pytest.mark.parametrize(
+    ("partition", "old", "new", "strays"),
+    [
+        (1, 2, 4, True),  # crc % 2 == 1: crc % 4 is 1 or 3
+        (0, 2, 4, True),
+        (0, 4, 2, False),  # a divisor: crc % 4 == 1 -> crc % 2 == 1
+        (1, 4, 2, False),
+        (0, 2, 1, False),
+        (0, 3, 2, True),  # crc % 3 == 0: crc 3 is 1 of 2
+    ],
+)
+def test_a_shared_partition_holds_strays_unless_the_new_count_divides_the_old(
+    partition: int, old: int, new: int, strays: bool
+) -> None:
+    assert layouts.strays(partition, old, new) is strays
