@@ -104,6 +104,13 @@ def layouts(function: str) -> str:
     return f"{PREFIX}:{{catalogue}}:layouts:{function}"
 
 
+def layouts_held(function: str) -> str:
+    """The HASH partition count -> epoch ms (Redis's clock) until which `function`'s
+    layouts keep a count whose partitions are all drained but whose jobs may still
+    lie in partitions the current count shares with it (streams.layouts.held)."""
+    return f"{PREFIX}:{{catalogue}}:layouts-held:{function}"
+
+
 def webhook_endpoints(workspace: str) -> str:
     """The HASH of a workspace's webhook endpoints (streams.webhooks): endpoint id
     -> record. Not a function's key: `webhook.deliver` reads it, the ingress

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import msgspec
 
+from sluice.runtime.client.layouts import Layouts
 from sluice.runtime.client.recent import page_all
 from sluice.runtime.client.timing import When, due
 from sluice.runtime.errors import InvalidCursor, JobNotFound, WrongJobState
@@ -46,6 +47,7 @@ class Jobs:
     def __init__(self, redis: Redis, registry: Registry) -> None:
         self.redis = redis
         self.registry = registry
+        self.layouts = Layouts(redis, registry)
 
     async def get(
         self, function: str, job_id: str, *, workspace: str | None = None
@@ -72,46 +74,46 @@ class Jobs:
 
     async def cancel_key(self, function: str, key: str, *, workspace: str) -> str:
         """Cancel the live job of business `key`; returns its id. Raises `JobNotFound`
-        when the key names no job (or its job finished), `WrongJobState` when it runs."""
-        keys = self.registry.partitions(function, workspace, cluster=is_cluster(self.redis))[0]
-        outcome = await scripts.cancel(
-            self.redis,
-            keys,
-            "key",
-            check_token("key", key),
-            check_token("workspace", workspace),
-            self.registry.share(function),
-        )
+        when the key names no job (or its job finished), `WrongJobState` when it runs.
+        Looks in the workspace's partitions of earlier layouts too (runtime.client.layouts)."""
+        check_token("key", key)
+        check_token("workspace", workspace)
+        places = await self.layouts.places(function, workspace)
+        share = self.registry.share(function)
+        outcome: dict[str, str] = {}
+        for keys in places:
+            outcome |= await scripts.cancel(self.redis, keys, "key", key, workspace, share)
         if not outcome:
             raise JobNotFound(
                 f"no live job of function {function!r} has key {key!r} in {workspace!r}"
             )
-        ((stored, state),) = outcome.items()
-        if state != "cancelled":
-            raise WrongJobState(shown_id(stored), state, "cancelled")
-        return shown_id(stored)
+        cancelled = [stored for stored, state in outcome.items() if state == "cancelled"]
+        if cancelled:
+            return shown_id(cancelled[-1])
+        stored, state = next(iter(outcome.items()))
+        raise WrongJobState(shown_id(stored), state, "cancelled")
 
     async def cancel_tag(
         self, tag: str, *, workspace: str, functions: Iterable[str] | None = None
     ) -> Cancelled:
         """Cancel every job of `tag` in `workspace` that has not started, in every
-        function (or those named): a cancelled booking cancels all its reminders."""
+        function (or those named): a cancelled booking cancels all its reminders.
+        Looks in the workspace's partitions of earlier layouts too."""
         check_token("tag", tag)
         check_token("workspace", workspace)
         names = list(functions) if functions is not None else [fn.name for fn in self.registry]
         cancelled: list[str] = []
         running: list[str] = []
         for name in names:
-            keys = self.registry.partitions(name, workspace, cluster=is_cluster(self.redis))[0]
-            for job_id, state in (
-                await scripts.cancel(
-                    self.redis, keys, "tag", tag, workspace, self.registry.share(name)
-                )
-            ).items():
-                if state == "cancelled":
-                    cancelled.append(shown_id(job_id))
-                elif state == "active":
-                    running.append(shown_id(job_id))
+            places = await self.layouts.places(name, workspace)
+            share = self.registry.share(name)
+            for keys in places:
+                outcome = await scripts.cancel(self.redis, keys, "tag", tag, workspace, share)
+                for job_id, state in outcome.items():
+                    if state == "cancelled":
+                        cancelled.append(shown_id(job_id))
+                    elif state == "active":
+                        running.append(shown_id(job_id))
         return Cancelled(tuple(cancelled), tuple(running))
 
     async def tag_counts(
@@ -120,14 +122,16 @@ class Jobs:
         """The live jobs of `tag` in `workspace` by function and state (delayed,
         waiting, active), every function's or those named; a function with none is
         left out. A finished job has left its tags: a campaign's progress is what
-        it published less what is still live (streams.tagged)."""
+        it published less what is still live (streams.tagged). Counts the
+        workspace's partitions of earlier layouts too."""
         check_token("tag", tag)
         check_token("workspace", workspace)
         names = list(functions) if functions is not None else [fn.name for fn in self.registry]
         found: dict[str, TagCounts] = {}
         for name in names:
-            keys = self.registry.partitions(name, workspace, cluster=is_cluster(self.redis))[0]
-            counted = await tag_counts(self.redis, keys, workspace, tag)
+            counted = TagCounts()
+            for keys in await self.layouts.places(name, workspace):
+                counted += await tag_counts(self.redis, keys, workspace, tag)
             if counted != TagCounts():
                 found[name] = counted
         return found

@@ -102,6 +102,9 @@ class Prepared(msgspec.Struct, frozen=True):
     due: list[int]
     functions: tuple[str, ...]
     groups: dict[PartitionKeys, list[Outgoing]]
+    # Whether a job has a given id or a business key: only then may an earlier
+    # partition layout hold its duplicate or the key's job (runtime.client.layouts).
+    named: bool = False
 
 
 class Client:
@@ -169,6 +172,7 @@ class Client:
         shown: list[str] = []
         dues: list[int] = []
         groups: dict[PartitionKeys, list[Outgoing]] = {}
+        named = False
         # One pass per event, each check once whatever the number of functions,
         # and the usual event (no id, schedule, key or tags) without a call for
         # each: this runs for every HTTP publish, most of them of one event.
@@ -193,6 +197,7 @@ class Client:
                 else epoch_ms(event.expires_at, f"event {i}", "expires_at")
             )
             key = "" if event.key is None else check_token(f"key of event {i}", event.key)
+            named = named or event.id is not None or bool(key)
             tags = _tags(event.tags, i) if event.tags else ()
             priority = PRIORITIES.get(event.priority) if isinstance(event.priority, str) else None
             if priority is None:
@@ -217,7 +222,7 @@ class Client:
                 groups.setdefault(self._partition(fn.name, part), []).append(
                     Outgoing(envelope, due_ms, delay_ms)
                 )
-        return Prepared(ids, shown, dues, names, groups)
+        return Prepared(ids, shown, dues, names, groups, named)
 
     async def write(self, prepared: Sequence[Prepared]) -> list[list[Receipt]]:
         """Write prepared publishes together: one script call per partition (and
@@ -228,6 +233,10 @@ class Client:
         for p in prepared:
             for keys, jobs in p.groups.items():
                 merged.setdefault(keys, []).extend(jobs)
+        if any(p.named for p in prepared) and (found := await self.jobs.layouts.superseded(merged)):
+            # Jobs in an earlier layout already: duplicates, reported as such.
+            for keys, jobs in merged.items():
+                merged[keys] = [j for j in jobs if (keys.function, j.envelope.id) not in found]
         writes = [self._write_partition(keys, jobs) for keys, jobs in merged.items()]
         # One partition (the usual coalesced write) is awaited as it is, not in a task.
         results = [await writes[0]] if len(writes) == 1 else await asyncio.gather(*writes)

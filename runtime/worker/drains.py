@@ -10,7 +10,10 @@ spread tag differs. Where jobs are left it runs a partition loop like any other
 (read, reclaim lost workers' jobs, settle, refill the backlog) and promotes the
 delayed jobs as they fall due; where none are, it stops that loop. A count whose
 partitions hold neither jobs nor records (finished ones go with the retention) is
-forgotten. None of it touches the loops of the worker's own partitions.
+forgotten, unless a partition both counts have may hold jobs of a workspace the
+new count maps elsewhere (streams.layouts.held): lookups by business key and tag
+still look for them by the old count a while. None of it touches the loops of
+the worker's own partitions.
 """
 
 from __future__ import annotations
@@ -87,11 +90,8 @@ class Drains:
             counts = await layouts.remember(self.client, fn.name, [fn.options.partitions])
             own = {partition_keys(fn, p, self.cluster).tag for p in range(fn.options.partitions)}
             for count in sorted(counts - {fn.options.partitions}):
-                retired = [
-                    keys
-                    for p in range(count)
-                    if (keys := partition_keys(fn, p, self.cluster, count)).tag not in own
-                ]
+                laid = [partition_keys(fn, p, self.cluster, count) for p in range(count)]
+                retired = [keys for keys in laid if keys.tag not in own]
                 kept = False
                 for keys in retired:
                     left = await layouts.left(self.client, keys, int(fn.options.retention_s * 1000))
@@ -105,6 +105,16 @@ class Drains:
                         wait_s = 0.0
                     elif left.due_in_ms is not None:
                         wait_s = min(wait_s, left.due_in_ms / 1000)
+                if not kept:
+                    # Jobs of workspaces the new count maps elsewhere may lie in
+                    # partitions both counts have: keys and tags find them by this count.
+                    shared = [
+                        keys.delayed
+                        for keys in laid
+                        if keys.tag in own
+                        and layouts.strays(keys.partition, count, fn.options.partitions)
+                    ]
+                    kept = bool(shared) and await layouts.held(self.client, fn.name, count, shared)
                 if not kept:
                     log.info("%s: the layout of %d partitions is drained", fn.name, count)
                     await layouts.forget(self.client, fn.name, count)
