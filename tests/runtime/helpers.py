@@ -69,6 +69,14 @@ async def blocked_readers(redis: Redis) -> int:
     return sum(1 for c in clients if c.get("cmd") == "xreadgroup")
 
 
+async def subscribed_schedulers(redis: Redis) -> int:
+    """How many connections sit subscribed to wake channels: schedulers past their
+    start-up (a scheduler's process, SIGTERMed before it set its handlers, dies of
+    the signal); one a scheduler of one-partition functions."""
+    clients = await redis.client_list()
+    return sum(1 for c in clients if c.get("cmd") == "ssubscribe")
+
+
 def read_ledger(path: Path) -> collections.Counter[str]:
     """How often each job id was handled."""
     if not path.exists():

@@ -17,7 +17,6 @@ from sluice.streams.global_limit import take_global
 from sluice.streams.keys import global_limit
 from sluice.streams.ratelimit import GLOBAL, Ask, Rates, overridden, set_limit
 from tests.conftest import Target
-from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,
     read_ledger,
@@ -28,6 +27,13 @@ from tests.runtime.helpers import (
     worker_in_process,
 )
 from tests.sample_functions import Task
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
 
 
 def start_times(path: Path) -> dict[str, list[float]]:
@@ -58,15 +64,15 @@ def attempts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 async def test_a_global_limit_holds_across_three_workers_and_defers_the_rest(
-    redis: Redis, shared_server: RedisServer, ledger: Path, attempts: Path, long_run: bool
+    redis: Redis, long_target: Target, ledger: Path, attempts: Path, long_run: bool
 ) -> None:
     n = 2_000 if long_run else 300
     client = Client(redis, load(SAMPLE))
     events = [Event(workspace=f"ws{i % 5}", data={"n": i}) for i in range(n)]
     published = {r.id for r in await client.publish_many("limited-tasks", events)}
-    workers = [start_worker(shared_server.url, ledger, functions="limited-tasks") for _ in range(2)]
+    workers = [start_worker(long_target.url, ledger, functions="limited-tasks") for _ in range(2)]
     try:
-        async with worker_in_process(shared_server.url, "limited-tasks", scheduler=True):
+        async with worker_in_process(long_target.url, "limited-tasks", scheduler=True):
 
             async def all_done() -> bool:
                 return (await total_counts(redis, "limited-tasks")).completed == n
@@ -92,7 +98,7 @@ async def test_a_global_limit_holds_across_three_workers_and_defers_the_rest(
 
 
 async def test_a_tier_override_gives_one_workspace_its_own_rate(
-    redis: Redis, shared_server: RedisServer, ledger: Path, attempts: Path
+    redis: Redis, long_target: Target, ledger: Path, attempts: Path
 ) -> None:
     registry = load(SAMPLE)
     client, limits = Client(redis, registry), Limits(redis, registry)
@@ -100,7 +106,7 @@ async def test_a_tier_override_gives_one_workspace_its_own_rate(
     events = [Event(workspace=ws, data={"n": i}) for i in range(30) for ws in ("gold", "free")]
     receipts = await client.publish_many("tier-tasks", events)
     workspace_of = {r.id: e.workspace for r, e in zip(receipts, events, strict=True)}
-    async with worker_in_process(shared_server.url, "tier-tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "tier-tasks", scheduler=True):
 
         async def all_done() -> bool:
             return (await total_counts(redis, "tier-tasks")).completed == 60
@@ -117,14 +123,14 @@ async def test_a_tier_override_gives_one_workspace_its_own_rate(
 
 
 async def test_a_run_time_override_limits_a_function_declared_without_one(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     registry = load(SAMPLE)
     client, limits = Client(redis, registry), Limits(redis, registry)
     # "tasks" declares no rate; 10/s with a burst of 1 s lets 10 start at once.
     await limits.set_workspace("tasks", "acme", 10)
     await client.publish_many("tasks", [Event(workspace="acme", data={"n": i}) for i in range(20)])
-    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "tasks", scheduler=True):
 
         async def all_done() -> bool:
             return (await total_counts(redis, "tasks")).completed == 20
@@ -153,7 +159,7 @@ async def test_jobs_over_a_limit_are_each_deferred_once(target: Target, ledger: 
 
 
 async def test_a_backlog_far_over_the_limit_waits_in_the_worker_not_in_deferrals(
-    redis: Redis, shared_server: RedisServer, ledger: Path, attempts: Path
+    redis: Redis, long_target: Target, ledger: Path, attempts: Path
 ) -> None:
     # Three seconds' worth at 50/s (burst 10): each job past the burst holds a
     # reserved slot and waits for it in the worker, whose reads slow to the
@@ -163,7 +169,7 @@ async def test_a_backlog_far_over_the_limit_waits_in_the_worker_not_in_deferrals
     await client.publish_many(
         "limited-tasks", [Event(workspace=f"ws{i % 3}", data={"n": i}) for i in range(n)]
     )
-    async with worker_in_process(shared_server.url, "limited-tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "limited-tasks", scheduler=True):
         await wait_completed(redis, "limited-tasks", n)
     final = await total_counts(redis, "limited-tasks")
     assert final.promoted == 0  # no job was deferred through the delayed set

@@ -12,8 +12,22 @@ from sluice.runtime import InvalidSchedule, Jobs
 from sluice.runtime.client.repeats import Repeats
 from sluice.runtime.registry import load
 from sluice.streams.connection import Redis
-from tests.redis_server import RedisServer
-from tests.runtime.helpers import SAMPLE, read_ledger, start_worker, wait_until, worker_in_process
+from tests.conftest import Target
+from tests.runtime.helpers import (
+    SAMPLE,
+    read_ledger,
+    start_worker,
+    subscribed_schedulers,
+    wait_until,
+    worker_in_process,
+)
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
 
 
 def tick_times(ledger: Path) -> list[int]:
@@ -22,7 +36,7 @@ def tick_times(ledger: Path) -> list[int]:
 
 
 async def test_each_tick_runs_once_with_three_schedulers_and_after_a_restart(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     registry = load(SAMPLE)
     repeats, jobs = Repeats(redis, registry), Jobs(redis, registry)
@@ -30,11 +44,15 @@ async def test_each_tick_runs_once_with_three_schedulers_and_after_a_restart(
         "tasks", "heartbeat", workspace="ops", data={"n": 1}, every_ms=1000
     )
     others = [
-        start_worker(shared_server.url, ledger, functions="tasks", role="scheduler")
-        for _ in range(2)
+        start_worker(long_target.url, ledger, functions="tasks", role="scheduler") for _ in range(2)
     ]
     try:
-        async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+
+        async def started() -> bool:
+            return await subscribed_schedulers(redis) == 2
+
+        await wait_until(started, what="the schedulers to start")
+        async with worker_in_process(long_target.url, "tasks", scheduler=True):
 
             async def three_runs() -> bool:
                 return len(read_ledger(ledger)) >= 3
@@ -45,7 +63,7 @@ async def test_each_tick_runs_once_with_three_schedulers_and_after_a_restart(
             assert p.wait(timeout=15) == 0
         # Everything stopped; a fresh scheduler picks the schedule up from Redis.
         before = len(read_ledger(ledger))
-        async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+        async with worker_in_process(long_target.url, "tasks", scheduler=True):
 
             async def more_runs() -> bool:
                 return len(read_ledger(ledger)) >= before + 2
@@ -65,7 +83,7 @@ async def test_each_tick_runs_once_with_three_schedulers_and_after_a_restart(
 
 
 async def test_schedules_are_listed_replaced_and_removed_with_their_pending_tick(
-    redis: Redis, shared_server: RedisServer
+    redis: Redis, long_target: Target
 ) -> None:
     registry = load(SAMPLE)
     repeats, jobs = Repeats(redis, registry), Jobs(redis, registry)
@@ -79,7 +97,7 @@ async def test_schedules_are_listed_replaced_and_removed_with_their_pending_tick
         ("poll", "", 30_000),
     ]
     assert replaced.every_ms == 30_000
-    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "tasks", scheduler=True):
 
         async def ticks_ahead() -> bool:
             return (await jobs.counts("tasks")).delayed == 4  # two per schedule

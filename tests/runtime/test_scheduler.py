@@ -13,7 +13,7 @@ import pytest
 from sluice.runtime import Client, Event
 from sluice.runtime.registry import load
 from sluice.streams.connection import Redis
-from tests.redis_server import RedisServer
+from tests.conftest import Target
 from tests.runtime.helpers import (
     SAMPLE,
     read_ledger,
@@ -22,6 +22,13 @@ from tests.runtime.helpers import (
     wait_until,
     worker_in_process,
 )
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
 
 
 async def publish_spread(client: Client, n: int, over_ms: int) -> list[str]:
@@ -46,16 +53,16 @@ def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
 
 @pytest.mark.parametrize("schedulers", [2, 3])
 async def test_racing_schedulers_promote_each_job_exactly_once(
-    redis: Redis, shared_server: RedisServer, ledger: Path, schedulers: int
+    redis: Redis, long_target: Target, ledger: Path, schedulers: int
 ) -> None:
     client = Client(redis, load(SAMPLE))
     ids = await publish_spread(client, 20_000, over_ms=2_000)
     running = [
-        start_worker(shared_server.url, ledger, functions="tasks", role="scheduler")
+        start_worker(long_target.url, ledger, functions="tasks", role="scheduler")
         for _ in range(schedulers)
     ]
     try:
-        async with worker_in_process(shared_server.url, "tasks"):
+        async with worker_in_process(long_target.url, "tasks"):
 
             async def all_done() -> bool:
                 return (await total_counts(redis, "tasks")).completed == 20_000
@@ -71,14 +78,14 @@ async def test_racing_schedulers_promote_each_job_exactly_once(
 
 
 async def test_a_scheduler_killed_mid_run_loses_and_repeats_nothing(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     client = Client(redis, load(SAMPLE))
     ids = await publish_spread(client, 10_000, over_ms=3_000)
-    first = start_worker(shared_server.url, ledger, functions="tasks", role="scheduler")
+    first = start_worker(long_target.url, ledger, functions="tasks", role="scheduler")
     second: subprocess.Popen[bytes] | None = None
     try:
-        async with worker_in_process(shared_server.url, "tasks"):
+        async with worker_in_process(long_target.url, "tasks"):
 
             async def some_promoted() -> bool:
                 return (await total_counts(redis, "tasks")).promoted >= 2_000
@@ -87,7 +94,7 @@ async def test_a_scheduler_killed_mid_run_loses_and_repeats_nothing(
             first.send_signal(signal.SIGKILL)
             assert first.wait(timeout=10) == -signal.SIGKILL
             assert (await total_counts(redis, "tasks")).delayed > 0, "killed too late to tell"
-            second = start_worker(shared_server.url, ledger, functions="tasks", role="scheduler")
+            second = start_worker(long_target.url, ledger, functions="tasks", role="scheduler")
 
             async def all_done() -> bool:
                 return (await total_counts(redis, "tasks")).completed == 10_000
@@ -102,13 +109,13 @@ async def test_a_scheduler_killed_mid_run_loses_and_repeats_nothing(
 
 
 async def test_jobs_start_close_to_their_due_time(
-    redis: Redis, shared_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    redis: Redis, long_target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     attempts = tmp_path / "attempts"
     monkeypatch.setenv("ATTEMPTS_FILE", str(attempts))
     client = Client(redis, load(SAMPLE))
     n, over_ms = 2_000, 5_000
-    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "tasks", scheduler=True):
         start_ms = time.time_ns() // 1_000_000 + 500
         due = {}
         events = []

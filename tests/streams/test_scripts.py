@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from sluice.streams import envelope as env
 from sluice.streams.claims import Extension, Held, extend, leave
 from sluice.streams.connection import Redis
@@ -15,6 +17,15 @@ from sluice.streams.publish import Outgoing, publish
 from sluice.streams.reclaim import reclaim
 from sluice.streams.settle import Completed, Dead, settle
 from sluice.streams.suspects import forget, mark_started
+from tests.conftest import Target
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
 
 KEYS = PartitionKeys("fn", 0)
 
