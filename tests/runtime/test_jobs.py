@@ -17,7 +17,7 @@ from sluice.runtime.client.timing import HORIZON
 from sluice.runtime.errors import InvalidCursor, InvalidSchedule, SluiceError
 from sluice.runtime.registry import load
 from sluice.streams import envelope as env
-from sluice.streams.connection import Redis, RedisSettings, connect
+from sluice.streams.connection import Redis, RedisSettings, connect, is_cluster
 from sluice.streams.listing import Listable
 from sluice.streams.publish import Outgoing, publish
 from tests.conftest import Target
@@ -296,7 +296,7 @@ async def test_a_job_written_before_ids_were_per_workspace_is_still_found(redis:
     # workspace's by that id, and no other workspace's.
     registry = load(SAMPLE)
     jobs = Jobs(redis, registry)
-    (keys,) = registry.partitions("tasks", "acme", cluster=False)
+    (keys,) = registry.partitions("tasks", "acme", cluster=is_cluster(redis))
     payload = env.encode_payload({"n": 1})
     old = env.Envelope("legacy-1", "tasks", "acme", payload, env.now_ms())
     await publish(redis, keys, [Outgoing(old, delay_ms=HOUR)])

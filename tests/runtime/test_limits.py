@@ -10,7 +10,7 @@ import pytest
 
 from sluice.runtime import Client, Event, Job, Limits, Metrics, function
 from sluice.runtime.registry import load
-from sluice.streams.connection import Redis
+from sluice.streams.connection import Redis, is_cluster
 from sluice.streams.consume import refill
 from sluice.streams.errors import ConfigurationError
 from sluice.streams.global_limit import take_global
@@ -211,7 +211,7 @@ async def test_a_global_override_of_a_function_with_partitions_is_the_functions_
 ) -> None:
     registry = load(SAMPLE)
     limits = Limits(redis, registry)
-    parts = registry.partitions("spread-limited-tasks", cluster=False)
+    parts = registry.partitions("spread-limited-tasks", cluster=is_cluster(redis))
     # A share per partition, as an older release set it, goes.
     await set_limit(redis, parts[0], GLOBAL, 5.0)
     await limits.set_global("spread-limited-tasks", 8.0)
@@ -252,7 +252,7 @@ async def test_a_workspaces_deferral_history_names_the_functions_rate_and_reset_
     registry = load(SAMPLE)
     limits, metrics = Limits(redis, registry), Metrics(redis, registry)
     # batch-tasks has 2 partitions: their global limiter is the function's own.
-    (keys,) = registry.partitions("batch-tasks", "acme", cluster=False)
+    (keys,) = registry.partitions("batch-tasks", "acme", cluster=is_cluster(redis))
     ask = Ask({"acme": 8}, Rates(10.0, 0.0, 0.5, shared=True))
     await take_global(redis, keys, ask, await refill(redis, keys, {}, False, ask=ask))
     (event,) = await limits.history("batch-tasks", "acme")
