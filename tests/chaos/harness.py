@@ -17,7 +17,7 @@ from sluice.streams import envelope as env
 from sluice.streams.connection import Redis
 from sluice.streams.keys import GROUP, PartitionKeys
 from tests.chaos.ledger import Fault, History, read_calls
-from tests.runtime.helpers import start_worker, total_counts, wait_until
+from tests.runtime.helpers import blocked_readers, start_worker, total_counts, wait_until
 
 BATTERY = "tests.chaos.battery_functions:FUNCTIONS"
 FUNCTIONS = ("chaos-single", "chaos-batch")
@@ -69,9 +69,7 @@ class Fleet:
         """Wait until every live worker sits in XREADGROUP on each function."""
 
         async def reading() -> bool:
-            clients = await redis.client_list()
-            readers = sum(1 for c in clients if c.get("cmd") == "xreadgroup")
-            return readers >= len(self.live) * len(FUNCTIONS)
+            return await blocked_readers(redis) >= len(self.live) * len(FUNCTIONS)
 
         await wait_until(reading, what="the workers to read")
 

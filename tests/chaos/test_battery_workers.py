@@ -26,10 +26,18 @@ from tests.chaos.harness import (
     publish_load,
 )
 from tests.chaos.ledger import Bar, Figures, check, read_calls, violations
-from tests.redis_server import RedisServer
+from tests.conftest import Target
 from tests.runtime.helpers import wait_until
 
 pytestmark = pytest.mark.chaos
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """The scenarios here run on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
 
 Report = Callable[[Figures], None]
 
@@ -37,7 +45,7 @@ Report = Callable[[Figures], None]
 @pytest.mark.parametrize("control", [False, True], ids=["kept", "control-ack-first"])
 async def test_workers_sigkilled_under_load(
     redis: Redis,
-    shared_server: RedisServer,
+    long_target: Target,
     tmp_path: Path,
     long_run: bool,
     figures: Report,
@@ -51,7 +59,7 @@ async def test_workers_sigkilled_under_load(
     n, kills = (6_000, 8) if long_run and not control else (600, 2)
     environ = {"BATTERY_ACK_FIRST": "1"} if control else {}
     history = history_for(redis)
-    fleet = Fleet(shared_server.url, tmp_path, history, environ=environ)
+    fleet = Fleet(long_target.url, tmp_path, history, environ=environ)
     fleet.start(3)
     try:
         await fleet.ready(redis)
@@ -81,7 +89,7 @@ async def test_workers_sigkilled_under_load(
 @pytest.mark.parametrize("control", [False, True], ids=["kept", "control-effect-first"])
 async def test_rolling_sigterm(
     redis: Redis,
-    shared_server: RedisServer,
+    long_target: Target,
     tmp_path: Path,
     long_run: bool,
     figures: Report,
@@ -97,7 +105,7 @@ async def test_rolling_sigterm(
     if control:
         n, rounds = 40, 1  # one stop is enough to cut tails
     history = history_for(redis)
-    fleet = Fleet(shared_server.url, tmp_path, history, grace_s=grace_s)
+    fleet = Fleet(long_target.url, tmp_path, history, grace_s=grace_s)
     fleet.start(3)
     try:
         await fleet.ready(redis)
@@ -134,7 +142,7 @@ async def test_rolling_sigterm(
 )
 async def test_poison(
     redis: Redis,
-    shared_server: RedisServer,
+    long_target: Target,
     tmp_path: Path,
     long_run: bool,
     figures: Report,
@@ -152,7 +160,7 @@ async def test_poison(
     n = 1_000 if long_run else 200
     switch = "BATTERY_RAISE_BATCH" if mode == "raise" else "BATTERY_ONE_DELIVERY"
     history = history_for(redis)
-    fleet = Fleet(shared_server.url, tmp_path, history, environ={switch: "1"} if control else {})
+    fleet = Fleet(long_target.url, tmp_path, history, environ={switch: "1"} if control else {})
     fleet.start(2)
     poison: set[str] = set()
     try:
