@@ -72,7 +72,7 @@ SLOW_ON_CLUSTER = ["server", pytest.param("cluster", marks=[pytest.mark.cluster,
 def any_redis(request: pytest.FixtureRequest) -> Redis:
     """The shared single server's client, then the shared cluster's: for tests of what
     must hold on both."""
-    name = "redis" if request.param == "server" else "cluster_redis"
+    name = "server_redis" if request.param == "server" else "cluster_redis"
     client: Redis = request.getfixturevalue(name)
     return client
 
@@ -87,10 +87,24 @@ class Target(NamedTuple):
 @pytest.fixture(params=BOTH)
 def target(request: pytest.FixtureRequest) -> Target:
     """The shared single server, then the shared 3-master cluster: the core tests
-    that must pass on both."""
+    that must pass on both, in every run."""
+    return target_for(request)
+
+
+@pytest.fixture(params=SLOW_ON_CLUSTER)
+def long_target(request: pytest.FixtureRequest) -> Target:
+    """The shared single server in every run, the shared 3-master cluster too with
+    --long: the rest of the core, lifecycle, rate-limit and chaos suites. A module
+    runs all its tests on both by overriding `redis` with `long_target.redis`
+    (`server_redis` stays the single server's, for what cannot run on a cluster)."""
+    return target_for(request)
+
+
+def target_for(request: pytest.FixtureRequest) -> Target:
+    # server_redis, not redis: a module's own `redis` may be this target's.
     if request.param == "server":
         server: RedisServer = request.getfixturevalue("shared_server")
-        return Target(request.getfixturevalue("redis"), server.url)
+        return Target(request.getfixturevalue("server_redis"), server.url)
     cluster: RedisCluster = request.getfixturevalue("shared_cluster")
     return Target(request.getfixturevalue("cluster_redis"), cluster.url)
 
@@ -119,12 +133,19 @@ def settings_for(url: str, **overrides: object) -> RedisSettings:
 
 
 @pytest.fixture
-async def redis(shared_server: RedisServer) -> AsyncIterator[Redis]:
+async def server_redis(shared_server: RedisServer) -> AsyncIterator[Redis]:
     """A client of the shared server, emptied before each test."""
     client = connect(settings_for(shared_server.url))
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def redis(server_redis: Redis) -> Redis:
+    """The shared server's client (a module whose tests run on the cluster too
+    overrides it with `long_target.redis`)."""
+    return server_redis
 
 
 @pytest.fixture

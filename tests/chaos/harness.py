@@ -19,7 +19,7 @@ from sluice.streams import envelope as env
 from sluice.streams.connection import Redis, is_cluster
 from sluice.streams.keys import GROUP, PartitionKeys
 from tests.chaos.ledger import Fault, History, read_calls
-from tests.runtime.helpers import start_worker, total_counts, wait_until
+from tests.runtime.helpers import blocked_readers, start_worker, total_counts, wait_until
 
 BATTERY = "tests.chaos.battery_functions:FUNCTIONS"
 FUNCTIONS = ("chaos-single", "chaos-batch")
@@ -71,9 +71,7 @@ class Fleet:
         """Wait until every live worker sits in XREADGROUP on each function."""
 
         async def reading() -> bool:
-            clients = await client_list(redis)
-            readers = sum(1 for c in clients if c.get("cmd") == "xreadgroup")
-            return readers >= len(self.live) * len(FUNCTIONS)
+            return await blocked_readers(redis) >= len(self.live) * len(FUNCTIONS)
 
         await wait_until(reading, what="the workers to read")
 
@@ -161,18 +159,6 @@ class Fleet:
                 worker.kill()
                 worker.wait(timeout=10)
         self.live.clear()
-
-
-async def client_list(redis: Redis) -> list[dict[str, str]]:
-    """Every connection to Redis: on a cluster, to each of its nodes."""
-    if isinstance(redis, RedisCluster):
-        # Asked of every node, the client answers per node.
-        by_node = cast(
-            dict[str, list[dict[str, str]]],
-            await redis.client_list(target_nodes=RedisCluster.ALL_NODES),
-        )
-        return [c for clients in by_node.values() for c in clients]
-    return await redis.client_list()
 
 
 async def listeners(redis: Redis, channel: str) -> int:

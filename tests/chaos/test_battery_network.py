@@ -4,6 +4,9 @@ Every worker and the publisher reach Redis through a TCP proxy in the test
 (tests.chaos.proxy), which breaks their connections under load. As in the
 other battery files, the scenario also runs as a negative control that breaks
 its promise on purpose, which the checker must then name.
+
+On a single server only: a cluster client learns its nodes' own addresses from
+CLUSTER SLOTS and goes round a proxy in front of one of them.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 As in test_battery_workers, each scenario runs as Sluice runs and as a negative
 control that breaks its promise on purpose, which the checker must then name.
+
+On a single server of the test's own (killed, restarted, paused); a cluster's
+primary SIGKILLed and restarted, and a failover to a replica, are in
+test_cluster_faults.
 """
 
 from __future__ import annotations

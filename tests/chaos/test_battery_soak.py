@@ -5,6 +5,10 @@ are full: its slope after a warm-up, extrapolated to 10 minutes, is the figure (
 ≤ 1% only in the long run: 10 s say little about 10 minutes). Everything
 published is drained, and no consumer outlives its worker. The negative control
 leaks: the publisher leaves a key behind per chunk, and the slope must show it.
+
+On the single server only: its bar is one server's memory (INFO memory's
+used_memory_dataset, and MEMORY USAGE of every key SCAN finds), which a cluster
+answers node by node.
 """
 
 from __future__ import annotations

@@ -20,10 +20,20 @@ from sluice.streams.connection import Redis, connect
 from sluice.streams.keys import PartitionKeys
 from tests.chaos.harness import BATTERY, FUNCTIONS, Fleet, dead_ids, drained, history_for
 from tests.chaos.ledger import Bar, Figures, check, read_calls, violations
-from tests.conftest import settings_for
+from tests.conftest import Target, settings_for
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.chaos
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """The scenarios here run on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target); Redis full stays on one server of
+    its own: it sets that server's maxmemory (CONFIG SET) from its INFO memory, and a
+    cluster is full node by node."""
+    return long_target.redis
+
 
 Report = Callable[[Figures], None]
 
@@ -31,7 +41,7 @@ Report = Callable[[Figures], None]
 @pytest.mark.parametrize("control", [False, True], ids=["kept", "control-dead-read"])
 async def test_an_undecodable_entry_dies_alone(
     redis: Redis,
-    shared_server: RedisServer,
+    long_target: Target,
     tmp_path: Path,
     long_run: bool,
     figures: Report,
@@ -45,7 +55,7 @@ async def test_an_undecodable_entry_dies_alone(
     n = 1_000 if long_run else 200
     history = history_for(redis)
     environ = {"BATTERY_DEAD_READ": "1"} if control else {}
-    fleet = Fleet(shared_server.url, tmp_path, history, environ=environ)
+    fleet = Fleet(long_target.url, tmp_path, history, environ=environ)
     for function in FUNCTIONS:
         # First (a worker's first read takes it with a full batch of neighbours),
         # and in the middle.

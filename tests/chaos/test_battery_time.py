@@ -34,10 +34,18 @@ from tests.chaos.harness import (
     history_for,
 )
 from tests.chaos.ledger import Bar, Figures, check, read_calls, violations
-from tests.redis_server import RedisServer
+from tests.conftest import Target
 from tests.runtime.helpers import start_worker, wait_until
 
 pytestmark = pytest.mark.chaos
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """The scenarios here run on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
 
 Report = Callable[[Figures], None]
 SKEW_S = 300
@@ -46,7 +54,7 @@ SKEW_S = 300
 @pytest.mark.parametrize("control", [False, True], ids=["kept", "control-no-fence"])
 async def test_a_zombie_worker_starts_nothing_after_it_thaws(
     redis: Redis,
-    shared_server: RedisServer,
+    long_target: Target,
     tmp_path: Path,
     long_run: bool,
     figures: Report,
@@ -61,7 +69,7 @@ async def test_a_zombie_worker_starts_nothing_after_it_thaws(
     n = 200 if long_run else 40
     history = history_for(redis)
     environ = {"BATTERY_NO_FENCE": "1"} if control else {}
-    fleet = Fleet(shared_server.url, tmp_path, history, environ=environ)
+    fleet = Fleet(long_target.url, tmp_path, history, environ=environ)
     fleet.start(1)
     try:
         await fleet.ready(redis)
@@ -131,7 +139,7 @@ async def promote_by_own_clock(redis: Redis, skew_s: int) -> None:
 @pytest.mark.parametrize("control", [False, True], ids=["kept", "control-own-clock"])
 async def test_clocks_off_by_five_minutes_promote_nothing_early(
     redis: Redis,
-    shared_server: RedisServer,
+    long_target: Target,
     tmp_path: Path,
     long_run: bool,
     figures: Report,
@@ -143,7 +151,7 @@ async def test_clocks_off_by_five_minutes_promote_nothing_early(
     # that judges due times by its own clock, 300 s ahead, runs them early.
     n = 400 if long_run else 60
     history = history_for(redis)
-    fleet = Fleet(shared_server.url, tmp_path, history)
+    fleet = Fleet(long_target.url, tmp_path, history)
     log = tmp_path / "schedulers.log"
     skews = () if control else (SKEW_S, -SKEW_S)
     for skew in skews:
@@ -151,7 +159,7 @@ async def test_clocks_off_by_five_minutes_promote_nothing_early(
     if control:
         fleet.start(1)
     try:
-        async with schedulers(shared_server.url, log, *skews):
+        async with schedulers(long_target.url, log, *skews):
             await fleet.ready(redis)
             promoter = asyncio.create_task(promote_by_own_clock(redis, SKEW_S)) if control else None
             for i, function in enumerate(FUNCTIONS):

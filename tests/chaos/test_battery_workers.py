@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sluice.streams.connection import is_cluster
+from sluice.streams.connection import Redis, is_cluster
 from sluice.streams.keys import given_id
 from tests.chaos.harness import (
     FUNCTIONS,
@@ -26,24 +26,31 @@ from tests.chaos.harness import (
     publish_load,
 )
 from tests.chaos.ledger import Bar, Figures, check, read_calls, violations
-from tests.conftest import SLOW_ON_CLUSTER, Target
+from tests.conftest import Target
 from tests.runtime.helpers import wait_until
 
 pytestmark = pytest.mark.chaos
 
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """The scenarios here run on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
+
 Report = Callable[[Figures], None]
 
 
-@pytest.mark.parametrize("target", SLOW_ON_CLUSTER, indirect=True)
 @pytest.mark.parametrize("control", [False, True], ids=["kept", "control-ack-first"])
 async def test_workers_sigkilled_under_load(
-    target: Target,
+    redis: Redis,
+    long_target: Target,
     tmp_path: Path,
     long_run: bool,
     figures: Report,
     control: bool,
 ) -> None:
-    redis = target.redis
     long_run = long_run and not is_cluster(redis)  # the cluster: bounded counts
     # Three workers with every lane busy and full batches; at each step the oldest
     # worker that has run jobs is frozen, its held jobs noted, and SIGKILLed, and
@@ -53,7 +60,7 @@ async def test_workers_sigkilled_under_load(
     n, kills = (6_000, 8) if long_run and not control else (600, 2)
     environ = {"BATTERY_ACK_FIRST": "1"} if control else {}
     history = history_for(redis)
-    fleet = Fleet(target.url, tmp_path, history, environ=environ)
+    fleet = Fleet(long_target.url, tmp_path, history, environ=environ)
     fleet.start(3)
     try:
         await fleet.ready(redis)
@@ -80,16 +87,15 @@ async def test_workers_sigkilled_under_load(
         assert result.acknowledged == share * (kills + 1)
 
 
-@pytest.mark.parametrize("target", SLOW_ON_CLUSTER, indirect=True)
 @pytest.mark.parametrize("control", [False, True], ids=["kept", "control-effect-first"])
 async def test_rolling_sigterm(
-    target: Target,
+    redis: Redis,
+    long_target: Target,
     tmp_path: Path,
     long_run: bool,
     figures: Report,
     control: bool,
 ) -> None:
-    redis = target.redis
     long_run = long_run and not is_cluster(redis)  # the cluster: bounded counts
     # Each worker in turn is stopped with SIGTERM (in-flight jobs finish within
     # the grace period, the rest are handed back) and replaced: nothing lost, and
@@ -101,7 +107,7 @@ async def test_rolling_sigterm(
     if control:
         n, rounds = 40, 1  # one stop is enough to cut tails
     history = history_for(redis)
-    fleet = Fleet(target.url, tmp_path, history, grace_s=grace_s)
+    fleet = Fleet(long_target.url, tmp_path, history, grace_s=grace_s)
     fleet.start(3)
     try:
         await fleet.ready(redis)
@@ -126,7 +132,6 @@ async def test_rolling_sigterm(
         assert broken == [], result.line()
 
 
-@pytest.mark.parametrize("target", SLOW_ON_CLUSTER, indirect=True)
 @pytest.mark.parametrize(
     ("mode", "control"),
     [
@@ -138,14 +143,14 @@ async def test_rolling_sigterm(
     ids=["raise-kept", "raise-control-reject-batch", "exit-kept", "exit-control-one-delivery"],
 )
 async def test_poison(
-    target: Target,
+    redis: Redis,
+    long_target: Target,
     tmp_path: Path,
     long_run: bool,
     figures: Report,
     mode: str,
     control: bool,
 ) -> None:
-    redis = target.redis
     long_run = long_run and not is_cluster(redis)  # the cluster: bounded counts
     # Among innocent jobs of one workspace (so they share batches with it), a job
     # of each function that raises on every attempt, or that ends its worker's
@@ -158,7 +163,7 @@ async def test_poison(
     n = 1_000 if long_run else 200
     switch = "BATTERY_RAISE_BATCH" if mode == "raise" else "BATTERY_ONE_DELIVERY"
     history = history_for(redis)
-    fleet = Fleet(target.url, tmp_path, history, environ={switch: "1"} if control else {})
+    fleet = Fleet(long_target.url, tmp_path, history, environ={switch: "1"} if control else {})
     fleet.start(2)
     poison: set[str] = set()
     try:

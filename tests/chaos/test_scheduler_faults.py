@@ -1,4 +1,8 @@
-"""A scheduler across a Redis restart: jobs survive, promotion resumes, wake-ups arrive."""
+"""A scheduler across a Redis restart: jobs survive, promotion resumes, wake-ups arrive.
+
+On a single server of the test's own (stopped and started); a cluster's primary
+killed and restarted under workers and a scheduler is in test_cluster_faults.
+"""
 
 from __future__ import annotations
 

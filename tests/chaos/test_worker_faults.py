@@ -32,6 +32,16 @@ from tests.runtime.helpers import (
 
 pytestmark = pytest.mark.chaos
 
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """The tests here run on the single server, and on the 3-master cluster too with
+    --long (tests/conftest.py: long_target); those that stop, restart or pause their
+    own `server` stay on one server: a cluster node killed and restarted, and a
+    failover, are test_cluster_faults's."""
+    return long_target.redis
+
+
 TASKS = PartitionKeys("tasks", 0)
 
 
@@ -42,13 +52,13 @@ async def publish_tasks(redis: Redis, function: str, n: int, **data: object) -> 
 
 
 async def test_sigterm_hands_back_unfinished_jobs_at_once(
-    redis: Redis, shared_server: RedisServer, tmp_path: Path
+    redis: Redis, long_target: Target, tmp_path: Path
 ) -> None:
     # slow-tasks has a 60 s visibility timeout: finishing well within it proves the
     # stopped worker's jobs came back by hand-back, not by reclaim.
     ledger = tmp_path / "ledger"
     grace_s = 3.0
-    first = start_worker(shared_server.url, ledger, functions="slow-tasks", grace_s=grace_s)
+    first = start_worker(long_target.url, ledger, functions="slow-tasks", grace_s=grace_s)
     published = await publish_tasks(redis, "slow-tasks", 200, sleep_ms=100)
 
     async def under_way() -> bool:
@@ -63,7 +73,7 @@ async def test_sigterm_hands_back_unfinished_jobs_at_once(
     assert await redis.xinfo_consumers(keys.stream, GROUP) == []  # it left the group
     handled_by_first = len(read_ledger(ledger))
     assert handled_by_first < 200
-    second = start_worker(shared_server.url, ledger, functions="slow-tasks")
+    second = start_worker(long_target.url, ledger, functions="slow-tasks")
     try:
         await wait_completed(redis, "slow-tasks", 200, timeout_s=40)
     finally:
@@ -161,7 +171,7 @@ async def test_a_paused_redis_stalls_but_never_hangs_the_worker(
 
 
 async def test_a_killed_workers_jobs_go_ahead_of_a_full_survivors_queue(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     # tasks: visibility timeout 2 s, 8 lanes, room for 208 held jobs. The survivor
     # is full of 1 s jobs for longer than the test runs: the victim's jobs must be
@@ -169,7 +179,7 @@ async def test_a_killed_workers_jobs_go_ahead_of_a_full_survivors_queue(
     # queue, not wait for room that a busy worker never has.
     await ensure_group(redis, TASKS)
     lost = await publish_tasks(redis, "tasks", 30, sleep_ms=1000)
-    victim = start_worker(shared_server.url, ledger, functions="tasks")
+    victim = start_worker(long_target.url, ledger, functions="tasks")
     try:
 
         async def holding_all() -> bool:
@@ -181,7 +191,7 @@ async def test_a_killed_workers_jobs_go_ahead_of_a_full_survivors_queue(
         victim.kill()
         victim.wait(timeout=10)
     backlog = await publish_tasks(redis, "tasks", 300, sleep_ms=1000)
-    async with worker_in_process(shared_server.url, "tasks"):
+    async with worker_in_process(long_target.url, "tasks"):
 
         async def recovered() -> bool:
             return lost <= set(read_ledger(ledger))
@@ -197,7 +207,7 @@ async def test_a_killed_workers_jobs_go_ahead_of_a_full_survivors_queue(
 
 
 async def test_a_zombie_worker_does_not_run_jobs_finished_elsewhere(
-    redis: Redis, shared_server: RedisServer, tmp_path: Path, ledger: Path
+    redis: Redis, long_target: Target, tmp_path: Path, ledger: Path
 ) -> None:
     # long-tasks: visibility timeout 1 s, two lanes. The zombie holds four 2 s jobs,
     # runs two, and freezes; the survivor takes all four over and finishes them.
@@ -207,7 +217,7 @@ async def test_a_zombie_worker_does_not_run_jobs_finished_elsewhere(
     await ensure_group(redis, keys)
     jobs = await publish_tasks(redis, "long-tasks", 4, sleep_ms=2000)
     log = tmp_path / "zombie.log"
-    zombie = start_worker(shared_server.url, ledger, functions="long-tasks", log=log)
+    zombie = start_worker(long_target.url, ledger, functions="long-tasks", log=log)
     try:
 
         async def holding_all() -> bool:
@@ -216,7 +226,7 @@ async def test_a_zombie_worker_does_not_run_jobs_finished_elsewhere(
 
         await wait_until(holding_all, what="the zombie to hold every job")
         zombie.send_signal(signal.SIGSTOP)
-        async with worker_in_process(shared_server.url, "long-tasks"):
+        async with worker_in_process(long_target.url, "long-tasks"):
             await wait_completed(redis, "long-tasks", len(jobs))
         zombie.send_signal(signal.SIGCONT)
 

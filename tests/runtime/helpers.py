@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from sluice.runtime.declare import Function
 from sluice.runtime.health import RedisHealth
 from sluice.runtime.registry import Registry, load
@@ -65,8 +67,24 @@ async def blocked_readers(redis: Redis) -> int:
     Redis creates a group consumer only once it delivers to it, so the consumer
     list cannot tell that a worker is waiting; the client list can.
     """
-    clients = await redis.client_list()
-    return sum(1 for c in clients if c.get("cmd") == "xreadgroup")
+    return sum(1 for c in await every_client(redis) if c.get("cmd") == "xreadgroup")
+
+
+async def every_client(redis: Redis) -> list[dict[str, str]]:
+    """The connections of every primary: a cluster client asks one node unless told."""
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()
+        # Asked of several nodes, redis-py answers a dict of each node's list.
+        by_node: Any = await redis.client_list(target_nodes=RedisCluster.PRIMARIES)
+        return [c for clients in by_node.values() for c in clients]
+    return await redis.client_list()
+
+
+async def subscribed_schedulers(redis: Redis) -> int:
+    """How many connections sit subscribed to wake channels: schedulers past their
+    start-up (a scheduler's process, SIGTERMed before it set its handlers, dies of
+    the signal); one a scheduler of one-partition functions."""
+    return sum(1 for c in await every_client(redis) if c.get("cmd") == "ssubscribe")
 
 
 def read_ledger(path: Path) -> collections.Counter[str]:

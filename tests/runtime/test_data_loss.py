@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from sluice.runtime import Client, Event, Job, function
 from sluice.runtime.registry import Registry
 from sluice.streams.connection import Redis
-from tests.redis_server import RedisServer
+from tests.conftest import Target
 from tests.runtime.helpers import hosting, total_counts, wait_completed, wait_until
 from tests.sample_functions import Task
 
 
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
+
 async def test_a_worker_whose_redis_lost_its_data_drops_what_it_held_and_reads_again(
-    redis: Redis, shared_server: RedisServer
+    redis: Redis, long_target: Target
 ) -> None:
     started: list[str] = []
     release = asyncio.Event()
@@ -27,7 +36,7 @@ async def test_a_worker_whose_redis_lost_its_data_drops_what_it_held_and_reads_a
     client = Client(redis, Registry([held]))
     capacity = 2 * 2 + 1
     await client.publish_many("held", [Event(workspace="ws", data={"n": n}) for n in range(8)])
-    async with hosting(shared_server.url, [held]):
+    async with hosting(long_target.url, [held]):
 
         async def full() -> bool:
             return len(started) == 1 and (await total_counts(redis, "held")).active == capacity

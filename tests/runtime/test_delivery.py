@@ -5,10 +5,12 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pytest
+
 from sluice.runtime import Client, Event
 from sluice.runtime.registry import load
 from sluice.streams.connection import Redis
-from tests.redis_server import RedisServer
+from tests.conftest import Target
 from tests.runtime.helpers import (
     SAMPLE,
     blocked_readers,
@@ -20,12 +22,19 @@ from tests.runtime.helpers import (
 )
 
 
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
+
 async def test_ten_thousand_jobs_across_two_workers_are_each_handled_once(
-    redis: Redis, shared_server: RedisServer, tmp_path: Path
+    redis: Redis, long_target: Target, tmp_path: Path
 ) -> None:
     ledger = tmp_path / "ledger"
     workers = [
-        start_worker(shared_server.url, ledger, functions="tasks", log=tmp_path / "log")
+        start_worker(long_target.url, ledger, functions="tasks", log=tmp_path / "log")
         for _ in range(2)
     ]
     try:

@@ -18,8 +18,16 @@ from sluice.runtime import Client, Event
 from sluice.runtime.client.publish import Priority
 from sluice.runtime.registry import load
 from sluice.streams.connection import Redis
-from tests.redis_server import RedisServer
+from tests.conftest import Target
 from tests.runtime.helpers import SAMPLE, wait_until, worker_in_process
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
 
 CAMPAIGN = 20_000
 BATCH = 50
@@ -81,19 +89,19 @@ async def newcomer_waits(
 )
 async def test_a_newcomer_waits_for_a_few_batches_not_the_campaign(
     redis: Redis,
-    shared_server: RedisServer,
+    long_target: Target,
     ledger: Path,
     workspace: str,
     priority: Priority,
     who: str,
 ) -> None:
-    ran, waited_ms = await newcomer_waits(redis, shared_server.url, ledger, workspace, priority)
+    ran, waited_ms = await newcomer_waits(redis, long_target.url, ledger, workspace, priority)
     print(f"\n{who} waited {waited_ms:.0f} ms, {ran} campaign jobs")
     assert ran <= AHEAD
 
 
 async def test_low_jobs_progress_while_normal_ones_keep_arriving(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     low_jobs = 20
     client = Client(redis, load(SAMPLE))
@@ -113,7 +121,7 @@ async def test_low_jobs_progress_while_normal_ones_keep_arriving(
 
     publisher = asyncio.create_task(keep_publishing())
     try:
-        async with worker_in_process(shared_server.url, "fair-tasks"):
+        async with worker_in_process(long_target.url, "fair-tasks"):
 
             async def lows_done() -> bool:
                 return {r.id for r in lows} <= set(ledger_ids(ledger))

@@ -17,17 +17,32 @@ from sluice.runtime.client.timing import HORIZON
 from sluice.runtime.errors import InvalidCursor, InvalidSchedule, SluiceError
 from sluice.runtime.registry import load
 from sluice.streams import envelope as env
-from sluice.streams.connection import Redis, RedisSettings, connect
+from sluice.streams.connection import Redis, RedisSettings, connect, is_cluster
 from sluice.streams.listing import Listable
 from sluice.streams.publish import Outgoing, publish
-from tests.redis_server import RedisServer
-from tests.runtime.helpers import SAMPLE, read_ledger, total_counts, wait_until, worker_in_process
+from tests.conftest import Target
+from tests.runtime.helpers import (
+    SAMPLE,
+    keys_for,
+    read_ledger,
+    total_counts,
+    wait_until,
+    worker_in_process,
+)
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
 
 HOUR = 3_600_000
 
 
 async def test_cancel_and_reschedule_find_the_partition_and_refuse_the_wrong_state(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     registry = load(SAMPLE)
     client, jobs = Client(redis, registry), Jobs(redis, registry)
@@ -49,7 +64,7 @@ async def test_cancel_and_reschedule_find_the_partition_and_refuse_the_wrong_sta
     # One moves to now, one to a time in the past: both run; the last stays.
     await jobs.reschedule("batch-tasks", later[1].id, workspace="ws1")
     await jobs.reschedule("batch-tasks", later[2].id, run_at=datetime.now(UTC) - timedelta(days=1))
-    async with worker_in_process(shared_server.url, "batch-tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "batch-tasks", scheduler=True):
 
         async def three_done() -> bool:
             return (await total_counts(redis, "batch-tasks", partitions=2)).completed == 3
@@ -63,14 +78,14 @@ async def test_cancel_and_reschedule_find_the_partition_and_refuse_the_wrong_sta
 
 
 async def test_a_running_job_cannot_be_cancelled(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     registry = load(SAMPLE)
     client, jobs = Client(redis, registry), Jobs(redis, registry)
     running = await client.publish(
         "slow-tasks", workspace="ws", data={"n": 1, "mode": "slow", "sleep_ms": 1_000}
     )
-    async with worker_in_process(shared_server.url, "slow-tasks"):
+    async with worker_in_process(long_target.url, "slow-tasks"):
 
         async def active() -> bool:
             record = await jobs.get("slow-tasks", running.id)
@@ -83,7 +98,7 @@ async def test_a_running_job_cannot_be_cancelled(
 
 
 async def test_a_job_picked_up_after_its_expiry_is_marked_expired_not_run(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     registry = load(SAMPLE)
     client, jobs = Client(redis, registry), Jobs(redis, registry)
@@ -102,7 +117,7 @@ async def test_a_job_picked_up_after_its_expiry_is_marked_expired_not_run(
     fresh = await client.publish(
         "tasks", workspace="ws", data={"n": 3}, expires_at=now + timedelta(hours=1)
     )
-    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "tasks", scheduler=True):
 
         async def settled() -> bool:
             c = await jobs.counts("tasks")
@@ -117,7 +132,7 @@ async def test_a_job_picked_up_after_its_expiry_is_marked_expired_not_run(
 
 
 async def test_a_cancelled_booking_cancels_its_reminders_in_every_function(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     registry = load(SAMPLE)
     client, jobs = Client(redis, registry), Jobs(redis, registry)
@@ -172,13 +187,13 @@ async def test_a_cancelled_booking_cancels_its_reminders_in_every_function(
 
 
 async def test_a_handlers_return_value_is_the_jobs_result(
-    redis: Redis, shared_server: RedisServer
+    redis: Redis, long_target: Target
 ) -> None:
     registry = load(SAMPLE)
     client, jobs = Client(redis, registry), Jobs(redis, registry)
     with_result = await client.publish("tasks", workspace="ws", data={"n": 7, "note": "sent"})
     without = await client.publish("tasks", workspace="ws", data={"n": 8})
-    async with worker_in_process(shared_server.url, "tasks"):
+    async with worker_in_process(long_target.url, "tasks"):
 
         async def both_done() -> bool:
             return (await jobs.counts("tasks")).completed == 2
@@ -208,7 +223,7 @@ async def all_pages(jobs: Jobs, function: str, state: Listable, **filters: str) 
 
 
 async def test_jobs_are_listed_by_state_and_workspace_page_by_page(
-    redis: Redis, shared_server: RedisServer
+    redis: Redis, long_target: Target
 ) -> None:
     registry = load(SAMPLE)
     client, jobs = Client(redis, registry), Jobs(redis, registry)
@@ -226,7 +241,7 @@ async def test_jobs_are_listed_by_state_and_workspace_page_by_page(
     assert sorted(await all_pages(jobs, "batch-tasks", "waiting")) == sorted(r.id for r in now)
     ws1 = await all_pages(jobs, "batch-tasks", "delayed", workspace="ws1")
     assert sorted(ws1) == sorted(r.id for i, r in enumerate(later) if i % 3 == 1)
-    async with worker_in_process(shared_server.url, "batch-tasks"):
+    async with worker_in_process(long_target.url, "batch-tasks"):
 
         async def done() -> bool:
             return (await jobs.counts("batch-tasks")).completed == 5
@@ -288,7 +303,7 @@ async def test_a_job_written_before_ids_were_per_workspace_is_still_found(redis:
     # workspace's by that id, and no other workspace's.
     registry = load(SAMPLE)
     jobs = Jobs(redis, registry)
-    (keys,) = registry.partitions("tasks", "acme", cluster=False)
+    (keys,) = registry.partitions("tasks", "acme", cluster=is_cluster(redis))
     payload = env.encode_payload({"n": 1})
     old = env.Envelope("legacy-1", "tasks", "acme", payload, env.now_ms())
     await publish(redis, keys, [Outgoing(old, delay_ms=HOUR)])
@@ -307,11 +322,11 @@ async def test_a_job_written_before_ids_were_per_workspace_is_still_found(redis:
 
 
 def test_a_malformed_cursor_raises_invalid_cursor_never_another_error(
-    shared_server: RedisServer,
+    long_target: Target,
 ) -> None:
     """Any text as a cursor, in any state: a page, or `InvalidCursor` (a SluiceError)."""
     runner = asyncio.Runner()
-    redis = connect(RedisSettings(url=shared_server.url))
+    redis = connect(RedisSettings(url=long_target.url))
     jobs = Jobs(redis, load(SAMPLE))
     try:
 
@@ -376,14 +391,14 @@ def test_a_retry_beyond_the_horizon_is_refused(after: float) -> None:
 
 
 async def test_a_finished_jobs_status_says_when_its_last_attempt_started_and_how_long_it_ran(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     registry = load(SAMPLE)
     client, jobs = Client(redis, registry), Jobs(redis, registry)
     slow = await client.publish("tasks", workspace="acme", data={"n": 1, "sleep_ms": 300})
     # Outlives the function's 2 s timeout, its one attempt: dead.
     failing = await client.publish("tasks", workspace="acme", data={"n": 2, "mode": "hang"})
-    async with worker_in_process(shared_server.url, "tasks"):
+    async with worker_in_process(long_target.url, "tasks"):
 
         async def both_done() -> bool:
             counts = await total_counts(redis, "tasks")
@@ -400,13 +415,13 @@ async def test_a_finished_jobs_status_says_when_its_last_attempt_started_and_how
 
 
 async def test_an_active_jobs_status_says_since_when_its_handler_runs(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     registry = load(SAMPLE)
     client, jobs = Client(redis, registry), Jobs(redis, registry)
     # Runs past its worker's metrics flush (about a second), well inside the 2 s timeout.
     long = await client.publish("tasks", workspace="acme", data={"n": 1, "sleep_ms": 1700})
-    async with worker_in_process(shared_server.url, "tasks"):
+    async with worker_in_process(long_target.url, "tasks"):
         active = []
 
         async def start_shown() -> bool:
@@ -430,11 +445,11 @@ async def test_an_active_jobs_status_says_since_when_its_handler_runs(
     # by the settle (its time less the run's). Apart by the flush's round trip.
     assert abs(finished.started_ms - shown) < 250
     # Kept only while it ran.
-    assert not await redis.keys("*:started")
+    assert not await redis.exists(keys_for(redis, "tasks", "acme").started)
 
 
 async def test_jobs_with_failed_attempts_waiting_for_their_next_are_listed_as_retrying(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     registry = load(SAMPLE)
     client, jobs = Client(redis, registry), Jobs(redis, registry)
@@ -445,7 +460,7 @@ async def test_jobs_with_failed_attempts_waiting_for_their_next_are_listed_as_re
         data={"n": 1, "mode": "retry", "retry_after_ms": 3_600_000, "fail_times": 1},
     )
     later = await client.publish("retry-tasks", workspace="acme", data={"n": 2}, delay_ms=HOUR)
-    async with worker_in_process(shared_server.url, "retry-tasks"):
+    async with worker_in_process(long_target.url, "retry-tasks"):
 
         async def retried() -> bool:
             record = await jobs.get("retry-tasks", failing.id)

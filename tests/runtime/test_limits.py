@@ -10,14 +10,13 @@ import pytest
 
 from sluice.runtime import Client, Event, Job, Limits, Metrics, function
 from sluice.runtime.registry import load
-from sluice.streams.connection import Redis
+from sluice.streams.connection import Redis, is_cluster
 from sluice.streams.consume import refill
 from sluice.streams.errors import ConfigurationError
 from sluice.streams.global_limit import take_global
 from sluice.streams.keys import global_limit
 from sluice.streams.ratelimit import GLOBAL, Ask, Rates, overridden, set_limit
 from tests.conftest import Target
-from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,
     blocked_readers,
@@ -29,6 +28,13 @@ from tests.runtime.helpers import (
     worker_in_process,
 )
 from tests.sample_functions import Task
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
 
 
 def start_times(path: Path) -> dict[str, list[float]]:
@@ -59,15 +65,15 @@ def attempts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 async def test_a_global_limit_holds_across_three_workers_and_defers_the_rest(
-    redis: Redis, shared_server: RedisServer, ledger: Path, attempts: Path, long_run: bool
+    redis: Redis, long_target: Target, ledger: Path, attempts: Path, long_run: bool
 ) -> None:
     n = 2_000 if long_run else 300
     client = Client(redis, load(SAMPLE))
     events = [Event(workspace=f"ws{i % 5}", data={"n": i}) for i in range(n)]
     published = {r.id for r in await client.publish_many("limited-tasks", events)}
-    workers = [start_worker(shared_server.url, ledger, functions="limited-tasks") for _ in range(2)]
+    workers = [start_worker(long_target.url, ledger, functions="limited-tasks") for _ in range(2)]
     try:
-        async with worker_in_process(shared_server.url, "limited-tasks", scheduler=True):
+        async with worker_in_process(long_target.url, "limited-tasks", scheduler=True):
 
             async def all_done() -> bool:
                 return (await total_counts(redis, "limited-tasks")).completed == n
@@ -100,7 +106,7 @@ async def test_a_global_limit_holds_across_three_workers_and_defers_the_rest(
 
 
 async def test_a_tier_override_gives_one_workspace_its_own_rate(
-    redis: Redis, shared_server: RedisServer, ledger: Path, attempts: Path
+    redis: Redis, long_target: Target, ledger: Path, attempts: Path
 ) -> None:
     registry = load(SAMPLE)
     client, limits = Client(redis, registry), Limits(redis, registry)
@@ -108,7 +114,7 @@ async def test_a_tier_override_gives_one_workspace_its_own_rate(
     events = [Event(workspace=ws, data={"n": i}) for i in range(30) for ws in ("gold", "free")]
     receipts = await client.publish_many("tier-tasks", events)
     workspace_of = {r.id: e.workspace for r, e in zip(receipts, events, strict=True)}
-    async with worker_in_process(shared_server.url, "tier-tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "tier-tasks", scheduler=True):
 
         async def all_done() -> bool:
             return (await total_counts(redis, "tier-tasks")).completed == 60
@@ -125,14 +131,14 @@ async def test_a_tier_override_gives_one_workspace_its_own_rate(
 
 
 async def test_a_run_time_override_limits_a_function_declared_without_one(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     registry = load(SAMPLE)
     client, limits = Client(redis, registry), Limits(redis, registry)
     # "tasks" declares no rate; 10/s with a burst of 1 s lets 10 start at once.
     await limits.set_workspace("tasks", "acme", 10)
     await client.publish_many("tasks", [Event(workspace="acme", data={"n": i}) for i in range(20)])
-    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "tasks", scheduler=True):
 
         async def all_done() -> bool:
             return (await total_counts(redis, "tasks")).completed == 20
@@ -161,7 +167,7 @@ async def test_jobs_over_a_limit_are_each_deferred_once(target: Target, ledger: 
 
 
 async def test_a_backlog_far_over_the_limit_waits_in_the_worker_not_in_deferrals(
-    redis: Redis, shared_server: RedisServer, ledger: Path, attempts: Path
+    redis: Redis, long_target: Target, ledger: Path, attempts: Path
 ) -> None:
     # Three seconds' worth at 50/s (burst 10): each job past the burst holds a
     # reserved slot and waits for it in the worker, whose reads slow to the
@@ -171,7 +177,7 @@ async def test_a_backlog_far_over_the_limit_waits_in_the_worker_not_in_deferrals
     await client.publish_many(
         "limited-tasks", [Event(workspace=f"ws{i % 3}", data={"n": i}) for i in range(n)]
     )
-    async with worker_in_process(shared_server.url, "limited-tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "limited-tasks", scheduler=True):
         await wait_completed(redis, "limited-tasks", n)
     final = await total_counts(redis, "limited-tasks")
     assert final.promoted == 0  # no job was deferred through the delayed set
@@ -213,7 +219,7 @@ async def test_a_global_override_of_a_function_with_partitions_is_the_functions_
 ) -> None:
     registry = load(SAMPLE)
     limits = Limits(redis, registry)
-    parts = registry.partitions("spread-limited-tasks", cluster=False)
+    parts = registry.partitions("spread-limited-tasks", cluster=is_cluster(redis))
     # A share per partition, as an older release set it, goes.
     await set_limit(redis, parts[0], GLOBAL, 5.0)
     await limits.set_global("spread-limited-tasks", 8.0)
@@ -254,7 +260,7 @@ async def test_a_workspaces_deferral_history_names_the_functions_rate_and_reset_
     registry = load(SAMPLE)
     limits, metrics = Limits(redis, registry), Metrics(redis, registry)
     # batch-tasks has 2 partitions: their global limiter is the function's own.
-    (keys,) = registry.partitions("batch-tasks", "acme", cluster=False)
+    (keys,) = registry.partitions("batch-tasks", "acme", cluster=is_cluster(redis))
     ask = Ask({"acme": 8}, Rates(10.0, 0.0, 0.5, shared=True))
     await take_global(redis, keys, ask, await refill(redis, keys, {}, False, ask=ask))
     (event,) = await limits.history("batch-tasks", "acme")

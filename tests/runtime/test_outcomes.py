@@ -29,7 +29,6 @@ from sluice.streams.deadletter import dead_letters
 from sluice.streams.jobs import get_job
 from sluice.streams.keys import PartitionKeys
 from tests.conftest import Target
-from tests.redis_server import RedisServer
 from tests.runtime.helpers import (
     SAMPLE,
     blocked_readers,
@@ -41,6 +40,14 @@ from tests.runtime.helpers import (
     worker_in_process,
 )
 from tests.sample_functions import Task
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
 
 TASKS = PartitionKeys("tasks", 0)
 
@@ -126,14 +133,14 @@ async def restart_until_settled(
 
 
 async def test_a_job_that_kills_its_worker_every_time_is_dead_lettered(
-    redis: Redis, shared_server: RedisServer, client: Client, tmp_path: Path
+    redis: Redis, long_target: Target, client: Client, tmp_path: Path
 ) -> None:
     poison = await client.publish("tasks", workspace="ws", data={"n": 1, "mode": "die"})
 
     async def dead() -> bool:
         return (await total_counts(redis, "tasks")).dead == 1
 
-    assert await restart_until_settled(shared_server.url, tmp_path / "ledger", dead, 3) == 3
+    assert await restart_until_settled(long_target.url, tmp_path / "ledger", dead, 3) == 3
     record = await get_job(redis, TASKS, poison.id)
     assert record is not None
     assert record.state == "dead"
@@ -143,7 +150,7 @@ async def test_a_job_that_kills_its_worker_every_time_is_dead_lettered(
 
 
 async def test_a_job_that_kills_its_worker_takes_no_neighbour_with_it(
-    redis: Redis, shared_server: RedisServer, client: Client, tmp_path: Path
+    redis: Redis, long_target: Target, client: Client, tmp_path: Path
 ) -> None:
     # Twenty jobs held by the same workers as the poison, eight run at a time:
     # each crash hits every job the process held, but only the poison started
@@ -157,7 +164,7 @@ async def test_a_job_that_kills_its_worker_takes_no_neighbour_with_it(
         c = await total_counts(redis, "tasks")
         return c.dead + c.completed == len(events)
 
-    await restart_until_settled(shared_server.url, ledger, settled, 3)
+    await restart_until_settled(long_target.url, ledger, settled, 3)
     final = await total_counts(redis, "tasks")
     assert (final.dead, final.completed) == (1, 20)
     (letter,) = await dead_letters(redis, TASKS)
@@ -217,7 +224,7 @@ async def test_an_explicit_id_publishes_once(redis: Redis, client: Client) -> No
 
 async def test_heartbeats_keep_a_job_running_past_its_visibility_timeout(
     redis: Redis,
-    shared_server: RedisServer,
+    long_target: Target,
     client: Client,
     ledger: Path,
 ) -> None:
@@ -230,8 +237,8 @@ async def test_heartbeats_keep_a_job_running_past_its_visibility_timeout(
         for n in range(6)
     ]
     async with (
-        worker_in_process(shared_server.url, "long-tasks"),
-        worker_in_process(shared_server.url, "long-tasks"),
+        worker_in_process(long_target.url, "long-tasks"),
+        worker_in_process(long_target.url, "long-tasks"),
     ):
 
         async def completed() -> bool:
@@ -277,14 +284,14 @@ async def test_run_at_in_the_past_runs_now_and_in_the_future_waits(
 
 async def test_a_batching_window_waits_to_fill_the_batch(
     redis: Redis,
-    shared_server: RedisServer,
+    long_target: Target,
     client: Client,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     batches = tmp_path / "batches"
     monkeypatch.setenv("BATCHES_FILE", str(batches))
-    async with worker_in_process(shared_server.url, "window-tasks"):
+    async with worker_in_process(long_target.url, "window-tasks"):
 
         async def ready() -> bool:
             return await blocked_readers(redis) >= 1
@@ -309,11 +316,11 @@ async def test_a_batching_window_waits_to_fill_the_batch(
 
 
 async def test_an_undecodable_entry_is_dead_lettered_and_can_be_read_and_purged(
-    redis: Redis, shared_server: RedisServer, client: Client
+    redis: Redis, long_target: Target, client: Client
 ) -> None:
     await redis.xgroup_create(TASKS.stream, "workers", id="0", mkstream=True)
     await redis.xadd(TASKS.stream, {"e": b"\\xc1 not msgpack"})
-    async with worker_in_process(shared_server.url, "tasks"):
+    async with worker_in_process(long_target.url, "tasks"):
 
         async def dead() -> bool:
             return (await total_counts(redis, "tasks")).dead == 1
@@ -327,16 +334,16 @@ async def test_an_undecodable_entry_is_dead_lettered_and_can_be_read_and_purged(
 
 
 async def test_a_handler_busy_talking_to_redis_still_times_out(
-    redis: Redis, shared_server: RedisServer, client: Client, monkeypatch: pytest.MonkeyPatch
+    redis: Redis, long_target: Target, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Every ping goes through redis-py's wait_for, which on Python 3.11 can swallow
     # the watchdog's cancel; the watchdog must cancel again until one lands.
-    monkeypatch.setenv("REDIS_URL", shared_server.url)
+    monkeypatch.setenv("REDIS_URL", long_target.url)
     pings = [
         await client.publish("tasks", workspace="ws", data={"n": i, "mode": "ping"})
         for i in range(4)
     ]
-    async with worker_in_process(shared_server.url, "tasks"):
+    async with worker_in_process(long_target.url, "tasks"):
 
         async def all_dead() -> bool:
             return (await total_counts(redis, "tasks")).dead == 4

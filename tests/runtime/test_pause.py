@@ -14,7 +14,7 @@ from sluice.runtime.registry import Registry, load
 from sluice.streams.connection import Redis
 from sluice.streams.keys import PartitionKeys
 from sluice.streams.pause import set_paused
-from tests.redis_server import RedisServer
+from tests.conftest import Target
 from tests.runtime.helpers import (
     SAMPLE,
     hosting,
@@ -26,8 +26,15 @@ from tests.runtime.helpers import (
 from tests.sample_functions import Task
 
 
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
+
 async def test_a_worker_started_while_its_function_is_paused_reads_nothing_until_resumed(
-    redis: Redis, shared_server: RedisServer, ledger: Path, caplog: pytest.LogCaptureFixture
+    redis: Redis, long_target: Target, ledger: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     keys = PartitionKeys("tasks", 0)
@@ -35,7 +42,7 @@ async def test_a_worker_started_while_its_function_is_paused_reads_nothing_until
         "tasks", [Event(workspace="acme", data={"n": i}) for i in range(5)]
     )
     await set_paused(redis, keys, True)
-    async with worker_in_process(shared_server.url, "tasks"):
+    async with worker_in_process(long_target.url, "tasks"):
 
         async def noticed() -> bool:
             return any(r.getMessage() == f"{keys}: paused" for r in caplog.records)
@@ -60,7 +67,7 @@ class Gate:
 
 
 async def test_no_job_starts_after_the_pause_returned_beyond_those_read_before_it(
-    redis: Redis, shared_server: RedisServer, caplog: pytest.LogCaptureFixture
+    redis: Redis, long_target: Target, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With a steady backlog, the jobs started after `pause` returned are at most
     those the worker had read into memory by then (its reader's capacity)."""
@@ -71,7 +78,7 @@ async def test_no_job_starts_after_the_pause_returned_beyond_those_read_before_i
     keys = PartitionKeys("gated", 0)
     events = [Event(workspace=f"w{i % 7}", data={"n": i}) for i in range(1000)]
     await Client(redis, registry).publish_many("gated", events)
-    async with hosting(shared_server.url, [gated]):
+    async with hosting(long_target.url, [gated]):
         # Every lane runs a job that waits; the reader fills what it may hold.
         capacity = 2 * 10 + 4
 

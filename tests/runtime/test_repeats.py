@@ -13,15 +13,22 @@ from sluice.runtime.client.repeats import Repeats
 from sluice.runtime.registry import load
 from sluice.streams import envelope
 from sluice.streams.connection import Redis
-from tests.redis_server import RedisServer
+from tests.conftest import Target
 from tests.runtime.helpers import (
     SAMPLE,
-    keys_for,
     read_ledger,
     start_worker,
+    subscribed_schedulers,
     wait_until,
     worker_in_process,
 )
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
 
 
 def tick_times(ledger: Path) -> list[int]:
@@ -30,7 +37,7 @@ def tick_times(ledger: Path) -> list[int]:
 
 
 async def test_each_tick_runs_once_with_three_schedulers_and_after_a_restart(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     registry = load(SAMPLE)
     repeats, jobs = Repeats(redis, registry), Jobs(redis, registry)
@@ -38,38 +45,27 @@ async def test_each_tick_runs_once_with_three_schedulers_and_after_a_restart(
         "tasks", "heartbeat", workspace="ops", data={"n": 1}, every_ms=1000
     )
     others = [
-        start_worker(shared_server.url, ledger, functions="tasks", role="scheduler")
-        for _ in range(2)
+        start_worker(long_target.url, ledger, functions="tasks", role="scheduler") for _ in range(2)
     ]
     try:
-        # Both listen for wakes before the ticks run: on a loaded machine a process
-        # still starting would miss the race, and die of the SIGTERM below.
-        async def both_listening() -> bool:
-            clients = await redis.client_list()
-            return sum(1 for c in clients if int(c["sub"]) + int(c["ssub"]) > 0) >= 2
 
-        await wait_until(both_listening, what="the two scheduler processes to listen")
-        async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+        async def started() -> bool:
+            return await subscribed_schedulers(redis) == 2
+
+        await wait_until(started, what="the schedulers to start")
+        async with worker_in_process(long_target.url, "tasks", scheduler=True):
 
             async def three_runs() -> bool:
                 return len(read_ledger(ledger)) >= 3
 
             await wait_until(three_runs, timeout_s=20, what="three ticks")
 
-            # Each scheduler listens for wake-ups once it runs (its signal handlers
-            # are in place then): a process still starting would die of the SIGTERM.
-            async def all_listening() -> bool:
-                wake = keys_for(redis, "tasks", "ops").wake
-                counts: Any = await redis.execute_command("PUBSUB", "SHARDNUMSUB", wake)
-                return int(counts[1]) >= 3
-
-            await wait_until(all_listening, timeout_s=20, what="the schedulers to start")
         for p in others:
             p.send_signal(signal.SIGTERM)
             assert p.wait(timeout=15) == 0
         # Everything stopped; a fresh scheduler picks the schedule up from Redis.
         before = len(read_ledger(ledger))
-        async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+        async with worker_in_process(long_target.url, "tasks", scheduler=True):
 
             async def more_runs() -> bool:
                 return len(read_ledger(ledger)) >= before + 2
@@ -91,7 +87,7 @@ async def test_each_tick_runs_once_with_three_schedulers_and_after_a_restart(
 @pytest.mark.parametrize("skew_ms", [300_000, -300_000], ids=["ahead", "behind"])
 async def test_a_scheduler_whose_clock_is_off_makes_the_ticks_due_by_redis_clock(
     redis: Redis,
-    shared_server: RedisServer,
+    long_target: Target,
     ledger: Path,
     monkeypatch: pytest.MonkeyPatch,
     skew_ms: int,
@@ -103,7 +99,7 @@ async def test_a_scheduler_whose_clock_is_off_makes_the_ticks_due_by_redis_clock
     await repeats.add("tasks", "heartbeat", workspace="ops", data={"n": 1}, every_ms=1000)
     true_now_ms = envelope.now_ms
     monkeypatch.setattr(envelope, "now_ms", lambda: true_now_ms() + skew_ms)
-    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "tasks", scheduler=True):
 
         async def three_runs() -> bool:
             return len(read_ledger(ledger)) >= 3
@@ -114,7 +110,7 @@ async def test_a_scheduler_whose_clock_is_off_makes_the_ticks_due_by_redis_clock
 
 
 async def test_schedules_are_listed_replaced_and_removed_with_their_pending_tick(
-    redis: Redis, shared_server: RedisServer
+    redis: Redis, long_target: Target
 ) -> None:
     registry = load(SAMPLE)
     repeats, jobs = Repeats(redis, registry), Jobs(redis, registry)
@@ -128,7 +124,7 @@ async def test_schedules_are_listed_replaced_and_removed_with_their_pending_tick
         ("poll", "", 30_000),
     ]
     assert replaced.every_ms == 30_000
-    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "tasks", scheduler=True):
 
         async def ticks_ahead() -> bool:
             return (await jobs.counts("tasks")).delayed == 4  # two per schedule

@@ -12,8 +12,15 @@ from sluice.streams.connection import Redis
 from sluice.streams.jobs import get_job
 from sluice.streams.keys import PartitionKeys
 from tests.conftest import Target
-from tests.redis_server import RedisServer
 from tests.runtime.helpers import SAMPLE, read_ledger, total_counts, wait_until, worker_in_process
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
 
 RETRY = PartitionKeys("retry-tasks", 0)
 # Scheduling slack allowed beyond a computed due time: loop turns, one settle
@@ -121,7 +128,7 @@ async def test_the_last_failure_dead_letters_with_its_history_and_replay_succeed
 
 
 async def test_a_partly_failed_batch_retries_only_its_failed_jobs(
-    redis: Redis, shared_server: RedisServer, ledger: Path, attempts_file: Path
+    redis: Redis, long_target: Target, ledger: Path, attempts_file: Path
 ) -> None:
     client = Client(redis, load(SAMPLE))
     events = [
@@ -132,7 +139,7 @@ async def test_a_partly_failed_batch_retries_only_its_failed_jobs(
         for i in range(40)
     ]
     receipts = await client.publish_many("batch-retry-tasks", events)
-    async with worker_in_process(shared_server.url, "batch-retry-tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "batch-retry-tasks", scheduler=True):
 
         async def all_done() -> bool:
             return (await total_counts(redis, "batch-retry-tasks")).completed == 40

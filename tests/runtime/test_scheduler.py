@@ -15,7 +15,8 @@ import pytest
 from sluice.runtime import Client, Event
 from sluice.runtime.registry import load
 from sluice.streams.connection import Redis
-from tests.redis_server import RedisServer, free_port
+from tests.conftest import Target
+from tests.redis_server import free_port
 from tests.runtime.helpers import (
     SAMPLE,
     read_ledger,
@@ -24,6 +25,13 @@ from tests.runtime.helpers import (
     wait_until,
     worker_in_process,
 )
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
 
 
 async def publish_spread(client: Client, n: int, over_ms: int) -> list[str]:
@@ -60,7 +68,7 @@ async def promoting(port: int) -> bool:
 
 @pytest.mark.parametrize("schedulers", [2, 3])
 async def test_racing_schedulers_promote_each_job_exactly_once(
-    redis: Redis, shared_server: RedisServer, ledger: Path, schedulers: int, long_run: bool
+    redis: Redis, long_target: Target, ledger: Path, schedulers: int, long_run: bool
 ) -> None:
     """Every scheduler promotes before the jobs are published, so all of them race for
     the jobs as they fall due over 2 s: one every 0.4 ms in the bounded run's 5,000,
@@ -70,7 +78,7 @@ async def test_racing_schedulers_promote_each_job_exactly_once(
     ports = [free_port() for _ in range(schedulers)]
     running = [
         start_worker(
-            shared_server.url,
+            long_target.url,
             ledger,
             functions="tasks",
             role="scheduler",
@@ -83,7 +91,7 @@ async def test_racing_schedulers_promote_each_job_exactly_once(
             await wait_until(partial(promoting, port), what=f"the scheduler on {port} to promote")
         client = Client(redis, load(SAMPLE))
         ids = await publish_spread(client, n, over_ms=2_000)
-        async with worker_in_process(shared_server.url, "tasks"):
+        async with worker_in_process(long_target.url, "tasks"):
 
             async def all_done() -> bool:
                 return (await total_counts(redis, "tasks")).completed == n
@@ -99,14 +107,14 @@ async def test_racing_schedulers_promote_each_job_exactly_once(
 
 
 async def test_a_scheduler_killed_mid_run_loses_and_repeats_nothing(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     client = Client(redis, load(SAMPLE))
     ids = await publish_spread(client, 10_000, over_ms=3_000)
-    first = start_worker(shared_server.url, ledger, functions="tasks", role="scheduler")
+    first = start_worker(long_target.url, ledger, functions="tasks", role="scheduler")
     second: subprocess.Popen[bytes] | None = None
     try:
-        async with worker_in_process(shared_server.url, "tasks"):
+        async with worker_in_process(long_target.url, "tasks"):
 
             async def some_promoted() -> bool:
                 return (await total_counts(redis, "tasks")).promoted >= 2_000
@@ -115,7 +123,7 @@ async def test_a_scheduler_killed_mid_run_loses_and_repeats_nothing(
             first.send_signal(signal.SIGKILL)
             assert first.wait(timeout=10) == -signal.SIGKILL
             assert (await total_counts(redis, "tasks")).delayed > 0, "killed too late to tell"
-            second = start_worker(shared_server.url, ledger, functions="tasks", role="scheduler")
+            second = start_worker(long_target.url, ledger, functions="tasks", role="scheduler")
 
             async def all_done() -> bool:
                 return (await total_counts(redis, "tasks")).completed == 10_000
@@ -130,13 +138,13 @@ async def test_a_scheduler_killed_mid_run_loses_and_repeats_nothing(
 
 
 async def test_jobs_start_close_to_their_due_time(
-    redis: Redis, shared_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    redis: Redis, long_target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     attempts = tmp_path / "attempts"
     monkeypatch.setenv("ATTEMPTS_FILE", str(attempts))
     client = Client(redis, load(SAMPLE))
     n, over_ms = 2_000, 5_000
-    async with worker_in_process(shared_server.url, "tasks", scheduler=True):
+    async with worker_in_process(long_target.url, "tasks", scheduler=True):
         start_ms = time.time_ns() // 1_000_000 + 500
         due = {}
         events = []

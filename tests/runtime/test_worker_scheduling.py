@@ -13,8 +13,15 @@ import pytest
 from sluice.runtime import Client, Event, Jobs
 from sluice.runtime.registry import load
 from sluice.streams.connection import Redis
-from tests.redis_server import RedisServer
+from tests.conftest import Target
 from tests.runtime.helpers import SAMPLE, start_worker, total_counts, wait_until
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
 
 
 def stop(worker: subprocess.Popen[bytes]) -> None:
@@ -29,7 +36,7 @@ async def redis_ms(redis: Redis) -> int:
 
 
 async def test_a_worker_alone_runs_delayed_retried_and_deferred_jobs(
-    redis: Redis, shared_server: RedisServer, ledger: Path
+    redis: Redis, long_target: Target, ledger: Path
 ) -> None:
     client = Client(redis, load(SAMPLE))
     await client.publish_many(
@@ -43,7 +50,7 @@ async def test_a_worker_alone_runs_delayed_retried_and_deferred_jobs(
     await client.publish_many(
         "limited-tasks", [Event(workspace="acme", data={"n": i}) for i in range(30)]
     )
-    worker = start_worker(shared_server.url, ledger, functions="retry-tasks,limited-tasks")
+    worker = start_worker(long_target.url, ledger, functions="retry-tasks,limited-tasks")
     try:
 
         async def all_done() -> bool:
@@ -64,7 +71,7 @@ async def test_a_worker_alone_runs_delayed_retried_and_deferred_jobs(
 )
 async def test_a_worker_told_not_to_schedule_leaves_due_jobs_delayed(
     redis: Redis,
-    shared_server: RedisServer,
+    long_target: Target,
     ledger: Path,
     options: Sequence[str],
     environ: Mapping[str, str],
@@ -76,7 +83,7 @@ async def test_a_worker_told_not_to_schedule_leaves_due_jobs_delayed(
     assert record is not None
     assert record.state == "delayed"
     worker = start_worker(
-        shared_server.url, ledger, functions="tasks", options=options, environ=environ
+        long_target.url, ledger, functions="tasks", options=options, environ=environ
     )
     try:
 

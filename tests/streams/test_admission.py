@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sluice.streams import envelope as env
 from sluice.streams.cancel import cancel_job
 from sluice.streams.claims import Held, leave
@@ -16,6 +18,15 @@ from sluice.streams.listing import list_jobs
 from sluice.streams.publish import Outgoing, publish
 from sluice.streams.ratelimit import Ask, Rates
 from sluice.streams.settle import Completed, Dead, settle
+from tests.conftest import Target
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
 
 KEYS = PartitionKeys("fair", 0)
 SHARE = 10

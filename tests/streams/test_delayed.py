@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 
 from sluice.streams import envelope as env
 from sluice.streams.cancel import cancel_job, reschedule
@@ -13,6 +18,15 @@ from sluice.streams.jobs import counts, get_job
 from sluice.streams.keys import PartitionKeys
 from sluice.streams.publish import Outgoing, publish
 from sluice.streams.settle import Completed, Retried, settle
+from tests.conftest import Target
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
 
 KEYS = PartitionKeys("fn", 0)
 HOUR_MS = 3_600_000
@@ -21,6 +35,26 @@ HOUR_MS = 3_600_000
 def job(job_id: str, *, due_ms: int = 0, delay_ms: int = 0) -> Outgoing:
     payload = env.encode_payload({"x": 1})
     return Outgoing(env.Envelope(job_id, "fn", "ws", payload, env.now_ms()), due_ms, delay_ms)
+
+
+async def subscribed(redis: Redis) -> PubSub:
+    """Subscribed to the partition's wake channel (sharded, as the scripts publish it)."""
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()  # which node owns the channel
+    pubsub = redis.pubsub()
+    await pubsub.ssubscribe(KEYS.wake)
+    confirmation = await wake_message(pubsub)
+    assert confirmation is not None
+    assert confirmation["type"] == "ssubscribe"
+    return pubsub
+
+
+async def wake_message(pubsub: PubSub) -> dict[str, Any] | None:
+    """The next message: a cluster's sharded ones come from the channel's node."""
+    if isinstance(pubsub, ClusterPubSub):
+        return await pubsub.get_sharded_message(timeout=1)
+    message: dict[str, Any] | None = await pubsub.get_message(timeout=1)
+    return message
 
 
 async def cancel_id(redis: Redis, job_id: str) -> str:
@@ -94,9 +128,7 @@ async def test_racing_promoters_move_each_job_exactly_once(redis: Redis) -> None
 async def test_a_retry_settlement_parks_the_next_attempt_with_its_errors(redis: Redis) -> None:
     await ensure_group(redis, KEYS)
     await publish(redis, KEYS, [job("a")])
-    pubsub = redis.pubsub()
-    await pubsub.ssubscribe(KEYS.wake)  # sharded, as the scripts publish it
-    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    pubsub = await subscribed(redis)
     (d,) = await read(redis, KEYS, "c1", 10, 100)
     first = env.decode(d.envelope)
     following = env.Envelope(
@@ -113,7 +145,7 @@ async def test_a_retry_settlement_parks_the_next_attempt_with_its_errors(redis: 
     c = await counts(redis, KEYS)
     assert (c.waiting, c.active, c.delayed, c.failed) == (0, 0, 1, 1)
     # The only delayed job: schedulers are told when it falls due.
-    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+    message = await wake_message(pubsub)
     assert message is not None
     assert int(message["data"]) == record.due_ms
     await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
@@ -176,11 +208,9 @@ async def test_cancel_removes_a_delayed_or_unread_job_and_refuses_the_rest(
 async def test_reschedule_moves_only_a_delayed_job_and_wakes_schedulers(redis: Redis) -> None:
     await ensure_group(redis, KEYS)
     await publish(redis, KEYS, [job("later", delay_ms=HOUR_MS), job("now")])
-    pubsub = redis.pubsub()
-    await pubsub.ssubscribe(KEYS.wake)  # sharded, as the scripts publish it
-    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    pubsub = await subscribed(redis)
     assert await reschedule(redis, KEYS, ["later"], delay_ms=60_000) == "delayed"
-    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+    message = await wake_message(pubsub)
     await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
     record = await get_job(redis, KEYS, "later")
     assert record is not None

@@ -13,6 +13,7 @@ import collections
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -26,7 +27,7 @@ from sluice.streams.jobs import counts
 from sluice.streams.keys import PartitionKeys
 from sluice.streams.publish import Outgoing, publish
 from sluice.streams.settle import Completed, settle
-from tests.redis_server import RedisServer
+from tests.conftest import SLOW_ON_CLUSTER
 
 KEYS = PartitionKeys("model", 0)
 LATER_MS = 3_600_000
@@ -195,8 +196,11 @@ class Lifecycle(RuleBasedStateMachine):
         self.due.add(job_id)
 
 
-def test_every_job_ends_exactly_once(shared_server: RedisServer) -> None:
-    Lifecycle.url = shared_server.url
+@pytest.mark.parametrize("where", SLOW_ON_CLUSTER)
+def test_every_job_ends_exactly_once(where: str, request: pytest.FixtureRequest) -> None:
+    # The shared single server, or the shared 3-master cluster with --long.
+    fixture = "shared_server" if where == "server" else "shared_cluster"
+    Lifecycle.url = request.getfixturevalue(fixture).url
     machine = Lifecycle.TestCase
     machine.settings = settings(
         max_examples=60,

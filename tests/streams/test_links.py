@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from sluice.streams import envelope as env
 from sluice.streams.cancel import cancel, cancel_job
 from sluice.streams.connection import Redis
@@ -13,6 +15,15 @@ from sluice.streams.keys import PartitionKeys, links
 from sluice.streams.publish import Outgoing, publish
 from sluice.streams.settle import Completed, settle
 from sluice.streams.tagged import TagCounts, tag_counts
+from tests.conftest import Target
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
 
 KEYS = PartitionKeys("fn", 0)
 HOUR_MS = 3_600_000

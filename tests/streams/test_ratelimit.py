@@ -3,6 +3,8 @@ real redis-server."""
 
 from __future__ import annotations
 
+import pytest
+
 from sluice.streams.connection import Redis
 from sluice.streams.consume import refill
 from sluice.streams.keys import PartitionKeys
@@ -19,6 +21,15 @@ from sluice.streams.ratelimit import (
     forget_deferrals,
     set_limit,
 )
+from tests.conftest import Target
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
 
 KEYS = PartitionKeys("fn", 0)
 

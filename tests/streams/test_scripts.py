@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from sluice.streams import envelope as env
 from sluice.streams.claims import Extension, Held, extend, leave
 from sluice.streams.connection import Redis
@@ -16,7 +18,16 @@ from sluice.streams.publish import Outgoing, publish
 from sluice.streams.reclaim import reclaim
 from sluice.streams.settle import Completed, Dead, settle
 from sluice.streams.suspects import forget, mark_started
+from tests.conftest import Target
 from tests.runtime.helpers import blocked_readers, wait_until
+
+
+@pytest.fixture
+def redis(long_target: Target) -> Redis:
+    """Every test here runs on the single server, and on the 3-master cluster too
+    with --long (tests/conftest.py: long_target)."""
+    return long_target.redis
+
 
 KEYS = PartitionKeys("fn", 0)
 # Idle time after which a reclaim deletes a consumer holding nothing: none in these tests.
