@@ -20,7 +20,7 @@ from sluice.runtime.registry import Registry
 from sluice.runtime.settings import from_env
 from sluice.streams.connection import Redis
 from sluice.streams.jobs import Counts
-from tests.functions.providers import Answer, LoopLag, ProviderServer, assert_rate_held
+from tests.functions.providers import Answer, ProviderServer, assert_rate_held
 from tests.functions.smtp_server import (
     DROP,
     PASSWORD,
@@ -31,7 +31,7 @@ from tests.functions.smtp_server import (
     smtp_server,
 )
 from tests.redis_server import RedisServer
-from tests.runtime.helpers import hosting, total_counts, wait_until
+from tests.runtime.helpers import LoopLag, hosting, total_counts, wait_until
 
 REGISTRY = Registry([send_email])
 

@@ -33,14 +33,13 @@ from sluice.runtime.testing import Rejected, call
 from sluice.streams.connection import Redis
 from tests.functions.providers import (
     Answer,
-    LoopLag,
     ProviderServer,
     assert_rate_held,
     busiest_second,
     worker_for,
 )
 from tests.redis_server import RedisServer
-from tests.runtime.helpers import total_counts, wait_completed, wait_until
+from tests.runtime.helpers import LoopLag, total_counts, wait_completed, wait_until
 
 SID = "AC0123456789abcdef0123456789abcdef"
 TOKEN = "twilio-token"

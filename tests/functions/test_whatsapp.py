@@ -20,13 +20,12 @@ from sluice.runtime.testing import Completed, Failed, Rejected, Retried, call
 from sluice.streams.connection import Redis
 from tests.functions.providers import (
     Answer,
-    LoopLag,
     ProviderServer,
     assert_rate_held,
     worker_for,
 )
 from tests.redis_server import RedisServer
-from tests.runtime.helpers import wait_completed
+from tests.runtime.helpers import LoopLag, wait_completed
 
 TOKEN = "EAAG-cloud-token"
 SECRET = "whsec_" + base64.b64encode(b"a-whatsapp-signing-key").decode()

@@ -204,3 +204,34 @@ async def wait_unavailable(health: RedisHealth) -> None:
         return not health.available
 
     await wait_until(noticed, what="the worker to notice Redis is unavailable")
+
+
+class LoopLag:
+    """The longest the event loop may have stood still while watched (starved of CPU
+    on a busy machine, a GC pause): the longest a short timer's sleep took, which
+    holds any stall within it. The worker, the provider server and the test share
+    the loop, so the jobs whose rate-limit slots passed meanwhile start together
+    after it."""
+
+    TICK_S = 0.01
+
+    def __init__(self) -> None:
+        self.max_s = 0.0
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[LoopLag]:
+        task = asyncio.create_task(self._watch())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            # The tick is the measure: how much later than asked the loop woke.
+            await asyncio.sleep(self.TICK_S)
+            self.max_s = max(self.max_s, loop.time() - before)

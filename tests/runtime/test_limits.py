@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 import signal
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from sluice.streams.ratelimit import GLOBAL, Ask, Rates, overridden, set_limit
 from tests.conftest import Target
 from tests.runtime.helpers import (
     SAMPLE,
+    LoopLag,
     blocked_readers,
     read_ledger,
     start_worker,
@@ -73,7 +75,10 @@ async def test_a_global_limit_holds_across_three_workers_and_defers_the_rest(
     published = {r.id for r in await client.publish_many("limited-tasks", events)}
     workers = [start_worker(long_target.url, ledger, functions="limited-tasks") for _ in range(2)]
     try:
-        async with worker_in_process(long_target.url, "limited-tasks", scheduler=True):
+        async with (
+            LoopLag().watching() as lag,
+            worker_in_process(long_target.url, "limited-tasks", scheduler=True),
+        ):
 
             async def all_done() -> bool:
                 return (await total_counts(redis, "limited-tasks")).completed == n
@@ -96,8 +101,12 @@ async def test_a_global_limit_holds_across_three_workers_and_defers_the_rest(
     assert max(handled.values()) == 1
     starts = [t for ts in start_times(attempts).values() for t in ts]
     busiest = busiest_second(starts)
-    print(f"{n} jobs at 50/s (burst 10) over 3 workers: busiest second {busiest} starts")
-    assert busiest <= 50 + 10
+    print(f"{n} jobs at 50/s (burst 10) over 3 workers: busiest second {busiest} starts"
+          f" (loop lag {lag.max_s:.3f} s)")  # fmt: skip
+    # Plus the slots that passed while a process stood still (the machine busy with
+    # other work), which start together after it: this process's longest stall
+    # stands for the workers' (README: Rate limits).
+    assert busiest <= 50 + 10 + math.ceil(50 * lag.max_s)
     counts = await total_counts(redis, "limited-tasks")
     assert (counts.failed, counts.dead) == (0, 0)
     deferred = await Limits(redis, load(SAMPLE)).deferrals("limited-tasks")
