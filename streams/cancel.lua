@@ -30,7 +30,8 @@ local function cancel(id)
     return r.state
   end
   Links.release(KEYS[6], KEYS[7], r.links, id)
-  r.state, r.finished, r.dead, r.tail = 'cancelled', now, '', ''
+  -- A backlog place means a job waiting there: a cancelled one has none.
+  r.state, r.finished, r.dead, r.tail, r.backlog = 'cancelled', now, '', '', nil
   redis.call('HSET', KEYS[1], id, Record.format(r))
   -- Kept, then dropped, like a completed job's record.
   redis.call('ZADD', KEYS[5], now, id)

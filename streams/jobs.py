@@ -136,8 +136,9 @@ async def find_job(
     priority = env.NORMAL
     delayed = record.state == "delayed"
     # A delayed or backlogged job's envelope is its record's tail; it holds the
-    # errors of earlier attempts.
-    waiting = delayed or bool(record.backlog)
+    # errors of earlier attempts. (A record cancelled in the backlog by an earlier
+    # release kept its backlog place: not waiting.)
+    waiting = delayed or (record.state == "queued" and bool(record.backlog))
     if waiting or (entry and record.state == "queued"):
         envelope = env.decode(record.tail if waiting else entry)
         error = envelope.errors[-1] if envelope.errors else ""

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from sluice.streams import envelope as env
+from sluice.streams import record as rec
 from sluice.streams.cancel import cancel_job
 from sluice.streams.claims import Held, leave
 from sluice.streams.connection import Redis
@@ -112,6 +114,25 @@ async def test_cancelling_a_backlogged_job_or_an_unread_entry(redis: Redis) -> N
         ids += batch
     assert ids == [f"j{i}" for i in range(1, SHARE + 3) if i != SHARE]
     assert await redis.zcard(KEYS.backlog) == 0
+
+
+async def test_a_cancelled_backlogged_jobs_status_reads(redis: Redis) -> None:
+    # Found by schemathesis: a job cancelled while in its workspace's backlog kept
+    # its backlog place in its record, and its status read the empty tail as the
+    # envelope of a waiting job: DELETE /v1/jobs/{id} answered 500 once cancelled.
+    await ensure_group(redis, KEYS)
+    await publish(redis, KEYS, [job(f"j{i}", "ws") for i in range(SHARE + 1)], SHARE)
+    assert await cancel_job(redis, KEYS, [f"j{SHARE}"], share=SHARE) == "cancelled"
+    for stored in ("written now", "written by the release before"):
+        if stored != "written now":
+            stored_record = await redis.hget(KEYS.jobs, f"j{SHARE}")
+            assert isinstance(stored_record, bytes)
+            kept = rec.parse(stored_record)
+            old = msgspec.structs.replace(kept, backlog=f"b1{SHARE:016d}")
+            await redis.hset(KEYS.jobs, f"j{SHARE}", rec.format(old))
+        record = await get_job(redis, KEYS, f"j{SHARE}")
+        assert record is not None, stored
+        assert (record.state, record.data, record.failures) == ("cancelled", None, ()), stored
 
 
 async def test_a_key_replaces_a_backlogged_job(redis: Redis) -> None:
