@@ -256,8 +256,8 @@ async def test_ticks_under_clocks_off_by_five_minutes(
     # The only schedulers have clocks 300 s ahead and 300 s behind (workers as
     # the host: they promote nothing). Each due time of 4 interval schedules and
     # a cron one fires once, none before it is due by Redis's clock, none missing,
-    # within ON_TIME_MS. Control: the scheduler ahead hands Redis its ticks due by
-    # its own clock, so they fire 300 s early.
+    # within ON_TIME_MS. Control: each scheduler hands Redis its ticks due by its
+    # own clock, so the one ahead's fire 300 s early and the one behind's 300 s late.
     redis = target.redis
     long_run = long_run and not is_cluster(redis)  # the cluster: bounded counts
     # The control as long as the bounded run: adding a schedule publishes its first
@@ -291,7 +291,10 @@ async def test_ticks_under_clocks_off_by_five_minutes(
     figures(ticks, cron_ticks=len(expected["cron"]))
     broken = tick_violations(ticks)
     if control:
-        assert any(b.startswith("ticks_early=") for b in broken), ticks.line()
+        # Both schedulers make each tick under the same id: whichever publishes it
+        # first decides, the one ahead (it fires early) or the one behind (it
+        # fires 5 minutes late: missing from the window). Either is the defect.
+        assert any(b.startswith(("ticks_early=", "ticks_missing=")) for b in broken), ticks.line()
     else:
         assert broken == [], ticks.line()
         skewed = schedulers.log.read_text().count("battery clock skewed")

@@ -207,7 +207,11 @@ async def test_a_killed_workers_jobs_go_ahead_of_a_full_survivors_queue(
 
 
 async def test_a_zombie_worker_does_not_run_jobs_finished_elsewhere(
-    redis: Redis, long_target: Target, tmp_path: Path, ledger: Path
+    redis: Redis,
+    long_target: Target,
+    tmp_path: Path,
+    ledger: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # long-tasks: visibility timeout 1 s, two lanes. The zombie holds four 2 s jobs,
     # runs two, and freezes; the survivor takes all four over and finishes them.
@@ -217,14 +221,19 @@ async def test_a_zombie_worker_does_not_run_jobs_finished_elsewhere(
     await ensure_group(redis, keys)
     jobs = await publish_tasks(redis, "long-tasks", 4, sleep_ms=2000)
     log = tmp_path / "zombie.log"
+    # Each handler start is noted there (tests.sample_functions): frozen only once
+    # both lanes run, as a lane may start its call a moment after the read.
+    started = tmp_path / "attempts"
+    monkeypatch.setenv("ATTEMPTS_FILE", str(started))
     zombie = start_worker(long_target.url, ledger, functions="long-tasks", log=log)
     try:
 
-        async def holding_all() -> bool:
+        async def holding_all_running_two() -> bool:
             summary: dict[str, Any] = await redis.xpending(keys.stream, GROUP)
-            return int(summary["pending"]) == len(jobs)
+            running = started.read_text().count("\n") if started.exists() else 0
+            return int(summary["pending"]) == len(jobs) and running == 2
 
-        await wait_until(holding_all, what="the zombie to hold every job")
+        await wait_until(holding_all_running_two, what="the zombie to hold every job, run two")
         zombie.send_signal(signal.SIGSTOP)
         async with worker_in_process(long_target.url, "long-tasks"):
             await wait_completed(redis, "long-tasks", len(jobs))
