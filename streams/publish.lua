@@ -48,20 +48,10 @@ end
 -- replaced (removed here, the new one written below); one running or finished
 -- stays, and the key moves to the new job.
 local function replace(old)
-  local record = redis.call('HGET', KEYS[3], old)
-  local r = record and Record.parse(record)
-  if not r then return end
-  if r.state == 'queued' then
-    if not Admit.withdraw(r, old, ARGV[1]) then return end
-  elseif r.state == 'delayed' then
-    redis.call('ZREM', KEYS[4], old)
-  else
-    return
+  if Links.replace(KEYS[3], KEYS[4], KEYS[5], KEYS[6], old, ARGV[1]) then
+    known[old] = nil
+    replaced = replaced + 1
   end
-  redis.call('HDEL', KEYS[3], old)
-  known[old] = nil
-  Links.release(KEYS[5], KEYS[6], r.links, old)
-  replaced = replaced + 1
 end
 
 local written = 0

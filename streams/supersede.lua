@@ -22,18 +22,7 @@ for a = 3, #ARGV, 2 do
     out[#out + 1] = 0
     local old = keyfield ~= '' and redis.call('HGET', KEYS[5], keyfield)
     if old then
-      local record = redis.call('HGET', KEYS[3], old)
-      local r = record and Record.parse(record)
-      local gone = false
-      if r and r.state == 'queued' then
-        gone = Admit.withdraw(r, old, ARGV[1])
-      elseif r and r.state == 'delayed' then
-        redis.call('ZREM', KEYS[4], old)
-        gone = true
-      end
-      if gone then
-        redis.call('HDEL', KEYS[3], old)
-        Links.release(KEYS[5], KEYS[6], r.links, old)
+      if Links.replace(KEYS[3], KEYS[4], KEYS[5], KEYS[6], old, ARGV[1]) then
         replaced = replaced + 1
       else
         redis.call('HDEL', KEYS[5], keyfield)

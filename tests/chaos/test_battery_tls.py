@@ -160,4 +160,4 @@ async def test_rediss_with_the_deployments_ca_and_no_plain_fallback(
 
 def test_a_ca_file_is_for_a_tls_url_only() -> None:
     with pytest.raises(ConfigurationError, match="rediss://"):
-        RedisSettings(url="redis://127.0.0.1:6379/0", ca_file="/etc/ssl/ca.pem")
+        RedisSettings(url="redis://redis.internal:6380/0", ca_file="/etc/ssl/ca.pem")
